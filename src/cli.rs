@@ -1,0 +1,118 @@
+//! The command line: `balancerd [run] --config PATH`, `balancerd check`, and friends.
+//!
+//! Exit codes: 0 valid, 1 config errors (or warnings with `--strict`), 2 usage errors.
+
+use crate::config::{self, LoadOptions, diag::Severity};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// The default config file.
+pub const DEFAULT_CONFIG: &str = "conf/balancerd.conf";
+
+#[derive(Parser, Debug)]
+#[command(name = "balancerd", version, about = "A native replacement for httpd's mod_proxy_balancer")]
+struct Cli {
+    /// Config file (httpd dialect, or TOML when it ends in .toml).
+    #[arg(long, short = 'f', global = true)]
+    config: Option<PathBuf>,
+    /// Define a variable for ${VAR} and <IfDefine> (like httpd -D).
+    #[arg(short = 'D', global = true)]
+    define: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load the config and serve it.
+    Run,
+    /// Validate a config (a main file or one tenant file) and print a summary.
+    Check {
+        /// Treat warnings as errors (exit 1).
+        #[arg(long)]
+        strict: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let opts = LoadOptions {
+        defines: cli.define.clone(),
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check { strict, format } => check(&path, &opts, strict, format),
+        Command::Run => run(&path, &opts),
+    }
+}
+
+fn check(path: &PathBuf, opts: &LoadOptions, strict: bool, format: Format) -> i32 {
+    let loaded = config::load(path, opts);
+    let worst = loaded.worst();
+    let failed = worst == Some(Severity::Error) || (strict && worst == Some(Severity::Warning));
+    let count = |s| loaded.diagnostics.iter().filter(|d| d.severity == s).count();
+    match format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "config": path.display().to_string(),
+                "valid": !failed,
+                "errors": count(Severity::Error),
+                "warnings": count(Severity::Warning),
+                "notes": count(Severity::Note),
+                "diagnostics": loaded.diagnostics,
+                "summary": loaded.config.as_ref().map(config::summary::json),
+            });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Text => {
+            for d in &loaded.diagnostics {
+                eprint!("{}", d.render());
+            }
+            if let Some(c) = &loaded.config {
+                if !failed {
+                    print!("{}", config::summary::text(c));
+                }
+            }
+            let verdict = if failed { "is NOT valid" } else { "is valid" };
+            eprintln!(
+                "{}: {verdict}: {} error(s), {} warning(s), {} note(s)",
+                path.display(),
+                count(Severity::Error),
+                count(Severity::Warning),
+                count(Severity::Note)
+            );
+        }
+    }
+    i32::from(failed)
+}
+
+fn run(path: &PathBuf, opts: &LoadOptions) -> i32 {
+    let loaded = config::load(path, opts);
+    for d in &loaded.diagnostics {
+        eprint!("{}", d.render());
+    }
+    match loaded.config {
+        Some(_) => {
+            eprintln!("balancerd: {} loaded; the request path is not built yet", path.display());
+            0
+        }
+        None => 1,
+    }
+}

@@ -1,0 +1,222 @@
+//! The model builder both dialects feed: balancers found or created by name, members added
+//! with httpd's "sharing worker" identity rule, routes and rules appended in config order.
+//! `finish` runs the lints and yields the [`Config`].
+
+use super::diag::{Diagnostics, Origin};
+use super::lint;
+use super::model::*;
+
+/// Which server a rule belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSel {
+    /// The main server.
+    Main,
+    /// A `<VirtualHost>` by index.
+    VHost(usize),
+}
+
+/// A `ProxyPassReverseCookiePath` placed inside a `<Proxy>` section (a lint looks at these).
+#[derive(Debug, Clone)]
+pub struct ScopedCookiePath {
+    /// The balancer whose section holds it.
+    pub balancer: String,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// Collects the model while files are read.
+#[derive(Debug, Default)]
+pub struct ModelBuilder {
+    /// The config under construction.
+    pub config: Config,
+    /// Cookie-path rules written inside `<Proxy>` sections.
+    pub scoped_cookie_paths: Vec<ScopedCookiePath>,
+    /// True when the file being checked was meant to stand alone (no `Listen` is fine).
+    pub saw_listen: bool,
+}
+
+impl ModelBuilder {
+    /// The rules of one server.
+    pub fn host_mut(&mut self, sel: HostSel) -> &mut HostRules {
+        match sel {
+            HostSel::Main => &mut self.config.main,
+            HostSel::VHost(i) => &mut self.config.vhosts[i].rules,
+        }
+    }
+
+    /// Finds a balancer by (already lower-cased) name, or creates it.
+    pub fn balancer_index(&mut self, name: &str, origin: &Origin) -> usize {
+        if let Some(i) = self.config.balancer_index(name) {
+            return i;
+        }
+        self.config
+            .balancers
+            .push(Balancer::new(name.to_string(), origin.clone()));
+        self.config.balancers.len() - 1
+    }
+
+    /// Adds a member with httpd's identity rule: a URL that extends (or repeats) an existing
+    /// member of the same balancer is a "sharing worker" whose parameters httpd ignores.
+    /// balancerd keeps that meaning and says so.
+    pub fn add_member(
+        &mut self,
+        bi: usize,
+        url: MemberUrl,
+        params: MemberParams,
+        had_params: bool,
+        origin: Origin,
+        diags: &mut Diagnostics,
+    ) {
+        let b = &mut self.config.balancers[bi];
+        let shared = b
+            .members
+            .iter()
+            .filter(|m| {
+                m.url.scheme == url.scheme
+                    && m.url.host == url.host
+                    && m.url.port == url.port
+                    && url.path.starts_with(&m.url.path)
+            })
+            .max_by_key(|m| m.url.path.len());
+        if let Some(existing) = shared {
+            let d = diags.warning(
+                &origin,
+                format!(
+                    "member {url} shares the worker {} declared at {} (httpd: \"Sharing worker\"); {}",
+                    existing.url,
+                    existing.origin,
+                    if had_params {
+                        "its parameters are ignored, as httpd ignores them"
+                    } else {
+                        "the line adds nothing"
+                    }
+                ),
+            );
+            if had_params {
+                d.hint("remove this line, or give the member a distinct host:port; httpd keeps only the first definition (AH01150)");
+            } else {
+                d.hint("remove the duplicate line");
+            }
+            return;
+        }
+        b.members.push(Member {
+            url,
+            params,
+            origin,
+        });
+    }
+}
+
+/// Parses a member URL (`http://host:port/path`) and normalises it as httpd does.
+pub fn parse_member_url(s: &str) -> Result<(MemberUrl, Option<String>), String> {
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| format!("'{s}' is not a URL (expected http://host[:port][/path])"))?;
+    let scheme_l = scheme.to_ascii_lowercase();
+    let (scheme_n, upgrade) = match scheme_l.as_str() {
+        "http" => ("http", None),
+        "https" => ("https", None),
+        "ws" => ("http", Some("websocket".to_string())),
+        "wss" => ("https", Some("websocket".to_string())),
+        "unix" => {
+            return Err(
+                "unix: sockets are not supported (and have been a source of SSRF in httpd, CVE-2021-40438)"
+                    .into(),
+            );
+        }
+        "ajp" | "fcgi" | "scgi" | "uwsgi" | "h2" | "h2c" | "ftp" => {
+            return Err(format!(
+                "{scheme_l}:// members are not supported; balancerd speaks HTTP/1.1 to members (http:// or https://)"
+            ));
+        }
+        _ => return Err(format!("unknown scheme '{scheme}' in '{s}'")),
+    };
+    let (auth, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if path.contains(['?', '#']) {
+        return Err(format!("member URL '{s}' may not carry a query or fragment"));
+    }
+    if auth.contains('@') {
+        return Err(format!("member URL '{s}' may not carry user information"));
+    }
+    if auth.is_empty() {
+        return Err(format!("member URL '{s}' has no host"));
+    }
+    let default_port = if scheme_n == "https" { 443 } else { 80 };
+    let (host, port, explicit) = if let Some(r) = auth.strip_prefix('[') {
+        let (h, after) = r
+            .split_once(']')
+            .ok_or_else(|| format!("unterminated IPv6 address in '{s}'"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (h.to_string(), parse_port(p, s)?, true),
+            None if after.is_empty() => (h.to_string(), default_port, false),
+            None => return Err(format!("bad host in '{s}'")),
+        }
+    } else {
+        match auth.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), parse_port(p, s)?, true),
+            None => (auth.to_string(), default_port, false),
+        }
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+    {
+        return Err(format!("bad host name '{host}' in '{s}'"));
+    }
+    Ok((
+        MemberUrl {
+            scheme: scheme_n.to_string(),
+            host: host.to_ascii_lowercase(),
+            port,
+            port_explicit: explicit && port != default_port,
+            path: path.to_string(),
+        },
+        upgrade,
+    ))
+}
+
+fn parse_port(p: &str, s: &str) -> Result<u16, String> {
+    match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("bad port '{p}' in '{s}'")),
+    }
+}
+
+impl ModelBuilder {
+    /// Runs the lints and returns the finished model.
+    pub fn finish(self, diags: &mut Diagnostics, main_file: &std::sync::Arc<str>, read_ok: bool) -> Config {
+        let ModelBuilder {
+            config,
+            scoped_cookie_paths,
+            saw_listen,
+        } = self;
+        if read_ok {
+            lint::run(&config, &scoped_cookie_paths, saw_listen, main_file, diags);
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_urls_normalise() {
+        let (u, _) = parse_member_url("HTTP://TLRWS1:8080").unwrap();
+        assert_eq!(u.to_string(), "http://tlrws1:8080");
+        assert_eq!(u.host_header(), "tlrws1:8080");
+        let (u, _) = parse_member_url("http://h:80/app").unwrap();
+        assert_eq!(u.to_string(), "http://h/app");
+        assert_eq!(u.host_header(), "h");
+        let (u, up) = parse_member_url("wss://[::1]:9000").unwrap();
+        assert_eq!((u.scheme.as_str(), u.port, up.as_deref()), ("https", 9000, Some("websocket")));
+        assert!(parse_member_url("unix:/run/x.sock|http://h").is_err());
+        assert!(parse_member_url("http://h:0").is_err());
+        assert!(parse_member_url("http://u@h").is_err());
+    }
+}

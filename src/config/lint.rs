@@ -1,0 +1,342 @@
+//! Lints httpd never gives: problems that load fine but route traffic in a way the admin
+//! almost certainly did not mean (shadowed `ProxyPass`, sticky cookies that never come back,
+//! rules httpd applies more widely than they appear to). Run on the finished model, so both
+//! dialects get them.
+
+use super::builder::ScopedCookiePath;
+use super::diag::{Diagnostics, Origin};
+use super::model::*;
+use std::sync::Arc;
+
+/// Runs every lint.
+pub fn run(
+    c: &Config,
+    scoped_cookie_paths: &[ScopedCookiePath],
+    saw_listen: bool,
+    main_file: &Arc<str>,
+    diags: &mut Diagnostics,
+) {
+    if !saw_listen && c.listeners.is_empty() {
+        diags.note(
+            &Origin::new(main_file, 1, 1),
+            "no Listen directive: this file is checked on its own (as a tenant file included from the main config); it serves nothing by itself",
+        );
+    }
+    shadowed_routes(c, diags);
+    balancers(c, diags);
+    tls(c, saw_listen || !c.listeners.is_empty(), diags);
+    cookies(c, diags);
+    for s in scoped_cookie_paths {
+        diags
+            .warning(
+                &s.origin,
+                format!(
+                    "ProxyPassReverseCookiePath inside <Proxy balancer://{}>: httpd applies it to every balancer, not only this one (with a second tenant, that tenant's cookie paths are rewritten by this rule too); balancerd applies it only to balancer://{}",
+                    s.balancer, s.balancer
+                ),
+            )
+            .hint("nothing to change for balancerd; under httpd, move per-tenant cookie rules out of shared files");
+    }
+    proxy_prefix_leak(c, diags);
+}
+
+fn collapse_slashes(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    let mut prev = false;
+    for ch in p.chars() {
+        if ch == '/' {
+            if !prev {
+                out.push(ch);
+            }
+            prev = true;
+        } else {
+            out.push(ch);
+            prev = false;
+        }
+    }
+    out
+}
+
+/// True when every path the prefix `q` matches is also matched by the prefix `p`.
+fn prefix_covers(p: &str, q: &str) -> bool {
+    let p = collapse_slashes(p);
+    let q = collapse_slashes(q);
+    q.starts_with(&p)
+        && (p.ends_with('/') || q.len() == p.len() || q.as_bytes()[p.len()] == b'/')
+}
+
+fn shadowed_routes(c: &Config, diags: &mut Diagnostics) {
+    let mut lists: Vec<Vec<&Route>> = vec![c.main.routes.iter().collect()];
+    for v in &c.vhosts {
+        lists.push(c.main.routes.iter().chain(v.rules.routes.iter()).collect());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for list in lists {
+        for (j, rj) in list.iter().enumerate() {
+            let RouteMatch::Prefix(q) = &rj.matcher else { continue };
+            for ri in &list[..j] {
+                let RouteMatch::Prefix(p) = &ri.matcher else { continue };
+                if prefix_covers(p, q) {
+                    if seen.insert(rj.origin.clone()) {
+                        diags
+                            .warning(
+                                &rj.origin,
+                                format!(
+                                    "ProxyPass {q} can never match: the earlier ProxyPass {p} at {} matches every path it would (httpd takes the first match in config order, not the longest)",
+                                    ri.origin
+                                ),
+                            )
+                            .hint(format!("move this line above {}", ri.origin));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn routes_of(c: &Config, bi: usize) -> Vec<&Route> {
+    c.main
+        .routes
+        .iter()
+        .chain(c.vhosts.iter().flat_map(|v| v.rules.routes.iter()))
+        .filter(|r| matches!(&r.target, RouteTarget::Balancer { balancer, .. } if *balancer == bi))
+        .collect()
+}
+
+fn balancers(c: &Config, diags: &mut Diagnostics) {
+    for (bi, b) in c.balancers.iter().enumerate() {
+        let used = routes_of(c, bi);
+        if b.members.is_empty() {
+            for r in &used {
+                diags
+                    .error(
+                        &r.origin,
+                        format!(
+                            "balancer://{} has no members: every request to {} would get 503 (httpd: \"No workers in balancer\")",
+                            b.name,
+                            r.matcher.as_str()
+                        ),
+                    )
+                    .hint(format!(
+                        "add BalancerMember lines in <Proxy balancer://{}>, or check the spelling of the balancer name",
+                        b.name
+                    ));
+            }
+            if used.is_empty() {
+                diags.warning(&b.definitions[0], format!("balancer://{} has no members", b.name));
+            }
+            continue;
+        }
+        for (i, m) in b.members.iter().enumerate() {
+            if m.params.route.is_empty() {
+                continue;
+            }
+            if let Some(prev) = b.members[..i].iter().find(|p| p.params.route == m.params.route) {
+                diags
+                    .warning(
+                        &m.origin,
+                        format!(
+                            "route '{}' is also used by {} ({}) in balancer://{}: sessions for that route always go to the first of them",
+                            m.params.route, prev.url, prev.origin, b.name
+                        ),
+                    )
+                    .hint("give every member of a balancer its own route");
+            }
+        }
+        if let (Some(s), Some(o)) = (&b.params.sticky, &b.params.sticky_origin) {
+            if b.members.iter().all(|m| m.params.route.is_empty()) {
+                diags
+                    .warning(
+                        o,
+                        format!(
+                            "stickysession={} is set but no member of balancer://{} has a route, so no session can ever stick",
+                            s.cookie, b.name
+                        ),
+                    )
+                    .hint("add route=NAME to each BalancerMember (the text after the '.' in the session id)");
+            }
+        }
+        if b.members.len() > 0 && b.members.iter().all(|m| m.params.status.has(StatusFlags::HOT_STANDBY)) {
+            diags
+                .warning(
+                    &b.definitions[0],
+                    format!(
+                        "every member of balancer://{} is a hot standby (status=H): they are used only because nothing else is",
+                        b.name
+                    ),
+                )
+                .hint("remove status=H from the primary member(s)");
+        }
+    }
+}
+
+fn tls(c: &Config, complete: bool, diags: &mut Diagnostics) {
+    let t = &c.upstream_tls;
+    if !t.engine {
+        for b in &c.balancers {
+            if let Some(m) = b.members.iter().find(|m| m.url.is_tls()) {
+                let msg = format!(
+                    "member {} uses https but SSLProxyEngine is not On: httpd fails every request to it with 500",
+                    m.url
+                );
+                if complete {
+                    diags.error(&m.origin, msg).hint("add SSLProxyEngine On (and SSLProxyVerify require with SSLProxyCACertificateFile)");
+                } else {
+                    diags.warning(&m.origin, msg).hint("the main config must set SSLProxyEngine On (the vendor guide puts it in ssl.conf)");
+                }
+            }
+        }
+    } else if !t.verify {
+        let o = t.engine_origin.clone();
+        if let Some(o) = o {
+            diags
+                .warning(
+                    &o,
+                    "SSLProxyEngine On without SSLProxyVerify require: member certificates are not verified (httpd's default), so anyone on the path to a member can impersonate it",
+                )
+                .hint("add SSLProxyVerify require and SSLProxyCACertificateFile /path/to/ca.pem");
+        }
+    }
+}
+
+/// A `Set-Cookie` header rule that carries the balancer route (the vendor's ROUTEID line).
+struct RouteCookie<'a> {
+    name: String,
+    path: Option<String>,
+    rule: &'a HeaderRule,
+}
+
+fn route_cookie(r: &HeaderRule) -> Option<RouteCookie<'_>> {
+    if !r.name.eq_ignore_ascii_case("set-cookie") {
+        return None;
+    }
+    if !r
+        .value
+        .parts
+        .iter()
+        .any(|p| matches!(p, FormatPart::Env(v) if v == "BALANCER_WORKER_ROUTE"))
+    {
+        return None;
+    }
+    let raw = &r.value.raw;
+    let name = raw.split('=').next()?.trim().to_string();
+    let path = raw.split(';').skip(1).find_map(|a| {
+        let (k, v) = a.trim().split_once('=')?;
+        k.trim().eq_ignore_ascii_case("path").then(|| v.trim().to_string())
+    });
+    Some(RouteCookie {
+        name,
+        path,
+        rule: r,
+    })
+}
+
+fn cookies(c: &Config, diags: &mut Diagnostics) {
+    let all_prefixes: Vec<(&str, &str)> = c
+        .main
+        .routes
+        .iter()
+        .chain(c.vhosts.iter().flat_map(|v| v.rules.routes.iter()))
+        .filter(|r| r.target != RouteTarget::Exclude)
+        .filter_map(|r| match &r.matcher {
+            RouteMatch::Prefix(p) => Some((p.as_str(), r.tenant().unwrap_or(""))),
+            _ => None,
+        })
+        .collect();
+    for (bi, b) in c.balancers.iter().enumerate() {
+        let used = routes_of(c, bi);
+        for rule in &b.response_headers {
+            let Some(rc) = route_cookie(rule) else { continue };
+            if let Some(s) = &b.params.sticky {
+                if s.cookie != rc.name {
+                    diags
+                        .warning(
+                            &rc.rule.origin,
+                            format!(
+                                "this Header sets the cookie {} but balancer://{} reads stickysession={}: the cookie is never read back, so sessions do not stick",
+                                rc.name, b.name, s.cookie
+                            ),
+                        )
+                        .hint(format!("use the same name in both places (stickysession={} or the {} cookie)", rc.name, s.cookie));
+                }
+            }
+            let Some(path) = &rc.path else { continue };
+            for r in &used {
+                if let RouteMatch::Prefix(p) = &r.matcher {
+                    if !prefix_covers(path, p) {
+                        diags
+                            .warning(
+                                &rc.rule.origin,
+                                format!(
+                                    "the {} cookie is set with path={path}, which does not cover {p} (ProxyPass at {}): browsers will not send it there, so those requests never stick",
+                                    rc.name, r.origin
+                                ),
+                            )
+                            .hint(format!("use path=/{} (the tenant prefix)", r.tenant().unwrap_or("")));
+                    }
+                }
+            }
+            let mut tenants: Vec<&str> = all_prefixes
+                .iter()
+                .filter(|(p, _)| prefix_covers(path, p))
+                .map(|(_, t)| *t)
+                .collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            if tenants.len() > 1 {
+                diags
+                    .warning(
+                        &rc.rule.origin,
+                        format!(
+                            "the {} cookie with path={path} is sent to several tenants ({}): one tenant's route overwrites another's and sessions move between members",
+                            rc.name,
+                            tenants.join(", ")
+                        ),
+                    )
+                    .hint("scope the cookie to the tenant prefix, e.g. path=/t1");
+            }
+        }
+    }
+}
+
+fn proxy_prefix_leak(c: &Config, diags: &mut Diagnostics) {
+    for a in &c.balancers {
+        if a.implicit || (a.response_headers.is_empty() && a.request_headers.is_empty()) {
+            continue;
+        }
+        let leaks: Vec<&str> = c
+            .balancers
+            .iter()
+            .filter(|b| !b.implicit && b.name != a.name && b.name.starts_with(&a.name))
+            .map(|b| b.name.as_str())
+            .collect();
+        if !leaks.is_empty() {
+            diags.warning(
+                &a.definitions[0],
+                format!(
+                    "httpd matches <Proxy balancer://{}> by prefix, so its Header rules also apply to {}; balancerd applies them only to balancer://{}",
+                    a.name,
+                    leaks.iter().map(|n| format!("balancer://{n}")).collect::<Vec<_>>().join(", "),
+                    a.name
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_covers;
+
+    #[test]
+    fn covers() {
+        assert!(prefix_covers("/t1", "/t1/api"));
+        assert!(prefix_covers("/t1/api", "/t1/api"));
+        assert!(prefix_covers("/", "/t2/api"));
+        assert!(prefix_covers("/t1/", "/t1/api"));
+        assert!(!prefix_covers("/t1", "/t10/api"));
+        assert!(!prefix_covers("/t1/api/", "/t1/api"));
+        assert!(prefix_covers("/ord", "//ord/long"));
+    }
+}
