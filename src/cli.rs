@@ -4,13 +4,17 @@
 
 use crate::config::{self, LoadOptions, diag::Severity};
 use clap::{Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The default config file.
 pub const DEFAULT_CONFIG: &str = "conf/balancerd.conf";
 
 #[derive(Parser, Debug)]
-#[command(name = "balancerd", version, about = "A native replacement for httpd's mod_proxy_balancer")]
+#[command(
+    name = "balancerd",
+    version,
+    about = "A native replacement for httpd's mod_proxy_balancer"
+)]
 struct Cli {
     /// Config file (httpd dialect, or TOML when it ends in .toml).
     #[arg(long, short = 'f', global = true)]
@@ -53,7 +57,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     let opts = LoadOptions {
         defines: cli.define.clone(),
     };
@@ -63,11 +70,17 @@ pub fn main() -> i32 {
     }
 }
 
-fn check(path: &PathBuf, opts: &LoadOptions, strict: bool, format: Format) -> i32 {
+fn check(path: &Path, opts: &LoadOptions, strict: bool, format: Format) -> i32 {
     let loaded = config::load(path, opts);
     let worst = loaded.worst();
     let failed = worst == Some(Severity::Error) || (strict && worst == Some(Severity::Warning));
-    let count = |s| loaded.diagnostics.iter().filter(|d| d.severity == s).count();
+    let count = |s| {
+        loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == s)
+            .count()
+    };
     match format {
         Format::Json => {
             let v = serde_json::json!({
@@ -85,10 +98,10 @@ fn check(path: &PathBuf, opts: &LoadOptions, strict: bool, format: Format) -> i3
             for d in &loaded.diagnostics {
                 eprint!("{}", d.render());
             }
-            if let Some(c) = &loaded.config {
-                if !failed {
-                    print!("{}", config::summary::text(c));
-                }
+            if let Some(c) = &loaded.config
+                && !failed
+            {
+                print!("{}", config::summary::text(c));
             }
             let verdict = if failed { "is NOT valid" } else { "is valid" };
             eprintln!(
@@ -103,14 +116,17 @@ fn check(path: &PathBuf, opts: &LoadOptions, strict: bool, format: Format) -> i3
     i32::from(failed)
 }
 
-fn run(path: &PathBuf, opts: &LoadOptions) -> i32 {
+fn run(path: &Path, opts: &LoadOptions) -> i32 {
     let loaded = config::load(path, opts);
     for d in &loaded.diagnostics {
         eprint!("{}", d.render());
     }
     match loaded.config {
         Some(_) => {
-            eprintln!("balancerd: {} loaded; the request path is not built yet", path.display());
+            eprintln!(
+                "balancerd: {} loaded; the request path is not built yet",
+                path.display()
+            );
             0
         }
         None => 1,

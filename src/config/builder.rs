@@ -31,8 +31,10 @@ pub struct ModelBuilder {
     pub config: Config,
     /// Cookie-path rules written inside `<Proxy>` sections.
     pub scoped_cookie_paths: Vec<ScopedCookiePath>,
-    /// True when the file being checked was meant to stand alone (no `Listen` is fine).
+    /// True once a `Listen` (or TOML listener) was seen.
     pub saw_listen: bool,
+    /// Balancer name → index, so 2,500 balancers are found without a linear scan.
+    index: std::collections::HashMap<String, usize>,
 }
 
 impl ModelBuilder {
@@ -46,13 +48,20 @@ impl ModelBuilder {
 
     /// Finds a balancer by (already lower-cased) name, or creates it.
     pub fn balancer_index(&mut self, name: &str, origin: &Origin) -> usize {
-        if let Some(i) = self.config.balancer_index(name) {
+        if let Some(i) = self.find_balancer(name) {
             return i;
         }
         self.config
             .balancers
             .push(Balancer::new(name.to_string(), origin.clone()));
-        self.config.balancers.len() - 1
+        let i = self.config.balancers.len() - 1;
+        self.index.insert(name.to_string(), i);
+        i
+    }
+
+    /// Finds a balancer by (already lower-cased) name.
+    pub fn find_balancer(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
     }
 
     /// Adds a member with httpd's identity rule: a URL that extends (or repeats) an existing
@@ -109,6 +118,12 @@ impl ModelBuilder {
 
 /// Parses a member URL (`http://host:port/path`) and normalises it as httpd does.
 pub fn parse_member_url(s: &str) -> Result<(MemberUrl, Option<String>), String> {
+    if s.len() >= 5 && s[..5].eq_ignore_ascii_case("unix:") {
+        return Err(
+            "unix: sockets are not supported (and have been a source of SSRF in httpd, CVE-2021-40438)"
+                .into(),
+        );
+    }
     let (scheme, rest) = s
         .split_once("://")
         .ok_or_else(|| format!("'{s}' is not a URL (expected http://host[:port][/path])"))?;
@@ -136,7 +151,9 @@ pub fn parse_member_url(s: &str) -> Result<(MemberUrl, Option<String>), String> 
         None => (rest, ""),
     };
     if path.contains(['?', '#']) {
-        return Err(format!("member URL '{s}' may not carry a query or fragment"));
+        return Err(format!(
+            "member URL '{s}' may not carry a query or fragment"
+        ));
     }
     if auth.contains('@') {
         return Err(format!("member URL '{s}' may not carry user information"));
@@ -188,11 +205,17 @@ fn parse_port(p: &str, s: &str) -> Result<u16, String> {
 
 impl ModelBuilder {
     /// Runs the lints and returns the finished model.
-    pub fn finish(self, diags: &mut Diagnostics, main_file: &std::sync::Arc<str>, read_ok: bool) -> Config {
+    pub fn finish(
+        self,
+        diags: &mut Diagnostics,
+        main_file: &std::sync::Arc<str>,
+        read_ok: bool,
+    ) -> Config {
         let ModelBuilder {
             config,
             scoped_cookie_paths,
             saw_listen,
+            ..
         } = self;
         if read_ok {
             lint::run(&config, &scoped_cookie_paths, saw_listen, main_file, diags);
@@ -214,7 +237,10 @@ mod tests {
         assert_eq!(u.to_string(), "http://h/app");
         assert_eq!(u.host_header(), "h");
         let (u, up) = parse_member_url("wss://[::1]:9000").unwrap();
-        assert_eq!((u.scheme.as_str(), u.port, up.as_deref()), ("https", 9000, Some("websocket")));
+        assert_eq!(
+            (u.scheme.as_str(), u.port, up.as_deref()),
+            ("https", 9000, Some("websocket"))
+        );
         assert!(parse_member_url("unix:/run/x.sock|http://h").is_err());
         assert!(parse_member_url("http://h:0").is_err());
         assert!(parse_member_url("http://u@h").is_err());

@@ -165,7 +165,11 @@ impl Diagnostics {
 
     /// Records a warning at `origin`.
     pub fn warning(&mut self, origin: &Origin, msg: impl Into<String>) -> &mut Diagnostic {
-        self.push(Diagnostic::new(Severity::Warning, Some(origin.clone()), msg))
+        self.push(Diagnostic::new(
+            Severity::Warning,
+            Some(origin.clone()),
+            msg,
+        ))
     }
 
     /// Records a note at `origin`.
@@ -260,7 +264,8 @@ mod tests {
     fn render_has_caret_and_hint() {
         let f: Arc<str> = Arc::from("a.conf");
         let mut d = Diagnostic::new(Severity::Error, Some(Origin::new(&f, 3, 10)), "bad");
-        d.source("ProxySet sticky session=ROUTEID").hint("write stickysession=ROUTEID");
+        d.source("ProxySet sticky session=ROUTEID")
+            .hint("write stickysession=ROUTEID");
         let r = d.render();
         assert!(r.starts_with("a.conf:3:10: error: bad\n"));
         assert!(r.contains(" 3 | ProxySet sticky session=ROUTEID\n"));

@@ -108,14 +108,12 @@ pub fn parse_header_directive(
     let dname = if request { "RequestHeader" } else { "Header" };
     let mut i = 0;
     let mut always = false;
-    if !request {
-        if let Some((w, _)) = words.first() {
-            if w.eq_ignore_ascii_case("always") {
-                always = true;
-                i = 1;
-            } else if w.eq_ignore_ascii_case("onsuccess") {
-                i = 1;
-            }
+    if !request && let Some((w, _)) = words.first() {
+        if w.eq_ignore_ascii_case("always") {
+            always = true;
+            i = 1;
+        } else if w.eq_ignore_ascii_case("onsuccess") {
+            i = 1;
         }
     }
     let Some((act, act_o)) = words.get(i) else {
@@ -131,7 +129,8 @@ pub fn parse_header_directive(
         }
         _ => {
             let mut e = err(act_o, format!("{dname}: unknown action '{act}'"));
-            e.1.hint = Some("actions are set, setifempty, add, append, merge, unset, edit, edit*".into());
+            e.1.hint =
+                Some("actions are set, setifempty, add, append, merge, unset, edit, edit*".into());
             return Err(e);
         }
     };
@@ -158,7 +157,10 @@ pub fn parse_header_directive(
             let regex = regex::Regex::new(v)
                 .map_err(|e| err(vo, format!("{dname} edit regex does not compile: {e}")))?;
             let Some((r, ro)) = words.get(i) else {
-                return Err(err(o, format!("{dname} {act} needs a regex and a replacement")));
+                return Err(err(
+                    o,
+                    format!("{dname} {act} needs a regex and a replacement"),
+                ));
             };
             i += 1;
             let replacement = parse_format(r).map_err(|m| err(ro, m))?;
@@ -231,7 +233,10 @@ mod tests {
         );
         assert!(parse_format("%{x}s").is_err());
         assert!(parse_format("100%").is_err());
-        assert_eq!(parse_format("a%%b").unwrap().parts, vec![FormatPart::Literal("a%b".into())]);
+        assert_eq!(
+            parse_format("a%%b").unwrap().parts,
+            vec![FormatPart::Literal("a%b".into())]
+        );
     }
 
     #[test]
@@ -247,6 +252,9 @@ mod tests {
         .collect();
         let r = parse_header_directive(&w, false, &o()).unwrap();
         assert!(matches!(r.action, HeaderAction::Add));
-        assert_eq!(r.condition, HeaderCondition::Env("BALANCER_ROUTE_CHANGED".into()));
+        assert_eq!(
+            r.condition,
+            HeaderCondition::Env("BALANCER_ROUTE_CHANGED".into())
+        );
     }
 }

@@ -59,10 +59,11 @@ fn collapse_slashes(p: &str) -> String {
 
 /// True when every path the prefix `q` matches is also matched by the prefix `p`.
 fn prefix_covers(p: &str, q: &str) -> bool {
-    let p = collapse_slashes(p);
-    let q = collapse_slashes(q);
-    q.starts_with(&p)
-        && (p.ends_with('/') || q.len() == p.len() || q.as_bytes()[p.len()] == b'/')
+    prefix_covers_collapsed(&collapse_slashes(p), &collapse_slashes(q))
+}
+
+fn first_segment(p: &str) -> &str {
+    p.trim_start_matches('/').split('/').next().unwrap_or("")
 }
 
 fn shadowed_routes(c: &Config, diags: &mut Diagnostics) {
@@ -72,17 +73,37 @@ fn shadowed_routes(c: &Config, diags: &mut Diagnostics) {
     }
     let mut seen = std::collections::HashSet::new();
     for list in lists {
-        for (j, rj) in list.iter().enumerate() {
-            let RouteMatch::Prefix(q) = &rj.matcher else { continue };
-            for ri in &list[..j] {
-                let RouteMatch::Prefix(p) = &ri.matcher else { continue };
-                if prefix_covers(p, q) {
+        // Only routes with the same first segment (or the root) can cover each other, so
+        // index by it: 500 tenants stay linear.
+        let collapsed: Vec<Option<String>> = list
+            .iter()
+            .map(|r| match &r.matcher {
+                RouteMatch::Prefix(p) => Some(collapse_slashes(p)),
+                RouteMatch::Regex(_) => None,
+            })
+            .collect();
+        let mut by_seg: std::collections::HashMap<&str, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (j, q) in collapsed.iter().enumerate() {
+            let Some(q) = q else { continue };
+            let seg = first_segment(q);
+            let mut cands: Vec<usize> = by_seg.get(seg).cloned().unwrap_or_default();
+            if !seg.is_empty() {
+                cands.extend(by_seg.get("").into_iter().flatten().copied());
+                cands.sort_unstable();
+            }
+            for i in cands {
+                let p = collapsed[i].as_deref().unwrap_or("");
+                if prefix_covers_collapsed(p, q) {
+                    let (ri, rj) = (list[i], list[j]);
                     if seen.insert(rj.origin.clone()) {
                         diags
                             .warning(
                                 &rj.origin,
                                 format!(
-                                    "ProxyPass {q} can never match: the earlier ProxyPass {p} at {} matches every path it would (httpd takes the first match in config order, not the longest)",
+                                    "ProxyPass {} can never match: the earlier ProxyPass {} at {} matches every path it would (httpd takes the first match in config order, not the longest)",
+                                    rj.matcher.as_str(),
+                                    ri.matcher.as_str(),
                                     ri.origin
                                 ),
                             )
@@ -91,24 +112,36 @@ fn shadowed_routes(c: &Config, diags: &mut Diagnostics) {
                     break;
                 }
             }
+            by_seg.entry(seg).or_default().push(j);
         }
     }
 }
 
-fn routes_of(c: &Config, bi: usize) -> Vec<&Route> {
-    c.main
+fn prefix_covers_collapsed(p: &str, q: &str) -> bool {
+    q.starts_with(p) && (p.ends_with('/') || q.len() == p.len() || q.as_bytes()[p.len()] == b'/')
+}
+
+fn routes_by_balancer(c: &Config) -> Vec<Vec<&Route>> {
+    let mut out = vec![Vec::new(); c.balancers.len()];
+    for r in c
+        .main
         .routes
         .iter()
         .chain(c.vhosts.iter().flat_map(|v| v.rules.routes.iter()))
-        .filter(|r| matches!(&r.target, RouteTarget::Balancer { balancer, .. } if *balancer == bi))
-        .collect()
+    {
+        if let RouteTarget::Balancer { balancer, .. } = &r.target {
+            out[*balancer].push(r);
+        }
+    }
+    out
 }
 
 fn balancers(c: &Config, diags: &mut Diagnostics) {
+    let by_b = routes_by_balancer(c);
     for (bi, b) in c.balancers.iter().enumerate() {
-        let used = routes_of(c, bi);
+        let used = &by_b[bi];
         if b.members.is_empty() {
-            for r in &used {
+            for r in used {
                 diags
                     .error(
                         &r.origin,
@@ -124,7 +157,10 @@ fn balancers(c: &Config, diags: &mut Diagnostics) {
                     ));
             }
             if used.is_empty() {
-                diags.warning(&b.definitions[0], format!("balancer://{} has no members", b.name));
+                diags.warning(
+                    &b.definitions[0],
+                    format!("balancer://{} has no members", b.name),
+                );
             }
             continue;
         }
@@ -132,7 +168,10 @@ fn balancers(c: &Config, diags: &mut Diagnostics) {
             if m.params.route.is_empty() {
                 continue;
             }
-            if let Some(prev) = b.members[..i].iter().find(|p| p.params.route == m.params.route) {
+            if let Some(prev) = b.members[..i]
+                .iter()
+                .find(|p| p.params.route == m.params.route)
+            {
                 diags
                     .warning(
                         &m.origin,
@@ -144,9 +183,10 @@ fn balancers(c: &Config, diags: &mut Diagnostics) {
                     .hint("give every member of a balancer its own route");
             }
         }
-        if let (Some(s), Some(o)) = (&b.params.sticky, &b.params.sticky_origin) {
-            if b.members.iter().all(|m| m.params.route.is_empty()) {
-                diags
+        if let (Some(s), Some(o)) = (&b.params.sticky, &b.params.sticky_origin)
+            && b.members.iter().all(|m| m.params.route.is_empty())
+        {
+            diags
                     .warning(
                         o,
                         format!(
@@ -155,9 +195,12 @@ fn balancers(c: &Config, diags: &mut Diagnostics) {
                         ),
                     )
                     .hint("add route=NAME to each BalancerMember (the text after the '.' in the session id)");
-            }
         }
-        if b.members.len() > 0 && b.members.iter().all(|m| m.params.status.has(StatusFlags::HOT_STANDBY)) {
+        if !b.members.is_empty()
+            && b.members
+                .iter()
+                .all(|m| m.params.status.has(StatusFlags::HOT_STANDBY))
+        {
             diags
                 .warning(
                     &b.definitions[0],
@@ -223,7 +266,9 @@ fn route_cookie(r: &HeaderRule) -> Option<RouteCookie<'_>> {
     let name = raw.split('=').next()?.trim().to_string();
     let path = raw.split(';').skip(1).find_map(|a| {
         let (k, v) = a.trim().split_once('=')?;
-        k.trim().eq_ignore_ascii_case("path").then(|| v.trim().to_string())
+        k.trim()
+            .eq_ignore_ascii_case("path")
+            .then(|| v.trim().to_string())
     });
     Some(RouteCookie {
         name,
@@ -233,24 +278,28 @@ fn route_cookie(r: &HeaderRule) -> Option<RouteCookie<'_>> {
 }
 
 fn cookies(c: &Config, diags: &mut Diagnostics) {
-    let all_prefixes: Vec<(&str, &str)> = c
+    let all_prefixes: Vec<(String, &str)> = c
         .main
         .routes
         .iter()
         .chain(c.vhosts.iter().flat_map(|v| v.rules.routes.iter()))
         .filter(|r| r.target != RouteTarget::Exclude)
         .filter_map(|r| match &r.matcher {
-            RouteMatch::Prefix(p) => Some((p.as_str(), r.tenant().unwrap_or(""))),
+            RouteMatch::Prefix(p) => Some((collapse_slashes(p), r.tenant().unwrap_or(""))),
             _ => None,
         })
         .collect();
+    let by_b = routes_by_balancer(c);
     for (bi, b) in c.balancers.iter().enumerate() {
-        let used = routes_of(c, bi);
+        let used = &by_b[bi];
         for rule in &b.response_headers {
-            let Some(rc) = route_cookie(rule) else { continue };
-            if let Some(s) = &b.params.sticky {
-                if s.cookie != rc.name {
-                    diags
+            let Some(rc) = route_cookie(rule) else {
+                continue;
+            };
+            if let Some(s) = &b.params.sticky
+                && s.cookie != rc.name
+            {
+                diags
                         .warning(
                             &rc.rule.origin,
                             format!(
@@ -259,13 +308,13 @@ fn cookies(c: &Config, diags: &mut Diagnostics) {
                             ),
                         )
                         .hint(format!("use the same name in both places (stickysession={} or the {} cookie)", rc.name, s.cookie));
-                }
             }
             let Some(path) = &rc.path else { continue };
-            for r in &used {
-                if let RouteMatch::Prefix(p) = &r.matcher {
-                    if !prefix_covers(path, p) {
-                        diags
+            for r in used {
+                if let RouteMatch::Prefix(p) = &r.matcher
+                    && !prefix_covers(path, p)
+                {
+                    diags
                             .warning(
                                 &rc.rule.origin,
                                 format!(
@@ -274,12 +323,12 @@ fn cookies(c: &Config, diags: &mut Diagnostics) {
                                 ),
                             )
                             .hint(format!("use path=/{} (the tenant prefix)", r.tenant().unwrap_or("")));
-                    }
                 }
             }
+            let cpath = collapse_slashes(path);
             let mut tenants: Vec<&str> = all_prefixes
                 .iter()
-                .filter(|(p, _)| prefix_covers(path, p))
+                .filter(|(p, _)| prefix_covers_collapsed(&cpath, p))
                 .map(|(_, t)| *t)
                 .collect();
             tenants.sort_unstable();

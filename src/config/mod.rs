@@ -132,7 +132,10 @@ impl LoadCtx {
                     let s = String::from_utf8_lossy(e.as_bytes()).into_owned();
                     self.diags.warning(
                         &here,
-                        format!("{} is not valid UTF-8; invalid bytes were replaced", path.display()),
+                        format!(
+                            "{} is not valid UTF-8; invalid bytes were replaced",
+                            path.display()
+                        ),
                     );
                     s
                 }
@@ -143,11 +146,8 @@ impl LoadCtx {
                 } else {
                     format!("cannot read {}: {e}", path.display())
                 };
-                self.diags.push(Diagnostic::new(
-                    Severity::Error,
-                    from.cloned(),
-                    msg,
-                ));
+                self.diags
+                    .push(Diagnostic::new(Severity::Error, from.cloned(), msg));
                 return None;
             }
         };
@@ -195,7 +195,8 @@ impl httpd::HttpdParser<'_> {
 
 /// True when the file is in the TOML dialect.
 pub fn is_toml(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+    p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
 }
 
 /// True when an include path has wildcards.
@@ -216,7 +217,11 @@ pub fn wildcard_dir(full: &Path) -> PathBuf {
         }
         dir.push(c);
     }
-    if dir == full { full.parent().map(Path::to_path_buf).unwrap_or_default() } else { dir }
+    if dir == full {
+        full.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        dir
+    }
 }
 
 /// Resolves an `Include` argument: a file, a folder (every file under it, recursively,
@@ -245,7 +250,10 @@ pub fn resolve_include(full: &Path) -> Result<Vec<PathBuf>, String> {
         require_literal_leading_dot: true,
     };
     let paths = glob::glob_with(&s, opts).map_err(|e| format!("bad wildcard: {e}"))?;
-    let mut out: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    let mut out: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
     out.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     Ok(out)
 }
@@ -279,14 +287,12 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Loaded {
     config.proxy_access = proxy_access;
     let mut diagnostics = diags.into_vec();
     for d in &mut diagnostics {
-        if d.source_line.is_none() {
-            if let Some(o) = &d.origin {
-                if let Some(t) = texts.get(&o.file) {
-                    if let Some(l) = t.split('\n').nth(o.line.saturating_sub(1) as usize) {
-                        d.source_line = Some(l.trim_end_matches('\r').to_string());
-                    }
-                }
-            }
+        if d.source_line.is_none()
+            && let Some(o) = &d.origin
+            && let Some(t) = texts.get(&o.file)
+            && let Some(l) = t.split('\n').nth(o.line.saturating_sub(1) as usize)
+        {
+            d.source_line = Some(l.trim_end_matches('\r').to_string());
         }
     }
     let has_err = diagnostics.iter().any(|d| d.severity == Severity::Error);

@@ -794,6 +794,8 @@ pub struct LocationSection {
     pub response_headers: Vec<HeaderRule>,
     /// `RequestHeader` rules inside the section.
     pub request_headers: Vec<HeaderRule>,
+    /// `ProxyPassReverse*` inside the section (apply to requests under this location).
+    pub reverse: ReverseRules,
     /// Where it opens.
     pub origin: Origin,
 }
@@ -864,6 +866,9 @@ pub struct AccessRules {
 impl AccessRules {
     /// True when no access directive was given (everyone is allowed).
     pub fn is_open(&self) -> bool {
-        self.order.is_none() && self.allow.is_empty() && self.deny.is_empty() && self.require.is_none()
+        self.order.is_none()
+            && self.allow.is_empty()
+            && self.deny.is_empty()
+            && self.require.is_none()
     }
 }

@@ -105,7 +105,9 @@ fn on_off(key: &str, v: &str) -> Result<bool, ParamIssue> {
     } else if v.eq_ignore_ascii_case("off") {
         Ok(false)
     } else {
-        Err(ParamIssue::error(format!("{key} must be On or Off, not '{v}'")))
+        Err(ParamIssue::error(format!(
+            "{key} must be On or Off, not '{v}'"
+        )))
     }
 }
 
@@ -192,7 +194,9 @@ pub fn timeout_with_unit(key: &str, v: &str, default_ms: bool) -> Result<Duratio
         }
     };
     if d.is_zero() {
-        return Err(ParamIssue::error(format!("{key}={v}: must be at least 1 ms")));
+        return Err(ParamIssue::error(format!(
+            "{key}={v}: must be at least 1 ms"
+        )));
     }
     Ok(d)
 }
@@ -210,7 +214,9 @@ pub fn apply_status(flags: &mut StatusFlags, v: &str) -> Result<(), ParamIssue> 
                     return Err(ParamIssue::error(format!(
                         "status={v}: unknown status letter '{c}'"
                     ))
-                    .hint("status letters are D S I H R E N C, each optionally prefixed with + or -"));
+                    .hint(
+                        "status letters are D S I H R E N C, each optionally prefixed with + or -",
+                    ));
                 };
                 if set {
                     flags.0 |= bit;
@@ -232,7 +238,11 @@ fn unknown_key(key: &str, known: &[&str], other: &[&str], what: &str) -> ParamIs
         .hint("write loadfactor=");
     }
     if other.contains(&lower.as_str()) {
-        let kind = if what == "member" { "balancer" } else { "member" };
+        let kind = if what == "member" {
+            "balancer"
+        } else {
+            "member"
+        };
         return ParamIssue::error(format!(
             "'{key}' is a {kind} parameter, not a {what} parameter here"
         ));
@@ -429,7 +439,9 @@ pub fn set_balancer_param(p: &mut BalancerParams, key: &str, v: &str) -> ParamRe
                 codes.push(n as u16);
             }
             if codes.is_empty() {
-                return Err(ParamIssue::error("failonstatus needs at least one status code"));
+                return Err(ParamIssue::error(
+                    "failonstatus needs at least one status code",
+                ));
             }
             p.fail_on_status = codes;
         }
@@ -498,10 +510,19 @@ mod tests {
             timeout_with_unit("c", "10000ms", false),
             Ok(Duration::from_secs(10))
         );
-        assert_eq!(timeout_with_unit("c", "10sec", false), Ok(Duration::from_secs(10)));
-        assert_eq!(timeout_with_unit("c", "2mi", false), Ok(Duration::from_secs(120)));
+        assert_eq!(
+            timeout_with_unit("c", "10sec", false),
+            Ok(Duration::from_secs(10))
+        );
+        assert_eq!(
+            timeout_with_unit("c", "2mi", false),
+            Ok(Duration::from_secs(120))
+        );
         assert!(timeout_with_unit("c", "10000MS", false).is_err());
-        assert_eq!(timeout_with_unit("a", "200", true), Ok(Duration::from_millis(200)));
+        assert_eq!(
+            timeout_with_unit("a", "200", true),
+            Ok(Duration::from_millis(200))
+        );
     }
 
     #[test]
@@ -526,7 +547,10 @@ mod tests {
         let mut b = BalancerParams::default();
         set_balancer_param(&mut b, "stickysession", "JSESSIONID|jsessionid").unwrap();
         let s = b.sticky.clone().unwrap();
-        assert_eq!((s.cookie.as_str(), s.url_param.as_str()), ("JSESSIONID", "jsessionid"));
+        assert_eq!(
+            (s.cookie.as_str(), s.url_param.as_str()),
+            ("JSESSIONID", "jsessionid")
+        );
         let long = "A".repeat(80);
         let w = set_balancer_param(&mut b, "stickysession", &long).unwrap();
         assert!(w.is_some());

@@ -6,10 +6,12 @@ use serde_json::{Value, json};
 use std::fmt::Write as _;
 
 fn loadfactor(x: u32) -> String {
-    if x % 100 == 0 {
+    if x.is_multiple_of(100) {
         (x / 100).to_string()
     } else {
-        format!("{}.{:02}", x / 100, x % 100).trim_end_matches('0').to_string()
+        format!("{}.{:02}", x / 100, x % 100)
+            .trim_end_matches('0')
+            .to_string()
     }
 }
 
@@ -19,7 +21,13 @@ fn route_target(c: &Config, r: &Route) -> String {
         RouteTarget::Balancer { balancer, path } => {
             let b = &c.balancers[*balancer];
             if b.implicit {
-                format!("{}{}", b.members.first().map_or(String::new(), |m| m.url.to_string()), path)
+                format!(
+                    "{}{}",
+                    b.members
+                        .first()
+                        .map_or(String::new(), |m| m.url.to_string()),
+                    path
+                )
             } else {
                 format!("balancer://{}{}", b.name, path)
             }
@@ -31,8 +39,12 @@ fn route_target(c: &Config, r: &Route) -> String {
 /// of first appearance.
 pub fn tenants(c: &Config) -> Vec<(String, usize)> {
     let mut out: Vec<(String, usize)> = Vec::new();
-    let all = c.main.routes.iter().chain(c.vhosts.iter().flat_map(|v| v.rules.routes.iter()));
-    for r in all {
+    let all = c
+        .main
+        .routes
+        .iter()
+        .chain(c.vhosts.iter().flat_map(|v| v.rules.routes.iter()));
+    for r in all.filter(|r| r.target != RouteTarget::Exclude) {
         if let Some(t) = r.tenant() {
             match out.iter_mut().find(|(n, _)| n == t) {
                 Some(e) => e.1 += 1,
@@ -134,7 +146,13 @@ pub fn text(c: &Config) -> String {
     }
     out.push_str("balancers:\n");
     for b in c.balancers.iter().filter(|b| !b.implicit) {
-        let _ = writeln!(out, "  balancer://{}  {}  {}", b.name, balancer_settings(b), b.definitions[0]);
+        let _ = writeln!(
+            out,
+            "  balancer://{}  {}  {}",
+            b.name,
+            balancer_settings(b),
+            b.definitions[0]
+        );
         for m in &b.members {
             let _ = writeln!(out, "    {}", member_line(m));
         }
@@ -143,7 +161,13 @@ pub fn text(c: &Config) -> String {
     let mut n = 0;
     for r in &c.main.routes {
         n += 1;
-        let _ = writeln!(out, "  {n}. {} -> {}  {}", r.matcher.as_str(), route_target(c, r), r.origin);
+        let _ = writeln!(
+            out,
+            "  {n}. {} -> {}  {}",
+            r.matcher.as_str(),
+            route_target(c, r),
+            r.origin
+        );
     }
     for v in &c.vhosts {
         let _ = writeln!(
@@ -154,7 +178,13 @@ pub fn text(c: &Config) -> String {
         );
         for r in &v.rules.routes {
             n += 1;
-            let _ = writeln!(out, "  {n}. {} -> {}  {}", r.matcher.as_str(), route_target(c, r), r.origin);
+            let _ = writeln!(
+                out,
+                "  {n}. {} -> {}  {}",
+                r.matcher.as_str(),
+                route_target(c, r),
+                r.origin
+            );
         }
     }
     let locs: Vec<&LocationSection> = c
@@ -172,7 +202,11 @@ pub fn text(c: &Config) -> String {
                 "  {} -> {}{}  {}",
                 l.path,
                 l.handler.map_or("", Handler::as_str),
-                if l.access.is_open() { " (open to everyone)" } else { " (access rules)" },
+                if l.access.is_open() {
+                    " (open to everyone)"
+                } else {
+                    " (access rules)"
+                },
                 l.origin
             );
         }

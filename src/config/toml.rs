@@ -34,7 +34,10 @@ impl Walker<'_> {
             Err(i) => i - 1,
         };
         let start = self.line_starts[line];
-        let col = self.text[start..offset.min(self.text.len())].chars().count() + 1;
+        let col = self.text[start..offset.min(self.text.len())]
+            .chars()
+            .count()
+            + 1;
         Origin::new(&self.file, line as u32 + 1, col as u32)
     }
 
@@ -72,7 +75,10 @@ impl Walker<'_> {
             DeValue::Boolean(b) => Some(*b),
             other => {
                 let t = other.type_str();
-                self.err(v.span().start, format!("{what} must be true or false, not {t}"));
+                self.err(
+                    v.span().start,
+                    format!("{what} must be true or false, not {t}"),
+                );
                 None
             }
         }
@@ -83,13 +89,19 @@ impl Walker<'_> {
             DeValue::Integer(i) if i.radix() == 10 => match i.as_str().parse::<u64>() {
                 Ok(n) => Some(n),
                 Err(_) => {
-                    self.err(v.span().start, format!("{what} must be a non-negative whole number"));
+                    self.err(
+                        v.span().start,
+                        format!("{what} must be a non-negative whole number"),
+                    );
                     None
                 }
             },
             other => {
                 let t = other.type_str();
-                self.err(v.span().start, format!("{what} must be a whole number, not {t}"));
+                self.err(
+                    v.span().start,
+                    format!("{what} must be a whole number, not {t}"),
+                );
                 None
             }
         }
@@ -104,8 +116,11 @@ impl Walker<'_> {
                 let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
                 let (n, unit) = s.split_at(end);
                 let Ok(n) = n.parse::<u64>() else {
-                    self.err(v.span().start, format!("{what} = \"{s}\" is not a duration"))
-                        .hint("write e.g. \"500ms\", \"30s\", \"2m\" or a number of seconds");
+                    self.err(
+                        v.span().start,
+                        format!("{what} = \"{s}\" is not a duration"),
+                    )
+                    .hint("write e.g. \"500ms\", \"30s\", \"2m\" or a number of seconds");
                     return None;
                 };
                 let d = match unit.trim() {
@@ -123,7 +138,10 @@ impl Walker<'_> {
             }
             other => {
                 let t = other.type_str();
-                self.err(v.span().start, format!("{what} must be a duration, not {t}"));
+                self.err(
+                    v.span().start,
+                    format!("{what} must be a duration, not {t}"),
+                );
                 None
             }
         }
@@ -132,7 +150,11 @@ impl Walker<'_> {
     fn path_of(&mut self, v: &Val<'_>, what: &str) -> Option<PathBuf> {
         let s = self.str_of(v, what)?;
         let p = Path::new(&s);
-        Some(if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) })
+        Some(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        })
     }
 
     fn tables<'a, 'i>(&mut self, v: &'a Val<'i>, what: &str) -> Vec<&'a Spanned<DeValue<'i>>> {
@@ -141,7 +163,10 @@ impl Walker<'_> {
             DeValue::Table(_) => vec![v],
             other => {
                 let t = other.type_str();
-                self.err(v.span().start, format!("{what} must be an array of tables ([[{what}]]), not {t}"));
+                self.err(
+                    v.span().start,
+                    format!("{what} must be an array of tables ([[{what}]]), not {t}"),
+                );
                 Vec::new()
             }
         }
@@ -219,7 +244,9 @@ impl Walker<'_> {
                 _ => vec![inc],
             };
             for it in items {
-                let Some(pat) = self.str_of(it, "include") else { continue };
+                let Some(pat) = self.str_of(it, "include") else {
+                    continue;
+                };
                 let full = if Path::new(&pat).is_absolute() {
                     PathBuf::from(&pat)
                 } else {
@@ -229,9 +256,15 @@ impl Walker<'_> {
                 match super::resolve_include(&full) {
                     Ok(files) => {
                         if super::has_wildcard(&pat) || full.is_dir() {
-                            self.ctx.builder.config.watch_dirs.push(super::wildcard_dir(&full));
+                            self.ctx
+                                .builder
+                                .config
+                                .watch_dirs
+                                .push(super::wildcard_dir(&full));
                         } else if files.is_empty() {
-                            self.ctx.diags.error(&o, format!("include {pat}: no such file"));
+                            self.ctx
+                                .diags
+                                .error(&o, format!("include {pat}: no such file"));
                         }
                         for f in files {
                             self.ctx.load_path(&f, Some(&o));
@@ -249,7 +282,9 @@ impl Walker<'_> {
     }
 
     fn server(&mut self, v: &Val<'_>) {
-        let Some(t) = self.as_table(v, "server") else { return };
+        let Some(t) = self.as_table(v, "server") else {
+            return;
+        };
         const K: &[&str] = &[
             "name",
             "timeout",
@@ -276,7 +311,9 @@ impl Walker<'_> {
                         self.ctx.builder.config.server.timeout = d;
                     }
                 }
-                "proxy_timeout" => self.ctx.builder.config.server.proxy_timeout = self.duration_of(val, key),
+                "proxy_timeout" => {
+                    self.ctx.builder.config.server.proxy_timeout = self.duration_of(val, key)
+                }
                 "keepalive" => {
                     if let Some(b) = self.bool_of(val, key) {
                         self.ctx.builder.config.server.keepalive = b;
@@ -297,8 +334,11 @@ impl Walker<'_> {
                         self.ctx.builder.config.server.add_headers = b;
                     }
                 }
-                "max_keepalive_requests" | "limit_request_line" | "limit_request_field_size"
-                | "limit_request_fields" | "limit_request_body" => {
+                "max_keepalive_requests"
+                | "limit_request_line"
+                | "limit_request_field_size"
+                | "limit_request_fields"
+                | "limit_request_body" => {
                     if let Some(n) = self.int_of(val, key) {
                         let s = &mut self.ctx.builder.config.server;
                         let n32 = n.min(u32::MAX as u64) as u32;
@@ -319,8 +359,16 @@ impl Walker<'_> {
     }
 
     fn upstream_tls(&mut self, v: &Val<'_>) {
-        let Some(t) = self.as_table(v, "upstream_tls") else { return };
-        const K: &[&str] = &["verify", "ca", "check_peer_name", "client_cert", "client_key"];
+        let Some(t) = self.as_table(v, "upstream_tls") else {
+            return;
+        };
+        const K: &[&str] = &[
+            "verify",
+            "ca",
+            "check_peer_name",
+            "client_cert",
+            "client_key",
+        ];
         self.check_keys(t, K, "[upstream_tls]");
         let o = self.origin(v.span().start);
         let mut u = UpstreamTls {
@@ -337,7 +385,9 @@ impl Walker<'_> {
             match k.get_ref().as_ref() {
                 "verify" => u.verify = self.bool_of(val, "verify").unwrap_or(true),
                 "ca" => u.ca_file = self.path_of(val, "ca"),
-                "check_peer_name" => u.check_peer_name = self.bool_of(val, "check_peer_name").unwrap_or(true),
+                "check_peer_name" => {
+                    u.check_peer_name = self.bool_of(val, "check_peer_name").unwrap_or(true)
+                }
                 "client_cert" => u.client_cert_file = self.path_of(val, "client_cert"),
                 "client_key" => u.client_key_file = self.path_of(val, "client_key"),
                 _ => {}
@@ -347,11 +397,15 @@ impl Walker<'_> {
     }
 
     fn listen(&mut self, v: &Val<'_>) {
-        let Some(t) = self.as_table(v, "listen") else { return };
+        let Some(t) = self.as_table(v, "listen") else {
+            return;
+        };
         self.check_keys(t, &["addr", "tls"], "[[listen]]");
         let o = self.origin(v.span().start);
         let Some(a) = t.get("addr") else {
-            self.ctx.diags.error(&o, "[[listen]] needs addr = \"ip:port\"");
+            self.ctx
+                .diags
+                .error(&o, "[[listen]] needs addr = \"ip:port\"");
             return;
         };
         let text = match a.get_ref() {
@@ -372,15 +426,27 @@ impl Walker<'_> {
                 .hint("write e.g. addr = \"127.0.0.1:8080\"");
             return;
         };
-        if let Some(prev) = self.ctx.builder.config.listeners.iter().find(|l| l.addr == addr) {
+        if let Some(prev) = self
+            .ctx
+            .builder
+            .config
+            .listeners
+            .iter()
+            .find(|l| l.addr == addr)
+        {
             let p = prev.origin.clone();
-            self.err(a.span().start, format!("{addr} is already a listener (at {p})"));
+            self.err(
+                a.span().start,
+                format!("{addr} is already a listener (at {p})"),
+            );
             return;
         }
         let mut tls = Vec::new();
         if let Some(tv) = t.get("tls") {
             for ct in self.tables(tv, "tls") {
-                let Some(ctab) = self.as_table(ct, "tls") else { continue };
+                let Some(ctab) = self.as_table(ct, "tls") else {
+                    continue;
+                };
                 self.check_keys(ctab, &["cert", "key", "chain", "sni"], "[[listen.tls]]");
                 let co = self.origin(ct.span().start);
                 let mut f = FrontTls {
@@ -411,7 +477,9 @@ impl Walker<'_> {
                     }
                 }
                 if f.cert_file.is_none() {
-                    self.ctx.diags.error(&co, "a [[listen.tls]] entry needs cert = \"file.pem\"");
+                    self.ctx
+                        .diags
+                        .error(&co, "a [[listen.tls]] entry needs cert = \"file.pem\"");
                 }
                 tls.push(f);
             }
@@ -448,7 +516,9 @@ impl Walker<'_> {
     }
 
     fn balancer(&mut self, v: &Val<'_>) {
-        let Some(t) = self.as_table(v, "balancer") else { return };
+        let Some(t) = self.as_table(v, "balancer") else {
+            return;
+        };
         let mut known: Vec<&str> = vec![
             "name",
             "member",
@@ -462,14 +532,21 @@ impl Walker<'_> {
         self.check_keys(t, &known, "[[balancer]]");
         let o = self.origin(v.span().start);
         let Some(nv) = t.get("name") else {
-            self.ctx.diags.error(&o, "[[balancer]] needs name = \"...\"");
+            self.ctx
+                .diags
+                .error(&o, "[[balancer]] needs name = \"...\"");
             return;
         };
-        let Some(name) = self.str_of(nv, "name") else { return };
+        let Some(name) = self.str_of(nv, "name") else {
+            return;
+        };
         let name = name.to_ascii_lowercase();
-        if self.ctx.builder.config.balancer_index(&name).is_some() {
-            self.err(nv.span().start, format!("balancer '{name}' is defined twice"))
-                .hint("the TOML dialect does not merge balancers; use one [[balancer]] per name");
+        if self.ctx.builder.find_balancer(&name).is_some() {
+            self.err(
+                nv.span().start,
+                format!("balancer '{name}' is defined twice"),
+            )
+            .hint("the TOML dialect does not merge balancers; use one [[balancer]] per name");
             return;
         }
         let bi = self.ctx.builder.balancer_index(&name, &o);
@@ -483,7 +560,9 @@ impl Walker<'_> {
                 self.ctx.builder.config.balancers[bi].params.timeout = d;
                 continue;
             }
-            let Some(text) = self.param_text(val, key) else { continue };
+            let Some(text) = self.param_text(val, key) else {
+                continue;
+            };
             let p = &mut self.ctx.builder.config.balancers[bi].params;
             match set_balancer_param(p, key, &text) {
                 Ok(w) => {
@@ -520,16 +599,25 @@ impl Walker<'_> {
         for key in ["reverse", "cookie_path", "cookie_domain"] {
             if let Some(h) = t.get(key) {
                 for rt in self.tables(h, key) {
-                    let Some(tab) = self.as_table(rt, key) else { continue };
+                    let Some(tab) = self.as_table(rt, key) else {
+                        continue;
+                    };
                     self.check_keys(tab, &["public", "internal"], key);
                     let ro = self.origin(rt.span().start);
                     let public = tab.get("public").and_then(|x| self.str_of(x, "public"));
                     let internal = tab.get("internal").and_then(|x| self.str_of(x, "internal"));
                     let (Some(public), Some(internal)) = (public, internal) else {
-                        self.ctx.diags.error(&ro, format!("{key} needs public = \"...\" and internal = \"...\""));
+                        self.ctx.diags.error(
+                            &ro,
+                            format!("{key} needs public = \"...\" and internal = \"...\""),
+                        );
                         continue;
                     };
-                    let map = ReverseMap { public, internal, origin: ro };
+                    let map = ReverseMap {
+                        public,
+                        internal,
+                        origin: ro,
+                    };
                     let r = &mut self.ctx.builder.config.balancers[bi].reverse;
                     match key {
                         "reverse" => r.location.push(map),
@@ -542,16 +630,22 @@ impl Walker<'_> {
     }
 
     fn member(&mut self, bi: usize, v: &Val<'_>) {
-        let Some(t) = self.as_table(v, "member") else { return };
+        let Some(t) = self.as_table(v, "member") else {
+            return;
+        };
         let mut known: Vec<&str> = vec!["url"];
         known.extend(MEMBER_KEYS.iter().copied());
         self.check_keys(t, &known, "[[balancer.member]]");
         let o = self.origin(v.span().start);
         let Some(uv) = t.get("url") else {
-            self.ctx.diags.error(&o, "a member needs url = \"http://host:port\"");
+            self.ctx
+                .diags
+                .error(&o, "a member needs url = \"http://host:port\"");
             return;
         };
-        let Some(url) = self.str_of(uv, "url") else { return };
+        let Some(url) = self.str_of(uv, "url") else {
+            return;
+        };
         let (u, upgrade) = match parse_member_url(&url) {
             Ok(x) => x,
             Err(e) => {
@@ -571,8 +665,11 @@ impl Walker<'_> {
             }
             had = true;
             match key {
-                "retry" | "timeout" | "connectiontimeout" | "acquire" | "ping" | "ttl" | "hcinterval" => {
-                    let Some(d) = self.duration_of(val, key) else { continue };
+                "retry" | "timeout" | "connectiontimeout" | "acquire" | "ping" | "ttl"
+                | "hcinterval" => {
+                    let Some(d) = self.duration_of(val, key) else {
+                        continue;
+                    };
                     match key {
                         "retry" => p.retry = d,
                         "timeout" => p.timeout = Some(d),
@@ -584,7 +681,9 @@ impl Walker<'_> {
                     }
                 }
                 _ => {
-                    let Some(text) = self.param_text(val, key) else { continue };
+                    let Some(text) = self.param_text(val, key) else {
+                        continue;
+                    };
                     match set_member_param(&mut p, key, &text) {
                         Ok(None) => {}
                         Ok(Some(w)) | Err(w) => self.issue(val.span().start, w),
@@ -599,12 +698,20 @@ impl Walker<'_> {
     }
 
     fn route(&mut self, v: &Val<'_>) {
-        let Some(t) = self.as_table(v, "route") else { return };
-        self.check_keys(t, &["path", "match", "to", "noquery", "nocanon", "upgrade"], "[[route]]");
+        let Some(t) = self.as_table(v, "route") else {
+            return;
+        };
+        self.check_keys(
+            t,
+            &["path", "match", "to", "noquery", "nocanon", "upgrade"],
+            "[[route]]",
+        );
         let o = self.origin(v.span().start);
         let matcher = match (t.get("path"), t.get("match")) {
             (Some(p), None) => {
-                let Some(s) = self.str_of(p, "path") else { return };
+                let Some(s) = self.str_of(p, "path") else {
+                    return;
+                };
                 if !s.starts_with('/') {
                     self.err(p.span().start, format!("path '{s}' must start with '/'"));
                     return;
@@ -612,7 +719,9 @@ impl Walker<'_> {
                 RouteMatch::Prefix(s)
             }
             (None, Some(m)) => {
-                let Some(s) = self.str_of(m, "match") else { return };
+                let Some(s) = self.str_of(m, "match") else {
+                    return;
+                };
                 match regex::Regex::new(&s) {
                     Ok(r) => RouteMatch::Regex(r),
                     Err(e) => {
@@ -622,31 +731,44 @@ impl Walker<'_> {
                 }
             }
             _ => {
-                self.ctx.diags.error(&o, "a route needs exactly one of path = \"/prefix\" or match = \"regex\"");
+                self.ctx.diags.error(
+                    &o,
+                    "a route needs exactly one of path = \"/prefix\" or match = \"regex\"",
+                );
                 return;
             }
         };
         let Some(tv) = t.get("to") else {
-            self.ctx.diags.error(&o, "a route needs to = \"balancer://name/path\" (or \"!\")");
+            self.ctx
+                .diags
+                .error(&o, "a route needs to = \"balancer://name/path\" (or \"!\")");
             return;
         };
-        let Some(to) = self.str_of(tv, "to") else { return };
+        let Some(to) = self.str_of(tv, "to") else {
+            return;
+        };
         let target = if to == "!" {
             RouteTarget::Exclude
         } else if let Some(rest) = to.to_ascii_lowercase().strip_prefix("balancer://") {
             let (name, _) = rest.split_once('/').unwrap_or((rest, ""));
             let path = to[11 + name.len()..].to_string();
-            let bi = match self.ctx.builder.config.balancer_index(name) {
+            let bi = match self.ctx.builder.find_balancer(name) {
                 Some(i) => i,
                 None => {
-                    self.err(tv.span().start, format!("no [[balancer]] named '{name}' is defined above this route"))
-                        .hint("define the balancer before the routes that use it");
+                    self.err(
+                        tv.span().start,
+                        format!("no [[balancer]] named '{name}' is defined above this route"),
+                    )
+                    .hint("define the balancer before the routes that use it");
                     return;
                 }
             };
             RouteTarget::Balancer { balancer: bi, path }
         } else {
-            self.err(tv.span().start, format!("to = \"{to}\" must be balancer://name/path or \"!\""));
+            self.err(
+                tv.span().start,
+                format!("to = \"{to}\" must be balancer://name/path or \"!\""),
+            );
             return;
         };
         let mut route = Route {
@@ -672,13 +794,17 @@ impl Walker<'_> {
 
     fn header_rule(&mut self, v: &Val<'_>, request: bool) -> Option<HeaderRule> {
         let t = self.as_table(v, "header")?;
-        self.check_keys(t, &["action", "name", "value", "env", "always", "replacement"], "header rule");
+        self.check_keys(
+            t,
+            &["action", "name", "value", "env", "always", "replacement"],
+            "header rule",
+        );
         let o = self.origin(v.span().start);
         let mut words: Vec<(String, Origin)> = Vec::new();
-        if let Some(a) = t.get("always") {
-            if self.bool_of(a, "always") == Some(true) {
-                words.push(("always".into(), o.clone()));
-            }
+        if let Some(a) = t.get("always")
+            && self.bool_of(a, "always") == Some(true)
+        {
+            words.push(("always".into(), o.clone()));
         }
         for key in ["action", "name", "value", "replacement"] {
             if let Some(x) = t.get(key) {
@@ -702,11 +828,15 @@ impl Walker<'_> {
     }
 
     fn location(&mut self, v: &Val<'_>) {
-        let Some(t) = self.as_table(v, "location") else { return };
+        let Some(t) = self.as_table(v, "location") else {
+            return;
+        };
         self.check_keys(t, &["path", "handler", "allow"], "[[location]]");
         let o = self.origin(v.span().start);
         let Some(path) = t.get("path").and_then(|p| self.str_of(p, "path")) else {
-            self.ctx.diags.error(&o, "a location needs path = \"/server-status\"");
+            self.ctx
+                .diags
+                .error(&o, "a location needs path = \"/server-status\"");
             return;
         };
         let handler = match t.get("handler") {
@@ -729,16 +859,24 @@ impl Walker<'_> {
                 let mut nets = Vec::new();
                 if let DeValue::Array(arr) = a.get_ref() {
                     for x in arr.iter() {
-                        let Some(s) = self.str_of(x, "allow") else { continue };
+                        let Some(s) = self.str_of(x, "allow") else {
+                            continue;
+                        };
                         match super::httpd::parse_net(&s) {
                             Some(n) => nets.push(n),
                             None => {
-                                self.err(x.span().start, format!("'{s}' is not an address or network"));
+                                self.err(
+                                    x.span().start,
+                                    format!("'{s}' is not an address or network"),
+                                );
                             }
                         }
                     }
                 } else {
-                    self.err(a.span().start, "allow must be a list of addresses or networks");
+                    self.err(
+                        a.span().start,
+                        "allow must be a list of addresses or networks",
+                    );
                 }
                 access.require = Some(Require::Any(vec![Require::Ip(nets)]));
             }
@@ -751,15 +889,20 @@ impl Walker<'_> {
                 }
             }
         }
-        self.ctx.builder.host_mut(HostSel::Main).locations.push(LocationSection {
-            path,
-            regex: None,
-            handler,
-            access,
-            response_headers: Vec::new(),
-            request_headers: Vec::new(),
-            origin: o,
-        });
+        self.ctx
+            .builder
+            .host_mut(HostSel::Main)
+            .locations
+            .push(LocationSection {
+                path,
+                regex: None,
+                handler,
+                access,
+                response_headers: Vec::new(),
+                request_headers: Vec::new(),
+                reverse: ReverseRules::default(),
+                origin: o,
+            });
     }
 }
 

@@ -170,7 +170,13 @@ mod tests {
         let t: Vec<_> = w.iter().map(|w| w.text.as_str()).collect();
         assert_eq!(
             t,
-            ["Header", "add", "Set-Cookie", "ROUTEID=.%{X}e; path=/t1", "env=A"]
+            [
+                "Header",
+                "add",
+                "Set-Cookie",
+                "ROUTEID=.%{X}e; path=/t1",
+                "env=A"
+            ]
         );
         assert!(w[3].quoted);
         assert_eq!(w[3].offset, 22);

@@ -482,6 +482,7 @@ impl<'a> HttpdParser<'a> {
                     access: AccessRules::default(),
                     response_headers: Vec::new(),
                     request_headers: Vec::new(),
+                    reverse: ReverseRules::default(),
                     origin: o.clone(),
                 });
                 let index = locs.len() - 1;
@@ -524,7 +525,10 @@ impl<'a> HttpdParser<'a> {
             }
             "requireall" | "requireany" | "requirenone" => {
                 if self.current_location().is_none() && !self.in_proxy() {
-                    self.err(&o, format!("<{tag}> is only meaningful inside <Location> or <Proxy>"));
+                    self.err(
+                        &o,
+                        format!("<{tag}> is only meaningful inside <Location> or <Proxy>"),
+                    );
                 }
                 let kind = match lower.as_str() {
                     "requireall" => "all",
@@ -537,10 +541,14 @@ impl<'a> HttpdParser<'a> {
                     origin: o.clone(),
                 });
             }
-            _ if IGNORED_SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(&lower)) => {
-                self.ctx
-                    .diags
-                    .note(&o, format!("<{tag}> has no meaning for a proxy; section skipped"));
+            _ if IGNORED_SECTIONS
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(&lower)) =>
+            {
+                self.ctx.diags.note(
+                    &o,
+                    format!("<{tag}> has no meaning for a proxy; section skipped"),
+                );
                 return Some(tag);
             }
             _ => {
@@ -577,37 +585,40 @@ impl<'a> HttpdParser<'a> {
             return;
         };
         let lurl = url.to_ascii_lowercase();
-        if lower == "proxy" {
-            if let Some(rest) = lurl.strip_prefix("balancer://") {
-                // Any path after the name is ignored by httpd.
-                let name = rest.split('/').next().unwrap_or("").to_string();
-                if name.is_empty() {
-                    self.err(o, "balancer:// needs a name");
-                }
-                if name.contains(['*', '?', '[']) {
-                    self.err(o, "wildcard <Proxy balancer://...> sections are not supported")
-                        .hint("name the balancer exactly");
-                }
-                let existing = self.ctx.builder.config.balancer_index(&name);
-                let bi = self.ctx.builder.balancer_index(&name, o);
-                let reopened = existing.map(|i| {
-                    let b = &mut self.ctx.builder.config.balancers[i];
-                    let first = b.definitions[0].clone();
-                    b.definitions.push(o.clone());
-                    (
-                        b.members.len(),
-                        b.params.sticky.clone(),
-                        b.params.sticky_origin.clone(),
-                        first,
-                    )
-                });
-                self.stack.push(Frame::Proxy {
-                    balancer: Some(bi),
-                    origin: o.clone(),
-                    reopened,
-                });
-                return;
+        if lower == "proxy"
+            && let Some(rest) = lurl.strip_prefix("balancer://")
+        {
+            // Any path after the name is ignored by httpd.
+            let name = rest.split('/').next().unwrap_or("").to_string();
+            if name.is_empty() {
+                self.err(o, "balancer:// needs a name");
             }
+            if name.contains(['*', '?', '[']) {
+                self.err(
+                    o,
+                    "wildcard <Proxy balancer://...> sections are not supported",
+                )
+                .hint("name the balancer exactly");
+            }
+            let existing = self.ctx.builder.find_balancer(&name);
+            let bi = self.ctx.builder.balancer_index(&name, o);
+            let reopened = existing.map(|i| {
+                let b = &mut self.ctx.builder.config.balancers[i];
+                let first = b.definitions[0].clone();
+                b.definitions.push(o.clone());
+                (
+                    b.members.len(),
+                    b.params.sticky.clone(),
+                    b.params.sticky_origin.clone(),
+                    first,
+                )
+            });
+            self.stack.push(Frame::Proxy {
+                balancer: Some(bi),
+                origin: o.clone(),
+                reopened,
+            });
+            return;
         }
         self.ctx
             .diags
@@ -640,20 +651,23 @@ impl<'a> HttpdParser<'a> {
             _ => false,
         };
         if !ok {
-            self.err(
-                o,
-                format!("</{tag}> closes <{}>", frame_close_name(&top)),
-            );
+            self.err(o, format!("</{tag}> closes <{}>", frame_close_name(&top)));
         }
         match top {
             Frame::VirtualHost => self.host = HostSel::Main,
-            Frame::Require { kind, items, origin } => {
+            Frame::Require {
+                kind,
+                items,
+                origin,
+            } => {
                 let node = match kind {
                     "all" => Require::All(items),
                     "none" => Require::None(items),
                     _ => Require::Any(items),
                 };
-                if let Frame::Require { items, .. } = self.stack.last_mut().unwrap_or(&mut Frame::Conditional) {
+                if let Frame::Require { items, .. } =
+                    self.stack.last_mut().unwrap_or(&mut Frame::Conditional)
+                {
                     items.push(node);
                 } else {
                     let _ = origin;
@@ -678,16 +692,16 @@ impl<'a> HttpdParser<'a> {
                         before
                     ));
                 }
-                if let (Some(old), Some(new)) = (&sticky_before, &b.params.sticky) {
-                    if old != new {
-                        consequences.push(format!(
+                if let (Some(old), Some(new)) = (&sticky_before, &b.params.sticky)
+                    && old != new
+                {
+                    consequences.push(format!(
                             "the last stickysession wins: {} (line {}) replaces {} (line {}) for every member",
                             new.cookie,
                             b.params.sticky_origin.as_ref().map_or(0, |o| o.line),
                             old.cookie,
                             sticky_origin_before.as_ref().map_or(0, |o| o.line),
                         ));
-                    }
                 }
                 let msg = format!(
                     "balancer://{} is defined again here; it was first defined at {}. httpd merges both sections into one balancer{}{}",
@@ -848,8 +862,14 @@ impl<'a> HttpdParser<'a> {
                         }
                     }
                     _ => {
-                        self.err(&d.arg_origin(0), format!("{} takes whole seconds (at least 1), not '{v}'", d.name))
-                            .hint(format!("httpd reads {} with atoi; write a plain number such as {} 60", d.name, d.name));
+                        self.err(
+                            &d.arg_origin(0),
+                            format!("{} takes whole seconds (at least 1), not '{v}'", d.name),
+                        )
+                        .hint(format!(
+                            "httpd reads {} with atoi; write a plain number such as {} 60",
+                            d.name, d.name
+                        ));
                     }
                 }
             }
@@ -865,11 +885,18 @@ impl<'a> HttpdParser<'a> {
                     Err(e) => self.issue(&d.arg_origin(0), e),
                 }
             }
-            "maxkeepaliverequests" | "limitrequestline" | "limitrequestfieldsize"
-            | "limitrequestfields" | "limitrequestbody" | "proxyhctpsize" => {
+            "maxkeepaliverequests"
+            | "limitrequestline"
+            | "limitrequestfieldsize"
+            | "limitrequestfields"
+            | "limitrequestbody"
+            | "proxyhctpsize" => {
                 let Some(v) = self.one_arg(d) else { return };
                 let Ok(n) = v.parse::<u64>() else {
-                    self.err(&d.arg_origin(0), format!("{} takes a whole number, not '{v}'", d.name));
+                    self.err(
+                        &d.arg_origin(0),
+                        format!("{} takes a whole number, not '{v}'", d.name),
+                    );
                     return;
                 };
                 let s = &mut self.ctx.builder.config.server;
@@ -923,7 +950,13 @@ impl<'a> HttpdParser<'a> {
                             kv.push((k.to_ascii_lowercase(), v.to_string()));
                         }
                         _ => {
-                            self.err(&d.arg_origin(i), format!("ProxyHCTemplate takes hc*=value parameters, not '{}'", w.text));
+                            self.err(
+                                &d.arg_origin(i),
+                                format!(
+                                    "ProxyHCTemplate takes hc*=value parameters, not '{}'",
+                                    w.text
+                                ),
+                            );
                         }
                     }
                 }
@@ -937,14 +970,14 @@ impl<'a> HttpdParser<'a> {
             _ => {
                 if let Some(n) = IGNORED.iter().find(|n| n.eq_ignore_ascii_case(&d.name)) {
                     let what = match *n {
-                        "CustomLog" | "LogFormat" => "access logging is not configured this way yet",
+                        "CustomLog" | "LogFormat" => {
+                            "access logging is not configured this way yet"
+                        }
                         "ProxyErrorOverride" => "balancerd passes member error pages through",
                         "Alias" | "ScriptAlias" | "DocumentRoot" => "balancerd serves no files",
                         _ => "it has no meaning for balancerd",
                     };
-                    self.ctx
-                        .diags
-                        .note(&o, format!("{n} ignored: {what}"));
+                    self.ctx.diags.note(&o, format!("{n} ignored: {what}"));
                     return;
                 }
                 let all = SUPPORTED.iter().chain(IGNORED.iter()).copied();
@@ -974,7 +1007,10 @@ impl<'a> HttpdParser<'a> {
         } else if v.eq_ignore_ascii_case("off") {
             Some(false)
         } else {
-            self.err(&d.arg_origin(0), format!("{} must be On or Off, not '{v}'", d.name));
+            self.err(
+                &d.arg_origin(0),
+                format!("{} must be On or Off, not '{v}'", d.name),
+            );
             None
         }
     }
@@ -991,8 +1027,11 @@ impl<'a> HttpdParser<'a> {
             a.parse::<std::net::SocketAddr>().ok()
         };
         let Some(addr) = addr else {
-            self.err(&d.arg_origin(0), format!("Listen {a}: not a port or IP:port"))
-                .hint("write Listen 80, Listen 127.0.0.1:8080 or Listen [::1]:8080");
+            self.err(
+                &d.arg_origin(0),
+                format!("Listen {a}: not a port or IP:port"),
+            )
+            .hint("write Listen 80, Listen 127.0.0.1:8080 or Listen [::1]:8080");
             return;
         };
         if addr.port() == 0 {
@@ -1000,15 +1039,24 @@ impl<'a> HttpdParser<'a> {
             return;
         }
         let protocol = d.arg(1).map(|p| p.to_ascii_lowercase());
-        if let Some(p) = &protocol {
-            if p != "http" && p != "https" {
-                self.err(&d.arg_origin(1), format!("Listen protocol '{p}' is not supported (http or https)"));
-            }
+        if let Some(p) = &protocol
+            && p != "http"
+            && p != "https"
+        {
+            self.err(
+                &d.arg_origin(1),
+                format!("Listen protocol '{p}' is not supported (http or https)"),
+            );
         }
         let b = &mut self.ctx.builder;
         if let Some(prev) = b.config.listeners.iter().find(|l| l.addr == addr) {
             let prev = prev.origin.clone();
-            self.err(&o, format!("Cannot define multiple Listeners on the same IP:port ({addr}); first at {prev}"));
+            self.err(
+                &o,
+                format!(
+                    "Cannot define multiple Listeners on the same IP:port ({addr}); first at {prev}"
+                ),
+            );
             return;
         }
         b.saw_listen = true;
@@ -1043,8 +1091,11 @@ impl<'a> HttpdParser<'a> {
             }
         };
         if files.is_empty() && !optional {
-            self.err(&d.arg_origin(0), format!("Include {pat}: the wildcard matches no file"))
-                .hint("use IncludeOptional for a folder that may be empty");
+            self.err(
+                &d.arg_origin(0),
+                format!("Include {pat}: the wildcard matches no file"),
+            )
+            .hint("use IncludeOptional for a folder that may be empty");
             return;
         }
         if super::has_wildcard(pat) || full.is_dir() {
@@ -1083,14 +1134,16 @@ impl<'a> HttpdParser<'a> {
                 _ => {
                     // "sticky session=ROUTEID": a stray space inside a parameter name.
                     let mut hint = None;
-                    if let Some((_, next)) = words.get(j + 1) {
-                        if let Some((k2, v2)) = next.split_once('=') {
-                            let glued = format!("{w}{k2}").to_ascii_lowercase();
-                            if super::params::BALANCER_KEYS.contains(&glued.as_str())
-                                || super::params::MEMBER_KEYS.contains(&glued.as_str())
-                            {
-                                hint = Some(format!("write {glued}={v2} (no space inside the parameter name)"));
-                            }
+                    if let Some((_, next)) = words.get(j + 1)
+                        && let Some((k2, v2)) = next.split_once('=')
+                    {
+                        let glued = format!("{w}{k2}").to_ascii_lowercase();
+                        if super::params::BALANCER_KEYS.contains(&glued.as_str())
+                            || super::params::MEMBER_KEYS.contains(&glued.as_str())
+                        {
+                            hint = Some(format!(
+                                "write {glued}={v2} (no space inside the parameter name)"
+                            ));
                         }
                     }
                     let e = self.err(
@@ -1126,8 +1179,11 @@ impl<'a> HttpdParser<'a> {
                         (self.ctx.builder.balancer_index(&name, &o), 1)
                     }
                     _ => {
-                        self.err(&o, "BalancerMember outside <Proxy> must name its balancer first")
-                            .hint("write BalancerMember balancer://NAME http://host:port ...");
+                        self.err(
+                            &o,
+                            "BalancerMember outside <Proxy> must name its balancer first",
+                        )
+                        .hint("write BalancerMember balancer://NAME http://host:port ...");
                         return;
                     }
                 }
@@ -1157,9 +1213,14 @@ impl<'a> HttpdParser<'a> {
                 Err(e) => self.issue(&d.arg_origin(i), e),
             }
         }
-        self.ctx
-            .builder
-            .add_member(bi, murl, params, had, d.arg_origin(url_at), &mut self.ctx.diags);
+        self.ctx.builder.add_member(
+            bi,
+            murl,
+            params,
+            had,
+            d.arg_origin(url_at),
+            &mut self.ctx.diags,
+        );
     }
 
     fn proxy_set(&mut self, d: &Dir) {
@@ -1167,7 +1228,10 @@ impl<'a> HttpdParser<'a> {
         let (target, from) = match self.current_balancer() {
             Some(bi) => (Some(bi), 0),
             None if self.in_proxy() => {
-                self.err(&o, "ProxySet in a non-balancer <Proxy> section is not supported");
+                self.err(
+                    &o,
+                    "ProxySet in a non-balancer <Proxy> section is not supported",
+                );
                 return;
             }
             None => (None, 1),
@@ -1185,7 +1249,7 @@ impl<'a> HttpdParser<'a> {
         let lname = name.to_ascii_lowercase();
         if let Some(rest) = lname.strip_prefix("balancer://") {
             let bname = rest.split('/').next().unwrap_or("");
-            let Some(bi) = self.ctx.builder.config.balancer_index(bname) else {
+            let Some(bi) = self.ctx.builder.find_balancer(bname) else {
                 self.err(&d.arg_origin(0), format!("ProxySet can not find '{name}': no balancer of that name is defined above this line"))
                     .hint("define the balancer (<Proxy balancer://...> or BalancerMember) before ProxySet");
                 return;
@@ -1217,7 +1281,10 @@ impl<'a> HttpdParser<'a> {
             }
         }
         if !found {
-            self.err(&d.arg_origin(0), format!("ProxySet can not find worker '{name}'"));
+            self.err(
+                &d.arg_origin(0),
+                format!("ProxySet can not find worker '{name}'"),
+            );
         }
     }
 
@@ -1268,7 +1335,11 @@ impl<'a> HttpdParser<'a> {
             let (i, p) = args.remove(0);
             (p, Some(i))
         };
-        let Some((ti, target)) = (if args.is_empty() { None } else { Some(args.remove(0)) }) else {
+        let Some((ti, target)) = (if args.is_empty() {
+            None
+        } else {
+            Some(args.remove(0))
+        }) else {
             self.err(&o, format!("{} needs a target URL (or !)", d.name));
             return;
         };
@@ -1277,13 +1348,19 @@ impl<'a> HttpdParser<'a> {
             match regex::Regex::new(&pattern) {
                 Ok(r) => RouteMatch::Regex(r),
                 Err(e) => {
-                    self.err(&pat_origin, format!("{} regex does not compile: {e}", d.name));
+                    self.err(
+                        &pat_origin,
+                        format!("{} regex does not compile: {e}", d.name),
+                    );
                     return;
                 }
             }
         } else {
             if !pattern.starts_with('/') {
-                self.err(&pat_origin, format!("ProxyPass path '{pattern}' must start with '/'"));
+                self.err(
+                    &pat_origin,
+                    format!("ProxyPass path '{pattern}' must start with '/'"),
+                );
                 return;
             }
             RouteMatch::Prefix(pattern.clone())
@@ -1303,7 +1380,10 @@ impl<'a> HttpdParser<'a> {
                 "nocanon" => route.nocanon = true,
                 "noquery" => route.noquery = true,
                 "interpolate" => {
-                    self.ctx.diags.warning(&d.arg_origin(i), "interpolate is not supported; the ProxyPass is used as written");
+                    self.ctx.diags.warning(
+                        &d.arg_origin(i),
+                        "interpolate is not supported; the ProxyPass is used as written",
+                    );
                 }
                 _ => match w.split_once('=') {
                     Some((k, v)) => kv.push((i, k.to_string(), v.to_string())),
@@ -1316,7 +1396,10 @@ impl<'a> HttpdParser<'a> {
         }
         if target == "!" {
             if !kv.is_empty() {
-                self.err(&d.arg_origin(kv[0].0), "an excluded path (!) takes no parameters");
+                self.err(
+                    &d.arg_origin(kv[0].0),
+                    "an excluded path (!) takes no parameters",
+                );
             }
         } else {
             let lt = target.to_ascii_lowercase();
@@ -1328,7 +1411,10 @@ impl<'a> HttpdParser<'a> {
                     if k.eq_ignore_ascii_case("upgrade") {
                         route.upgrade = Some(v);
                     } else if k.eq_ignore_ascii_case("mapping") {
-                        self.ctx.diags.warning(&d.arg_origin(i), "mapping= is not supported; the path is mapped as httpd's default");
+                        self.ctx.diags.warning(
+                            &d.arg_origin(i),
+                            "mapping= is not supported; the path is mapped as httpd's default",
+                        );
                     } else if super::params::MEMBER_KEYS.contains(&k.to_ascii_lowercase().as_str())
                         && !super::params::BALANCER_KEYS.contains(&k.to_ascii_lowercase().as_str())
                     {
@@ -1393,12 +1479,21 @@ impl<'a> HttpdParser<'a> {
             ),
             (_, 2) | (_, 3) => (d.args[0].text.clone(), d.args[1].text.clone()),
             _ => {
-                self.err(&o, format!("{} takes a public path and an internal one", d.name));
+                self.err(
+                    &o,
+                    format!("{} takes a public path and an internal one", d.name),
+                );
                 return;
             }
         };
-        if d.args.get(2).is_some_and(|w| !w.text.eq_ignore_ascii_case("interpolate")) {
-            self.err(&d.arg_origin(2), format!("unexpected argument '{}'", d.args[2].text));
+        if d.args
+            .get(2)
+            .is_some_and(|w| !w.text.eq_ignore_ascii_case("interpolate"))
+        {
+            self.err(
+                &d.arg_origin(2),
+                format!("unexpected argument '{}'", d.args[2].text),
+            );
         }
         let map = ReverseMap {
             public,
@@ -1406,9 +1501,11 @@ impl<'a> HttpdParser<'a> {
             origin: o.clone(),
         };
         let bal = self.current_balancer();
-        let rules = match bal {
-            Some(bi) => &mut self.ctx.builder.config.balancers[bi].reverse,
-            None => {
+        let loc = self.current_location();
+        let rules = match (bal, loc) {
+            (Some(bi), _) => &mut self.ctx.builder.config.balancers[bi].reverse,
+            (None, Some((h, li))) => &mut self.ctx.builder.host_mut(h).locations[li].reverse,
+            (None, None) => {
                 let h = self.host;
                 &mut self.ctx.builder.host_mut(h).reverse
             }
@@ -1418,14 +1515,14 @@ impl<'a> HttpdParser<'a> {
             "proxypassreversecookiepath" => rules.cookie_path.push(map),
             _ => rules.cookie_domain.push(map),
         }
-        if d.lower == "proxypassreversecookiepath" {
-            if let Some(bi) = bal {
-                let name = self.ctx.builder.config.balancers[bi].name.clone();
-                self.ctx
-                    .builder
-                    .scoped_cookie_paths
-                    .push(ScopedCookiePath { balancer: name, origin: o });
-            }
+        if d.lower == "proxypassreversecookiepath"
+            && let Some(bi) = bal
+        {
+            let name = self.ctx.builder.config.balancers[bi].name.clone();
+            self.ctx.builder.scoped_cookie_paths.push(ScopedCookiePath {
+                balancer: name,
+                origin: o,
+            });
         }
     }
 
@@ -1468,7 +1565,10 @@ impl<'a> HttpdParser<'a> {
                             }
                         }
                         None => {
-                            self.ctx.diags.warning(&o, format!("{} in a non-balancer <Proxy> section is ignored", d.name));
+                            self.ctx.diags.warning(
+                                &o,
+                                format!("{} in a non-balancer <Proxy> section is ignored", d.name),
+                            );
                         }
                     }
                     return;
@@ -1495,14 +1595,20 @@ impl<'a> HttpdParser<'a> {
         let handler = match v.to_ascii_lowercase().as_str() {
             "server-status" => Some(Handler::ServerStatus),
             "balancer-manager" => {
-                self.ctx.diags.note(&o, "balancer-manager is parsed but not served yet; requests to it get 404");
+                self.ctx.diags.note(
+                    &o,
+                    "balancer-manager is parsed but not served yet; requests to it get 404",
+                );
                 Some(Handler::BalancerManager)
             }
             "metrics" => Some(Handler::Metrics),
             "none" => None,
             _ => {
-                self.err(&d.arg_origin(0), format!("SetHandler {v} is not a handler balancerd has"))
-                    .hint("balancerd serves server-status, balancer-manager and metrics");
+                self.err(
+                    &d.arg_origin(0),
+                    format!("SetHandler {v} is not a handler balancerd has"),
+                )
+                .hint("balancerd serves server-status, balancer-manager and metrics");
                 return;
             }
         };
@@ -1512,8 +1618,11 @@ impl<'a> HttpdParser<'a> {
     fn access(&mut self, d: &Dir) {
         let o = d.origin();
         if self.access_target().is_none() {
-            self.err(&o, format!("{} is only meaningful inside <Location> or <Proxy>", d.name))
-                .hint("wrap it in <Location /path> ... </Location>");
+            self.err(
+                &o,
+                format!("{} is only meaningful inside <Location> or <Proxy>", d.name),
+            )
+            .hint("wrap it in <Location /path> ... </Location>");
             return;
         }
         match d.lower.as_str() {
@@ -1524,13 +1633,22 @@ impl<'a> HttpdParser<'a> {
                     "allow,deny" => Order::AllowDeny,
                     "mutual-failure" => Order::MutualFailure,
                     _ => {
-                        self.err(&o, format!("Order '{}' is not one of deny,allow / allow,deny / mutual-failure", d.arg(0).unwrap_or("")))
-                            .hint("write it without spaces: Order deny,allow");
+                        self.err(
+                            &o,
+                            format!(
+                                "Order '{}' is not one of deny,allow / allow,deny / mutual-failure",
+                                d.arg(0).unwrap_or("")
+                            ),
+                        )
+                        .hint("write it without spaces: Order deny,allow");
                         return;
                     }
                 };
                 if d.args.len() > 1 {
-                    self.err(&d.arg_origin(1), "Order takes one word (no space after the comma)");
+                    self.err(
+                        &d.arg_origin(1),
+                        "Order takes one word (no space after the comma)",
+                    );
                 }
                 if let Some(a) = self.access_target() {
                     a.order = Some(ord);
@@ -1601,7 +1719,11 @@ impl<'a> HttpdParser<'a> {
         let base = self.ctx.include_base(&d.file);
         let file_arg = |p: &str| -> PathBuf {
             let p = Path::new(p);
-            if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
         };
         if let Some(rest) = lower.strip_prefix("sslproxy") {
             let t = &mut self.ctx.builder.config.upstream_tls;
@@ -1651,7 +1773,10 @@ impl<'a> HttpdParser<'a> {
                     t.protocols = Some(v.join(" "));
                 }
                 "verifydepth" | "ciphersuite" => {
-                    self.ctx.diags.note(&o, format!("{} ignored: rustls chooses safe values", d.name));
+                    self.ctx.diags.note(
+                        &o,
+                        format!("{} ignored: rustls chooses safe values", d.name),
+                    );
                 }
                 _ => {
                     let d2 = self.err(&o, format!("unknown directive '{}'", d.name));
@@ -1663,7 +1788,12 @@ impl<'a> HttpdParser<'a> {
             return;
         }
         let h = self.host;
-        let tls = self.ctx.builder.host_mut(h).tls.get_or_insert_with(FrontTls::default);
+        let tls = self
+            .ctx
+            .builder
+            .host_mut(h)
+            .tls
+            .get_or_insert_with(FrontTls::default);
         match lower {
             "sslengine" => {
                 let v = d.arg(0).unwrap_or("").to_ascii_lowercase();
@@ -1683,7 +1813,9 @@ impl<'a> HttpdParser<'a> {
             }
             _ => {
                 if let Some(n) = IGNORED.iter().find(|n| n.eq_ignore_ascii_case(&d.name)) {
-                    self.ctx.diags.note(&o, format!("{n} ignored: it has no meaning for balancerd"));
+                    self.ctx
+                        .diags
+                        .note(&o, format!("{n} ignored: it has no meaning for balancerd"));
                 } else {
                     let d2 = self.err(&o, format!("unknown directive '{}'", d.name));
                     if let Some(c) = closest(&d.name, SUPPORTED.iter().copied()) {
@@ -1711,9 +1843,11 @@ fn is_wrapped_kv_line(text: &str) -> bool {
     !words.is_empty()
         && !words[0].text.starts_with('<')
         && words.iter().all(|w| {
-            w.text
-                .split_once('=')
-                .is_some_and(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+            w.text.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
         })
 }
 
@@ -1731,7 +1865,10 @@ pub fn parse_host_match(w: &str) -> Result<HostMatch, String> {
     if let Some(net) = parse_net(w) {
         return Ok(HostMatch::Net(net));
     }
-    if w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') && w.bytes().any(|b| b.is_ascii_alphabetic()) {
+    if w.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && w.bytes().any(|b| b.is_ascii_alphabetic())
+    {
         return Ok(HostMatch::Host(w.to_ascii_lowercase()));
     }
     Err(format!("'{w}' is not an address, network or host name"))
@@ -1760,7 +1897,11 @@ pub fn parse_net(w: &str) -> Option<ipnet::IpNet> {
     // Partial IPv4: 1 to 3 numeric octets, optionally ending in '.'.
     let t = w.strip_suffix('.').unwrap_or(w);
     let parts: Vec<&str> = t.split('.').collect();
-    if (1..=3).contains(&parts.len()) && parts.iter().all(|p| !p.is_empty() && p.parse::<u8>().is_ok()) {
+    if (1..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.parse::<u8>().is_ok())
+    {
         let mut oct = [0u8; 4];
         for (i, p) in parts.iter().enumerate() {
             oct[i] = p.parse().ok()?;
@@ -1791,7 +1932,10 @@ pub fn parse_require(words: &[String]) -> Result<Require, String> {
         "ip" => {
             let mut nets = Vec::new();
             for a in args {
-                nets.push(parse_net(a).ok_or_else(|| format!("Require ip: '{a}' is not an address or network"))?);
+                nets.push(
+                    parse_net(a)
+                        .ok_or_else(|| format!("Require ip: '{a}' is not an address or network"))?,
+                );
             }
             if nets.is_empty() {
                 return Err("Require ip needs at least one address".into());
@@ -1813,4 +1957,3 @@ pub fn parse_require(words: &[String]) -> Result<Require, String> {
     };
     Ok(if neg { Require::Not(Box::new(r)) } else { r })
 }
-

@@ -1,0 +1,566 @@
+//! `balancerd check` on real files: the vendor's published blocks, the shipped examples,
+//! and the traps and lints an admin replacing httpd meets. Runs the real binary.
+
+mod support;
+use support::*;
+
+fn golden(name: &str) -> (String, String) {
+    let dir = root().join("tests/fixtures");
+    let out = std::fs::read_to_string(dir.join(format!("{name}.summary"))).unwrap();
+    let err = std::fs::read_to_string(dir.join(format!("{name}.diagnostics"))).unwrap();
+    (out, err)
+}
+
+fn fixture(name: &str) -> Run {
+    balancerd(&["check", "--config", &format!("tests/fixtures/{name}.conf")])
+}
+
+#[test]
+fn rhel8_tenant_file_loads_with_wrapped_line_warnings() {
+    let r = fixture("rhel8-loadbalancer_tenant1");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let f = "tests/fixtures/rhel8-loadbalancer_tenant1.conf";
+    assert_eq!(
+        r.heads(),
+        vec![
+            format!(
+                "{f}:7:1: warning: line 7 holds only 'env=BALANCER_ROUTE_CHANGED'; joined to the Header directive on line 6 (httpd rejects this file: Invalid command 'env=BALANCER_ROUTE_CHANGED')"
+            ),
+            format!(
+                "{f}:23:1: warning: line 23 holds only 'route=RCS1_Application_Name'; joined to the BalancerMember directive on line 22 (httpd rejects this file: Invalid command 'route=RCS1_Application_Name')"
+            ),
+            format!(
+                "{f}:25:1: warning: line 25 holds only 'route=RCS2_Application_Name'; joined to the BalancerMember directive on line 24 (httpd rejects this file: Invalid command 'route=RCS2_Application_Name')"
+            ),
+            format!(
+                "{f}:1:1: note: no Listen directive: this file is checked on its own (as a tenant file included from the main config); it serves nothing by itself"
+            ),
+            format!(
+                "{f}:27:1: warning: ProxyPassReverseCookiePath inside <Proxy balancer://tlrcs>: httpd applies it to every balancer, not only this one (with a second tenant, that tenant's cookie paths are rewritten by this rule too); balancerd applies it only to balancer://tlrcs"
+            ),
+        ]
+    );
+    // The joined words took effect: routes on the RCS members, env= on the Header.
+    assert!(r.stdout.contains("http://tlrcs1:8008  route=RCS1_Application_Name  status=-  lbset=0  loadfactor=1  disablereuse=On  connectiontimeout=10000ms"));
+    assert!(
+        r.stdout
+            .contains("balancer://tlwebdav  lbmethod=byrequests maxattempts=1")
+    );
+    assert!(
+        r.stdout
+            .contains("    http://tlwebdav2  route=-  status=H  lbset=0  loadfactor=1")
+    );
+    let (out, err) = golden("rhel8-loadbalancer_tenant1");
+    assert_eq!(r.stdout, out);
+    assert_eq!(r.stderr, err);
+}
+
+#[test]
+fn rhel6_second_proxy_section_is_merged_with_a_warning() {
+    let r = fixture("rhel6-loadbalancer_tenant1");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let f = "tests/fixtures/rhel6-loadbalancer_tenant1.conf";
+    let heads = r.heads();
+    assert!(heads.contains(&format!(
+        "{f}:21:1: warning: balancer://tlrws is defined again here; it was first defined at {f}:2:1. httpd merges both sections into one balancer: the members http://tlrws1:8008, http://tlrws2:8008 join the 3 member(s) defined there; the last stickysession wins: JSESSIONID (line 26) replaces ROUTEID (line 8) for every member"
+    )), "{heads:#?}");
+    // The consequence shows in the lint too: the ROUTEID cookie is never read back.
+    assert!(heads.contains(&format!(
+        "{f}:6:1: warning: this Header sets the cookie ROUTEID but balancer://tlrws reads stickysession=JSESSIONID: the cookie is never read back, so sessions do not stick"
+    )));
+    assert_eq!(heads.len(), 7, "{heads:#?}");
+    // Five members in the merged balancer, the last sticky name.
+    assert!(
+        r.stdout.contains(
+            "balancer://tlrws  lbmethod=byrequests stickysession=JSESSIONID maxattempts=4"
+        )
+    );
+    let (out, err) = golden("rhel6-loadbalancer_tenant1");
+    assert_eq!(r.stdout, out);
+    assert_eq!(r.stderr, err);
+}
+
+#[test]
+fn tls_block_stray_space_is_an_error_with_hint() {
+    let r = fixture("rhel8-tls-rws");
+    assert_eq!(r.code, 1);
+    let f = "tests/fixtures/rhel8-tls-rws.conf";
+    assert_eq!(
+        r.heads(),
+        vec![
+            format!(
+                "{f}:6:1: warning: line 6 holds only 'env=BALANCER_ROUTE_CHANGED'; joined to the Header directive on line 5 (httpd rejects this file: Invalid command 'env=BALANCER_ROUTE_CHANGED')"
+            ),
+            format!(
+                "{f}:7:10: error: ProxySet parameter 'sticky' is not in the form key=value (httpd: \"Invalid ProxySet parameter\")"
+            ),
+            format!(
+                "{f}:1:1: note: no Listen directive: this file is checked on its own (as a tenant file included from the main config); it serves nothing by itself"
+            ),
+            format!(
+                "{f}:2:16: warning: member https://tlrws1:8080 uses https but SSLProxyEngine is not On: httpd fails every request to it with 500"
+            ),
+        ]
+    );
+    assert!(
+        r.stderr
+            .contains("= hint: write stickysession=ROUTEID (no space inside the parameter name)")
+    );
+    assert!(
+        r.stderr
+            .contains(" 7 | ProxySet sticky session=ROUTEID\n   |          ^\n")
+    );
+    assert!(r.stdout.is_empty(), "no summary for an invalid config");
+    let (_, err) = golden("rhel8-tls-rws");
+    assert_eq!(r.stderr, err);
+}
+
+#[test]
+fn serverstatus_block_with_trailing_spaces_loads() {
+    let r = fixture("serverstatus");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("/server-status -> server-status (access rules)")
+    );
+    let (out, err) = golden("serverstatus");
+    assert_eq!(r.stdout, out);
+    assert_eq!(r.stderr, err);
+}
+
+#[test]
+fn shipped_configs_are_valid_and_summarised() {
+    for cfg in ["conf/balancerd.conf", "conf/balancerd.toml"] {
+        let r = balancerd(&["check", "--config", cfg, "--strict"]);
+        assert_eq!(r.code, 0, "{cfg}: {}", r.stderr);
+        assert!(r.heads().is_empty(), "{cfg}: {:?}", r.heads());
+        for needle in [
+            "listeners:\n  127.0.0.1:808",
+            "tenants:\n  t1 (7 routes)\n  t2 (2 routes)\n",
+            "balancer://t1rws  lbmethod=byrequests stickysession=ROUTEID maxattempts=2",
+            "    http://127.0.0.1:9142  route=-  status=H  lbset=0  loadfactor=1",
+            "routes (match order):\n  1. /server-status -> ! (not proxied)",
+            "  2. /t1/api -> balancer://t1rws/api",
+        ] {
+            assert!(
+                r.stdout.contains(needle),
+                "{cfg}: missing {needle:?} in\n{}",
+                r.stdout
+            );
+        }
+    }
+    // The default config path is conf/balancerd.conf.
+    let r = balancerd(&["check"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn json_format_carries_diagnostics_and_summary() {
+    let r = balancerd(&[
+        "check",
+        "--config",
+        "tests/fixtures/rhel8-tls-rws.conf",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"], 1);
+    let d = &v["diagnostics"][1];
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["file"], "tests/fixtures/rhel8-tls-rws.conf");
+    assert_eq!(d["line"], 7);
+    assert_eq!(d["col"], 10);
+    assert_eq!(
+        d["hint"],
+        "write stickysession=ROUTEID (no space inside the parameter name)"
+    );
+
+    let r = balancerd(&[
+        "check",
+        "--config",
+        "conf/balancerd.conf",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["summary"]["balancers"][0]["name"], "balancer://t1rws");
+    assert_eq!(
+        v["summary"]["balancers"][0]["members"][1]["route"],
+        "T1RWS2"
+    );
+    assert_eq!(v["summary"]["routes"][1]["match"], "/t1/api");
+}
+
+#[test]
+fn exit_codes_strict_and_usage() {
+    let r = fixture("rhel8-loadbalancer_tenant1");
+    assert_eq!(r.code, 0);
+    let r = balancerd(&[
+        "check",
+        "--strict",
+        "--config",
+        "tests/fixtures/rhel8-loadbalancer_tenant1.conf",
+    ]);
+    assert_eq!(r.code, 1, "warnings fail under --strict");
+    let r = balancerd(&["check", "--format", "yaml"]);
+    assert_eq!(r.code, 2);
+    let r = balancerd(&["frobnicate"]);
+    assert_eq!(r.code, 2);
+    let r = balancerd(&["check", "--config", "no/such/file.conf"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("error: cannot read no/such/file.conf"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// httpd-semantics §14.51: the startup errors httpd gives, each with file:line.
+#[test]
+fn httpd_startup_errors_are_errors_with_positions() {
+    let d = ConfDir::new();
+    let cases: &[(&str, &str)] = &[
+        (
+            "ProxySet balancer://nope stickysession=X",
+            "a.conf:1:10: error: ProxySet can not find 'balancer://nope'",
+        ),
+        (
+            "BalancerMember balancer://b http://h loadfactor=0.5",
+            "a.conf:1:38: error: loadfactor=0.5: must be a number from 1 to 100",
+        ),
+        (
+            "BalancerMember balancer://b http://h status=X",
+            "a.conf:1:38: error: status=X: unknown status letter 'X'",
+        ),
+        (
+            "BalancerMember balancer://b http://h connectiontimeout=10000MS",
+            "a.conf:1:38: error: connectiontimeout=10000MS: unknown unit 'MS'",
+        ),
+        (
+            &"BalancerMember balancer://b http://h route=R".replace('R', &"r".repeat(64)),
+            "a.conf:1:38: error: route is 64 characters long; httpd allows at most 63",
+        ),
+        (
+            "BalancerMember balancer://b http://h colour=blue",
+            "a.conf:1:38: error: unknown member parameter 'colour'",
+        ),
+        (
+            "BalancerMember balancer://b http://h lbfactor=2",
+            "a.conf:1:38: error: unknown member parameter 'lbfactor'",
+        ),
+        (
+            "BalancerMember balancer://b http://h timeout=500ms",
+            "a.conf:1:38: error: timeout=500ms: httpd reads timeout as whole seconds and ignores the unit, so this means 500 seconds",
+        ),
+        (
+            "ProxyPass /c http://h/c # comment",
+            "a.conf:1:25: error: '#' here is not a comment",
+        ),
+        (
+            "Include missing.conf",
+            "a.conf:1:9: error: Include missing.conf: no such file",
+        ),
+        (
+            "Listen 8080\nListen 8080",
+            "a.conf:2:1: error: Cannot define multiple Listeners on the same IP:port (0.0.0.0:8080)",
+        ),
+        (
+            "ProxyRequests On",
+            "a.conf:1:1: error: ProxyRequests On makes httpd a forward proxy",
+        ),
+        (
+            "ProxyPass /x balancer://b/x lbfactor=2\nBalancerMember balancer://b http://h",
+            "a.conf:1:29: error: unknown balancer parameter 'lbfactor'",
+        ),
+        (
+            "Frobnicate on",
+            "a.conf:1:1: error: unknown directive 'Frobnicate'",
+        ),
+        (
+            "BalancerMembr balancer://b http://h",
+            "a.conf:1:1: error: unknown directive 'BalancerMembr'",
+        ),
+        (
+            "<Proxy balancer://b>\nBalancerMember http://h\n",
+            "a.conf:2:1: error: missing </Proxy> at the end of the file",
+        ),
+        (
+            "ProxyPass /x unix:/run/app.sock|http://h/",
+            "a.conf:1:14: error: unix: sockets are not supported",
+        ),
+    ];
+    for (text, want) in cases {
+        d.write("a.conf", text);
+        let r = d.check("a.conf");
+        assert_eq!(r.code, 1, "{text}: {}", r.stderr);
+        assert!(
+            r.heads().iter().any(|h| h.starts_with(want)),
+            "{text}: want {want:?} in {:#?}",
+            r.heads()
+        );
+    }
+    // Hints where they help.
+    d.write("a.conf", "BalancerMembr balancer://b http://h");
+    assert!(
+        d.check("a.conf")
+            .stderr
+            .contains("= hint: did you mean BalancerMember?")
+    );
+    d.write("a.conf", "BalancerMember balancer://b http://h lbfactor=2");
+    assert!(
+        d.check("a.conf")
+            .stderr
+            .contains("= hint: write loadfactor=")
+    );
+    d.write(
+        "a.conf",
+        "BalancerMember balancer://b http://h timeout=500ms",
+    );
+    assert!(
+        d.check("a.conf")
+            .stderr
+            .contains("= hint: write timeout=1 for about 500 ms")
+    );
+}
+
+/// httpd-semantics §14.51: what httpd accepts, balancerd accepts (with a warning where
+/// httpd is silent).
+#[test]
+fn httpd_accepted_quirks() {
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        &format!(
+            "IncludeOptional nothing/*.conf\nIncludeOptional missing.conf\n<Proxy balancer://b>\nBalancerMember http://h route=A\nProxySet stickysession={}\n</Proxy>\nProxyPass /x balancer://b/x\n",
+            "S".repeat(80)
+        ),
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let heads = r.heads();
+    assert!(
+        heads.iter().any(
+            |h| h.starts_with("a.conf:5:10: warning: stickysession name 'SSSS")
+                && h.contains("is 80 characters long; httpd silently truncates it to 63")
+        ),
+        "{heads:#?}"
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("stickysession={} ", "S".repeat(63)))
+    );
+}
+
+#[test]
+fn lints_httpd_never_gives() {
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        r#"Listen 127.0.0.1:8080
+<Proxy balancer://t1rws>
+BalancerMember http://a:8080 route=R1
+BalancerMember http://b:8080 route=R1
+Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/t2" env=BALANCER_ROUTE_CHANGED
+ProxySet stickysession=JSESSIONID
+</Proxy>
+<Proxy balancer://t1dav>
+BalancerMember http://c status=H
+BalancerMember http://d status=+H
+</Proxy>
+<Proxy balancer://t2rws>
+BalancerMember http://e:8080
+BalancerMember http://f:8080
+Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
+ProxySet stickysession=ROUTEID
+</Proxy>
+ProxyPass /t1 balancer://t1rws/
+ProxyPass /t1/api balancer://t1rws/api
+ProxyPass /t1/dav balancer://t1dav/dav
+ProxyPass /t2/api balancer://t2rws/api
+ProxyPass /t2/api/x !
+"#,
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let heads = r.heads();
+    let want = [
+        "a.conf:19:1: warning: ProxyPass /t1/api can never match: the earlier ProxyPass /t1 at a.conf:18:1 matches every path it would",
+        "a.conf:20:1: warning: ProxyPass /t1/dav can never match",
+        "a.conf:22:1: warning: ProxyPass /t2/api/x can never match: the earlier ProxyPass /t2/api at a.conf:21:1",
+        "a.conf:4:16: warning: route 'R1' is also used by http://a:8080 (a.conf:3:16) in balancer://t1rws",
+        "a.conf:8:1: warning: every member of balancer://t1dav is a hot standby (status=H)",
+        "a.conf:5:1: warning: this Header sets the cookie ROUTEID but balancer://t1rws reads stickysession=JSESSIONID",
+        "a.conf:5:1: warning: the ROUTEID cookie is set with path=/t2, which does not cover /t1 (ProxyPass at a.conf:18:1)",
+        "a.conf:16:10: warning: stickysession=ROUTEID is set but no member of balancer://t2rws has a route",
+        "a.conf:15:1: warning: the ROUTEID cookie with path=/ is sent to several tenants (t1, t2)",
+    ];
+    for w in want {
+        assert!(
+            heads.iter().any(|h| h.starts_with(w)),
+            "missing {w:?} in {heads:#?}"
+        );
+    }
+    assert_eq!(heads.len(), want.len() + 1, "{heads:#?}"); // +1: path=/t2 also misses /t1/api
+    // A balancer used by ProxyPass with no members is an error.
+    d.write("b.conf", "ProxyPass /t3/api balancer://t3rws/api\n");
+    let r = d.check("b.conf");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.heads()
+            .iter()
+            .any(|h| h.starts_with("b.conf:1:1: error: balancer://t3rws has no members"))
+    );
+}
+
+#[test]
+fn tls_traps() {
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        "Listen 127.0.0.1:8080\nSSLProxyEngine On\n<Proxy balancer://b>\nBalancerMember https://h:8443\n</Proxy>\nProxyPass /x balancer://b/x\n",
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 0);
+    assert!(r.heads().iter().any(|h| h.starts_with("a.conf:2:1: warning: SSLProxyEngine On without SSLProxyVerify require: member certificates are not verified")), "{:#?}", r.heads());
+    d.write(
+        "a.conf",
+        "Listen 127.0.0.1:8080\n<Proxy balancer://b>\nBalancerMember https://h:8443\n</Proxy>\nProxyPass /x balancer://b/x\n",
+    );
+    let r = d.check("a.conf");
+    assert_eq!(
+        r.code, 1,
+        "https without SSLProxyEngine in a complete config"
+    );
+    assert!(r.heads()[0].starts_with(
+        "a.conf:3:16: error: member https://h:8443 uses https but SSLProxyEngine is not On"
+    ));
+    d.write(
+        "a.conf",
+        "Listen 127.0.0.1:8080\nSSLProxyEngine on\nSSLProxyVerify require\nSSLProxyCACertificateFile ca.pem\n<Proxy balancer://b>\nBalancerMember https://h:8443\n</Proxy>\nProxyPass /x balancer://b/x\n",
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 0);
+    assert!(r.heads().is_empty(), "{:#?}", r.heads());
+}
+
+#[test]
+fn includes_defines_sections_and_mixed_dialects() {
+    let d = ConfDir::new();
+    d.write(
+        "main.conf",
+        "Define TENANTS tenants\nListen 127.0.0.1:8080\n<IfModule mod_proxy.c>\nProxyPass /server-status !\n</IfModule>\n<IfModule mod_jk.c>\nJkMount /* worker\n</IfModule>\n<IfDefine !NOPE>\nIncludeOptional ${TENANTS}/*.conf\n</IfDefine>\nInclude extra.toml\n",
+    );
+    d.write("tenants/t1.conf", "<Proxy balancer://t1rws>\nBalancerMember http://127.0.0.1:9101 route=A\n</Proxy>\nProxyPass /t1/api balancer://t1rws/api\n");
+    d.write("tenants/t2.conf", "<Proxy balancer://t2rws>\nBalancerMember http://127.0.0.1:9201\n</Proxy>\nProxyPass /t2/api balancer://t2rws/api\n");
+    d.write("tenants/.hidden.conf", "garbage line\n");
+    d.write(
+        "extra.toml",
+        "include = [\"legacy.conf\"]\n[[balancer]]\nname = \"t3rws\"\n[[balancer.member]]\nurl = \"http://127.0.0.1:9301\"\n[[route]]\npath = \"/t3/api\"\nto = \"balancer://t3rws/api\"\n",
+    );
+    d.write(
+        "legacy.conf",
+        "ProxyPass /t4 http://127.0.0.1:9401/t4 timeout=5\n",
+    );
+    let r = d.check("main.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.heads().is_empty(), "{:#?}", r.heads());
+    assert!(
+        r.stdout
+            .contains("tenants:\n  t1 (1 route)\n  t2 (1 route)\n  t3 (1 route)\n  t4 (1 route)\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("/t4 -> http://127.0.0.1:9401/t4"),
+        "{}",
+        r.stdout
+    );
+
+    // Cycles are detected, with the chain.
+    d.write("c1.conf", "Include c2.conf\n");
+    d.write("c2.conf", "Include c1.conf\n");
+    let r = d.check("c1.conf");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.heads()
+            .iter()
+            .any(|h| h.starts_with("c2.conf:1:1: error: include cycle")),
+        "{:#?}",
+        r.heads()
+    );
+
+    // An undefined ${VAR} is reported.
+    d.write("v.conf", "ProxyPass /x http://${NO_SUCH_VAR_X}/\n");
+    let r = d.check("v.conf");
+    assert!(
+        r.heads()
+            .iter()
+            .any(|h| h.starts_with("v.conf:1:21: warning: ${NO_SUCH_VAR_X} is not defined")),
+        "{:#?}",
+        r.heads()
+    );
+
+    // Continuation lines and case-insensitive names.
+    d.write("k.conf", "<proxy BALANCER://MiXed>\nbalancermember http://h \\\n   LOADFACTOR=2 STATUS=+h\n</proxy>\nproxypass /m balancer://mixed/m\n");
+    let r = d.check("k.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("balancer://mixed"));
+    assert!(
+        r.stdout
+            .contains("http://h  route=-  status=H  lbset=0  loadfactor=2"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn virtual_hosts_keep_main_server_routes_first() {
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        "Listen 127.0.0.1:8080\nProxyPass /t1/api http://127.0.0.1:9101/api\n<VirtualHost *:8080>\nServerName lb.example\nServerAlias lb2.example\nProxyPass / http://127.0.0.1:9999/\n<Location /server-status>\nSetHandler server-status\nRequire ip 127.0.0.1\n</Location>\n</VirtualHost>\n",
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let main = r.stdout.find("1. /t1/api").unwrap();
+    let vh = r.stdout.find("2. / -> http://127.0.0.1:9999/").unwrap();
+    assert!(main < vh);
+    assert!(
+        r.stdout
+            .contains("<VirtualHost *:8080> lb.example (main-server routes first):")
+    );
+}
+
+#[test]
+fn toml_errors_have_line_and_column() {
+    let d = ConfDir::new();
+    d.write("a.toml", "[[listen]]\naddr = \"127.0.0.1:8080\"\n[[balancer]]\nname = \"b\"\nstickysesion = \"ROUTEID\"\n[[balancer.member]]\nurl = \"http://h\"\ntimeout = \"500ms\"\nloadfactor = 0.5\n");
+    let r = d.check("a.toml");
+    assert_eq!(r.code, 1);
+    let heads = r.heads();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h == "a.toml:5:1: error: unknown key 'stickysesion' in [[balancer]]"),
+        "{heads:#?}"
+    );
+    assert!(r.stderr.contains("= hint: did you mean 'stickysession'?"));
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with("a.toml:9:14: error: loadfactor=0.5")),
+        "{heads:#?}"
+    );
+    // 500ms really is 500 ms in TOML: no error for it.
+    assert!(!r.stderr.contains("500 seconds"));
+
+    d.write("b.toml", "[[listen]\naddr = 1\n");
+    let r = d.check("b.toml");
+    assert_eq!(r.code, 1);
+    assert!(r.heads()[0].starts_with("b.toml:1:"), "{:#?}", r.heads());
+    assert!(r.heads()[0].contains("error: TOML syntax"));
+}
