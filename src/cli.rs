@@ -22,6 +22,10 @@ struct Cli {
     /// Define a variable for ${VAR} and <IfDefine> (like httpd -D).
     #[arg(short = 'D', global = true)]
     define: Vec<String>,
+    /// Resolve a member host to another address: HOST[:PORT]=IP:PORT (like curl --resolve;
+    /// for testing a config whose member hosts do not resolve here).
+    #[arg(long = "map-host", global = true, value_name = "HOST[:PORT]=IP:PORT")]
+    map_host: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -30,6 +34,8 @@ struct Cli {
 enum Command {
     /// Load the config and serve it.
     Run,
+    /// Serve the config with built-in demo members on loopback (default: the shipped config).
+    Demo,
     /// Validate a config (a main file or one tenant file) and print a summary.
     Check {
         /// Treat warnings as errors (exit 1).
@@ -64,9 +70,23 @@ pub fn main() -> i32 {
     let opts = LoadOptions {
         defines: cli.define.clone(),
     };
+    let mut map = std::collections::HashMap::new();
+    for m in &cli.map_host {
+        let Some((k, v)) = m.split_once('=') else {
+            eprintln!("balancerd: --map-host {m}: expected HOST[:PORT]=IP:PORT");
+            return 2;
+        };
+        let Ok(addr) = v.parse::<std::net::SocketAddr>() else {
+            eprintln!("balancerd: --map-host {m}: '{v}' is not IP:PORT");
+            return 2;
+        };
+        map.insert(k.to_ascii_lowercase(), addr);
+    }
+    crate::upstream::connect::set_host_map(map);
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { strict, format } => check(&path, &opts, strict, format),
-        Command::Run => run(&path, &opts),
+        Command::Run => run(&path, &opts, false),
+        Command::Demo => run(&path, &opts, true),
     }
 }
 
@@ -116,19 +136,32 @@ fn check(path: &Path, opts: &LoadOptions, strict: bool, format: Format) -> i32 {
     i32::from(failed)
 }
 
-fn run(path: &Path, opts: &LoadOptions) -> i32 {
-    let loaded = config::load(path, opts);
-    for d in &loaded.diagnostics {
-        eprint!("{}", d.render());
-    }
-    match loaded.config {
-        Some(_) => {
-            eprintln!(
-                "balancerd: {} loaded; the request path is not built yet",
-                path.display()
-            );
-            0
+fn run(path: &Path, opts: &LoadOptions, demo: bool) -> i32 {
+    let Some(cfg) = crate::app::load_or_report(path, opts) else {
+        eprintln!("balancerd: {}: not started because of the errors above", path.display());
+        return 1;
+    };
+    let level = match cfg.server.log_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("debug") | Some("trace1") | Some("trace2") => "debug",
+        Some("warn") => "warn",
+        Some("error") | Some("crit") | Some("alert") | Some("emerg") => "error",
+        _ => "info",
+    };
+    crate::app::init_tracing(level);
+    let rt = match crate::app::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("balancerd: cannot start the runtime: {e}");
+            return 1;
         }
-        None => 1,
-    }
+    };
+    let path = path.to_path_buf();
+    let opts = opts.clone();
+    rt.block_on(async move {
+        if demo {
+            crate::demo::run(cfg, path, opts).await
+        } else {
+            crate::app::serve(cfg, path, opts).await
+        }
+    })
 }

@@ -4,13 +4,20 @@
 //! Two flows run through the crate:
 //!
 //! ```text
-//! config:  files ──config::load──▶ Config (validated model) ──▶ runtime snapshot (ArcSwap)
+//! config:  files ──config::load──▶ Config (validated model) ──runtime::Snapshot──▶ ArcSwap
 //!                  (httpd dialect or TOML; same code for `check` and reload)
 //!
-//! request: listener ─▶ http server ─▶ route ─▶ balancer (sticky, lbmethod) ─▶ upstream pool
-//!                                                                              │
-//!          client ◀── response rewriting (ProxyPassReverse, Header rules) ◀────┘
+//! request: http::server ─▶ http::handler ─▶ route ─▶ balancer (sticky, lbmethod)
+//!                                                        │
+//!          client ◀── response filters ◀── upstream (pool, connect) ◀──┘
 //! ```
 
+pub mod app;
+pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod http;
+pub mod route;
+pub mod runtime;
+pub mod upstream;

@@ -1495,6 +1495,13 @@ impl<'a> HttpdParser<'a> {
                 format!("unexpected argument '{}'", d.args[2].text),
             );
         }
+        // ProxyPassReverse takes (public, internal); the cookie directives take
+        // (internal, public): `ProxyPassReverseCookiePath "/rcs" "/t1/rcs"`.
+        let (public, internal) = if d.lower == "proxypassreverse" {
+            (public, internal)
+        } else {
+            (internal, public)
+        };
         let map = ReverseMap {
             public,
             internal,

@@ -1,0 +1,162 @@
+//! A member at runtime: its static spec from the config plus its live state.
+//!
+//! ```text
+//!            connect failure / failonstatus / failontimeout (unless status I)
+//!   usable ─────────────────────────────────────────────────────────────▶ in error
+//!     ▲                                                                     │
+//!     └──── first request after error_time + retry (the request is the probe)┘
+//!           or force recovery when every member is in error
+//! ```
+//!
+//! The state (`MemberState`) is keyed by (balancer, member URL) and outlives reloads, so a
+//! reload never forgets that a member is down, nor resets its balancing counters.
+
+use crate::config::model::{Member, StatusFlags};
+use crate::upstream::pool::Pool;
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Milliseconds since the process started (a monotonic clock for error timers).
+pub fn now_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64 + 1
+}
+
+/// Live state of one member; shared by every snapshot that contains the member.
+#[derive(Debug, Default)]
+pub struct MemberState {
+    /// In error (httpd's E flag), set by failures.
+    pub in_error: AtomicBool,
+    /// When the error was recorded (`now_ms`).
+    pub error_time: AtomicU64,
+    /// Failed its active health check (C flag).
+    pub hc_failed: AtomicBool,
+    /// Requests in flight.
+    pub busy: AtomicU32,
+    /// byrequests/bybusyness counter (changed only under the balancer's lock).
+    pub lbstatus: AtomicI64,
+    /// Times chosen.
+    pub elected: AtomicU64,
+    /// Bytes sent to the member.
+    pub transferred: AtomicU64,
+    /// Bytes read from the member.
+    pub read: AtomicU64,
+    /// Failures recorded.
+    pub errors: AtomicU64,
+    /// Keep-alive connections to the member.
+    pub pool: Pool,
+}
+
+/// A member in a snapshot: config spec + shared live state.
+#[derive(Debug)]
+pub struct MemberRt {
+    /// The member as configured.
+    pub spec: Member,
+    /// The normalised URL (`BALANCER_WORKER_NAME`).
+    pub name: Arc<str>,
+    /// The route (`BALANCER_WORKER_ROUTE`).
+    pub route: Arc<str>,
+    /// Live state.
+    pub state: Arc<MemberState>,
+}
+
+impl MemberRt {
+    /// A member with fresh or carried-over state.
+    pub fn new(spec: Member, state: Option<Arc<MemberState>>) -> Self {
+        let state = state.unwrap_or_else(|| {
+            let s = MemberState::default();
+            if spec.params.status.has(StatusFlags::IN_ERROR) {
+                s.in_error.store(true, Relaxed);
+            }
+            Arc::new(s)
+        });
+        MemberRt {
+            name: Arc::from(spec.url.to_string()),
+            route: Arc::from(spec.params.route.as_str()),
+            spec,
+            state,
+        }
+    }
+
+    fn flags(&self) -> StatusFlags {
+        self.spec.params.status
+    }
+
+    /// httpd's `PROXY_WORKER_IS_USABLE`: none of E, D, S, C. (N is usable.)
+    pub fn usable(&self) -> bool {
+        let f = self.flags();
+        !(f.has(StatusFlags::DISABLED)
+            || f.has(StatusFlags::STOPPED)
+            || f.has(StatusFlags::HC_FAILED)
+            || self.state.in_error.load(Relaxed)
+            || self.state.hc_failed.load(Relaxed))
+    }
+
+    /// H.
+    pub fn is_standby(&self) -> bool {
+        self.flags().has(StatusFlags::HOT_STANDBY)
+    }
+
+    /// R.
+    pub fn is_spare(&self) -> bool {
+        self.flags().has(StatusFlags::HOT_SPARE)
+    }
+
+    /// N.
+    pub fn is_draining(&self) -> bool {
+        self.flags().has(StatusFlags::DRAIN)
+    }
+
+    /// The load factor (×100).
+    pub fn factor(&self) -> i64 {
+        i64::from(self.spec.params.loadfactor)
+    }
+
+    /// httpd's `ap_proxy_retry_worker`: an in-error member whose retry time has passed is
+    /// cleared (the next request is the probe). Returns true when the member may be tried.
+    pub fn retry(&self) -> bool {
+        if !self.state.in_error.load(Relaxed) {
+            return true;
+        }
+        if self.flags().has(StatusFlags::STOPPED) {
+            return false;
+        }
+        let due = self.state.error_time.load(Relaxed) + self.spec.params.retry.as_millis() as u64;
+        if self.flags().has(StatusFlags::IGNORE_ERRORS) || now_ms() > due {
+            self.state.in_error.store(false, Relaxed);
+            tracing::info!(member = %self.name, "member marked for retry");
+            return true;
+        }
+        false
+    }
+
+    /// Puts the member in error (unless it has the I flag).
+    pub fn mark_error(&self, why: &str) {
+        self.state.errors.fetch_add(1, Relaxed);
+        if self.flags().has(StatusFlags::IGNORE_ERRORS) {
+            return;
+        }
+        self.state.error_time.store(now_ms(), Relaxed);
+        if !self.state.in_error.swap(true, Relaxed) {
+            tracing::error!(
+                member = %self.name,
+                "disabling member {} for {}s: {why}",
+                self.name,
+                self.spec.params.retry.as_secs()
+            );
+        }
+        self.state.pool.clear();
+    }
+
+    /// Time until an in-error member becomes eligible again.
+    pub fn retry_in(&self) -> Option<Duration> {
+        if !self.state.in_error.load(Relaxed) {
+            return None;
+        }
+        let due = self.state.error_time.load(Relaxed) + self.spec.params.retry.as_millis() as u64;
+        Some(Duration::from_millis(due.saturating_sub(now_ms())))
+    }
+}

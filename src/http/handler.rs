@@ -1,0 +1,595 @@
+//! THE hot path: one request, phase by phase.
+//!
+//! 1. **check**: framing (`Content-Length` with `Transfer-Encoding`, non-`chunked` codings),
+//!    limits, `Max-Forwards`.
+//! 2. **route**: pick the server by `Host`, normalise the path, first matching `ProxyPass`.
+//! 3. **request filters**: `RequestHeader` rules (before a member is chosen, as in httpd).
+//! 4. **choose**: sticky route (URL parameter, then cookie), else the lbmethod.
+//! 5. **connect**: a pooled or new connection; a connect failure marks the member in error
+//!    and goes back to 4 (the client body is untouched until a connection exists).
+//! 6. **forward**: stream the request; wait for the response head (`timeout`); a reused
+//!    connection that dies before answering is retried once on a fresh one.
+//! 7. **response filters**: hop-by-hop removal, `ProxyPassReverse*`, `Header` rules with the
+//!    `BALANCER_*` variables, `failonstatus`; the body streams back; `101` becomes a tunnel.
+
+use crate::balancer::member::MemberRt;
+use crate::balancer::{BalancerRt, Pick, sticky};
+use crate::config::model::{LocationSection, ReverseRules, Route, RouteMatch};
+use crate::http::env::{BalancerVars, apply_rules};
+use crate::http::headers::{UpstreamHead, clean_response, max_forwards, upstream_headers};
+use crate::http::rewrite::{map_cookie, map_location};
+use crate::http::synth::error_page;
+use crate::route::{self, Matched, PathError};
+use crate::runtime::{HostRt, Snapshot};
+use crate::upstream::body::{BusyGuard, DownBody, UpBody};
+use crate::upstream::connect::{ConnectError, acquire, acquire_fresh};
+use crate::upstream::pool::PooledConn;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::{Body, Incoming};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Facts about the client connection a request arrived on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The client's IP as text (X-Forwarded-For).
+    pub peer_ip: String,
+    /// Requests served on this connection (for `MaxKeepAliveRequests`).
+    pub requests: AtomicU32,
+}
+
+impl ConnInfo {
+    /// Info for a new connection.
+    pub fn new(peer: SocketAddr) -> Self {
+        ConnInfo {
+            peer,
+            peer_ip: peer.ip().to_string(),
+            requests: AtomicU32::new(0),
+        }
+    }
+}
+
+fn close(mut r: Response<DownBody>) -> Response<DownBody> {
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Handles one request on `snap`.
+pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot) -> Response<DownBody> {
+    let started = Instant::now();
+    let n = conn.requests.fetch_add(1, Relaxed) + 1;
+    let mut resp = handle_inner(req, conn, snap, started).await;
+    let max = snap.server.max_keepalive_requests;
+    if !snap.server.keepalive || (max > 0 && n >= max) {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Refuses ambiguous framing (request smuggling): both `Content-Length` and
+/// `Transfer-Encoding`, anything but one `chunked`, or several `Content-Length`s.
+fn check_framing(h: &http::HeaderMap) -> Result<(), &'static str> {
+    let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl = h.get_all(header::CONTENT_LENGTH).iter().count();
+    if !te.is_empty() {
+        if cl > 0 {
+            return Err("Content-Length and Transfer-Encoding together");
+        }
+        if te.len() > 1 || !te[0].as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            return Err("Transfer-Encoding other than a single 'chunked'");
+        }
+    }
+    if cl > 1 {
+        return Err("more than one Content-Length");
+    }
+    Ok(())
+}
+
+fn check_limits(parts: &http::request::Parts, snap: &Snapshot) -> Option<Response<DownBody>> {
+    let s = &snap.server;
+    let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if s.limit_request_line > 0 && target_len + parts.method.as_str().len() + 10 > s.limit_request_line as usize {
+        return Some(close(error_page(StatusCode::URI_TOO_LONG, "The requested URL's length exceeds the capacity limit for this server.")));
+    }
+    if s.limit_request_fields > 0 && parts.headers.len() > s.limit_request_fields as usize {
+        return Some(close(error_page(StatusCode::BAD_REQUEST, "The number of request header fields exceeds this server's limit.")));
+    }
+    if s.limit_request_field_size > 0 {
+        for (k, v) in &parts.headers {
+            if k.as_str().len() + v.len() + 2 > s.limit_request_field_size as usize {
+                return Some(close(error_page(StatusCode::BAD_REQUEST, "Size of a request header field exceeds server limit.")));
+            }
+        }
+    }
+    None
+}
+
+async fn handle_inner(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, started: Instant) -> Response<DownBody> {
+    let (mut parts, body) = req.into_parts();
+    if let Err(why) = check_framing(&parts.headers) {
+        tracing::info!(client = %conn.peer, "refused request: {why}");
+        return close(error_page(StatusCode::BAD_REQUEST, &format!("Bad request framing: {why}.")));
+    }
+    if let Some(r) = check_limits(&parts, snap) {
+        return r;
+    }
+    let host_header = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let host = snap.host_for(host_header);
+    let raw_path = parts.uri.path();
+    let uri = match route::normalize(raw_path) {
+        Ok(u) => u,
+        Err(PathError::EncodedSlash) => {
+            return error_page(StatusCode::NOT_FOUND, "The requested URL was not found on this server.");
+        }
+        Err(PathError::BadRequest(why)) => {
+            return close(error_page(StatusCode::BAD_REQUEST, &format!("Bad request path: {why}.")));
+        }
+    };
+    let Some(Matched::Balancer {
+        route: ri,
+        balancer: bi,
+        target_path,
+        rest,
+    }) = route::find(&host.routes, &uri)
+    else {
+        return error_page(StatusCode::NOT_FOUND, "The requested URL was not found on this server.");
+    };
+    if max_forwards(&mut parts.headers, &parts.method).is_err() {
+        return error_page(StatusCode::BAD_REQUEST, "Max-Forwards has reached zero.");
+    }
+    let r = &host.routes[ri];
+    let b = &snap.balancers[bi];
+    let locations: Vec<&LocationSection> = host
+        .locations
+        .iter()
+        .filter(|l| location_matches(l, &uri))
+        .collect();
+
+    // The balancer-relative path, canonically re-encoded (or raw with nocanon).
+    let mut fwd_path = String::with_capacity(target_path.len() + rest.len() + 8);
+    match &r.matcher {
+        RouteMatch::Regex(re) => route::canon_encode_into(&mut fwd_path, &route::map_regex(re, target_path, &uri)),
+        RouteMatch::Prefix(p) => {
+            let raw_rest = if r.nocanon { route::prefix_match(p, raw_path).map(|n| &raw_path[n..]) } else { None };
+            route::canon_encode_into(&mut fwd_path, target_path);
+            match raw_rest {
+                Some(raw) => fwd_path.push_str(raw),
+                None => route::canon_encode_into(&mut fwd_path, rest),
+            }
+        }
+    }
+    if let Some(q) = parts.uri.query() {
+        if q.bytes().any(|c| c <= b' ' || c == 0x7f) {
+            return error_page(StatusCode::FORBIDDEN, "Control characters or spaces in the query.");
+        }
+    }
+
+    // RequestHeader rules run before a member is chosen (BALANCER_* are not set yet).
+    let req_rules = host
+        .request_headers
+        .iter()
+        .chain(b.request_headers.iter())
+        .chain(locations.iter().flat_map(|l| l.request_headers.iter()));
+    let snapshot_headers = parts.headers.clone();
+    apply_rules(req_rules, &mut parts.headers, None, &snapshot_headers, false, started);
+
+    let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let ctx = Ctx {
+        snap,
+        host,
+        route: r,
+        balancer: b,
+        locations: &locations,
+        conn,
+        started,
+    };
+    forward(ctx, parts, body, fwd_path, client_upgrade).await
+}
+
+fn location_matches(l: &LocationSection, uri: &str) -> bool {
+    match &l.regex {
+        Some(re) => re.is_match(uri),
+        None => route::prefix_match(&l.path, uri).is_some(),
+    }
+}
+
+struct Ctx<'a> {
+    snap: &'a Snapshot,
+    host: &'a HostRt,
+    route: &'a Route,
+    balancer: &'a BalancerRt,
+    locations: &'a [&'a LocationSection],
+    conn: &'a ConnInfo,
+    started: Instant,
+}
+
+/// Why one exchange with a member failed.
+enum SendFail {
+    /// Timed out waiting for the response head.
+    Timeout,
+    /// The member closed or broke the connection, or answered garbage.
+    Broken(String),
+}
+
+async fn forward(
+    cx: Ctx<'_>,
+    parts: http::request::Parts,
+    body: Incoming,
+    fwd_path: String,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<DownBody> {
+    let b = cx.balancer;
+    let query = if cx.route.noquery { None } else { parts.uri.query() };
+    let snap = cx.snap;
+    let session = b.params.sticky.as_ref().and_then(|s| {
+        let cookies = parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+        sticky::session_route(s, b.params.separator(), b.params.scolon_path_delim, &fwd_path, query, cookies)
+    });
+    let mut vars = BalancerVars::default();
+    let body_timeout = snap.server.timeout;
+    let mut up_body = Some(if body.is_end_stream() { UpBody::Empty } else { UpBody::client(body, body_timeout) });
+    let mut attempts = 0u32;
+    let default_timeout = snap.server.effective_proxy_timeout();
+
+    loop {
+        let pick = b.pick(session.map(|s| s.route));
+        let (idx, route_changed) = match pick {
+            Pick::Member { index, route_changed, .. } => (index, route_changed),
+            Pick::NoFailover => {
+                tracing::error!(balancer = %b.full_name, route = session.map_or("", |s| s.route), "all workers are in error state for the route (nofailover)");
+                return own_error(&cx, None, StatusCode::SERVICE_UNAVAILABLE, "The server is temporarily unable to service your request: the member holding your session is unavailable.", true);
+            }
+            Pick::NoMember => {
+                if let Some(i) = wait_for_member(b, session.map(|s| s.route)).await {
+                    (i, b.params.sticky.is_some())
+                } else {
+                    let what = if b.members.is_empty() { "No members in balancer" } else { "All members are in error state" };
+                    tracing::error!(balancer = %b.full_name, "{what}");
+                    let mut r = own_error(&cx, Some(&vars), StatusCode::SERVICE_UNAVAILABLE, &format!("The server is temporarily unable to service your request ({what})."), true);
+                    if let Some(t) = b.retry_after() {
+                        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(t.as_secs().max(1)));
+                    }
+                    return r;
+                }
+            }
+        };
+        if route_changed {
+            vars.route_changed = true;
+        }
+        let m = &b.members[idx];
+        m.state.busy.fetch_add(1, Relaxed);
+        let busy = BusyGuard(m.state.clone());
+        vars.name = Some(b.full_name.clone());
+        vars.worker_name = Some(m.name.clone());
+        vars.worker_route = Some(m.route.clone());
+        if let Some(s) = session {
+            vars.session_sticky = Some(s.sticky.to_string());
+            vars.session_route = Some(s.route.to_string());
+        }
+
+        let conn = match acquire(m, default_timeout).await {
+            Ok(c) => c,
+            Err(ConnectError::Dns(msg)) => {
+                m.mark_error(&msg);
+                return own_error(&cx, Some(&vars), StatusCode::INTERNAL_SERVER_ERROR, &msg, false);
+            }
+            Err(e) => {
+                m.mark_error(&e.to_string());
+                drop(busy);
+                if !m.usable() && attempts < b.max_attempts {
+                    attempts += 1;
+                    continue;
+                }
+                return own_error(&cx, Some(&vars), StatusCode::SERVICE_UNAVAILABLE, "The server is temporarily unable to service your request (no member could be reached).", true);
+            }
+        };
+
+        let wants_upgrade = client_upgrade.is_some() && upgrade_allowed(cx.route, m, &parts.headers);
+        let member_timeout = m.spec.params.timeout.unwrap_or(default_timeout);
+        let Some(mut bodyv) = up_body.take() else {
+            return own_error(&cx, Some(&vars), StatusCode::BAD_GATEWAY, "The request body was lost.", true);
+        };
+        bodyv.count_for(&m.state);
+        let req = match build_request(&cx, &parts, m, &fwd_path, query, wants_upgrade, bodyv) {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        let (result, conn) = send(conn, req, member_timeout).await;
+        let result = match result {
+            Err((SendFail::Broken(why), Some(recovered), true)) => {
+                // A reused connection died before answering: once more on a fresh one.
+                tracing::debug!(member = %m.name, "reused connection failed ({why}); retrying on a fresh connection");
+                drop(conn);
+                match acquire_fresh(m, default_timeout).await {
+                    Ok(c) => {
+                        let req = match build_request(&cx, &parts, m, &fwd_path, query, wants_upgrade, recovered) {
+                            Ok(r) => r,
+                            Err(resp) => return resp,
+                        };
+                        let (r2, c2) = send(c, req, member_timeout).await;
+                        r2.map(|resp| (resp, c2))
+                    }
+                    Err(e) => {
+                        m.mark_error(&e.to_string());
+                        drop(busy);
+                        // The body was never read: the next member gets it whole.
+                        up_body = Some(recovered);
+                        if !m.usable() && attempts < b.max_attempts {
+                            attempts += 1;
+                            continue;
+                        }
+                        return own_error(&cx, Some(&vars), StatusCode::SERVICE_UNAVAILABLE, "The server is temporarily unable to service your request.", true);
+                    }
+                }
+            }
+            Err(e) => Err(e),
+            Ok(resp) => Ok((resp, conn)),
+        };
+        return match result {
+            Ok((resp, conn)) => respond(&cx, &parts, m, resp, conn, busy, &vars, client_upgrade, wants_upgrade),
+            Err((SendFail::Timeout, _, _)) => {
+                if b.params.fail_on_timeout {
+                    m.mark_error("timeout and failontimeout");
+                }
+                tracing::error!(member = %m.name, "timeout waiting for the member's response after {:?}", member_timeout);
+                own_error(&cx, Some(&vars), StatusCode::GATEWAY_TIMEOUT, "The member did not answer in time.", true)
+            }
+            Err((SendFail::Broken(why), _, _)) => {
+                tracing::error!(member = %m.name, "error reading from the member: {why}");
+                own_error(&cx, Some(&vars), StatusCode::BAD_GATEWAY, "Error reading from remote server.", true)
+            }
+        };
+    }
+}
+
+/// The balancer `timeout`: wait (in 100 steps) for a member to become usable.
+async fn wait_for_member(b: &BalancerRt, route: Option<&str>) -> Option<usize> {
+    let total = b.params.timeout?;
+    let step = (total / 100).max(Duration::from_millis(1));
+    let mut waited = Duration::ZERO;
+    while waited < total {
+        tokio::time::sleep(step).await;
+        if let Pick::Member { index, .. } = b.pick(route) {
+            return Some(index);
+        }
+        waited += step;
+    }
+    None
+}
+
+/// True when the client asks for a protocol upgrade that the route (`ProxyPass … upgrade=`)
+/// or the member (`upgrade=`) allows; otherwise `Upgrade` is stripped as hop-by-hop.
+fn upgrade_allowed(r: &Route, m: &MemberRt, h: &http::HeaderMap) -> bool {
+    let Some(proto) = h.get(header::UPGRADE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let ok = |u: &str| u.eq_ignore_ascii_case(proto) || u == "*";
+    r.upgrade.as_deref().is_some_and(ok) || m.spec.params.upgrade.as_deref().is_some_and(ok)
+}
+
+fn build_request(
+    cx: &Ctx<'_>,
+    parts: &http::request::Parts,
+    m: &MemberRt,
+    fwd_path: &str,
+    query: Option<&str>,
+    wants_upgrade: bool,
+    body: UpBody,
+) -> Result<Request<UpBody>, Response<DownBody>> {
+    let url = &m.spec.url;
+    let mut target = String::with_capacity(url.path.len() + fwd_path.len() + query.map_or(0, |q| q.len() + 1));
+    target.push_str(&url.path);
+    target.push_str(fwd_path);
+    if let Some(q) = query {
+        target.push('?');
+        target.push_str(q);
+    }
+    let Ok(uri) = target.parse::<Uri>() else {
+        return Err(error_page(StatusCode::BAD_REQUEST, "The request cannot be forwarded."));
+    };
+    let host_hdr;
+    let host: &str = if cx.snap.server.preserve_host {
+        parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("")
+    } else {
+        host_hdr = url.host_header();
+        &host_hdr
+    };
+    let mut headers = upstream_headers(
+        &parts.headers,
+        &UpstreamHead {
+            host,
+            add_forwarded: cx.snap.server.add_headers,
+            client_ip: &cx.conn.peer_ip,
+            client_host: parts.headers.get(header::HOST),
+            server_name: &cx.snap.server_name,
+            close: m.spec.params.disable_reuse,
+            upgrade: if wants_upgrade { parts.headers.get(header::UPGRADE) } else { None },
+        },
+    );
+    if parts.method.as_str() == "COPY" || parts.method.as_str() == "MOVE" {
+        if let Some(d) = parts.headers.get("destination").and_then(|v| v.to_str().ok()) {
+            if let Some(mapped) = map_destination(cx, d, m) {
+                if let Ok(v) = HeaderValue::from_str(&mapped) {
+                    headers.insert("destination", v);
+                }
+            }
+        }
+    }
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// WebDAV `Destination`: the public URL mapped to the member's own URL, when it routes to
+/// the same balancer (httpd leaves it alone, so MOVE behind a prefix fails there).
+fn map_destination(cx: &Ctx<'_>, dest: &str, m: &MemberRt) -> Option<String> {
+    let u: Uri = dest.parse().ok()?;
+    let path = u.path();
+    let norm = route::normalize(path).ok()?;
+    match route::find(&cx.host.routes, &norm)? {
+        Matched::Balancer { balancer, target_path, rest, route: ri } => {
+            if !std::ptr::eq(&cx.snap.balancers[balancer], cx.balancer) {
+                return None;
+            }
+            let mut out = m.spec.url.to_string();
+            let mut p = String::new();
+            match &cx.host.routes[ri].matcher {
+                RouteMatch::Regex(re) => route::canon_encode_into(&mut p, &route::map_regex(re, target_path, &norm)),
+                RouteMatch::Prefix(_) => {
+                    route::canon_encode_into(&mut p, target_path);
+                    route::canon_encode_into(&mut p, rest);
+                }
+            }
+            out.push_str(&p);
+            Some(out)
+        }
+        Matched::Excluded => None,
+    }
+}
+
+type SendResult = Result<Response<Incoming>, (SendFail, Option<UpBody>, bool)>;
+
+/// Sends one request; on failure reports whether the body came back (so the request can be
+/// replayed) and whether the connection was a reused one.
+async fn send(mut conn: PooledConn, req: Request<UpBody>, timeout: Duration) -> (SendResult, Option<PooledConn>) {
+    let reused = conn.reused;
+    let had_body = !req.body().is_end_stream();
+    let fut = conn.sender.try_send_request(req);
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => (Err((SendFail::Timeout, None, reused)), None),
+        Ok(Ok(resp)) => (Ok(resp), Some(conn)),
+        Ok(Err(mut e)) => {
+            let recovered = e.take_message().map(|r| r.into_body());
+            let body = match recovered {
+                Some(b) if !b.touched() => Some(b),
+                _ if !had_body => Some(UpBody::Empty),
+                _ => None,
+            };
+            let err = e.into_error();
+            let why = err.to_string();
+            let before_response = !err.is_parse();
+            (Err((SendFail::Broken(why), body.filter(|_| before_response), reused)), None)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    cx: &Ctx<'_>,
+    parts: &http::request::Parts,
+    m: &MemberRt,
+    mut resp: Response<Incoming>,
+    conn: Option<PooledConn>,
+    busy: BusyGuard,
+    vars: &BalancerVars,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    wants_upgrade: bool,
+) -> Response<DownBody> {
+    let b = cx.balancer;
+    let status = resp.status();
+    if b.params.fail_on_status.contains(&status.as_u16()) {
+        m.mark_error(&format!("status {} matches failonstatus", status.as_u16()));
+    }
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut conn = conn;
+    if switching {
+        let up_upgrade = hyper::upgrade::on(&mut resp);
+        match (wants_upgrade, client_upgrade) {
+            (true, Some(client)) => {
+                conn = None; // the connection becomes the tunnel
+                let name = m.name.clone();
+                tokio::spawn(async move {
+                    match tokio::try_join!(client, up_upgrade) {
+                        Ok((c, u)) => {
+                            let mut c = hyper_util::rt::TokioIo::new(c);
+                            let mut u = hyper_util::rt::TokioIo::new(u);
+                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                        }
+                        Err(e) => tracing::debug!(member = %name, "upgrade failed: {e}"),
+                    }
+                });
+            }
+            _ => {
+                return own_error(cx, Some(vars), StatusCode::BAD_GATEWAY, "The member switched protocols without being asked to.", true);
+            }
+        }
+    }
+    let (mut rp, inner) = resp.into_parts();
+    clean_response(&mut rp.headers, switching);
+    // ProxyPassReverse and the cookie maps: this balancer's, the location's, the server's.
+    let mut rule_sets: Vec<&ReverseRules> = Vec::with_capacity(2 + cx.locations.len());
+    rule_sets.push(&b.reverse);
+    rule_sets.extend(cx.locations.iter().map(|l| &l.reverse));
+    rule_sets.push(&cx.host.reverse);
+    if rule_sets.iter().any(|r| !r.is_empty()) {
+        let client_host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        for h in ["location", "content-location", "uri"] {
+            if let Some(v) = rp.headers.get(h).and_then(|v| v.to_str().ok()) {
+                if let Some(nv) = map_location(v, &rule_sets, &cx.snap.balancers, client_host) {
+                    if let Ok(hv) = HeaderValue::from_str(&nv) {
+                        rp.headers.insert(h, hv);
+                    }
+                }
+            }
+        }
+        if rp.headers.contains_key(header::SET_COOKIE) {
+            let cookies: Vec<HeaderValue> = rp
+                .headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .map(|v| {
+                    v.to_str()
+                        .ok()
+                        .and_then(|s| map_cookie(s, &rule_sets))
+                        .and_then(|s| HeaderValue::from_str(&s).ok())
+                        .unwrap_or_else(|| v.clone())
+                })
+                .collect();
+            rp.headers.remove(header::SET_COOKIE);
+            for c in cookies {
+                rp.headers.append(header::SET_COOKIE, c);
+            }
+        }
+    }
+    let rules = cx
+        .host
+        .response_headers
+        .iter()
+        .chain(b.response_headers.iter())
+        .chain(cx.locations.iter().flat_map(|l| l.response_headers.iter()));
+    apply_rules(rules, &mut rp.headers, Some(vars), &parts.headers, false, cx.started);
+    let body = DownBody::Member {
+        inner,
+        conn,
+        busy: Some(busy),
+        member: m.state.clone(),
+    };
+    Response::from_parts(rp, body)
+}
+
+/// One of balancerd's own error responses, with the `always` header rules applied.
+fn own_error(cx: &Ctx<'_>, vars: Option<&BalancerVars>, status: StatusCode, detail: &str, close_conn: bool) -> Response<DownBody> {
+    let mut r = error_page(status, detail);
+    let rules = cx
+        .host
+        .response_headers
+        .iter()
+        .chain(cx.balancer.response_headers.iter())
+        .chain(cx.locations.iter().flat_map(|l| l.response_headers.iter()));
+    let empty = http::HeaderMap::new();
+    apply_rules(rules, r.headers_mut(), vars, &empty, true, cx.started);
+    if close_conn && status == StatusCode::SERVICE_UNAVAILABLE {
+        return close(r);
+    }
+    r
+}

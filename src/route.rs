@@ -1,0 +1,319 @@
+//! ProxyPass matching and URL mapping, as httpd does it (httpd-semantics §7):
+//! the path is %-decoded, dot-segments resolved and slash runs merged before matching;
+//! routes are tried in config order and the first match wins, with httpd's segment
+//! boundary; the forwarded path is re-encoded canonically.
+//!
+//! Matching borrows from the request: a clean path (the common case) is matched without
+//! allocating. Paths that could let one tenant reach another tenant's space through a
+//! backend's own path handling (`..;`, `%5C`, `%2F`) are refused.
+
+use crate::config::model::{RouteMatch, RouteTarget};
+use std::borrow::Cow;
+
+/// Why a request path is refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Malformed: bad %-escape, control character, traversal above the root, or a segment
+    /// that backends read as traversal or a separator (`..;`, `\`, `%5C`). → 400
+    BadRequest(&'static str),
+    /// `%2F` in the path (httpd's `AllowEncodedSlashes Off`). → 404
+    EncodedSlash,
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` escapes and normalises the path: dot-segments resolved, slash runs merged.
+/// Borrows when the path needs neither.
+pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    let b = raw.as_bytes();
+    if b.first() != Some(&b'/') {
+        return Err(PathError::BadRequest("the request path must start with '/'"));
+    }
+    let mut clean = true;
+    let mut prev_slash = false;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'%' => clean = false,
+            b'\\' => return Err(PathError::BadRequest("backslash in path")),
+            0..=0x1f | 0x7f => return Err(PathError::BadRequest("control character in path")),
+            b'/' => {
+                if prev_slash {
+                    clean = false;
+                }
+            }
+            b'.' if prev_slash => {
+                // "/." followed by end, '/', '.', or ';' starts a dot segment.
+                match b.get(i + 1) {
+                    None | Some(b'/') | Some(b'.') | Some(b';') => clean = false,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        prev_slash = c == b'/';
+    }
+    if clean {
+        return Ok(Cow::Borrowed(raw));
+    }
+    // Decode.
+    let mut dec: Vec<u8> = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(PathError::BadRequest("bad %-escape in path"));
+            };
+            let v = h * 16 + l;
+            match v {
+                b'/' => return Err(PathError::EncodedSlash),
+                b'\\' => return Err(PathError::BadRequest("encoded backslash (%5C) in path")),
+                0..=0x1f | 0x7f => {
+                    return Err(PathError::BadRequest("encoded control character in path"));
+                }
+                _ => {}
+            }
+            dec.push(v);
+            i += 3;
+        } else {
+            dec.push(b[i]);
+            i += 1;
+        }
+    }
+    // Resolve segments.
+    let mut out: Vec<u8> = Vec::with_capacity(dec.len());
+    let ends_with_slash_or_dot = {
+        let last = dec.rsplit(|&c| c == b'/').next().unwrap_or(&[]);
+        dec.ends_with(b"/") || last == b"." || last == b".."
+    };
+    for seg in dec.split(|&c| c == b'/') {
+        if seg.is_empty() || seg == b"." {
+            continue;
+        }
+        // Servlet containers strip ";params" before resolving dot segments.
+        let bare = seg.split(|&c| c == b';').next().unwrap_or(seg);
+        if seg != bare && (bare == b".." || bare == b".") {
+            return Err(PathError::BadRequest(
+                "path segment with ';' parameters on '.' or '..'",
+            ));
+        }
+        if seg == b".." {
+            // Remove the last segment; above the root is refused.
+            match out.iter().rposition(|&c| c == b'/') {
+                Some(p) => out.truncate(p),
+                None => return Err(PathError::BadRequest("path climbs above the root")),
+            }
+            continue;
+        }
+        out.push(b'/');
+        out.extend_from_slice(seg);
+    }
+    if out.is_empty() || ends_with_slash_or_dot {
+        out.push(b'/');
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| PathError::BadRequest("path is not valid UTF-8 after decoding"))
+}
+
+/// httpd's prefix test: runs of `/` in the pattern match runs of one or more `/` in the
+/// path; other bytes compare exactly; a pattern not ending in `/` must end at a segment
+/// boundary. Returns the length of the matched part of `path`.
+pub fn prefix_match(pattern: &str, path: &str) -> Option<usize> {
+    let p = pattern.as_bytes();
+    let u = path.as_bytes();
+    let (mut i, mut j) = (0, 0);
+    while i < p.len() {
+        if p[i] == b'/' {
+            if u.get(j) != Some(&b'/') {
+                return None;
+            }
+            while i < p.len() && p[i] == b'/' {
+                i += 1;
+            }
+            while j < u.len() && u[j] == b'/' {
+                j += 1;
+            }
+        } else {
+            if u.get(j) != Some(&p[i]) {
+                return None;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    if p.last() == Some(&b'/') || j == u.len() || u[j] == b'/' {
+        // With a trailing pattern '/', j already consumed the path's slash run.
+        Some(j)
+    } else {
+        None
+    }
+}
+
+/// The result of routing one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Matched<'a> {
+    /// An excluded path (`ProxyPass /x !`): not proxied.
+    Excluded,
+    /// Proxy to balancer `balancer`; `path` is the balancer-relative path (decoded),
+    /// `rest` what followed the matched prefix.
+    Balancer {
+        /// Index of the route in the list.
+        route: usize,
+        /// Index of the balancer in the snapshot.
+        balancer: usize,
+        /// The target path part (`/api`).
+        target_path: &'a str,
+        /// The part of the normalised URI after the matched prefix.
+        rest: &'a str,
+    },
+}
+
+/// A route as the matcher needs it.
+pub trait RouteLike {
+    /// The pattern.
+    fn matcher(&self) -> &RouteMatch;
+    /// The target.
+    fn target(&self) -> &RouteTarget;
+}
+
+/// First match in order. Regex routes report `rest` as the whole URI (their target is
+/// built by `map_regex`).
+pub fn find<'a, R: RouteLike>(routes: &'a [R], uri: &'a str) -> Option<Matched<'a>> {
+    for (i, r) in routes.iter().enumerate() {
+        let rest = match r.matcher() {
+            RouteMatch::Prefix(p) => match prefix_match(p, uri) {
+                Some(n) => &uri[n..],
+                None => continue,
+            },
+            RouteMatch::Regex(re) => {
+                if re.is_match(uri) {
+                    uri
+                } else {
+                    continue;
+                }
+            }
+        };
+        return Some(match r.target() {
+            RouteTarget::Exclude => Matched::Excluded,
+            RouteTarget::Balancer { balancer, path } => Matched::Balancer {
+                route: i,
+                balancer: *balancer,
+                target_path: path,
+                rest,
+            },
+        });
+    }
+    None
+}
+
+/// `ProxyPassMatch` target: `$N` substituted from the regex captures; when nothing was
+/// substituted, the whole URI is appended (httpd L889–894).
+pub fn map_regex(re: &regex::Regex, target_path: &str, uri: &str) -> String {
+    let Some(caps) = re.captures(uri) else {
+        return format!("{target_path}{uri}");
+    };
+    let mut out = String::with_capacity(target_path.len() + uri.len());
+    let b = target_path.as_bytes();
+    let mut i = 0;
+    let mut substituted = false;
+    while i < b.len() {
+        if b[i] == b'$' && i + 1 < b.len() && b[i + 1].is_ascii_digit() {
+            let n = (b[i + 1] - b'0') as usize;
+            if let Some(m) = caps.get(n) {
+                out.push_str(m.as_str());
+            }
+            substituted = true;
+            i += 2;
+        } else {
+            let ch = target_path[i..].chars().next().unwrap_or('\0');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    if !substituted {
+        out.push_str(uri);
+    }
+    out
+}
+
+/// Bytes httpd leaves unescaped in a canonical path: alphanumerics and `~$-_.+!*'(),;:@&=/`.
+fn path_safe(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"~$-_.+!*'(),;:@&=/".contains(&c)
+}
+
+/// Appends the canonical (re-encoded) form of a decoded path to `out`.
+pub fn canon_encode_into(out: &mut String, decoded: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &c in decoded.as_bytes() {
+        if path_safe(c) {
+            out.push(c as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(c >> 4) as usize] as char);
+            out.push(HEX[(c & 15) as usize] as char);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation() {
+        assert!(matches!(normalize("/t1/api/x"), Ok(Cow::Borrowed("/t1/api/x"))));
+        assert_eq!(normalize("/t1//api/x").unwrap(), "/t1/api/x");
+        assert_eq!(normalize("/t1/api/../rp/api").unwrap(), "/t1/rp/api");
+        assert_eq!(normalize("/t1/api/%2e%2e/z").unwrap(), "/t1/z");
+        assert_eq!(normalize("/t1/api/%7E").unwrap(), "/t1/api/~");
+        assert_eq!(normalize("/t1/api/").unwrap(), "/t1/api/");
+        assert_eq!(normalize("/t1/api/.").unwrap(), "/t1/api/");
+        assert_eq!(normalize("/a/b/..").unwrap(), "/a/");
+        assert_eq!(normalize("/x;jsessionid=a.B").unwrap(), "/x;jsessionid=a.B");
+        assert_eq!(normalize("/t1/api/a%2Fb"), Err(PathError::EncodedSlash));
+        assert!(matches!(normalize("/t1/api/..;/t2"), Err(PathError::BadRequest(_))));
+        assert!(matches!(normalize("/t1/api/%5C..%5Ct2"), Err(PathError::BadRequest(_))));
+        assert!(matches!(normalize("/t1\\..\\t2"), Err(PathError::BadRequest(_))));
+        assert!(matches!(normalize("/../etc"), Err(PathError::BadRequest(_))));
+        assert!(matches!(normalize("/a%zz"), Err(PathError::BadRequest(_))));
+        assert!(matches!(normalize("/a%00"), Err(PathError::BadRequest(_))));
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(prefix_match("/t1/api", "/t1/api"), Some(7));
+        assert_eq!(prefix_match("/t1/api", "/t1/api/x"), Some(7));
+        assert_eq!(prefix_match("/t1/api", "/t1//api/x"), Some(8));
+        assert_eq!(prefix_match("/t1/api", "/t1/apix"), None);
+        assert_eq!(prefix_match("/t1/api", "/t1/API/x"), None);
+        assert_eq!(prefix_match("/t1/api", "/t1/api;x"), None);
+        assert_eq!(prefix_match("/t1/api/", "/t1/api"), None);
+        assert_eq!(prefix_match("/t1/api/", "/t1/api/x"), Some(8));
+        assert_eq!(prefix_match("/", "/anything"), Some(1));
+    }
+
+    #[test]
+    fn canon() {
+        let mut s = String::new();
+        canon_encode_into(&mut s, "/a b/%/é/~;x=1");
+        assert_eq!(s, "/a%20b/%25/%C3%A9/~;x=1");
+    }
+
+    #[test]
+    fn regex_targets() {
+        let re = regex::Regex::new(r"^/pm2/(.*)\.txt$").unwrap();
+        assert_eq!(map_regex(&re, "/files/$1", "/pm2/a/b.txt"), "/files/a/b");
+        let re = regex::Regex::new(r"^/pm2/.*\.txt$").unwrap();
+        assert_eq!(map_regex(&re, "", "/pm2/a/b.txt"), "/pm2/a/b.txt");
+    }
+}

@@ -1,0 +1,186 @@
+//! The runtime snapshot: an immutable, request-ready form of the config, swapped
+//! atomically on reload (`ArcSwap`). Each request loads it once and finishes on it.
+//!
+//! Member state (error timers, counters, pools) is keyed by (balancer, member URL) and
+//! carried from the previous snapshot, so a reload never forgets that a member is down.
+
+use crate::balancer::BalancerRt;
+use crate::balancer::member::{MemberRt, MemberState};
+use crate::config::Config;
+use crate::config::model::{
+    HeaderRule, Listener, LocationSection, ReverseRules, Route, RouteMatch, RouteTarget,
+    ServerSettings,
+};
+use crate::route::RouteLike;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The rules of one server (main or virtual host), ready for requests.
+#[derive(Debug, Default)]
+pub struct HostRt {
+    /// Routes in match order (for a vhost: the main server's first).
+    pub routes: Vec<Route>,
+    /// `Header` rules (main server's, then the vhost's).
+    pub response_headers: Vec<HeaderRule>,
+    /// `RequestHeader` rules.
+    pub request_headers: Vec<HeaderRule>,
+    /// `<Location>` sections.
+    pub locations: Vec<LocationSection>,
+    /// Server-level reverse maps.
+    pub reverse: ReverseRules,
+}
+
+/// A virtual host: the names it answers to and its rules.
+#[derive(Debug)]
+pub struct VHostRt {
+    /// Lower-case `ServerName` and `ServerAlias` names.
+    pub names: Vec<String>,
+    /// Its rules.
+    pub host: HostRt,
+}
+
+/// Everything a request needs, immutable.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Server settings.
+    pub server: ServerSettings,
+    /// `X-Forwarded-Server` value.
+    pub server_name: Arc<str>,
+    /// Balancers, indexed as the routes refer to them.
+    pub balancers: Vec<BalancerRt>,
+    /// The main server.
+    pub main: HostRt,
+    /// Virtual hosts.
+    pub vhosts: Vec<VHostRt>,
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+}
+
+impl RouteLike for Route {
+    fn matcher(&self) -> &RouteMatch {
+        &self.matcher
+    }
+    fn target(&self) -> &RouteTarget {
+        &self.target
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot, reusing the member state of `prev` for members that still exist.
+    pub fn build(config: Config, prev: Option<&Snapshot>) -> Snapshot {
+        let mut states: HashMap<(String, String), Arc<MemberState>> = HashMap::new();
+        if let Some(p) = prev {
+            for b in &p.balancers {
+                for m in &b.members {
+                    states.insert((b.full_name.to_string(), m.name.to_string()), m.state.clone());
+                }
+            }
+        }
+        let Config {
+            listeners,
+            server,
+            balancers,
+            main,
+            vhosts,
+            ..
+        } = config;
+        let balancers: Vec<BalancerRt> = balancers
+            .into_iter()
+            .map(|b| {
+                let full = format!("balancer://{}", b.name);
+                let max_attempts = b.max_attempts();
+                let members = b
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let st = states.remove(&(full.clone(), m.url.to_string()));
+                        MemberRt::new(m, st)
+                    })
+                    .collect();
+                BalancerRt::new(
+                    &b.name,
+                    members,
+                    b.params,
+                    max_attempts,
+                    b.response_headers,
+                    b.request_headers,
+                    b.reverse,
+                )
+            })
+            .collect();
+        let vhosts = vhosts
+            .into_iter()
+            .map(|v| {
+                let mut names: Vec<String> = v.server_name.iter().chain(v.aliases.iter()).map(|n| n.to_ascii_lowercase()).collect();
+                names.dedup();
+                let mut routes = main.routes.clone();
+                routes.extend(v.rules.routes);
+                let mut response_headers = main.response_headers.clone();
+                response_headers.extend(v.rules.response_headers);
+                let mut request_headers = main.request_headers.clone();
+                request_headers.extend(v.rules.request_headers);
+                let mut locations = main.locations.clone();
+                locations.extend(v.rules.locations);
+                VHostRt {
+                    names,
+                    host: HostRt {
+                        routes,
+                        response_headers,
+                        request_headers,
+                        locations,
+                        reverse: v.rules.reverse,
+                    },
+                }
+            })
+            .collect();
+        let server_name: Arc<str> = Arc::from(
+            server
+                .server_name
+                .clone()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "localhost".into()),
+        );
+        Snapshot {
+            server,
+            server_name,
+            balancers,
+            main: HostRt {
+                routes: main.routes,
+                response_headers: main.response_headers,
+                request_headers: main.request_headers,
+                locations: main.locations,
+                reverse: main.reverse,
+            },
+            vhosts,
+            listeners,
+        }
+    }
+
+    /// The server for a `Host` header: a virtual host by name, else the first virtual host
+    /// (httpd's default), else the main server.
+    pub fn host_for(&self, host_header: Option<&str>) -> &HostRt {
+        if self.vhosts.is_empty() {
+            return &self.main;
+        }
+        if let Some(h) = host_header {
+            let name = strip_port(h);
+            for v in &self.vhosts {
+                if v.names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                    return &v.host;
+                }
+            }
+        }
+        &self.vhosts[0].host
+    }
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split(']').next().map_or(h, |s| &h[..s.len() + 1]);
+    }
+    h.rsplit_once(':').map_or(h, |(a, _)| a)
+}
+
+/// The live snapshot, shared by every connection.
+pub type Shared = Arc<ArcSwap<Snapshot>>;

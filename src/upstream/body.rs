@@ -1,0 +1,215 @@
+//! Body types on the request path. Bodies stream frame by frame (`Bytes`), never collected.
+//!
+//! * [`UpBody`]: what is sent to a member: nothing, or the client's body with a per-frame
+//!   read timeout (a client that stops sending mid-body cannot hold a member forever).
+//! * [`DownBody`]: what is sent to the client: a short body balancerd made, or the member's
+//!   body, which returns the member connection to its pool when it ends and releases the
+//!   member's busy count when dropped.
+
+use crate::balancer::member::MemberState;
+use crate::upstream::pool::PooledConn;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::Sleep;
+
+/// Error type of the bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body sent to a member.
+#[derive(Debug)]
+pub enum UpBody {
+    /// No body.
+    Empty,
+    /// The client's body, streamed.
+    Client {
+        /// The client body.
+        inner: Incoming,
+        /// Per-frame read timeout.
+        timeout: Duration,
+        /// Armed while waiting for a frame.
+        sleep: Option<Pin<Box<Sleep>>>,
+        /// Where to count bytes sent (bytraffic).
+        member: Option<Arc<MemberState>>,
+        /// True once any frame was read: the body can no longer be replayed.
+        touched: bool,
+    },
+}
+
+impl UpBody {
+    /// Wraps a client body.
+    pub fn client(inner: Incoming, timeout: Duration) -> Self {
+        UpBody::Client {
+            inner,
+            timeout,
+            sleep: None,
+            member: None,
+            touched: false,
+        }
+    }
+
+    /// True when some of the client body has been read (a retry would lose it).
+    pub fn touched(&self) -> bool {
+        matches!(self, UpBody::Client { touched: true, .. })
+    }
+
+    /// Counts the bytes sent to `member`.
+    pub fn count_for(&mut self, m: &Arc<MemberState>) {
+        if let UpBody::Client { member, .. } = self {
+            *member = Some(m.clone());
+        }
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpBody::Empty => Poll::Ready(None),
+            UpBody::Client {
+                inner,
+                timeout,
+                sleep,
+                member,
+                touched,
+            } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(f) => {
+                    *sleep = None;
+                    *touched = true;
+                    if let (Some(Ok(fr)), Some(m)) = (&f, member.as_ref()) {
+                        if let Some(d) = fr.data_ref() {
+                            m.transferred.fetch_add(d.len() as u64, Relaxed);
+                        }
+                    }
+                    Poll::Ready(f.map(|r| r.map_err(Into::into)))
+                }
+                Poll::Pending => {
+                    let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
+                    if s.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err("timed out reading the request body from the client".into())));
+                    }
+                    Poll::Pending
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Empty => true,
+            UpBody::Client { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Empty => SizeHint::with_exact(0),
+            UpBody::Client { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Decrements a member's in-flight count when the exchange ends.
+#[derive(Debug)]
+pub struct BusyGuard(pub Arc<MemberState>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The body sent to the client.
+#[derive(Debug)]
+pub enum DownBody {
+    /// A body balancerd made (error pages, status).
+    Full(Option<Bytes>),
+    /// A member's body.
+    Member {
+        /// The member's response body.
+        inner: Incoming,
+        /// The connection, back to the pool at end of stream.
+        conn: Option<PooledConn>,
+        /// Released on drop.
+        busy: Option<BusyGuard>,
+        /// Counts bytes read.
+        member: Arc<MemberState>,
+    },
+}
+
+impl DownBody {
+    /// A short body.
+    pub fn full(b: impl Into<Bytes>) -> Self {
+        DownBody::Full(Some(b.into()))
+    }
+
+    /// No body.
+    pub fn empty() -> Self {
+        DownBody::Full(None)
+    }
+}
+
+impl Body for DownBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            DownBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            DownBody::Member {
+                inner,
+                conn,
+                busy,
+                member,
+            } => {
+                let f = ready!(Pin::new(&mut *inner).poll_frame(cx));
+                match &f {
+                    Some(Ok(fr)) => {
+                        if let Some(d) = fr.data_ref() {
+                            member.read.fetch_add(d.len() as u64, Relaxed);
+                        }
+                        if inner.is_end_stream() {
+                            if let Some(c) = conn.take() {
+                                c.release();
+                            }
+                        }
+                    }
+                    None => {
+                        if let Some(c) = conn.take() {
+                            c.release();
+                        }
+                        busy.take();
+                    }
+                    Some(Err(_)) => {
+                        // The member broke mid-body: drop its connection, abort the client's.
+                        conn.take();
+                        tracing::warn!("member connection broke while sending the response body");
+                    }
+                }
+                Poll::Ready(f.map(|r| r.map_err(Into::into)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            DownBody::Full(b) => b.is_none(),
+            DownBody::Member { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            DownBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            DownBody::Full(None) => SizeHint::with_exact(0),
+            DownBody::Member { inner, .. } => inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Opening a connection to a member: DNS (with `--map-host` overrides), TCP connect with
+//! `connectiontimeout`, TCP options, and the hyper HTTP/1.1 handshake.
+
+use super::UpBody;
+use super::pool::PooledConn;
+use crate::balancer::member::MemberRt;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The host name does not resolve (httpd: 500 "DNS lookup failure", no failover).
+    Dns(String),
+    /// Refused, unreachable or timed out (httpd: 503 and failover).
+    Failed(String),
+    /// No free connection within `acquire` (`max` reached).
+    Acquire,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Dns(s) | ConnectError::Failed(s) => f.write_str(s),
+            ConnectError::Acquire => f.write_str("no free connection within the acquire time"),
+        }
+    }
+}
+
+static HOST_MAP: OnceLock<HashMap<String, SocketAddr>> = OnceLock::new();
+
+/// Installs `host:port → address` overrides (from `--map-host`), once at start-up.
+pub fn set_host_map(m: HashMap<String, SocketAddr>) {
+    let _ = HOST_MAP.set(m);
+}
+
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+    if let Some(m) = HOST_MAP.get() {
+        if let Some(a) = m.get(&format!("{host}:{port}")).or_else(|| m.get(host)) {
+            return Ok(vec![*a]);
+        }
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(it) => {
+            let v: Vec<SocketAddr> = it.collect();
+            if v.is_empty() {
+                Err(ConnectError::Dns(format!("DNS lookup failure for: {host}")))
+            } else {
+                Ok(v)
+            }
+        }
+        Err(_) => Err(ConnectError::Dns(format!("DNS lookup failure for: {host}"))),
+    }
+}
+
+/// A pooled connection if one is idle, else a new one.
+pub async fn acquire(m: &MemberRt, default_timeout: Duration) -> Result<PooledConn, ConnectError> {
+    let p = &m.spec.params;
+    let max_idle = p.ttl.unwrap_or(super::pool::DEFAULT_IDLE);
+    if !p.disable_reuse {
+        if let Some((sender, permit)) = m.state.pool.take(max_idle) {
+            m.state.pool.reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(PooledConn {
+                sender,
+                reused: true,
+                poolable: true,
+                permit,
+                member: m.state.clone(),
+            });
+        }
+    }
+    let permit = match m.state.pool.semaphore(p.max) {
+        Some(s) => {
+            let wait = p.acquire.unwrap_or(Duration::ZERO);
+            match s.clone().try_acquire_owned() {
+                Ok(pm) => Some(pm),
+                Err(_) if wait.is_zero() => return Err(ConnectError::Acquire),
+                Err(_) => match tokio::time::timeout(wait, s.acquire_owned()).await {
+                    Ok(Ok(pm)) => Some(pm),
+                    _ => return Err(ConnectError::Acquire),
+                },
+            }
+        }
+        None => None,
+    };
+    let timeout = p.connection_timeout.or(p.timeout).unwrap_or(default_timeout);
+    let sender = connect(m, timeout).await?;
+    m.state.pool.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(PooledConn {
+        sender,
+        reused: false,
+        poolable: !p.disable_reuse,
+        permit,
+        member: m.state.clone(),
+    })
+}
+
+/// A new connection, bypassing the pool (the retry after a reused connection failed).
+pub async fn acquire_fresh(m: &MemberRt, default_timeout: Duration) -> Result<PooledConn, ConnectError> {
+    let p = &m.spec.params;
+    let timeout = p.connection_timeout.or(p.timeout).unwrap_or(default_timeout);
+    let sender = connect(m, timeout).await?;
+    m.state.pool.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(PooledConn {
+        sender,
+        reused: false,
+        poolable: !p.disable_reuse,
+        permit: None,
+        member: m.state.clone(),
+    })
+}
+
+async fn connect(
+    m: &MemberRt,
+    timeout: Duration,
+) -> Result<hyper::client::conn::http1::SendRequest<UpBody>, ConnectError> {
+    let url = &m.spec.url;
+    if url.is_tls() {
+        return Err(ConnectError::Failed(format!(
+            "{}: https members are not supported by this build yet",
+            m.name
+        )));
+    }
+    let addrs = resolve(&url.host, url.port).await?;
+    let mut last = String::new();
+    for a in addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(a)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                if m.spec.params.tcp_keepalive {
+                    let sock = socket2::SockRef::from(&s);
+                    let _ = sock.set_keepalive(true);
+                }
+                let io = hyper_util::rt::TokioIo::new(s);
+                let (sender, conn) = hyper::client::conn::http1::Builder::new()
+                    .handshake(io)
+                    .await
+                    .map_err(|e| ConnectError::Failed(format!("{}: handshake: {e}", m.name)))?;
+                let name: Arc<str> = m.name.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = conn.with_upgrades().await {
+                        tracing::debug!(member = %name, "member connection ended: {e}");
+                    }
+                });
+                return Ok(sender);
+            }
+            Ok(Err(e)) => last = format!("connect to {a} failed: {e}"),
+            Err(_) => last = format!("connect to {a} timed out after {:?}", timeout),
+        }
+    }
+    Err(ConnectError::Failed(format!("{}: {last}", m.name)))
+}
