@@ -79,3 +79,451 @@ impl ConfDir {
         balancerd_in(self.path(), &["check", "--config", rel])
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Live proxy and backends.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A free loopback port (bind-and-release).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running balancerd process; killed on drop.
+pub struct Proxy {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub conf: ConfDir,
+    pub log: PathBuf,
+}
+
+impl Proxy {
+    /// Writes `config` (with `{PORT}` replaced by a free port) and starts balancerd on it.
+    pub fn start(config: &str, map_hosts: &[(&str, SocketAddr)]) -> Proxy {
+        let port = free_port();
+        let conf = ConfDir::new();
+        let text = config.replace("{PORT}", &port.to_string());
+        conf.write("balancerd.conf", &text);
+        Self::start_in(conf, "balancerd.conf", port, map_hosts)
+    }
+
+    /// Starts balancerd on a file already written in `conf`.
+    pub fn start_in(conf: ConfDir, file: &str, port: u16, map_hosts: &[(&str, SocketAddr)]) -> Proxy {
+        let log = conf.path().join("balancerd.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_balancerd"));
+        cmd.arg("--config").arg(conf.path().join(file));
+        for (h, a) in map_hosts {
+            cmd.arg("--map-host").arg(format!("{h}={a}"));
+        }
+        cmd.env("RUST_LOG", "info");
+        cmd.stdout(std::process::Stdio::null());
+        cmd.stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().expect("spawn balancerd");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let p = Proxy { child, addr, conf, log };
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("balancerd did not start: {}", p.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the proxy, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a backend saw of one request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: http::HeaderMap,
+    pub body_len: u64,
+    pub body_sha: String,
+}
+
+/// How a backend answers.
+#[derive(Clone)]
+pub enum Reply {
+    /// 200 with "backend NAME" and optional extra headers.
+    Ok,
+    /// A given status.
+    Status(u16),
+    /// Sleep, then 200.
+    Delay(Duration),
+    /// Close the connection without a response.
+    Drop,
+    /// Stream `n` bytes of a deterministic pattern.
+    Big(u64),
+    /// Answer 101 and echo bytes back (a WebSocket-like tunnel).
+    Upgrade,
+}
+
+/// A real HTTP/1.1 backend on loopback, started by the test.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub reply: Arc<Mutex<Reply>>,
+    pub headers: Arc<Mutex<Vec<(String, String)>>>,
+    pub conns: Arc<AtomicUsize>,
+    /// When true, each connection is closed after one response (without telling the client).
+    pub one_shot: Arc<AtomicBool>,
+    alive: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    rt: tokio::runtime::Handle,
+}
+
+/// The deterministic byte pattern of large bodies.
+pub fn pattern_chunk(offset: u64, len: usize) -> Bytes {
+    let mut v = Vec::with_capacity(len);
+    for i in 0..len as u64 {
+        let x = offset + i;
+        v.push((x.wrapping_mul(2654435761) >> 13) as u8);
+    }
+    Bytes::from(v)
+}
+
+pub fn sha_hex(d: &[u8]) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(d);
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(s: impl Into<Bytes>) -> BoxBody {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+impl Backend {
+    /// Starts a backend on a free loopback port.
+    pub async fn start(name: &str) -> Backend {
+        Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts a backend on `addr`.
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        let l = tokio::net::TcpListener::bind(addr).await.expect("bind backend");
+        let addr = l.local_addr().unwrap();
+        let mut b = Backend {
+            name: name.to_string(),
+            addr,
+            seen: Arc::default(),
+            reply: Arc::new(Mutex::new(Reply::Ok)),
+            headers: Arc::default(),
+            conns: Arc::default(),
+            one_shot: Arc::default(),
+            alive: Arc::new(AtomicBool::new(true)),
+            task: None,
+            rt: tokio::runtime::Handle::current(),
+        };
+        b.task = Some(b.spawn(l));
+        b
+    }
+
+    fn spawn(&self, l: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        let (name, seen, reply, headers, conns, one_shot, alive) = (
+            self.name.clone(),
+            self.seen.clone(),
+            self.reply.clone(),
+            self.headers.clone(),
+            self.conns.clone(),
+            self.one_shot.clone(),
+            self.alive.clone(),
+        );
+        self.rt.spawn(async move {
+            loop {
+                let Ok((s, _)) = l.accept().await else { continue };
+                conns.fetch_add(1, SeqCst);
+                let (name, seen, reply, headers, one_shot, alive) =
+                    (name.clone(), seen.clone(), reply.clone(), headers.clone(), one_shot.clone(), alive.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (name, seen, reply, headers, alive) =
+                            (name.clone(), seen.clone(), reply.clone(), headers.clone(), alive.clone());
+                        async move { serve_one(name, seen, reply, headers, alive, req).await }
+                    });
+                    let mut b = hyper::server::conn::http1::Builder::new();
+                    b.keep_alive(!one_shot.load(SeqCst));
+                    let _ = b.serve_connection(TokioIo::new(s), svc).with_upgrades().await;
+                });
+            }
+        })
+    }
+
+    /// Stops accepting and drops every open connection (as a killed process would).
+    pub fn stop(&mut self) {
+        self.alive.store(false, SeqCst);
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    /// Starts again on the same address.
+    pub async fn restart(&mut self) {
+        let l = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        self.alive.store(true, SeqCst);
+        self.task = Some(self.spawn(l));
+    }
+
+    pub fn set_reply(&self, r: Reply) {
+        *self.reply.lock().unwrap() = r;
+    }
+
+    pub fn add_header(&self, k: &str, v: &str) {
+        self.headers.lock().unwrap().push((k.into(), v.into()));
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("backend saw a request")
+    }
+
+    pub fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn serve_one(
+    name: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    reply: Arc<Mutex<Reply>>,
+    extra: Arc<Mutex<Vec<(String, String)>>>,
+    alive: Arc<AtomicBool>,
+    mut req: Request<Incoming>,
+) -> Result<Response<BoxBody>, std::io::Error> {
+    if !alive.load(SeqCst) {
+        return Err(std::io::Error::other("stopped"));
+    }
+    let r = reply.lock().unwrap().clone();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, mut body) = req.into_parts();
+    let mut len = 0u64;
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    while let Some(f) = body.frame().await {
+        let f = f.map_err(std::io::Error::other)?;
+        if let Some(d) = f.data_ref() {
+            len += d.len() as u64;
+            sha2::Digest::update(&mut hasher, d);
+        }
+    }
+    let sha: String = sha2::Digest::finalize(hasher).iter().map(|b| format!("{b:02x}")).collect();
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        target: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body_len: len,
+        body_sha: sha,
+    });
+    let mut resp = match r {
+        Reply::Ok => Response::new(full(format!("backend {name}\n"))),
+        Reply::Status(s) => {
+            let mut x = Response::new(full(format!("backend {name} status {s}\n")));
+            *x.status_mut() = http::StatusCode::from_u16(s).unwrap();
+            x
+        }
+        Reply::Delay(d) => {
+            tokio::time::sleep(d).await;
+            Response::new(full(format!("backend {name}\n")))
+        }
+        Reply::Drop => return Err(std::io::Error::other("drop")),
+        Reply::Big(n) => {
+            let stream = futures_stream(n);
+            let mut x = Response::new(StreamBody::new(stream).boxed());
+            x.headers_mut().insert("content-length", http::HeaderValue::from(n));
+            x
+        }
+        Reply::Upgrade => {
+            tokio::spawn(async move {
+                if let Ok(up) = on_upgrade.await {
+                    let mut io = TokioIo::new(up);
+                    let mut buf = [0u8; 1024];
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut x = Response::new(full(""));
+            *x.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+            x.headers_mut().insert("upgrade", http::HeaderValue::from_static("websocket"));
+            x.headers_mut().insert("connection", http::HeaderValue::from_static("Upgrade"));
+            return Ok(x);
+        }
+    };
+    resp.headers_mut().insert("x-backend", http::HeaderValue::from_str(&name).unwrap());
+    for (k, v) in extra.lock().unwrap().iter() {
+        resp.headers_mut().append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), http::HeaderValue::from_str(v).unwrap());
+    }
+    Ok(resp)
+}
+
+fn futures_stream(n: u64) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send {
+    const CHUNK: u64 = 64 * 1024;
+    struct S {
+        off: u64,
+        n: u64,
+    }
+    impl futures_core::Stream for S {
+        type Item = Result<Frame<Bytes>, std::io::Error>;
+        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+            if self.off >= self.n {
+                return std::task::Poll::Ready(None);
+            }
+            let len = CHUNK.min(self.n - self.off) as usize;
+            let c = pattern_chunk(self.off, len);
+            self.off += len as u64;
+            std::task::Poll::Ready(Some(Ok(Frame::data(c))))
+        }
+    }
+    S { off: 0, n }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, n: &str) -> Option<String> {
+        self.headers.get(n).map(|v| v.to_str().unwrap().to_string())
+    }
+    pub fn all(&self, n: &str) -> Vec<String> {
+        self.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect()
+    }
+}
+
+/// A keep-alive HTTP/1.1 client connection.
+pub struct Client {
+    sender: hyper::client::conn::http1::SendRequest<BoxBody>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let s = tokio::net::TcpStream::connect(addr).await.expect("connect to proxy");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Client { sender }
+    }
+
+    pub async fn send(&mut self, req: Request<BoxBody>) -> Result<Got, hyper::Error> {
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let (p, b) = resp.into_parts();
+        let body = b.collect().await?.to_bytes();
+        Ok(Got { status: p.status.as_u16(), headers: p.headers, body })
+    }
+
+    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Got {
+        self.send(req("GET", path, headers, full(""))).await.expect("request")
+    }
+}
+
+/// Builds a request.
+pub fn req(method: &str, path: &str, headers: &[(&str, &str)], body: BoxBody) -> Request<BoxBody> {
+    let mut r = Request::builder().method(method).uri(path);
+    let mut has_host = false;
+    for (k, v) in headers {
+        has_host |= k.eq_ignore_ascii_case("host");
+        r = r.header(*k, *v);
+    }
+    if !has_host {
+        r = r.header("host", "front.example");
+    }
+    r.body(body).unwrap()
+}
+
+pub fn body(s: impl Into<Bytes>) -> BoxBody {
+    full(s)
+}
+
+/// One GET on a new connection.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got {
+    Client::connect(addr).await.get(path, headers).await
+}
+
+/// Raw bytes in, raw bytes out (for framing and limit tests). Reads until the proxy closes
+/// or `wait` passes.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(0)) => break true,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Ok(Err(_)) => break true,
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+/// Maps used by tests: name → backend address.
+pub fn hosts<'a>(pairs: &[(&'a str, &Backend)]) -> Vec<(&'a str, SocketAddr)> {
+    pairs.iter().map(|(h, b)| (*h, b.addr)).collect()
+}
+
+pub type Headers = HashMap<String, String>;
