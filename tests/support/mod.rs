@@ -202,8 +202,9 @@ pub struct Backend {
     pub reply: Arc<Mutex<Reply>>,
     pub headers: Arc<Mutex<Vec<(String, String)>>>,
     pub conns: Arc<AtomicUsize>,
-    /// When true, each connection is closed after one response (without telling the client).
-    pub one_shot: Arc<AtomicBool>,
+    /// When true, only the first request of each connection is answered; a later one on
+    /// the same connection is dropped unanswered (the keep-alive race seen from the proxy).
+    pub drop_after_first: Arc<AtomicBool>,
     alive: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
     rt: tokio::runtime::Handle,
@@ -248,7 +249,7 @@ impl Backend {
             reply: Arc::new(Mutex::new(Reply::Ok)),
             headers: Arc::default(),
             conns: Arc::default(),
-            one_shot: Arc::default(),
+            drop_after_first: Arc::default(),
             alive: Arc::new(AtomicBool::new(true)),
             task: None,
             rt: tokio::runtime::Handle::current(),
@@ -258,29 +259,36 @@ impl Backend {
     }
 
     fn spawn(&self, l: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
-        let (name, seen, reply, headers, conns, one_shot, alive) = (
+        let (name, seen, reply, headers, conns, drop_after_first, alive) = (
             self.name.clone(),
             self.seen.clone(),
             self.reply.clone(),
             self.headers.clone(),
             self.conns.clone(),
-            self.one_shot.clone(),
+            self.drop_after_first.clone(),
             self.alive.clone(),
         );
         self.rt.spawn(async move {
             loop {
                 let Ok((s, _)) = l.accept().await else { continue };
                 conns.fetch_add(1, SeqCst);
-                let (name, seen, reply, headers, one_shot, alive) =
-                    (name.clone(), seen.clone(), reply.clone(), headers.clone(), one_shot.clone(), alive.clone());
+                let (name, seen, reply, headers, drop_after_first, alive) =
+                    (name.clone(), seen.clone(), reply.clone(), headers.clone(), drop_after_first.clone(), alive.clone());
                 tokio::spawn(async move {
+                    let served = Arc::new(AtomicUsize::new(0));
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (name, seen, reply, headers, alive) =
                             (name.clone(), seen.clone(), reply.clone(), headers.clone(), alive.clone());
-                        async move { serve_one(name, seen, reply, headers, alive, req).await }
+                        let later = served.fetch_add(1, SeqCst) > 0;
+                        let drop_it = later && drop_after_first.load(SeqCst);
+                        async move {
+                            if drop_it {
+                                return Err(std::io::Error::other("dropped on a reused connection"));
+                            }
+                            serve_one(name, seen, reply, headers, alive, req).await
+                        }
                     });
-                    let mut b = hyper::server::conn::http1::Builder::new();
-                    b.keep_alive(!one_shot.load(SeqCst));
+                    let b = hyper::server::conn::http1::Builder::new();
                     let _ = b.serve_connection(TokioIo::new(s), svc).with_upgrades().await;
                 });
             }

@@ -1,0 +1,342 @@
+//! httpd's proxy behaviour on real sockets (httpd-semantics §14): routing and mapping,
+//! headers, failover, error statuses, response rewriting, upgrades.
+
+mod support;
+use std::time::Duration;
+use support::*;
+
+const AB: &str = "Listen 127.0.0.1:{PORT}
+<Proxy balancer://b>
+BalancerMember http://a:1 route=A
+BalancerMember http://b:1 route=B
+Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/t1\" env=BALANCER_ROUTE_CHANGED
+ProxySet stickysession=ROUTEID
+</Proxy>
+ProxyPass /t1/api balancer://b/api
+";
+
+async fn ab(extra: &str) -> (Backend, Backend, Proxy) {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let p = Proxy::start(&format!("{AB}{extra}"), &[("a:1", a.addr), ("b:1", b.addr)]);
+    (a, b, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_parsing_as_httpd() {
+    let (_a, _b, p) = ab("").await;
+    let t = |c: &'static str| async move { get(p.addr, "/t1/api/x", &[("cookie", c)]).await };
+    assert_eq!(t("ROUTEID=.B").await.text(), "backend B\n");
+    assert_eq!(t("a=b; ROUTEID = .B").await.text(), "backend B\n");
+    assert!(t("ROUTEID=.B").await.all("set-cookie").is_empty());
+    // Case-sensitive route, no match → balanced with a new cookie.
+    assert_eq!(t("ROUTEID=.b").await.all("set-cookie").len(), 1);
+    assert_eq!(t("XROUTEID=.B").await.all("set-cookie").len(), 1);
+    // Query and path parameters, URL before cookie.
+    let g = get(p.addr, "/t1/api/x?ROUTEID=.B", &[("cookie", "ROUTEID=.A")]).await;
+    assert_eq!(g.text(), "backend B\n");
+    let g = get(p.addr, "/t1/api/x;ROUTEID=.B", &[]).await;
+    assert_eq!(g.text(), "backend B\n");
+    let g = get(p.addr, "/t1/api/fooROUTEID=.B", &[]).await;
+    assert_eq!(g.text(), "backend B\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_mapping_and_normalisation() {
+    let (a, b, p) = ab("ProxyPass /ex/skip !\nProxyPass /ex balancer://b/ex\n").await;
+    let both = || a.count() + b.count();
+    assert_eq!(get(p.addr, "/t1/apix", &[]).await.status, 404);
+    assert_eq!(get(p.addr, "/t1/API/x", &[]).await.status, 404);
+    assert_eq!(get(p.addr, "/t1/api;jsessionid=x", &[]).await.status, 404);
+    assert_eq!(both(), 0);
+    let g = get(p.addr, "/t1//api/x", &[]).await;
+    assert_eq!(g.status, 200);
+    let last = |_: ()| if a.count() > 0 && (b.count() == 0 || a.last().target.len() > 0) { a.last().target } else { b.last().target };
+    let _ = last;
+    let seen = |x: &Backend, y: &Backend| {
+        let mut v: Vec<Seen> = x.seen.lock().unwrap().clone();
+        v.extend(y.seen.lock().unwrap().clone());
+        v
+    };
+    assert!(seen(&a, &b).iter().any(|s| s.target == "/api/x"));
+    a.clear();
+    b.clear();
+    get(p.addr, "/t1/api/", &[]).await;
+    get(p.addr, "/t1/api/%7E/%20/%25/%C3%A9?q=%2F&x=1", &[]).await;
+    get(p.addr, "/t1/api/../api/y", &[]).await;
+    let targets: Vec<String> = seen(&a, &b).iter().map(|s| s.target.clone()).collect();
+    assert!(targets.contains(&"/api/".to_string()), "{targets:?}");
+    assert!(targets.contains(&"/api/~/%20/%25/%C3%A9?q=%2F&x=1".to_string()), "{targets:?}");
+    assert!(targets.contains(&"/api/y".to_string()), "{targets:?}");
+    assert_eq!(get(p.addr, "/t1/api/a%2Fb", &[]).await.status, 404);
+    assert_eq!(get(p.addr, "/ex/skip/x", &[]).await.status, 404);
+    assert_eq!(get(p.addr, "/ex/skipx", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_headers_to_the_member() {
+    let (a, b, p) = ab("").await;
+    let g = get(
+        p.addr,
+        "/t1/api/h",
+        &[
+            ("cookie", "ROUTEID=.B"),
+            ("connection", "keep-alive, X-Foo"),
+            ("x-foo", "1"),
+            ("te", "trailers"),
+            ("keep-alive", "5"),
+            ("proxy-connection", "x"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("host", "front.example:8443"),
+            ("via", "1.1 somewhere"),
+        ],
+    )
+    .await;
+    assert_eq!(g.status, 200);
+    let h = b.last().headers;
+    for n in ["x-foo", "te", "keep-alive", "proxy-connection", "upgrade"] {
+        assert!(h.get(n).is_none(), "{n} reached the member");
+    }
+    assert_eq!(h["host"], "b:1", "the member's own host:port (not 80: kept)");
+    assert_eq!(h["x-forwarded-for"], "1.2.3.4, 127.0.0.1");
+    assert_eq!(h["x-forwarded-host"], "front.example:8443");
+    assert!(h.get("x-forwarded-server").is_some());
+    assert_eq!(h["via"], "1.1 somewhere");
+    // A client cannot strip X-Forwarded-For by naming it in Connection (CVE-2022-31813).
+    get(p.addr, "/t1/api/h", &[("cookie", "ROUTEID=.A"), ("connection", "X-Forwarded-For")]).await;
+    assert_eq!(a.last().headers["x-forwarded-for"], "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_header_is_the_member_unless_preserved() {
+    let a = Backend::start("A").await;
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nProxyPreserveHost On\nProxyAddHeaders Off\nProxyPass /x http://a:1/x\n",
+        &[("a:1", a.addr)],
+    );
+    get(p.addr, "/x/1", &[("host", "public.example")]).await;
+    let h = a.last().headers;
+    assert_eq!(h["host"], "public.example");
+    assert!(h.get("x-forwarded-for").is_none());
+    let p2 = Proxy::start("Listen 127.0.0.1:{PORT}\nProxyPass /x http://a:1/x\n", &[("a:1", a.addr)]);
+    get(p2.addr, "/x/1", &[("host", "public.example")]).await;
+    assert_eq!(a.last().headers["host"], "a:1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_keeps_the_post_body_and_reissues_the_cookie() {
+    let (mut a, b, p) = ab("").await;
+    a.stop();
+    let payload = "x".repeat(100_000);
+    let mut c = Client::connect(p.addr).await;
+    let g = c
+        .send(req("POST", "/t1/api/upload", &[("cookie", "ROUTEID=.A"), ("content-type", "text/plain")], body(payload.clone())))
+        .await
+        .unwrap();
+    assert_eq!(g.status, 200);
+    assert_eq!(g.text(), "backend B\n");
+    assert_eq!(g.all("set-cookie"), vec!["ROUTEID=.B; path=/t1".to_string()]);
+    assert_eq!(b.last().body_len, 100_000);
+    assert_eq!(b.last().body_sha, sha_hex(payload.as_bytes()));
+    // While A is in error (retry 60 s) everything goes to B without connect attempts.
+    for _ in 0..4 {
+        assert_eq!(get(p.addr, "/t1/api/x", &[]).await.text(), "backend B\n");
+    }
+    assert!(p.log_text().contains("disabling member http://a:1 for 60s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nofailover_and_all_down() {
+    let a = Backend::start("A").await;
+    let mut b = Backend::start("B").await;
+    let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://b>\nBalancerMember http://a:1 route=A\nBalancerMember http://b:1 route=B retry=30\nProxySet stickysession=ROUTEID nofailover=On\n</Proxy>\nProxyPass /t1/api balancer://b/api\n";
+    let p = Proxy::start(conf, &[("a:1", a.addr), ("b:1", b.addr)]);
+    b.stop();
+    let g = get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.B")]).await;
+    assert_eq!(g.status, 503);
+    assert_eq!(get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.B")]).await.status, 503);
+    assert_eq!(get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.UNKNOWN")]).await.status, 200);
+    // All down: 503 with Connection: close and a Retry-After from the retry timer.
+    let mut a = a;
+    a.stop();
+    let conf2 = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://b>\nBalancerMember http://a:1 retry=30\nProxySet forcerecovery=Off\n</Proxy>\nProxyPass /z balancer://b/z\n";
+    let p2 = Proxy::start(conf2, &[("a:1", a.addr)]);
+    let g = get(p2.addr, "/z", &[]).await;
+    assert_eq!(g.status, 503);
+    let g = get(p2.addr, "/z", &[]).await;
+    assert_eq!(g.status, 503);
+    assert_eq!(g.header("connection").as_deref(), Some("close"));
+    let ra: u64 = g.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=30).contains(&ra), "{ra}");
+    assert!(g.text().contains("<h1>Service Unavailable</h1>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_give_504_and_failontimeout_marks_the_member() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    a.set_reply(Reply::Delay(Duration::from_secs(3)));
+    let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://b>\nBalancerMember http://a:1 timeout=1\nBalancerMember http://b:1\nProxySet failontimeout=On\n</Proxy>\nProxyPass /t balancer://b/t\n";
+    let p = Proxy::start(conf, &[("a:1", a.addr), ("b:1", b.addr)]);
+    let t0 = std::time::Instant::now();
+    let g = get(p.addr, "/t", &[]).await;
+    assert_eq!(g.status, 504);
+    assert!(t0.elapsed() < Duration::from_millis(2500));
+    for _ in 0..4 {
+        assert_eq!(get(p.addr, "/t", &[]).await.text(), "backend B\n");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failonstatus_passes_the_response_then_avoids_the_member() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    a.set_reply(Reply::Status(500));
+    let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://b>\nBalancerMember http://a:1\nBalancerMember http://b:1\nProxySet failonstatus=500,503\n</Proxy>\nProxyPass /t balancer://b/t\n";
+    let p = Proxy::start(conf, &[("a:1", a.addr), ("b:1", b.addr)]);
+    assert_eq!(get(p.addr, "/t", &[]).await.status, 500);
+    for _ in 0..4 {
+        assert_eq!(get(p.addr, "/t", &[]).await.status, 200);
+    }
+    assert_eq!(a.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_closing_without_answer_is_502_and_dns_failure_is_500() {
+    let a = Backend::start("A").await;
+    a.set_reply(Reply::Drop);
+    let p = Proxy::start("Listen 127.0.0.1:{PORT}\nProxyPass /t http://a:1/t\nProxyPass /d http://no-such-host.invalid/d\n", &[("a:1", a.addr)]);
+    assert_eq!(get(p.addr, "/t", &[]).await.status, 502);
+    let g = get(p.addr, "/d", &[]).await;
+    assert_eq!(g.status, 500);
+    assert!(g.text().contains("DNS lookup failure for: no-such-host.invalid"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_connection_closed_by_the_member_is_retried_fresh() {
+    let a = Backend::start("A").await;
+    // The member answers the first request of a connection and drops any later one
+    // unanswered, the way an idle-timeout close races with a new request.
+    a.drop_after_first.store(true, std::sync::atomic::Ordering::SeqCst);
+    let p = Proxy::start("Listen 127.0.0.1:{PORT}\nProxyPass /t http://a:1/t\n", &[("a:1", a.addr)]);
+    let mut c = Client::connect(p.addr).await;
+    for i in 0..6 {
+        let g = c.get(&format!("/t/{i}"), &[]).await;
+        assert_eq!(g.status, 200, "request {i}: {}", p.log_text());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(a.count(), 6);
+    assert!(a.conns.load(std::sync::atomic::Ordering::SeqCst) >= 6, "each retry used a fresh connection");
+    assert!(!p.log_text().contains("disabling member"), "the member was not marked in error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_rewriting_location_cookie_and_destination() {
+    let a = Backend::start("A").await;
+    let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://rv>\nBalancerMember http://a:1\nProxyPassReverseCookiePath /rcs /t1/rcs\nProxyPassReverseCookieDomain backend.local public.example\n</Proxy>\nProxyPass /rv balancer://rv/api\nProxyPassReverse /rv balancer://rv/api\n";
+    let p = Proxy::start(conf, &[("a:1", a.addr)]);
+    a.add_header("location", "http://a:1/api/after");
+    a.add_header("content-location", "http://a:1/api/c");
+    a.add_header("set-cookie", "S=1; Path=/rcs/app; Domain=backend.local");
+    a.add_header("connection", "X-Secret");
+    a.add_header("x-secret", "s");
+    a.add_header("server", "jetty");
+    let g = get(p.addr, "/rv/x", &[("host", "lb.example")]).await;
+    assert_eq!(g.header("location").as_deref(), Some("http://lb.example/rv/after"));
+    assert_eq!(g.header("content-location").as_deref(), Some("http://lb.example/rv/c"));
+    assert_eq!(g.all("set-cookie"), vec!["S=1; Path=/t1/rcs; Domain=public.example".to_string()]);
+    assert!(g.header("x-secret").is_none());
+    assert_eq!(g.header("server").as_deref(), Some("jetty"));
+    // WebDAV MOVE: Destination mapped from the public URL to the member's.
+    let mut c = Client::connect(p.addr).await;
+    let g = c
+        .send(req("MOVE", "/rv/rec/a.wav", &[("destination", "http://lb.example/rv/rec/b.wav")], body("")))
+        .await
+        .unwrap();
+    assert_eq!(g.status, 200);
+    let s = a.last();
+    assert_eq!(s.method, "MOVE");
+    assert_eq!(s.headers["destination"], "http://a:1/api/rec/b.wav");
+    for m in ["PROPFIND", "PROPPATCH", "MKCOL", "COPY", "LOCK", "UNLOCK"] {
+        let g = c.send(req(m, "/rv/rec/", &[], body(""))).await.unwrap();
+        assert_eq!(g.status, 200, "{m}");
+        assert_eq!(a.last().method, m);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_rules_and_env_variables() {
+    let a = Backend::start("A").await;
+    let conf = "Listen 127.0.0.1:{PORT}\nHeader add X-Null \"%{NOPE}e\"\nRequestHeader set X-Route \"%{BALANCER_WORKER_ROUTE}e\"\nHeader always set X-Always a\nHeader set X-Success s\nHeader set X-Worker \"%{BALANCER_WORKER_NAME}e %{BALANCER_NAME}e\"\n<Proxy balancer://b>\nBalancerMember http://a:1 route=R\n</Proxy>\n<Proxy balancer://down>\nBalancerMember http://127.0.0.1:1\n</Proxy>\nProxyPass /ok balancer://b/ok\nProxyPass /down balancer://down/down\n";
+    let p = Proxy::start(conf, &[("a:1", a.addr)]);
+    let g = get(p.addr, "/ok", &[]).await;
+    assert_eq!(g.header("x-null").as_deref(), Some("(null)"));
+    assert_eq!(g.header("x-always").as_deref(), Some("a"));
+    assert_eq!(g.header("x-success").as_deref(), Some("s"));
+    assert_eq!(g.header("x-worker").as_deref(), Some("http://a:1 balancer://b"));
+    // RequestHeader runs before a member is chosen.
+    assert_eq!(a.last().headers["x-route"], "(null)");
+    let g = get(p.addr, "/down", &[]).await;
+    assert_eq!(g.status, 503);
+    assert_eq!(g.header("x-always").as_deref(), Some("a"));
+    assert!(g.header("x-success").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_only_when_allowed() {
+    let a = Backend::start("A").await;
+    a.set_reply(Reply::Upgrade);
+    let conf = "Listen 127.0.0.1:{PORT}\nProxyPass /ws http://a:1/ws upgrade=websocket\nProxyPass /plain http://a:1/plain\n";
+    let p = Proxy::start(conf, &[("a:1", a.addr)]);
+    let hs = "GET /ws/chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(hs.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(b"ping-through-the-tunnel").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 23 {
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got, b"ping-through-the-tunnel");
+    assert_eq!(a.last().headers["upgrade"], "websocket");
+    // Without upgrade=, Upgrade is stripped: the member sees a plain request.
+    a.set_reply(Reply::Ok);
+    let g = get(p.addr, "/plain/x", &[("connection", "Upgrade"), ("upgrade", "websocket")]).await;
+    assert_eq!(g.status, 200);
+    assert!(a.last().headers.get("upgrade").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_forwarded_and_honoured() {
+    let a = Backend::start("A").await;
+    let p = Proxy::start("Listen 127.0.0.1:{PORT}\nProxyPass /up http://a:1/up\n", &[("a:1", a.addr)]);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"));
+    s.write_all(b"hello").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    let r = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(r.contains("200 OK"), "{r}");
+    assert_eq!(a.last().body_len, 5);
+    assert_eq!(a.last().headers["expect"], "100-continue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxypassmatch_appends_the_uri() {
+    let a = Backend::start("A").await;
+    let p = Proxy::start("Listen 127.0.0.1:{PORT}\n<Proxy balancer://ph>\nBalancerMember http://a:1\n</Proxy>\nProxyPassMatch ^/pm2/.*\\.txt$ balancer://ph\nProxyPassMatch ^/pm3/(.*)$ http://a:1/three/$1\n", &[("a:1", a.addr)]);
+    assert_eq!(get(p.addr, "/pm2/a/b.txt?q=1", &[]).await.status, 200);
+    assert_eq!(a.last().target, "/pm2/a/b.txt?q=1");
+    assert_eq!(get(p.addr, "/pm3/x/y", &[]).await.status, 200);
+    assert_eq!(a.last().target, "/three/x/y");
+    assert_eq!(get(p.addr, "/pm2/a/b.png", &[]).await.status, 404);
+}
