@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod net;
 pub mod route;
 pub mod runtime;
 pub mod upstream;

@@ -28,6 +28,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -40,15 +41,18 @@ pub struct ConnInfo {
     pub peer_ip: String,
     /// Requests served on this connection (for `MaxKeepAliveRequests`).
     pub requests: AtomicU32,
+    /// Framing verdicts from the byte-level tracker, one per request.
+    pub framing: Arc<crate::net::framing::Verdicts>,
 }
 
 impl ConnInfo {
     /// Info for a new connection.
-    pub fn new(peer: SocketAddr) -> Self {
+    pub fn new(peer: SocketAddr, framing: Arc<crate::net::framing::Verdicts>) -> Self {
         ConnInfo {
             peer,
             peer_ip: peer.ip().to_string(),
             requests: AtomicU32::new(0),
+            framing,
         }
     }
 }
@@ -110,6 +114,11 @@ fn check_limits(parts: &http::request::Parts, snap: &Snapshot) -> Option<Respons
 
 async fn handle_inner(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, started: Instant) -> Response<DownBody> {
     let (mut parts, body) = req.into_parts();
+    let conflict = conn.framing.next_conflicts();
+    if conflict {
+        tracing::info!(client = %conn.peer, "refused request: conflicting Content-Length / Transfer-Encoding");
+        return close(error_page(StatusCode::BAD_REQUEST, "Bad request framing: conflicting Content-Length and Transfer-Encoding."));
+    }
     if let Err(why) = check_framing(&parts.headers) {
         tracing::info!(client = %conn.peer, "refused request: {why}");
         return close(error_page(StatusCode::BAD_REQUEST, &format!("Bad request framing: {why}.")));

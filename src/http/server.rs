@@ -49,7 +49,8 @@ pub async fn serve_conn(stream: TcpStream, peer: std::net::SocketAddr, shared: S
         b.max_headers(s.limit_request_fields as usize + 1);
     }
     drop(snap);
-    let info = Arc::new(ConnInfo::new(peer));
+    let (io, verdicts) = crate::net::framing::Tracked::new(stream);
+    let info = Arc::new(ConnInfo::new(peer, verdicts));
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();
@@ -58,7 +59,7 @@ pub async fn serve_conn(stream: TcpStream, peer: std::net::SocketAddr, shared: S
             Ok::<_, Infallible>(handle(req, &info, &snap).await)
         }
     });
-    if let Err(e) = b.serve_connection(TokioIo::new(stream), svc).with_upgrades().await {
+    if let Err(e) = b.serve_connection(TokioIo::new(io), svc).with_upgrades().await {
         tracing::debug!(client = %peer, "connection ended: {e}");
     }
 }

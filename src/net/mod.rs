@@ -1,0 +1,3 @@
+//! Client-side network plumbing below HTTP.
+
+pub mod framing;

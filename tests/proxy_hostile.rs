@@ -1,0 +1,196 @@
+//! Hostile input: request smuggling, limits, slow clients, and tenant isolation through
+//! every path trick. Raw bytes on real sockets.
+
+mod support;
+use std::time::Duration;
+use support::*;
+
+const TWO_TENANTS: &str = "Listen 127.0.0.1:{PORT}
+KeepAliveTimeout 2
+<Proxy balancer://t1rws>
+BalancerMember http://t1:1
+</Proxy>
+<Proxy balancer://t2rws>
+BalancerMember http://t2:1
+</Proxy>
+ProxyPass /t1/api balancer://t1rws/api
+ProxyPass /t2/api balancer://t2rws/api
+";
+
+async fn tenants() -> (Backend, Backend, Proxy) {
+    let t1 = Backend::start("t1").await;
+    let t2 = Backend::start("t2").await;
+    let p = Proxy::start(TWO_TENANTS, &[("t1:1", t1.addr), ("t2:1", t2.addr)]);
+    (t1, t2, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_framing_is_refused_and_never_reaches_a_member() {
+    let (t1, t2, p) = tenants().await;
+    let cases: &[&[u8]] = &[
+        b"POST /t1/api/a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /t2/api/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /t1/api/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\nGET /t2/api/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /t1/api/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"POST /t1/api/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /t1/api/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /t1/api/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\nabc",
+        b"POST /t1/api/a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"POST /t1/api/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n",
+        b"POST /t1/api/a HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /t1/api/a HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nGET /t2/api/smuggled HTTP/1.1\r\n\r\n",
+        b"GET /t1/api/a HTTP/1.1\r\nHost: x\r\n Transfer-Encoding: chunked\r\n\r\n",
+    ];
+    for c in cases {
+        let (out, closed) = raw(p.addr, c, Duration::from_secs(3)).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{:?} → {out:?}", String::from_utf8_lossy(c));
+        assert!(closed, "connection closed after {:?}", String::from_utf8_lossy(c));
+        assert_eq!(out.matches("HTTP/1.1").count(), 1, "exactly one response: {out}");
+    }
+    assert_eq!(t1.count(), 0);
+    assert_eq!(t2.count(), 0, "nothing smuggled reached tenant 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let (t1, t2, p) = tenants().await;
+    let (out, _) = raw(
+        p.addr,
+        b"GET /t1/api/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /t2/api/2 HTTP/1.1\r\nHost: x\r\n\r\nGET /t1/api/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    let i1 = out.find("backend t1").unwrap();
+    let i2 = out.find("backend t2").unwrap();
+    let i3 = out.rfind("backend t1").unwrap();
+    assert!(i1 < i2 && i2 < i3, "{out}");
+    assert_eq!(t1.count(), 2);
+    assert_eq!(t2.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_on_request_line_and_headers() {
+    let (t1, _t2, p) = tenants().await;
+    let long = format!("GET /t1/api/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    let (out, _) = raw(p.addr, long.as_bytes(), Duration::from_secs(2)).await;
+    assert!(out.starts_with("HTTP/1.1 414"), "{out}");
+    let big = format!("GET /t1/api/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(9000));
+    let (out, _) = raw(p.addr, big.as_bytes(), Duration::from_secs(2)).await;
+    assert!(out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 431"), "{out}");
+    let mut many = String::from("GET /t1/api/x HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..120 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let (out, _) = raw(p.addr, many.as_bytes(), Duration::from_secs(2)).await;
+    assert!(out.starts_with("HTTP/1.1 431") || out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(t1.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_keepalive_are_cut() {
+    let (_t1, _t2, p) = tenants().await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Slowloris: a header that never ends.
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /t1/api/x HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    let mut closed = false;
+    while t0.elapsed() < Duration::from_secs(6) {
+        let _ = s.write_all(b"a").await;
+        match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(closed, "slow header connection was closed");
+    assert!(t0.elapsed() < Duration::from_secs(4), "within KeepAliveTimeout (2 s) + slack");
+    // Idle keep-alive: closed after KeepAliveTimeout.
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /t1/api/x HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(n > 0);
+    let t0 = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "idle connection closed");
+    assert!(t0.elapsed() >= Duration::from_millis(1500) && t0.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_body_is_cut_at_timeout() {
+    let a = Backend::start("A").await;
+    let p = Proxy::start("Listen 127.0.0.1:{PORT}\nTimeout 1\nProxyPass /up http://a:1/up\n", &[("a:1", a.addr)]);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part").await.unwrap();
+    let mut buf = [0u8; 1024];
+    let t0 = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(r.is_ok(), "the proxy gave up on the body");
+    assert!(t0.elapsed() < Duration::from_secs(4));
+}
+
+/// No path a client sends reaches the other tenant's member: encodings, dot-segments,
+/// doubled slashes, traversal forms that servlet containers or Windows stacks resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_isolation_whatever_the_encoding() {
+    let (t1, t2, p) = tenants().await;
+    let probes = [
+        "/t1/api/../../t2/api/x",
+        "/t1/api/%2e%2e/%2e%2e/t2/api/x",
+        "/t1/api/%2E%2E%2F%2E%2E%2Ft2/api/x",
+        "/t1/api/..%2f..%2ft2/api/x",
+        "/t1/api/..;/..;/t2/api/x",
+        "/t1/api/.;/..;/t2/api/x",
+        "/t1/api/%2e%2e;/t2/api/x",
+        "/t1/api/..%5c..%5ct2/api/x",
+        "/t1/api/%5C..%5C..%5Ct2%5Capi",
+        "/t1/api/..\\..\\t2/api/x",
+        "/t1//api/..//..//t2/api/x",
+        "//t1/api/../../t2/api/x",
+        "/t1/api/%252e%252e/%252e%252e/t2/api/x",
+        "/t1/api/%c0%ae%c0%ae/t2/api/x",
+        "/t1/api/x/../../../t2/api/x",
+        "/t1/api;/../../t2/api/x",
+        "/t1/api/%00/../../t2/api/x",
+    ];
+    for path in probes {
+        let g = get(p.addr, path, &[]).await;
+        // Whatever the status, tenant 1's request never reaches tenant 2's member, and a
+        // request for tenant 2 reached only tenant 2's (with the path it was routed on).
+        if g.status == 200 && g.text() == "backend t2\n" {
+            let s = t2.last();
+            assert!(s.target.starts_with("/api/"), "{path} → {}", s.target);
+            // Routed on /t2/api: allowed, since the normalised path is tenant 2's.
+            let norm = balancerd::route::normalize(path.split('?').next().unwrap()).unwrap();
+            assert!(norm.starts_with("/t2/api"), "{path} normalised to {norm}");
+        }
+        if g.status == 200 && g.text() == "backend t1\n" {
+            let s = t1.last();
+            assert!(!s.target.contains("..") && !s.target.contains("%5C") && !s.target.contains("%2F"), "{path} → {}", s.target);
+        }
+    }
+    // The traversal forms backends resolve differently are refused outright.
+    for path in ["/t1/api/..;/..;/t2/api/x", "/t1/api/%5C..%5C..%5Ct2%5Capi", "/t1/api/..\\..\\t2/api/x", "/t1/api/..%5c..%5ct2/api/x"] {
+        assert_eq!(get(p.addr, path, &[]).await.status, 400, "{path}");
+    }
+    assert_eq!(get(p.addr, "/t1/api/a%2Fb", &[]).await.status, 404);
+    // And the reverse direction.
+    t1.clear();
+    for path in ["/t2/api/../../t1/api/x", "/t2/api/%2e%2e/%2e%2e/t1/api/x"] {
+        let g = get(p.addr, path, &[]).await;
+        if g.text() == "backend t1\n" {
+            let norm = balancerd::route::normalize(path).unwrap();
+            assert!(norm.starts_with("/t1/api"));
+        }
+    }
+    // Every request a member received is within its own tenant's mapping.
+    for s in t1.seen.lock().unwrap().iter().chain(t2.seen.lock().unwrap().iter()) {
+        assert!(s.target.starts_with("/api"), "{}", s.target);
+        let n = balancerd::route::normalize(s.target.split('?').next().unwrap()).unwrap();
+        assert_eq!(n, s.target.split('?').next().unwrap(), "the member gets the path balancerd routed on");
+    }
+}
