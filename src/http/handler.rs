@@ -582,6 +582,7 @@ fn respond(
         conn,
         busy: Some(busy),
         member: m.state.clone(),
+        name: m.name.clone(),
     };
     Response::from_parts(rp, body)
 }

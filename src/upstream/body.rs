@@ -141,6 +141,8 @@ pub enum DownBody {
         busy: Option<BusyGuard>,
         /// Counts bytes read.
         member: Arc<MemberState>,
+        /// The member's name, for logs.
+        name: Arc<str>,
     },
 }
 
@@ -168,6 +170,7 @@ impl Body for DownBody {
                 conn,
                 busy,
                 member,
+                name,
             } => {
                 let f = ready!(Pin::new(&mut *inner).poll_frame(cx));
                 match &f {
@@ -190,7 +193,7 @@ impl Body for DownBody {
                     Some(Err(_)) => {
                         // The member broke mid-body: drop its connection, abort the client's.
                         conn.take();
-                        tracing::warn!("member connection broke while sending the response body");
+                        tracing::warn!(member = %name, "member connection broke while sending the response body");
                     }
                 }
                 Poll::Ready(f.map(|r| r.map_err(Into::into)))

@@ -206,8 +206,26 @@ pub struct Backend {
     /// the same connection is dropped unanswered (the keep-alive race seen from the proxy).
     pub drop_after_first: Arc<AtomicBool>,
     alive: Arc<AtomicBool>,
+    /// Requests being served right now.
+    pub in_flight: Arc<AtomicUsize>,
+    conn_tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     task: Option<tokio::task::JoinHandle<()>>,
     rt: tokio::runtime::Handle,
+}
+
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(c: Arc<AtomicUsize>) -> Self {
+        c.fetch_add(1, SeqCst);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
 }
 
 /// The deterministic byte pattern of large bodies.
@@ -251,6 +269,8 @@ impl Backend {
             conns: Arc::default(),
             drop_after_first: Arc::default(),
             alive: Arc::new(AtomicBool::new(true)),
+            in_flight: Arc::default(),
+            conn_tasks: Arc::default(),
             task: None,
             rt: tokio::runtime::Handle::current(),
         };
@@ -259,6 +279,7 @@ impl Backend {
     }
 
     fn spawn(&self, l: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        let (in_flight, conn_tasks) = (self.in_flight.clone(), self.conn_tasks.clone());
         let (name, seen, reply, headers, conns, drop_after_first, alive) = (
             self.name.clone(),
             self.seen.clone(),
@@ -274,33 +295,45 @@ impl Backend {
                 conns.fetch_add(1, SeqCst);
                 let (name, seen, reply, headers, drop_after_first, alive) =
                     (name.clone(), seen.clone(), reply.clone(), headers.clone(), drop_after_first.clone(), alive.clone());
-                tokio::spawn(async move {
+                let in_flight = in_flight.clone();
+                let h = tokio::spawn(async move {
                     let served = Arc::new(AtomicUsize::new(0));
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (name, seen, reply, headers, alive) =
                             (name.clone(), seen.clone(), reply.clone(), headers.clone(), alive.clone());
                         let later = served.fetch_add(1, SeqCst) > 0;
                         let drop_it = later && drop_after_first.load(SeqCst);
+                        let in_flight = in_flight.clone();
                         async move {
                             if drop_it {
                                 return Err(std::io::Error::other("dropped on a reused connection"));
                             }
+                            let _g = InFlight::enter(in_flight);
                             serve_one(name, seen, reply, headers, alive, req).await
                         }
                     });
                     let b = hyper::server::conn::http1::Builder::new();
                     let _ = b.serve_connection(TokioIo::new(s), svc).with_upgrades().await;
                 });
+                let mut ct = conn_tasks.lock().unwrap();
+                ct.retain(|t| !t.is_finished());
+                ct.push(h.abort_handle());
             }
         })
     }
 
     /// Stops accepting and drops every open connection (as a killed process would).
-    pub fn stop(&mut self) {
+    /// Returns how many requests were being served at that moment.
+    pub fn stop(&mut self) -> usize {
         self.alive.store(false, SeqCst);
         if let Some(t) = self.task.take() {
             t.abort();
         }
+        let n = self.in_flight.load(SeqCst);
+        for t in self.conn_tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        n
     }
 
     /// Starts again on the same address.

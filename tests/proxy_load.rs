@@ -1,0 +1,178 @@
+//! Load and size: 100 MB recordings streamed both ways in bounded memory, and 2,000
+//! keep-alive clients while a member is killed and restarted. Bounded in time and count.
+
+mod support;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+use support::*;
+
+const MB100: u64 = 100 * 1024 * 1024;
+
+/// A streaming request body of the deterministic pattern.
+fn pattern_body(n: u64) -> http_body_util::combinators::BoxBody<Bytes, std::io::Error> {
+    struct S {
+        off: u64,
+        n: u64,
+    }
+    impl http_body::Body for S {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            if self.off >= self.n {
+                return std::task::Poll::Ready(None);
+            }
+            let len = (256 * 1024).min(self.n - self.off) as usize;
+            let c = pattern_chunk(self.off, len);
+            self.off += len as u64;
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(c))))
+        }
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(self.n - self.off)
+        }
+    }
+    S { off: 0, n }.boxed()
+}
+
+fn pattern_sha(n: u64) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut off = 0;
+    while off < n {
+        let len = (1 << 20).min(n - off) as usize;
+        h.update(pattern_chunk(off, len));
+        off += len as u64;
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_of_100_mb_stream_both_ways_in_bounded_memory() {
+    let dav = Backend::start("dav").await;
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\n<Proxy balancer://t1webdav>\nBalancerMember http://dav:80\n</Proxy>\nProxyPass /t1/recordings balancer://t1webdav/recordings\n",
+        &[("dav:80", dav.addr)],
+    );
+    // Warm up so the baseline includes the runtime and a pooled connection.
+    get(p.addr, "/t1/recordings/warm", &[]).await;
+    let base = p.rss_kib();
+    let peak = Arc::new(AtomicU64::new(base));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop, pid) = (peak.clone(), stop.clone(), p.pid());
+        tokio::spawn(async move {
+            while !stop.load(SeqCst) {
+                let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                if let Some(k) = s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse::<u64>().ok()) {
+                    peak.fetch_max(k, SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let want = pattern_sha(MB100);
+    // PUT 100 MB.
+    let mut c = Client::connect(p.addr).await;
+    let g = c.send(req("PUT", "/t1/recordings/call-1.wav", &[], pattern_body(MB100))).await.unwrap();
+    assert_eq!(g.status, 200, "{}", p.log_text());
+    assert_eq!(dav.last().body_len, MB100);
+    assert_eq!(dav.last().body_sha, want, "the member received exactly what was sent");
+    // GET 100 MB, hashed while streaming.
+    dav.set_reply(Reply::Big(MB100));
+    let s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = sender.send_request(req("GET", "/t1/recordings/call-1.wav", &[], body(""))).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], MB100.to_string().as_str());
+    let mut b = resp.into_body();
+    let mut h = <sha2::Sha256 as sha2::Digest>::new();
+    let mut n = 0u64;
+    while let Some(f) = b.frame().await {
+        let f = f.unwrap();
+        if let Some(d) = f.data_ref() {
+            n += d.len() as u64;
+            sha2::Digest::update(&mut h, d);
+        }
+    }
+    let got: String = sha2::Digest::finalize(h).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(n, MB100);
+    assert_eq!(got, want, "the client received exactly what the member sent");
+    stop.store(true, SeqCst);
+    sampler.await.unwrap();
+    let grew = peak.load(SeqCst).saturating_sub(base);
+    eprintln!("balancerd RSS: base {base} KiB, peak {} KiB, growth {grew} KiB over 200 MB moved", peak.load(SeqCst));
+    assert!(grew < 16 * 1024, "RSS grew by {grew} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_keepalive_clients_while_a_member_is_killed_and_restarted() {
+    let mut members = vec![Backend::start("m1").await, Backend::start("m2").await, Backend::start("m3").await];
+    for m in &members {
+        m.set_reply(Reply::Delay(Duration::from_millis(2)));
+    }
+    let conf = "Listen 127.0.0.1:{PORT}\nKeepAliveTimeout 30\nMaxKeepAliveRequests 0\n<Proxy balancer://t1rws>\nBalancerMember http://m1:1 route=M1 retry=2\nBalancerMember http://m2:1 route=M2 retry=2\nBalancerMember http://m3:1 route=M3 retry=2\n</Proxy>\nProxyPass /t1/api balancer://t1rws/api\n";
+    let p = Proxy::start(conf, &[("m1:1", members[0].addr), ("m2:1", members[1].addr), ("m3:1", members[2].addr)]);
+    const CLIENTS: usize = 2000;
+    let run_for = Duration::from_secs(20);
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    // Start times (µs since `start`) of failed requests.
+    let failures: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let (ok, failed, addr, failures) = (ok.clone(), failed.clone(), p.addr, failures.clone());
+        tasks.push(tokio::spawn(async move {
+            // Spread connection set-up over the first second.
+            tokio::time::sleep(Duration::from_micros((i as u64 * 500) % 1_000_000)).await;
+            let mut c = Client::connect(addr).await;
+            while start.elapsed() < run_for {
+                let t = start.elapsed().as_micros() as u64;
+                match c.send(req("GET", "/t1/api/poll", &[], body(""))).await {
+                    Ok(g) if g.status == 200 => {
+                        ok.fetch_add(1, SeqCst);
+                    }
+                    _ => {
+                        failures.lock().unwrap().push(t);
+                        failed.fetch_add(1, SeqCst);
+                        c = Client::connect(addr).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let kill_at = start.elapsed().as_micros() as u64;
+    let in_flight_at_kill = members[1].stop();
+    let failed_before = failed.load(SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    members[1].restart().await;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(SeqCst), failed.load(SeqCst));
+    eprintln!(
+        "2000 clients, 20 s: {ok} ok, {failed} failed ({failed_before} before the kill); the killed member was serving {in_flight_at_kill} at that moment"
+    );
+    assert_eq!(failed_before, 0, "no failure before the kill");
+    // A request that started after the kill was not in flight on the killed member: it
+    // must succeed (failover, or a fresh connection after a dead pooled one).
+    let late: Vec<u64> = failures.lock().unwrap().iter().copied().filter(|t| *t > kill_at + 20_000).collect();
+    assert!(late.is_empty(), "{} requests started after the kill failed (first at +{} ms)", late.len(), late.first().map_or(0, |t| (t - kill_at) / 1000));
+    // And every failure the proxy reports is on the killed member.
+    let log = p.log_text();
+    for l in log.lines().filter(|l| l.contains("ERROR") || l.contains("WARN")) {
+        if l.contains("error reading from the member") || l.contains("broke while sending") {
+            assert!(l.contains("http://m2:1"), "failure on another member: {l}");
+        }
+    }
+    assert!(ok > 100_000 / 10, "load really ran: {ok}");
+    assert!(members[1].count() > 0);
+}
