@@ -53,16 +53,23 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-/// The tokio runtime, one worker per core.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+/// The tokio runtime: `threads` workers, else one per core.
+pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads.filter(|n| *n > 0) {
+        b.worker_threads(n);
+    }
+    b.enable_all().build()
 }
 
 /// Serves `config` until a stop signal; reloads `path` on SIGHUP.
 pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> i32 {
     let snap = Snapshot::build(config, None);
     if snap.listeners.is_empty() {
-        eprintln!("balancerd: {}: no Listen directive, nothing to serve", path.display());
+        eprintln!(
+            "balancerd: {}: no Listen directive, nothing to serve",
+            path.display()
+        );
         return 1;
     }
     let shared: Shared = Arc::new(ArcSwap::from_pointee(snap));
@@ -124,6 +131,9 @@ pub fn reload(shared: &Shared, path: &Path, opts: &LoadOptions) {
             shared.store(Arc::new(snap));
             tracing::info!("reloaded {}", path.display());
         }
-        None => tracing::error!("reload of {} failed; keeping the running config", path.display()),
+        None => tracing::error!(
+            "reload of {} failed; keeping the running config",
+            path.display()
+        ),
     }
 }

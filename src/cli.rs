@@ -26,6 +26,9 @@ struct Cli {
     /// for testing a config whose member hosts do not resolve here).
     #[arg(long = "map-host", global = true, value_name = "HOST[:PORT]=IP:PORT")]
     map_host: Vec<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -85,8 +88,8 @@ pub fn main() -> i32 {
     crate::upstream::connect::set_host_map(map);
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { strict, format } => check(&path, &opts, strict, format),
-        Command::Run => run(&path, &opts, false),
-        Command::Demo => run(&path, &opts, true),
+        Command::Run => run(&path, &opts, false, cli.threads),
+        Command::Demo => run(&path, &opts, true, cli.threads),
     }
 }
 
@@ -136,19 +139,28 @@ fn check(path: &Path, opts: &LoadOptions, strict: bool, format: Format) -> i32 {
     i32::from(failed)
 }
 
-fn run(path: &Path, opts: &LoadOptions, demo: bool) -> i32 {
+fn run(path: &Path, opts: &LoadOptions, demo: bool, threads: Option<usize>) -> i32 {
     let Some(cfg) = crate::app::load_or_report(path, opts) else {
-        eprintln!("balancerd: {}: not started because of the errors above", path.display());
+        eprintln!(
+            "balancerd: {}: not started because of the errors above",
+            path.display()
+        );
         return 1;
     };
-    let level = match cfg.server.log_level.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let level = match cfg
+        .server
+        .log_level
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("debug") | Some("trace1") | Some("trace2") => "debug",
         Some("warn") => "warn",
         Some("error") | Some("crit") | Some("alert") | Some("emerg") => "error",
         _ => "info",
     };
     crate::app::init_tracing(level);
-    let rt = match crate::app::runtime() {
+    let rt = match crate::app::runtime(threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("balancerd: cannot start the runtime: {e}");

@@ -36,19 +36,29 @@ type Running = Arc<Mutex<HashMap<u16, (SocketAddr, MemberInfo, Option<JoinHandle
 
 static SESSION: AtomicU64 = AtomicU64::new(1000);
 
-async fn member_service(info: MemberInfo, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
+async fn member_service(
+    info: MemberInfo,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     if !info.alive.load(Relaxed) {
         return Err(std::io::Error::other("member stopped"));
     }
     let body = format!(
         "member {} route {}: {} {}\n",
         info.url,
-        if info.route.is_empty() { "-" } else { &info.route },
+        if info.route.is_empty() {
+            "-"
+        } else {
+            &info.route
+        },
         req.method(),
         req.uri()
     );
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert("x-demo-member", http::HeaderValue::from_str(&info.url).unwrap_or(http::HeaderValue::from_static("?")));
+    r.headers_mut().insert(
+        "x-demo-member",
+        http::HeaderValue::from_str(&info.url).unwrap_or(http::HeaderValue::from_static("?")),
+    );
     let has_session = req
         .headers()
         .get_all(http::header::COOKIE)
@@ -68,20 +78,35 @@ async fn start_member(addr: SocketAddr, info: MemberInfo) -> std::io::Result<Joi
     let l = crate::app::bind(addr)?;
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = l.accept().await else { continue };
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
             let info = info.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| member_service(info.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
             });
         }
     }))
 }
 
-async fn control(running: Running, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn start_member_alive(addr: SocketAddr, info: MemberInfo) -> std::io::Result<JoinHandle<()>> {
+    info.alive.store(true, Relaxed);
+    start_member(addr, info).await
+}
+
+async fn control(
+    running: Running,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
     let mut parts = path.trim_matches('/').split('/');
-    let (verb, port) = (parts.next().unwrap_or(""), parts.next().and_then(|p| p.parse::<u16>().ok()));
+    let (verb, port) = (
+        parts.next().unwrap_or(""),
+        parts.next().and_then(|p| p.parse::<u16>().ok()),
+    );
     let msg = match (verb, port) {
         ("stop", Some(p)) => {
             let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
@@ -97,14 +122,19 @@ async fn control(running: Running, req: Request<hyper::body::Incoming>) -> Resul
             }
         }
         ("start", Some(p)) => {
-            let entry = running.lock().unwrap_or_else(|e| e.into_inner()).get(&p).map(|(a, i, _)| (*a, i.clone()));
+            let entry = running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&p)
+                .map(|(a, i, _)| (*a, i.clone()));
             match entry {
-                Some((a, i)) => match {
-                    i.alive.store(true, Relaxed);
-                    start_member(a, i).await
-                } {
+                Some((a, i)) => match start_member_alive(a, i).await {
                     Ok(h) => {
-                        if let Some(e) = running.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&p) {
+                        if let Some(e) = running
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_mut(&p)
+                        {
                             e.2 = Some(h);
                         }
                         format!("member on port {p} started\n")
@@ -123,9 +153,17 @@ async fn control(running: Running, req: Request<hyper::body::Incoming>) -> Resul
 pub async fn run(config: Config, path: PathBuf, opts: LoadOptions) -> i32 {
     let running: Running = Arc::new(Mutex::new(HashMap::new()));
     for b in &config.balancers {
-        let rcs = b.params.sticky.as_ref().is_some_and(|s| s.cookie == "JSESSIONID");
+        let rcs = b
+            .params
+            .sticky
+            .as_ref()
+            .is_some_and(|s| s.cookie == "JSESSIONID");
         for m in &b.members {
-            let ip: Option<std::net::IpAddr> = if m.url.host == "localhost" { Some([127, 0, 0, 1].into()) } else { m.url.host.parse().ok() };
+            let ip: Option<std::net::IpAddr> = if m.url.host == "localhost" {
+                Some([127, 0, 0, 1].into())
+            } else {
+                m.url.host.parse().ok()
+            };
             let Some(ip) = ip.filter(|i| i.is_loopback()) else {
                 eprintln!("demo: member {} is not on loopback; not started", m.url);
                 continue;
@@ -139,7 +177,10 @@ pub async fn run(config: Config, path: PathBuf, opts: LoadOptions) -> i32 {
             };
             match start_member(addr, info.clone()).await {
                 Ok(h) => {
-                    running.lock().unwrap_or_else(|e| e.into_inner()).insert(m.url.port, (addr, info, Some(h)));
+                    running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(m.url.port, (addr, info, Some(h)));
                 }
                 Err(e) => eprintln!("demo: cannot start member {}: {e}", m.url),
             }
@@ -151,18 +192,26 @@ pub async fn run(config: Config, path: PathBuf, opts: LoadOptions) -> i32 {
             let running = running.clone();
             tokio::spawn(async move {
                 loop {
-                    let Ok((s, _)) = l.accept().await else { continue };
+                    let Ok((s, _)) = l.accept().await else {
+                        continue;
+                    };
                     let running = running.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| control(running.clone(), req));
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(s), svc)
+                            .await;
                     });
                 }
             });
         }
         Err(e) => eprintln!("demo: control port {ctl_addr} unavailable: {e}"),
     }
-    let front = config.listeners.first().map(|l| l.addr.to_string()).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let front = config
+        .listeners
+        .first()
+        .map(|l| l.addr.to_string())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
     println!(
         r#"balancerd demo: {} served on http://{front} with {} demo members on loopback.
 

@@ -34,7 +34,9 @@ fn hex(b: u8) -> Option<u8> {
 pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     let b = raw.as_bytes();
     if b.first() != Some(&b'/') {
-        return Err(PathError::BadRequest("the request path must start with '/'"));
+        return Err(PathError::BadRequest(
+            "the request path must start with '/'",
+        ));
     }
     let mut clean = true;
     let mut prev_slash = false;
@@ -43,11 +45,7 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
             b'%' => clean = false,
             b'\\' => return Err(PathError::BadRequest("backslash in path")),
             0..=0x1f | 0x7f => return Err(PathError::BadRequest("control character in path")),
-            b'/' => {
-                if prev_slash {
-                    clean = false;
-                }
-            }
+            b'/' if prev_slash => clean = false,
             b'.' if prev_slash => {
                 // "/." followed by end, '/', '.', or ';' starts a dot segment.
                 match b.get(i + 1) {
@@ -271,7 +269,10 @@ mod tests {
 
     #[test]
     fn normalisation() {
-        assert!(matches!(normalize("/t1/api/x"), Ok(Cow::Borrowed("/t1/api/x"))));
+        assert!(matches!(
+            normalize("/t1/api/x"),
+            Ok(Cow::Borrowed("/t1/api/x"))
+        ));
         assert_eq!(normalize("/t1//api/x").unwrap(), "/t1/api/x");
         assert_eq!(normalize("/t1/api/../rp/api").unwrap(), "/t1/rp/api");
         assert_eq!(normalize("/t1/api/%2e%2e/z").unwrap(), "/t1/z");
@@ -281,10 +282,22 @@ mod tests {
         assert_eq!(normalize("/a/b/..").unwrap(), "/a/");
         assert_eq!(normalize("/x;jsessionid=a.B").unwrap(), "/x;jsessionid=a.B");
         assert_eq!(normalize("/t1/api/a%2Fb"), Err(PathError::EncodedSlash));
-        assert!(matches!(normalize("/t1/api/..;/t2"), Err(PathError::BadRequest(_))));
-        assert!(matches!(normalize("/t1/api/%5C..%5Ct2"), Err(PathError::BadRequest(_))));
-        assert!(matches!(normalize("/t1\\..\\t2"), Err(PathError::BadRequest(_))));
-        assert!(matches!(normalize("/../etc"), Err(PathError::BadRequest(_))));
+        assert!(matches!(
+            normalize("/t1/api/..;/t2"),
+            Err(PathError::BadRequest(_))
+        ));
+        assert!(matches!(
+            normalize("/t1/api/%5C..%5Ct2"),
+            Err(PathError::BadRequest(_))
+        ));
+        assert!(matches!(
+            normalize("/t1\\..\\t2"),
+            Err(PathError::BadRequest(_))
+        ));
+        assert!(matches!(
+            normalize("/../etc"),
+            Err(PathError::BadRequest(_))
+        ));
         assert!(matches!(normalize("/a%zz"), Err(PathError::BadRequest(_))));
         assert!(matches!(normalize("/a%00"), Err(PathError::BadRequest(_))));
     }

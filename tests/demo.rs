@@ -8,7 +8,9 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_the_shipped_config() {
     // The demo uses the shipped ports; skip quietly if something else holds them.
-    if std::net::TcpListener::bind("127.0.0.1:8080").is_err() || std::net::TcpListener::bind("127.0.0.1:8099").is_err() {
+    if std::net::TcpListener::bind("127.0.0.1:8080").is_err()
+        || std::net::TcpListener::bind("127.0.0.1:8099").is_err()
+    {
         eprintln!("ports 8080/8099 busy; demo test skipped");
         return;
     }
@@ -28,16 +30,39 @@ async fn demo_serves_the_shipped_config() {
     }
     let g = get(addr, "/t1/api/v2/me", &[]).await;
     assert_eq!(g.status, 200);
-    assert!(g.text().starts_with("member http://127.0.0.1:9101 route T1RWS1: GET /api/v2/me"), "{}", g.text());
-    assert_eq!(g.all("set-cookie"), vec!["ROUTEID=.T1RWS1; path=/t1".to_string()]);
-    assert!(get(addr, "/t2/api/v2/me", &[]).await.text().contains("route T2RWS"));
+    assert!(
+        g.text()
+            .starts_with("member http://127.0.0.1:9101 route T1RWS1: GET /api/v2/me"),
+        "{}",
+        g.text()
+    );
+    assert_eq!(
+        g.all("set-cookie"),
+        vec!["ROUTEID=.T1RWS1; path=/t1".to_string()]
+    );
+    assert!(
+        get(addr, "/t2/api/v2/me", &[])
+            .await
+            .text()
+            .contains("route T2RWS")
+    );
     let g = get(addr, "/t1/api/x", &[("cookie", "ROUTEID=.T1RWS2")]).await;
     assert!(g.text().contains("route T1RWS2"));
     let g = get(addr, "/t1/rcs/x", &[]).await;
     assert!(g.all("set-cookie")[0].ends_with("; Path=/t1/rcs"));
-    assert!(get(addr, "/t1/recordings/a.wav", &[]).await.text().contains("127.0.0.1:9141"));
+    assert!(
+        get(addr, "/t1/recordings/a.wav", &[])
+            .await
+            .text()
+            .contains("127.0.0.1:9141")
+    );
     get("127.0.0.1:8099".parse().unwrap(), "/stop/9141", &[]).await;
-    assert!(get(addr, "/t1/recordings/a.wav", &[]).await.text().contains("127.0.0.1:9142"));
+    assert!(
+        get(addr, "/t1/recordings/a.wav", &[])
+            .await
+            .text()
+            .contains("127.0.0.1:9142")
+    );
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

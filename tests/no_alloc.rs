@@ -41,8 +41,16 @@ fn hot_path_decisions_allocate_nothing() {
     let loaded = config::load(&root.join("conf/balancerd.conf"), &LoadOptions::default());
     let snap = Snapshot::build(loaded.config.expect("shipped config is valid"), None);
     let host = snap.host_for(Some("localhost"));
-    let paths = ["/t1/api/v2/me", "/t1/rcs/x;jsessionid=1.RCS2_Application_Name", "/t2/recordings/a.wav", "/t1/api/x"];
-    let cookies = ["a=b; ROUTEID=.T1RWS2", "JSESSIONID=77.RCS1_Application_Name"];
+    let paths = [
+        "/t1/api/v2/me",
+        "/t1/rcs/x;jsessionid=1.RCS2_Application_Name",
+        "/t2/recordings/a.wav",
+        "/t1/api/x",
+    ];
+    let cookies = [
+        "a=b; ROUTEID=.T1RWS2",
+        "JSESSIONID=77.RCS1_Application_Name",
+    ];
     // Warm up (lazy statics, first-use tables).
     for p in paths {
         let _ = route::find(&host.routes, &route::normalize(p).unwrap());
@@ -52,12 +60,20 @@ fn hot_path_decisions_allocate_nothing() {
     for _ in 0..10_000 {
         for p in paths {
             let uri = route::normalize(p).unwrap();
-            let Some(Matched::Balancer { balancer, rest, .. }) = route::find(&host.routes, &uri) else {
+            let Some(Matched::Balancer { balancer, rest, .. }) = route::find(&host.routes, &uri)
+            else {
                 panic!("{p} routes");
             };
             let b = &snap.balancers[balancer];
             let session = b.params.sticky.as_ref().and_then(|s| {
-                sticky::session_route(s, b.params.separator(), b.params.scolon_path_delim, rest, Some("a=1"), cookies.iter().copied())
+                sticky::session_route(
+                    s,
+                    b.params.separator(),
+                    b.params.scolon_path_delim,
+                    rest,
+                    Some("a=1"),
+                    cookies.iter().copied(),
+                )
             });
             if let Pick::Member { index, .. } = b.pick(session.map(|s| s.route)) {
                 picked += index + 1;
@@ -66,5 +82,8 @@ fn hot_path_decisions_allocate_nothing() {
     }
     let used = allocs() - before;
     assert!(picked > 0);
-    assert_eq!(used, 0, "{used} allocations in 40,000 route + sticky + pick decisions");
+    assert_eq!(
+        used, 0,
+        "{used} allocations in 40,000 route + sticky + pick decisions"
+    );
 }

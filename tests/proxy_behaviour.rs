@@ -51,7 +51,13 @@ async fn url_mapping_and_normalisation() {
     assert_eq!(both(), 0);
     let g = get(p.addr, "/t1//api/x", &[]).await;
     assert_eq!(g.status, 200);
-    let last = |_: ()| if a.count() > 0 && (b.count() == 0 || a.last().target.len() > 0) { a.last().target } else { b.last().target };
+    let last = |_: ()| {
+        if a.count() > 0 && (b.count() == 0 || !a.last().target.is_empty()) {
+            a.last().target
+        } else {
+            b.last().target
+        }
+    };
     let _ = last;
     let seen = |x: &Backend, y: &Backend| {
         let mut v: Vec<Seen> = x.seen.lock().unwrap().clone();
@@ -66,7 +72,10 @@ async fn url_mapping_and_normalisation() {
     get(p.addr, "/t1/api/../api/y", &[]).await;
     let targets: Vec<String> = seen(&a, &b).iter().map(|s| s.target.clone()).collect();
     assert!(targets.contains(&"/api/".to_string()), "{targets:?}");
-    assert!(targets.contains(&"/api/~/%20/%25/%C3%A9?q=%2F&x=1".to_string()), "{targets:?}");
+    assert!(
+        targets.contains(&"/api/~/%20/%25/%C3%A9?q=%2F&x=1".to_string()),
+        "{targets:?}"
+    );
     assert!(targets.contains(&"/api/y".to_string()), "{targets:?}");
     assert_eq!(get(p.addr, "/t1/api/a%2Fb", &[]).await.status, 404);
     assert_eq!(get(p.addr, "/ex/skip/x", &[]).await.status, 404);
@@ -97,13 +106,21 @@ async fn request_headers_to_the_member() {
     for n in ["x-foo", "te", "keep-alive", "proxy-connection", "upgrade"] {
         assert!(h.get(n).is_none(), "{n} reached the member");
     }
-    assert_eq!(h["host"], "b:1", "the member's own host:port (not 80: kept)");
+    assert_eq!(
+        h["host"], "b:1",
+        "the member's own host:port (not 80: kept)"
+    );
     assert_eq!(h["x-forwarded-for"], "1.2.3.4, 127.0.0.1");
     assert_eq!(h["x-forwarded-host"], "front.example:8443");
     assert!(h.get("x-forwarded-server").is_some());
     assert_eq!(h["via"], "1.1 somewhere");
     // A client cannot strip X-Forwarded-For by naming it in Connection (CVE-2022-31813).
-    get(p.addr, "/t1/api/h", &[("cookie", "ROUTEID=.A"), ("connection", "X-Forwarded-For")]).await;
+    get(
+        p.addr,
+        "/t1/api/h",
+        &[("cookie", "ROUTEID=.A"), ("connection", "X-Forwarded-For")],
+    )
+    .await;
     assert_eq!(a.last().headers["x-forwarded-for"], "127.0.0.1");
 }
 
@@ -118,7 +135,10 @@ async fn host_header_is_the_member_unless_preserved() {
     let h = a.last().headers;
     assert_eq!(h["host"], "public.example");
     assert!(h.get("x-forwarded-for").is_none());
-    let p2 = Proxy::start("Listen 127.0.0.1:{PORT}\nProxyPass /x http://a:1/x\n", &[("a:1", a.addr)]);
+    let p2 = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nProxyPass /x http://a:1/x\n",
+        &[("a:1", a.addr)],
+    );
     get(p2.addr, "/x/1", &[("host", "public.example")]).await;
     assert_eq!(a.last().headers["host"], "a:1");
 }
@@ -130,12 +150,20 @@ async fn failover_keeps_the_post_body_and_reissues_the_cookie() {
     let payload = "x".repeat(100_000);
     let mut c = Client::connect(p.addr).await;
     let g = c
-        .send(req("POST", "/t1/api/upload", &[("cookie", "ROUTEID=.A"), ("content-type", "text/plain")], body(payload.clone())))
+        .send(req(
+            "POST",
+            "/t1/api/upload",
+            &[("cookie", "ROUTEID=.A"), ("content-type", "text/plain")],
+            body(payload.clone()),
+        ))
         .await
         .unwrap();
     assert_eq!(g.status, 200);
     assert_eq!(g.text(), "backend B\n");
-    assert_eq!(g.all("set-cookie"), vec!["ROUTEID=.B; path=/t1".to_string()]);
+    assert_eq!(
+        g.all("set-cookie"),
+        vec!["ROUTEID=.B; path=/t1".to_string()]
+    );
     assert_eq!(b.last().body_len, 100_000);
     assert_eq!(b.last().body_sha, sha_hex(payload.as_bytes()));
     // While A is in error (retry 60 s) everything goes to B without connect attempts.
@@ -154,8 +182,18 @@ async fn nofailover_and_all_down() {
     b.stop();
     let g = get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.B")]).await;
     assert_eq!(g.status, 503);
-    assert_eq!(get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.B")]).await.status, 503);
-    assert_eq!(get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.UNKNOWN")]).await.status, 200);
+    assert_eq!(
+        get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.B")])
+            .await
+            .status,
+        503
+    );
+    assert_eq!(
+        get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.UNKNOWN")])
+            .await
+            .status,
+        200
+    );
     // All down: 503 with Connection: close and a Retry-After from the retry timer.
     let mut a = a;
     a.stop();
@@ -166,7 +204,11 @@ async fn nofailover_and_all_down() {
     let g = get(p2.addr, "/z", &[]).await;
     assert_eq!(g.status, 503);
     assert_eq!(g.header("connection").as_deref(), Some("close"));
-    let ra: u64 = g.header("retry-after").expect("Retry-After").parse().unwrap();
+    let ra: u64 = g
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!((1..=30).contains(&ra), "{ra}");
     assert!(g.text().contains("<h1>Service Unavailable</h1>"));
 }
@@ -205,11 +247,17 @@ async fn failonstatus_passes_the_response_then_avoids_the_member() {
 async fn member_closing_without_answer_is_502_and_dns_failure_is_500() {
     let a = Backend::start("A").await;
     a.set_reply(Reply::Drop);
-    let p = Proxy::start("Listen 127.0.0.1:{PORT}\nProxyPass /t http://a:1/t\nProxyPass /d http://no-such-host.invalid/d\n", &[("a:1", a.addr)]);
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nProxyPass /t http://a:1/t\nProxyPass /d http://no-such-host.invalid/d\n",
+        &[("a:1", a.addr)],
+    );
     assert_eq!(get(p.addr, "/t", &[]).await.status, 502);
     let g = get(p.addr, "/d", &[]).await;
     assert_eq!(g.status, 500);
-    assert!(g.text().contains("DNS lookup failure for: no-such-host.invalid"));
+    assert!(
+        g.text()
+            .contains("DNS lookup failure for: no-such-host.invalid")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,8 +265,12 @@ async fn reused_connection_closed_by_the_member_is_retried_fresh() {
     let a = Backend::start("A").await;
     // The member answers the first request of a connection and drops any later one
     // unanswered, the way an idle-timeout close races with a new request.
-    a.drop_after_first.store(true, std::sync::atomic::Ordering::SeqCst);
-    let p = Proxy::start("Listen 127.0.0.1:{PORT}\nProxyPass /t http://a:1/t\n", &[("a:1", a.addr)]);
+    a.drop_after_first
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nProxyPass /t http://a:1/t\n",
+        &[("a:1", a.addr)],
+    );
     let mut c = Client::connect(p.addr).await;
     for i in 0..6 {
         let g = c.get(&format!("/t/{i}"), &[]).await;
@@ -226,8 +278,14 @@ async fn reused_connection_closed_by_the_member_is_retried_fresh() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert_eq!(a.count(), 6);
-    assert!(a.conns.load(std::sync::atomic::Ordering::SeqCst) >= 6, "each retry used a fresh connection");
-    assert!(!p.log_text().contains("disabling member"), "the member was not marked in error");
+    assert!(
+        a.conns.load(std::sync::atomic::Ordering::SeqCst) >= 6,
+        "each retry used a fresh connection"
+    );
+    assert!(
+        !p.log_text().contains("disabling member"),
+        "the member was not marked in error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,15 +300,29 @@ async fn response_rewriting_location_cookie_and_destination() {
     a.add_header("x-secret", "s");
     a.add_header("server", "jetty");
     let g = get(p.addr, "/rv/x", &[("host", "lb.example")]).await;
-    assert_eq!(g.header("location").as_deref(), Some("http://lb.example/rv/after"));
-    assert_eq!(g.header("content-location").as_deref(), Some("http://lb.example/rv/c"));
-    assert_eq!(g.all("set-cookie"), vec!["S=1; Path=/t1/rcs; Domain=public.example".to_string()]);
+    assert_eq!(
+        g.header("location").as_deref(),
+        Some("http://lb.example/rv/after")
+    );
+    assert_eq!(
+        g.header("content-location").as_deref(),
+        Some("http://lb.example/rv/c")
+    );
+    assert_eq!(
+        g.all("set-cookie"),
+        vec!["S=1; Path=/t1/rcs; Domain=public.example".to_string()]
+    );
     assert!(g.header("x-secret").is_none());
     assert_eq!(g.header("server").as_deref(), Some("jetty"));
     // WebDAV MOVE: Destination mapped from the public URL to the member's.
     let mut c = Client::connect(p.addr).await;
     let g = c
-        .send(req("MOVE", "/rv/rec/a.wav", &[("destination", "http://lb.example/rv/rec/b.wav")], body("")))
+        .send(req(
+            "MOVE",
+            "/rv/rec/a.wav",
+            &[("destination", "http://lb.example/rv/rec/b.wav")],
+            body(""),
+        ))
         .await
         .unwrap();
     assert_eq!(g.status, 200);
@@ -273,7 +345,10 @@ async fn header_rules_and_env_variables() {
     assert_eq!(g.header("x-null").as_deref(), Some("(null)"));
     assert_eq!(g.header("x-always").as_deref(), Some("a"));
     assert_eq!(g.header("x-success").as_deref(), Some("s"));
-    assert_eq!(g.header("x-worker").as_deref(), Some("http://a:1 balancer://b"));
+    assert_eq!(
+        g.header("x-worker").as_deref(),
+        Some("http://a:1 balancer://b")
+    );
     // RequestHeader runs before a member is chosen.
     assert_eq!(a.last().headers["x-route"], "(null)");
     let g = get(p.addr, "/down", &[]).await;
@@ -299,7 +374,10 @@ async fn websocket_upgrade_only_when_allowed() {
     s.write_all(b"ping-through-the-tunnel").await.unwrap();
     let mut got = Vec::new();
     while got.len() < 23 {
-        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0);
         got.extend_from_slice(&buf[..n]);
     }
@@ -307,7 +385,12 @@ async fn websocket_upgrade_only_when_allowed() {
     assert_eq!(a.last().headers["upgrade"], "websocket");
     // Without upgrade=, Upgrade is stripped: the member sees a plain request.
     a.set_reply(Reply::Ok);
-    let g = get(p.addr, "/plain/x", &[("connection", "Upgrade"), ("upgrade", "websocket")]).await;
+    let g = get(
+        p.addr,
+        "/plain/x",
+        &[("connection", "Upgrade"), ("upgrade", "websocket")],
+    )
+    .await;
     assert_eq!(g.status, 200);
     assert!(a.last().headers.get("upgrade").is_none());
 }
@@ -315,15 +398,28 @@ async fn websocket_upgrade_only_when_allowed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_100_continue_is_forwarded_and_honoured() {
     let a = Backend::start("A").await;
-    let p = Proxy::start("Listen 127.0.0.1:{PORT}\nProxyPass /up http://a:1/up\n", &[("a:1", a.addr)]);
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nProxyPass /up http://a:1/up\n",
+        &[("a:1", a.addr)],
+    );
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").await.unwrap();
+    s.write_all(
+        b"PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"));
     s.write_all(b"hello").await.unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let r = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(r.contains("200 OK"), "{r}");
     assert_eq!(a.last().body_len, 5);
@@ -333,7 +429,10 @@ async fn expect_100_continue_is_forwarded_and_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxypassmatch_appends_the_uri() {
     let a = Backend::start("A").await;
-    let p = Proxy::start("Listen 127.0.0.1:{PORT}\n<Proxy balancer://ph>\nBalancerMember http://a:1\n</Proxy>\nProxyPassMatch ^/pm2/.*\\.txt$ balancer://ph\nProxyPassMatch ^/pm3/(.*)$ http://a:1/three/$1\n", &[("a:1", a.addr)]);
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\n<Proxy balancer://ph>\nBalancerMember http://a:1\n</Proxy>\nProxyPassMatch ^/pm2/.*\\.txt$ balancer://ph\nProxyPassMatch ^/pm3/(.*)$ http://a:1/three/$1\n",
+        &[("a:1", a.addr)],
+    );
     assert_eq!(get(p.addr, "/pm2/a/b.txt?q=1", &[]).await.status, 200);
     assert_eq!(a.last().target, "/pm2/a/b.txt?q=1");
     assert_eq!(get(p.addr, "/pm3/x/y", &[]).await.status, 200);

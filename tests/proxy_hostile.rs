@@ -42,9 +42,21 @@ async fn conflicting_framing_is_refused_and_never_reaches_a_member() {
     ];
     for c in cases {
         let (out, closed) = raw(p.addr, c, Duration::from_secs(3)).await;
-        assert!(out.starts_with("HTTP/1.1 400"), "{:?} → {out:?}", String::from_utf8_lossy(c));
-        assert!(closed, "connection closed after {:?}", String::from_utf8_lossy(c));
-        assert_eq!(out.matches("HTTP/1.1").count(), 1, "exactly one response: {out}");
+        assert!(
+            out.starts_with("HTTP/1.1 400"),
+            "{:?} → {out:?}",
+            String::from_utf8_lossy(c)
+        );
+        assert!(
+            closed,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(c)
+        );
+        assert_eq!(
+            out.matches("HTTP/1.1").count(),
+            1,
+            "exactly one response: {out}"
+        );
     }
     assert_eq!(t1.count(), 0);
     assert_eq!(t2.count(), 0, "nothing smuggled reached tenant 2");
@@ -70,19 +82,31 @@ async fn pipelined_requests_are_answered_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_on_request_line_and_headers() {
     let (t1, _t2, p) = tenants().await;
-    let long = format!("GET /t1/api/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    let long = format!(
+        "GET /t1/api/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(9000)
+    );
     let (out, _) = raw(p.addr, long.as_bytes(), Duration::from_secs(2)).await;
     assert!(out.starts_with("HTTP/1.1 414"), "{out}");
-    let big = format!("GET /t1/api/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(9000));
+    let big = format!(
+        "GET /t1/api/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(9000)
+    );
     let (out, _) = raw(p.addr, big.as_bytes(), Duration::from_secs(2)).await;
-    assert!(out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 431"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 431"),
+        "{out}"
+    );
     let mut many = String::from("GET /t1/api/x HTTP/1.1\r\nHost: x\r\n");
     for i in 0..120 {
         many.push_str(&format!("X-H{i}: v\r\n"));
     }
     many.push_str("\r\n");
     let (out, _) = raw(p.addr, many.as_bytes(), Duration::from_secs(2)).await;
-    assert!(out.starts_with("HTTP/1.1 431") || out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 431") || out.starts_with("HTTP/1.1 400"),
+        "{out}"
+    );
     assert_eq!(t1.count(), 0);
 }
 
@@ -92,7 +116,9 @@ async fn slow_headers_and_idle_keepalive_are_cut() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Slowloris: a header that never ends.
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET /t1/api/x HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    s.write_all(b"GET /t1/api/x HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
     let t0 = std::time::Instant::now();
     let mut buf = [0u8; 1024];
     let mut closed = false;
@@ -107,25 +133,38 @@ async fn slow_headers_and_idle_keepalive_are_cut() {
         }
     }
     assert!(closed, "slow header connection was closed");
-    assert!(t0.elapsed() < Duration::from_secs(4), "within KeepAliveTimeout (2 s) + slack");
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "within KeepAliveTimeout (2 s) + slack"
+    );
     // Idle keep-alive: closed after KeepAliveTimeout.
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET /t1/api/x HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /t1/api/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let n = s.read(&mut buf).await.unwrap();
     assert!(n > 0);
     let t0 = std::time::Instant::now();
     let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
-    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "idle connection closed");
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "idle connection closed"
+    );
     assert!(t0.elapsed() >= Duration::from_millis(1500) && t0.elapsed() < Duration::from_secs(4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_request_body_is_cut_at_timeout() {
     let a = Backend::start("A").await;
-    let p = Proxy::start("Listen 127.0.0.1:{PORT}\nTimeout 1\nProxyPass /up http://a:1/up\n", &[("a:1", a.addr)]);
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nTimeout 1\nProxyPass /up http://a:1/up\n",
+        &[("a:1", a.addr)],
+    );
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part").await.unwrap();
+    s.write_all(b"PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part")
+        .await
+        .unwrap();
     let mut buf = [0u8; 1024];
     let t0 = std::time::Instant::now();
     let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
@@ -170,11 +209,20 @@ async fn tenant_isolation_whatever_the_encoding() {
         }
         if g.status == 200 && g.text() == "backend t1\n" {
             let s = t1.last();
-            assert!(!s.target.contains("..") && !s.target.contains("%5C") && !s.target.contains("%2F"), "{path} → {}", s.target);
+            assert!(
+                !s.target.contains("..") && !s.target.contains("%5C") && !s.target.contains("%2F"),
+                "{path} → {}",
+                s.target
+            );
         }
     }
     // The traversal forms backends resolve differently are refused outright.
-    for path in ["/t1/api/..;/..;/t2/api/x", "/t1/api/%5C..%5C..%5Ct2%5Capi", "/t1/api/..\\..\\t2/api/x", "/t1/api/..%5c..%5ct2/api/x"] {
+    for path in [
+        "/t1/api/..;/..;/t2/api/x",
+        "/t1/api/%5C..%5C..%5Ct2%5Capi",
+        "/t1/api/..\\..\\t2/api/x",
+        "/t1/api/..%5c..%5ct2/api/x",
+    ] {
         assert_eq!(get(p.addr, path, &[]).await.status, 400, "{path}");
     }
     assert_eq!(get(p.addr, "/t1/api/a%2Fb", &[]).await.status, 404);
@@ -188,9 +236,19 @@ async fn tenant_isolation_whatever_the_encoding() {
         }
     }
     // Every request a member received is within its own tenant's mapping.
-    for s in t1.seen.lock().unwrap().iter().chain(t2.seen.lock().unwrap().iter()) {
+    for s in t1
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(t2.seen.lock().unwrap().iter())
+    {
         assert!(s.target.starts_with("/api"), "{}", s.target);
         let n = balancerd::route::normalize(s.target.split('?').next().unwrap()).unwrap();
-        assert_eq!(n, s.target.split('?').next().unwrap(), "the member gets the path balancerd routed on");
+        assert_eq!(
+            n,
+            s.target.split('?').next().unwrap(),
+            "the member gets the path balancerd routed on"
+        );
     }
 }

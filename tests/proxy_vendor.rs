@@ -6,14 +6,16 @@ mod support;
 use support::*;
 
 fn vendor_config() -> String {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/rhel8-loadbalancer_tenant1.conf")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/rhel8-loadbalancer_tenant1.conf"))
+            .unwrap();
     format!("Listen 127.0.0.1:{{PORT}}\n{text}")
 }
 
 struct Vendor {
     rws: Vec<Backend>,
     rcs: Vec<Backend>,
-    dav: Vec<Backend>,
+    _dav: Vec<Backend>,
     proxy: Proxy,
 }
 
@@ -45,7 +47,12 @@ async fn vendor() -> Vendor {
     let proxy = Proxy::start(&vendor_config(), &map);
     std::mem::forget(rp);
     std::mem::forget(ir);
-    Vendor { rws, rcs, dav, proxy }
+    Vendor {
+        rws,
+        rcs,
+        _dav: dav,
+        proxy,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +65,10 @@ async fn rws_round_robin_with_routeid_cookie_and_stickiness() {
         assert_eq!(g.status, 200, "{}", v.proxy.log_text());
         let n = i % 3 + 1;
         assert_eq!(g.text(), format!("backend rws{n}\n"));
-        assert_eq!(g.all("set-cookie"), vec![format!("ROUTEID=.T1RWS{n}; path=/t1")]);
+        assert_eq!(
+            g.all("set-cookie"),
+            vec![format!("ROUTEID=.T1RWS{n}; path=/t1")]
+        );
     }
     for (i, b) in v.rws.iter().enumerate() {
         assert_eq!(b.count(), 4, "member {}", i + 1);
@@ -81,8 +91,17 @@ async fn rws_round_robin_with_routeid_cookie_and_stickiness() {
     assert_ne!(g.text(), "backend rws2\n");
     let c = g.all("set-cookie");
     assert_eq!(c.len(), 1);
-    assert!(c[0] == "ROUTEID=.T1RWS1; path=/t1" || c[0] == "ROUTEID=.T1RWS3; path=/t1", "{c:?}");
-    assert!(v.proxy.log_text().contains("disabling member http://tlrws2:8080"), "{}", v.proxy.log_text());
+    assert!(
+        c[0] == "ROUTEID=.T1RWS1; path=/t1" || c[0] == "ROUTEID=.T1RWS3; path=/t1",
+        "{c:?}"
+    );
+    assert!(
+        v.proxy
+            .log_text()
+            .contains("disabling member http://tlrws2:8080"),
+        "{}",
+        v.proxy.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +112,12 @@ async fn rcs_jsessionid_cookie_path_param_and_connection_close() {
         b.add_header("set-cookie", "JSESSIONID=abc.RCS_X; Path=/rcs");
     }
     for _ in 0..3 {
-        let g = get(a, "/t1/rcs/x", &[("cookie", "JSESSIONID=abc.RCS2_Application_Name")]).await;
+        let g = get(
+            a,
+            "/t1/rcs/x",
+            &[("cookie", "JSESSIONID=abc.RCS2_Application_Name")],
+        )
+        .await;
         assert_eq!(g.text(), "backend rcs2\n");
     }
     // The URL form: a ;jsessionid= path parameter (stickysession JSESSIONID finds it only
@@ -101,14 +125,25 @@ async fn rcs_jsessionid_cookie_path_param_and_connection_close() {
     // itself is searched in the URL too).
     let g = get(a, "/t1/rcs/x;JSESSIONID=abc.RCS2_Application_Name", &[]).await;
     assert_eq!(g.text(), "backend rcs2\n");
-    assert_eq!(v.rcs[1].last().target, "/rcs/x;JSESSIONID=abc.RCS2_Application_Name");
+    assert_eq!(
+        v.rcs[1].last().target,
+        "/rcs/x;JSESSIONID=abc.RCS2_Application_Name"
+    );
     // The member's cookie path /rcs reaches the client as /t1/rcs.
-    assert_eq!(g.all("set-cookie"), vec!["JSESSIONID=abc.RCS_X; Path=/t1/rcs".to_string()]);
+    assert_eq!(
+        g.all("set-cookie"),
+        vec!["JSESSIONID=abc.RCS_X; Path=/t1/rcs".to_string()]
+    );
     // disablereuse=On: every RCS request carries Connection: close, one connection each.
     let before = v.rcs[1].conns.load(std::sync::atomic::Ordering::SeqCst);
     let mut c = Client::connect(a).await;
     for _ in 0..4 {
-        let g = c.get("/t1/rcs/y", &[("cookie", "JSESSIONID=abc.RCS2_Application_Name")]).await;
+        let g = c
+            .get(
+                "/t1/rcs/y",
+                &[("cookie", "JSESSIONID=abc.RCS2_Application_Name")],
+            )
+            .await;
         assert_eq!(g.status, 200);
         assert_eq!(v.rcs[1].last().headers["connection"], "close");
     }
@@ -123,9 +158,19 @@ async fn rcs_path_parameter_with_split_sticky_names() {
     let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://t1rcs>\nBalancerMember http://rcs1:8008 route=RCS1_Application_Name\nBalancerMember http://rcs2:8008 route=RCS2_Application_Name\nProxySet stickysession=JSESSIONID|jsessionid\n</Proxy>\nProxyPass /t1/rcs balancer://t1rcs/rcs\n";
     let p = Proxy::start(conf, &[("rcs1:8008", rcs1.addr), ("rcs2:8008", rcs2.addr)]);
     for _ in 0..3 {
-        let g = get(p.addr, "/t1/rcs/x;jsessionid=abc.RCS2_Application_Name", &[]).await;
+        let g = get(
+            p.addr,
+            "/t1/rcs/x;jsessionid=abc.RCS2_Application_Name",
+            &[],
+        )
+        .await;
         assert_eq!(g.text(), "backend rcs2\n");
-        let g = get(p.addr, "/t1/rcs/x", &[("cookie", "JSESSIONID=abc.RCS2_Application_Name")]).await;
+        let g = get(
+            p.addr,
+            "/t1/rcs/x",
+            &[("cookie", "JSESSIONID=abc.RCS2_Application_Name")],
+        )
+        .await;
         assert_eq!(g.text(), "backend rcs2\n");
     }
     assert_eq!(rcs1.count(), 0);
@@ -136,22 +181,46 @@ async fn webdav_hot_standby_takes_over_and_hands_back() {
     let mut primary = Backend::start("dav1").await;
     let standby = Backend::start("dav2").await;
     let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://tlwebdav>\nBalancerMember http://tlwebdav1 retry=1\nBalancerMember http://tlwebdav2 status=H\n</Proxy>\nProxyPass /t1/recordings balancer://tlwebdav/recordings\n";
-    let p = Proxy::start(conf, &[("tlwebdav1:80", primary.addr), ("tlwebdav2:80", standby.addr)]);
+    let p = Proxy::start(
+        conf,
+        &[
+            ("tlwebdav1:80", primary.addr),
+            ("tlwebdav2:80", standby.addr),
+        ],
+    );
     for _ in 0..5 {
-        assert_eq!(get(p.addr, "/t1/recordings/a.wav", &[]).await.text(), "backend dav1\n");
+        assert_eq!(
+            get(p.addr, "/t1/recordings/a.wav", &[]).await.text(),
+            "backend dav1\n"
+        );
     }
-    assert_eq!(standby.count(), 0, "the standby receives nothing while the primary is up");
+    assert_eq!(
+        standby.count(),
+        0,
+        "the standby receives nothing while the primary is up"
+    );
     primary.stop();
     for _ in 0..5 {
         let g = get(p.addr, "/t1/recordings/a.wav", &[]).await;
         assert_eq!(g.text(), "backend dav2\n", "{}", p.log_text());
     }
-    assert_eq!(standby.count(), 5, "every request while the primary is down");
+    assert_eq!(
+        standby.count(),
+        5,
+        "every request while the primary is down"
+    );
     primary.restart().await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     standby.clear();
     for _ in 0..5 {
-        assert_eq!(get(p.addr, "/t1/recordings/a.wav", &[]).await.text(), "backend dav1\n");
+        assert_eq!(
+            get(p.addr, "/t1/recordings/a.wav", &[]).await.text(),
+            "backend dav1\n"
+        );
     }
-    assert_eq!(standby.count(), 0, "nothing once the primary is back and its retry passed");
+    assert_eq!(
+        standby.count(),
+        0,
+        "nothing once the primary is back and its retry passed"
+    );
 }

@@ -15,7 +15,12 @@ pub struct Baton {
 }
 
 /// Offers `cur` against the best so far; returns true when `cur` is the new best.
-pub fn is_best(method: LbMethod, cur: &MemberRt, best: Option<&MemberRt>, baton: &mut Baton) -> bool {
+pub fn is_best(
+    method: LbMethod,
+    cur: &MemberRt,
+    best: Option<&MemberRt>,
+    baton: &mut Baton,
+) -> bool {
     match method {
         LbMethod::ByRequests => {
             let s = cur.state.lbstatus.fetch_add(cur.factor(), Relaxed) + cur.factor();
@@ -31,7 +36,8 @@ pub fn is_best(method: LbMethod, cur: &MemberRt, best: Option<&MemberRt>, baton:
         }
         LbMethod::ByTraffic => {
             let f = cur.factor().max(1) as u64;
-            let traffic = cur.state.transferred.load(Relaxed) / f + cur.state.read.load(Relaxed) / f;
+            let traffic =
+                cur.state.transferred.load(Relaxed) / f + cur.state.read.load(Relaxed) / f;
             if best.is_none() || traffic < baton.min_traffic {
                 baton.min_traffic = traffic;
                 true

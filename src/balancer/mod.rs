@@ -102,7 +102,10 @@ impl BalancerRt {
                 };
             }
             if self.params.no_failover
-                && self.members.iter().any(|m| !m.route.is_empty() && *m.route == *route)
+                && self
+                    .members
+                    .iter()
+                    .any(|m| !m.route.is_empty() && *m.route == *route)
             {
                 return Pick::NoFailover;
             }
@@ -154,15 +157,16 @@ impl BalancerRt {
                     return Some(i);
                 }
                 let redirect = &m.spec.params.redirect;
-                if !redirect.is_empty() && depth < self.members.len() {
-                    if let Some(r) = self.find_route_worker(redirect, depth + 1) {
-                        let rm = &self.members[r];
-                        if !rm.usable() {
-                            rm.retry();
-                        }
-                        if rm.usable() {
-                            return Some(r);
-                        }
+                if !redirect.is_empty()
+                    && depth < self.members.len()
+                    && let Some(r) = self.find_route_worker(redirect, depth + 1)
+                {
+                    let rm = &self.members[r];
+                    if !rm.usable() {
+                        rm.retry();
+                    }
+                    if rm.usable() {
+                        return Some(r);
                     }
                 }
             }
@@ -201,7 +205,8 @@ impl BalancerRt {
                         continue;
                     }
                     if m.usable() {
-                        if lbmethod::is_best(method, m, best.map(|b| &self.members[b]), &mut baton) {
+                        if lbmethod::is_best(method, m, best.map(|b| &self.members[b]), &mut baton)
+                        {
                             best = Some(i);
                         }
                     } else {
@@ -210,10 +215,15 @@ impl BalancerRt {
                 }
                 if !standby && unusable > 0 {
                     let spares = self.members.iter().enumerate().filter(|(_, m)| {
-                        m.spec.params.lbset == lbset && m.is_spare() && !m.is_standby() && !m.is_draining() && m.usable()
+                        m.spec.params.lbset == lbset
+                            && m.is_spare()
+                            && !m.is_standby()
+                            && !m.is_draining()
+                            && m.usable()
                     });
                     for (i, m) in spares.take(unusable) {
-                        if lbmethod::is_best(method, m, best.map(|b| &self.members[b]), &mut baton) {
+                        if lbmethod::is_best(method, m, best.map(|b| &self.members[b]), &mut baton)
+                        {
                             best = Some(i);
                         }
                     }
@@ -263,7 +273,15 @@ mod tests {
 
     fn bal(members: Vec<MemberRt>) -> BalancerRt {
         let n = members.len() as u32;
-        BalancerRt::new("b", members, BalancerParams::default(), n.saturating_sub(1), vec![], vec![], ReverseRules::default())
+        BalancerRt::new(
+            "b",
+            members,
+            BalancerParams::default(),
+            n.saturating_sub(1),
+            vec![],
+            vec![],
+            ReverseRules::default(),
+        )
     }
 
     fn picks(b: &BalancerRt, n: usize) -> Vec<usize> {
@@ -277,9 +295,15 @@ mod tests {
 
     #[test]
     fn byrequests_alternates_and_weights() {
-        let b = bal(vec![member("http://a", "A", "", 1, 0), member("http://b", "B", "", 1, 0)]);
+        let b = bal(vec![
+            member("http://a", "A", "", 1, 0),
+            member("http://b", "B", "", 1, 0),
+        ]);
         assert_eq!(picks(&b, 4), vec![0, 1, 0, 1]);
-        let b = bal(vec![member("http://a", "A", "", 1, 0), member("http://b", "B", "", 3, 0)]);
+        let b = bal(vec![
+            member("http://a", "A", "", 1, 0),
+            member("http://b", "B", "", 3, 0),
+        ]);
         let p = picks(&b, 8);
         assert_eq!(p.iter().filter(|&&i| i == 0).count(), 2);
         assert_eq!(p.iter().filter(|&&i| i == 1).count(), 6);
@@ -311,24 +335,57 @@ mod tests {
 
     #[test]
     fn sticky_and_redirect_and_nofailover() {
-        let b = bal(vec![member("http://a", "A", "", 1, 0), member("http://b", "B", "", 1, 0)]);
-        assert!(matches!(b.pick(Some("B")), Pick::Member { index: 1, route_changed: false, sticky_hit: true }));
-        assert!(matches!(b.pick(Some("zz")), Pick::Member { route_changed: false, sticky_hit: false, .. }));
+        let b = bal(vec![
+            member("http://a", "A", "", 1, 0),
+            member("http://b", "B", "", 1, 0),
+        ]);
+        assert!(matches!(
+            b.pick(Some("B")),
+            Pick::Member {
+                index: 1,
+                route_changed: false,
+                sticky_hit: true
+            }
+        ));
+        assert!(matches!(
+            b.pick(Some("zz")),
+            Pick::Member {
+                route_changed: false,
+                sticky_hit: false,
+                ..
+            }
+        ));
         let mut old = member("http://o", "OLD", "", 1, 0);
         old.spec.params.redirect = "NEW".into();
         let b = bal(vec![old, member("http://n", "NEW", "", 1, 0)]);
         b.members[0].mark_error("x");
-        assert!(matches!(b.pick(Some("OLD")), Pick::Member { index: 1, route_changed: true, sticky_hit: true }));
-        let mut b = bal(vec![member("http://a", "A", "", 1, 0), member("http://b", "B", "", 1, 0)]);
+        assert!(matches!(
+            b.pick(Some("OLD")),
+            Pick::Member {
+                index: 1,
+                route_changed: true,
+                sticky_hit: true
+            }
+        ));
+        let mut b = bal(vec![
+            member("http://a", "A", "", 1, 0),
+            member("http://b", "B", "", 1, 0),
+        ]);
         b.params.no_failover = true;
         b.members[0].mark_error("x");
         assert_eq!(b.pick(Some("A")), Pick::NoFailover);
-        assert!(matches!(b.pick(Some("UNKNOWN")), Pick::Member { index: 1, .. }));
+        assert!(matches!(
+            b.pick(Some("UNKNOWN")),
+            Pick::Member { index: 1, .. }
+        ));
     }
 
     #[test]
     fn force_recovery_when_all_in_error() {
-        let b = bal(vec![member("http://a", "A", "", 1, 0), member("http://b", "B", "", 1, 0)]);
+        let b = bal(vec![
+            member("http://a", "A", "", 1, 0),
+            member("http://b", "B", "", 1, 0),
+        ]);
         b.members[0].mark_error("x");
         b.members[1].mark_error("x");
         assert!(matches!(b.pick(None), Pick::Member { .. }));

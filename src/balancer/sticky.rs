@@ -17,7 +17,12 @@ pub struct SessionRoute<'a> {
 
 /// `get_path_param`: searches `NAME=` in `path` then `?query` (as one string, like httpd's
 /// balancer URL), and returns the value up to `?`/`&` (and `;` with scolonpathdelim).
-pub fn url_param<'a>(path: &'a str, query: Option<&'a str>, name: &str, scolon: bool) -> Option<&'a str> {
+pub fn url_param<'a>(
+    path: &'a str,
+    query: Option<&'a str>,
+    name: &str,
+    scolon: bool,
+) -> Option<&'a str> {
     if name.is_empty() {
         return None;
     }
@@ -57,7 +62,10 @@ fn token<'a>(s: &'a str, delims: &[u8]) -> Option<&'a str> {
     if s.is_empty() {
         return None;
     }
-    let end = s.bytes().position(|b| delims.contains(&b)).unwrap_or(s.len());
+    let end = s
+        .bytes()
+        .position(|b| delims.contains(&b))
+        .unwrap_or(s.len());
     Some(&s[..end])
 }
 
@@ -66,7 +74,10 @@ fn token_in_path<'a>(v: &'a str, query: Option<&'a str>, delims: &[u8]) -> Optio
     if t.is_empty() {
         return query.and_then(|q| token(q, delims));
     }
-    let end = t.bytes().position(|b| delims.contains(&b)).unwrap_or(t.len());
+    let end = t
+        .bytes()
+        .position(|b| delims.contains(&b))
+        .unwrap_or(t.len());
     Some(&t[..end])
 }
 
@@ -81,7 +92,8 @@ pub fn cookie_param<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
     while let Some(pos) = cookie_header[from..].find(name) {
         let start = from + pos;
         from = start + 1;
-        let ok_start = start == 0 || matches!(b[start - 1], b';' | b',') || b[start - 1].is_ascii_whitespace();
+        let ok_start =
+            start == 0 || matches!(b[start - 1], b';' | b',') || b[start - 1].is_ascii_whitespace();
         if !ok_start {
             continue;
         }
@@ -91,7 +103,10 @@ pub fn cookie_param<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
         }
         if i < b.len() && b[i] == b'=' && i + 1 < b.len() {
             let v = &cookie_header[i + 1..];
-            let end = v.bytes().position(|c| c == b';' || c == b',').unwrap_or(v.len());
+            let end = v
+                .bytes()
+                .position(|c| c == b';' || c == b',')
+                .unwrap_or(v.len());
             return Some(&v[..end]);
         }
     }
@@ -114,7 +129,9 @@ where
     let (value, used) = match url_param(path, query, &sticky.url_param, scolon) {
         Some(v) => (v, sticky.url_param.as_str()),
         None => {
-            let v = cookies.into_iter().find_map(|c| cookie_param(c, &sticky.cookie))?;
+            let v = cookies
+                .into_iter()
+                .find_map(|c| cookie_param(c, &sticky.cookie))?;
             (v, sticky.cookie.as_str())
         }
     };
@@ -157,27 +174,60 @@ mod tests {
 
     #[test]
     fn url_params_as_httpd() {
-        assert_eq!(url_param("/api/x;ROUTEID=.B", None, "ROUTEID", false), Some(".B"));
-        assert_eq!(url_param("/api/fooROUTEID=.B", None, "ROUTEID", false), Some(".B"));
-        assert_eq!(url_param("/api/x", Some("a=1&ROUTEID=.B&c=2"), "ROUTEID", false), Some(".B"));
-        assert_eq!(url_param("/x;jsessionid=abc.R2;foo=1", None, "jsessionid", false), Some("abc.R2;foo=1"));
-        assert_eq!(url_param("/x;jsessionid=abc.R2;foo=1", None, "jsessionid", true), Some("abc.R2"));
+        assert_eq!(
+            url_param("/api/x;ROUTEID=.B", None, "ROUTEID", false),
+            Some(".B")
+        );
+        assert_eq!(
+            url_param("/api/fooROUTEID=.B", None, "ROUTEID", false),
+            Some(".B")
+        );
+        assert_eq!(
+            url_param("/api/x", Some("a=1&ROUTEID=.B&c=2"), "ROUTEID", false),
+            Some(".B")
+        );
+        assert_eq!(
+            url_param("/x;jsessionid=abc.R2;foo=1", None, "jsessionid", false),
+            Some("abc.R2;foo=1")
+        );
+        assert_eq!(
+            url_param("/x;jsessionid=abc.R2;foo=1", None, "jsessionid", true),
+            Some("abc.R2")
+        );
         assert_eq!(url_param("/x", Some("y"), "ROUTEID", false), None);
     }
 
     #[test]
     fn routes_after_first_separator() {
         let st = s("ROUTEID", "ROUTEID");
-        let r = |c: &'static str| session_route(&st, Some(b'.'), false, "/api", None, [c]).map(|r| r.route);
+        let r = |c: &'static str| {
+            session_route(&st, Some(b'.'), false, "/api", None, [c]).map(|r| r.route)
+        };
         assert_eq!(r("ROUTEID=.B"), Some("B"));
         assert_eq!(r("ROUTEID=x.y.B"), Some("y.B"));
         assert_eq!(r("ROUTEID=B"), None);
         assert_eq!(r("ROUTEID=B."), None);
         // URL first, then cookie.
-        let got = session_route(&st, Some(b'.'), false, "/api", Some("ROUTEID=.B"), ["ROUTEID=.A"]).unwrap();
+        let got = session_route(
+            &st,
+            Some(b'.'),
+            false,
+            "/api",
+            Some("ROUTEID=.B"),
+            ["ROUTEID=.A"],
+        )
+        .unwrap();
         assert_eq!(got.route, "B");
         let j = s("JSESSIONID", "jsessionid");
-        let got = session_route(&j, Some(b'.'), false, "/rcs/x;jsessionid=abc.RCS2", None, []).unwrap();
+        let got = session_route(
+            &j,
+            Some(b'.'),
+            false,
+            "/rcs/x;jsessionid=abc.RCS2",
+            None,
+            [],
+        )
+        .unwrap();
         assert_eq!((got.sticky, got.route), ("jsessionid", "RCS2"));
         let got = session_route(&j, None, false, "/rcs", None, ["JSESSIONID=abc.RCS2"]).unwrap();
         assert_eq!(got.route, "abc.RCS2");

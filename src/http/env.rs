@@ -1,7 +1,9 @@
 //! The `BALANCER_*` variables and the `Header` / `RequestHeader` rules that read them
 //! (mod_headers semantics, httpd-semantics §4.9 and §10).
 
-use crate::config::model::{FormatPart, HeaderAction, HeaderCondition, HeaderRule, HeaderValueFormat};
+use crate::config::model::{
+    FormatPart, HeaderAction, HeaderCondition, HeaderRule, HeaderValueFormat,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -39,7 +41,12 @@ impl BalancerVars {
 }
 
 /// Expands a value format: `%{VAR}e` (or `(null)`), `%{NAME}i`, `%D`, `%t`.
-pub fn expand(f: &HeaderValueFormat, vars: Option<&BalancerVars>, req: &HeaderMap, started: Instant) -> String {
+pub fn expand(
+    f: &HeaderValueFormat,
+    vars: Option<&BalancerVars>,
+    req: &HeaderMap,
+    started: Instant,
+) -> String {
     let mut out = String::new();
     for p in &f.parts {
         match p {
@@ -47,7 +54,10 @@ pub fn expand(f: &HeaderValueFormat, vars: Option<&BalancerVars>, req: &HeaderMa
             FormatPart::Env(v) => {
                 let val = vars.and_then(|x| x.get(v)).unwrap_or("(null)");
                 // CR and LF become spaces (mod_headers).
-                out.extend(val.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }));
+                out.extend(
+                    val.chars()
+                        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
+                );
             }
             FormatPart::RequestHeader(h) => {
                 if let Some(v) = req.get(h.as_str()).and_then(|v| v.to_str().ok()) {
@@ -59,7 +69,10 @@ pub fn expand(f: &HeaderValueFormat, vars: Option<&BalancerVars>, req: &HeaderMa
                 out.push_str(&started.elapsed().as_micros().to_string());
             }
             FormatPart::Time => {
-                let us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+                let us = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_micros())
+                    .unwrap_or(0);
                 out.push_str("t=");
                 out.push_str(&us.to_string());
             }
@@ -93,8 +106,12 @@ pub fn apply_rules<'a>(
         if !condition_holds(&r.condition, vars) {
             continue;
         }
-        let Ok(name) = HeaderName::from_bytes(r.name.as_bytes()) else { continue };
-        let value = || -> Option<HeaderValue> { HeaderValue::from_str(&expand(&r.value, vars, req, started)).ok() };
+        let Ok(name) = HeaderName::from_bytes(r.name.as_bytes()) else {
+            continue;
+        };
+        let value = || -> Option<HeaderValue> {
+            HeaderValue::from_str(&expand(&r.value, vars, req, started)).ok()
+        };
         match &r.action {
             HeaderAction::Set => {
                 if let Some(v) = value() {
@@ -103,10 +120,8 @@ pub fn apply_rules<'a>(
             }
             HeaderAction::SetIfEmpty => {
                 let empty = headers.get(&name).is_none_or(|v| v.is_empty());
-                if empty {
-                    if let Some(v) = value() {
-                        headers.insert(name, v);
-                    }
+                if empty && let Some(v) = value() {
+                    headers.insert(name, v);
                 }
             }
             HeaderAction::Add => {
@@ -136,14 +151,22 @@ pub fn apply_rules<'a>(
             HeaderAction::Unset => {
                 headers.remove(&name);
             }
-            HeaderAction::Edit { regex, replacement, all } => {
+            HeaderAction::Edit {
+                regex,
+                replacement,
+                all,
+            } => {
                 let rep = expand(replacement, vars, req, started);
                 let vals: Vec<HeaderValue> = headers
                     .get_all(&name)
                     .iter()
                     .map(|v| {
                         let s = v.to_str().unwrap_or("");
-                        let out = if *all { regex.replace_all(s, rep.as_str()) } else { regex.replace(s, rep.as_str()) };
+                        let out = if *all {
+                            regex.replace_all(s, rep.as_str())
+                        } else {
+                            regex.replace(s, rep.as_str())
+                        };
                         HeaderValue::from_str(&out).unwrap_or_else(|_| v.clone())
                     })
                     .collect();
@@ -191,7 +214,10 @@ mod tests {
             ..Default::default()
         };
         let h = HeaderMap::new();
-        assert_eq!(expand(&f, Some(&vars), &h, Instant::now()), "ROUTEID=.T1RWS2; path=/t1");
+        assert_eq!(
+            expand(&f, Some(&vars), &h, Instant::now()),
+            "ROUTEID=.T1RWS2; path=/t1"
+        );
         let f = parse_format("%{NOPE}e").unwrap();
         assert_eq!(expand(&f, Some(&vars), &h, Instant::now()), "(null)");
         assert!(has_token("a, \"b,c\", d", "d"));

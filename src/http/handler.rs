@@ -58,18 +58,24 @@ impl ConnInfo {
 }
 
 fn close(mut r: Response<DownBody>) -> Response<DownBody> {
-    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
 /// Handles one request on `snap`.
-pub async fn handle(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot) -> Response<DownBody> {
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    snap: &Snapshot,
+) -> Response<DownBody> {
     let started = Instant::now();
     let n = conn.requests.fetch_add(1, Relaxed) + 1;
     let mut resp = handle_inner(req, conn, snap, started).await;
     let max = snap.server.max_keepalive_requests;
     if !snap.server.keepalive || (max > 0 && n >= max) {
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
@@ -83,7 +89,12 @@ fn check_framing(h: &http::HeaderMap) -> Result<(), &'static str> {
         if cl > 0 {
             return Err("Content-Length and Transfer-Encoding together");
         }
-        if te.len() > 1 || !te[0].as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+        if te.len() > 1
+            || !te[0]
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked")
+        {
             return Err("Transfer-Encoding other than a single 'chunked'");
         }
     }
@@ -96,32 +107,54 @@ fn check_framing(h: &http::HeaderMap) -> Result<(), &'static str> {
 fn check_limits(parts: &http::request::Parts, snap: &Snapshot) -> Option<Response<DownBody>> {
     let s = &snap.server;
     let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
-    if s.limit_request_line > 0 && target_len + parts.method.as_str().len() + 10 > s.limit_request_line as usize {
-        return Some(close(error_page(StatusCode::URI_TOO_LONG, "The requested URL's length exceeds the capacity limit for this server.")));
+    if s.limit_request_line > 0
+        && target_len + parts.method.as_str().len() + 10 > s.limit_request_line as usize
+    {
+        return Some(close(error_page(
+            StatusCode::URI_TOO_LONG,
+            "The requested URL's length exceeds the capacity limit for this server.",
+        )));
     }
     if s.limit_request_fields > 0 && parts.headers.len() > s.limit_request_fields as usize {
-        return Some(close(error_page(StatusCode::BAD_REQUEST, "The number of request header fields exceeds this server's limit.")));
+        return Some(close(error_page(
+            StatusCode::BAD_REQUEST,
+            "The number of request header fields exceeds this server's limit.",
+        )));
     }
     if s.limit_request_field_size > 0 {
         for (k, v) in &parts.headers {
             if k.as_str().len() + v.len() + 2 > s.limit_request_field_size as usize {
-                return Some(close(error_page(StatusCode::BAD_REQUEST, "Size of a request header field exceeds server limit.")));
+                return Some(close(error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Size of a request header field exceeds server limit.",
+                )));
             }
         }
     }
     None
 }
 
-async fn handle_inner(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, started: Instant) -> Response<DownBody> {
+async fn handle_inner(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    snap: &Snapshot,
+    started: Instant,
+) -> Response<DownBody> {
     let (mut parts, body) = req.into_parts();
     let conflict = conn.framing.next_conflicts();
     if conflict {
         tracing::info!(client = %conn.peer, "refused request: conflicting Content-Length / Transfer-Encoding");
-        return close(error_page(StatusCode::BAD_REQUEST, "Bad request framing: conflicting Content-Length and Transfer-Encoding."));
+        return close(error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request framing: conflicting Content-Length and Transfer-Encoding.",
+        ));
     }
     if let Err(why) = check_framing(&parts.headers) {
         tracing::info!(client = %conn.peer, "refused request: {why}");
-        return close(error_page(StatusCode::BAD_REQUEST, &format!("Bad request framing: {why}.")));
+        return close(error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("Bad request framing: {why}."),
+        ));
     }
     if let Some(r) = check_limits(&parts, snap) {
         return r;
@@ -136,10 +169,16 @@ async fn handle_inner(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, 
     let uri = match route::normalize(raw_path) {
         Ok(u) => u,
         Err(PathError::EncodedSlash) => {
-            return error_page(StatusCode::NOT_FOUND, "The requested URL was not found on this server.");
+            return error_page(
+                StatusCode::NOT_FOUND,
+                "The requested URL was not found on this server.",
+            );
         }
         Err(PathError::BadRequest(why)) => {
-            return close(error_page(StatusCode::BAD_REQUEST, &format!("Bad request path: {why}.")));
+            return close(error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("Bad request path: {why}."),
+            ));
         }
     };
     let Some(Matched::Balancer {
@@ -149,9 +188,12 @@ async fn handle_inner(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, 
         rest,
     }) = route::find(&host.routes, &uri)
     else {
-        return error_page(StatusCode::NOT_FOUND, "The requested URL was not found on this server.");
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "The requested URL was not found on this server.",
+        );
     };
-    if max_forwards(&mut parts.headers, &parts.method).is_err() {
+    if !max_forwards(&mut parts.headers, &parts.method) {
         return error_page(StatusCode::BAD_REQUEST, "Max-Forwards has reached zero.");
     }
     let r = &host.routes[ri];
@@ -165,9 +207,15 @@ async fn handle_inner(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, 
     // The balancer-relative path, canonically re-encoded (or raw with nocanon).
     let mut fwd_path = String::with_capacity(target_path.len() + rest.len() + 8);
     match &r.matcher {
-        RouteMatch::Regex(re) => route::canon_encode_into(&mut fwd_path, &route::map_regex(re, target_path, &uri)),
+        RouteMatch::Regex(re) => {
+            route::canon_encode_into(&mut fwd_path, &route::map_regex(re, target_path, &uri))
+        }
         RouteMatch::Prefix(p) => {
-            let raw_rest = if r.nocanon { route::prefix_match(p, raw_path).map(|n| &raw_path[n..]) } else { None };
+            let raw_rest = if r.nocanon {
+                route::prefix_match(p, raw_path).map(|n| &raw_path[n..])
+            } else {
+                None
+            };
             route::canon_encode_into(&mut fwd_path, target_path);
             match raw_rest {
                 Some(raw) => fwd_path.push_str(raw),
@@ -175,20 +223,35 @@ async fn handle_inner(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, 
             }
         }
     }
-    if let Some(q) = parts.uri.query() {
-        if q.bytes().any(|c| c <= b' ' || c == 0x7f) {
-            return error_page(StatusCode::FORBIDDEN, "Control characters or spaces in the query.");
-        }
+    if let Some(q) = parts.uri.query()
+        && q.bytes().any(|c| c <= b' ' || c == 0x7f)
+    {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Control characters or spaces in the query.",
+        );
     }
 
     // RequestHeader rules run before a member is chosen (BALANCER_* are not set yet).
-    let req_rules = host
-        .request_headers
-        .iter()
-        .chain(b.request_headers.iter())
-        .chain(locations.iter().flat_map(|l| l.request_headers.iter()));
-    let snapshot_headers = parts.headers.clone();
-    apply_rules(req_rules, &mut parts.headers, None, &snapshot_headers, false, started);
+    let has_req_rules = !host.request_headers.is_empty()
+        || !b.request_headers.is_empty()
+        || locations.iter().any(|l| !l.request_headers.is_empty());
+    if has_req_rules {
+        let req_rules = host
+            .request_headers
+            .iter()
+            .chain(b.request_headers.iter())
+            .chain(locations.iter().flat_map(|l| l.request_headers.iter()));
+        let snapshot_headers = parts.headers.clone();
+        apply_rules(
+            req_rules,
+            &mut parts.headers,
+            None,
+            &snapshot_headers,
+            false,
+            started,
+        );
+    }
 
     let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let ctx = Ctx {
@@ -236,35 +299,77 @@ async fn forward(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<DownBody> {
     let b = cx.balancer;
-    let query = if cx.route.noquery { None } else { parts.uri.query() };
+    let query = if cx.route.noquery {
+        None
+    } else {
+        parts.uri.query()
+    };
     let snap = cx.snap;
     let session = b.params.sticky.as_ref().and_then(|s| {
-        let cookies = parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
-        sticky::session_route(s, b.params.separator(), b.params.scolon_path_delim, &fwd_path, query, cookies)
+        let cookies = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        sticky::session_route(
+            s,
+            b.params.separator(),
+            b.params.scolon_path_delim,
+            &fwd_path,
+            query,
+            cookies,
+        )
     });
     let mut vars = BalancerVars::default();
     let body_timeout = snap.server.timeout;
-    let mut up_body = Some(if body.is_end_stream() { UpBody::Empty } else { UpBody::client(body, body_timeout) });
+    let mut up_body = Some(if body.is_end_stream() {
+        UpBody::Empty
+    } else {
+        UpBody::client(body, body_timeout)
+    });
     let mut attempts = 0u32;
     let default_timeout = snap.server.effective_proxy_timeout();
 
     loop {
         let pick = b.pick(session.map(|s| s.route));
         let (idx, route_changed) = match pick {
-            Pick::Member { index, route_changed, .. } => (index, route_changed),
+            Pick::Member {
+                index,
+                route_changed,
+                ..
+            } => (index, route_changed),
             Pick::NoFailover => {
                 tracing::error!(balancer = %b.full_name, route = session.map_or("", |s| s.route), "all workers are in error state for the route (nofailover)");
-                return own_error(&cx, None, StatusCode::SERVICE_UNAVAILABLE, "The server is temporarily unable to service your request: the member holding your session is unavailable.", true);
+                return own_error(
+                    &cx,
+                    None,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is temporarily unable to service your request: the member holding your session is unavailable.",
+                    true,
+                );
             }
             Pick::NoMember => {
                 if let Some(i) = wait_for_member(b, session.map(|s| s.route)).await {
                     (i, b.params.sticky.is_some())
                 } else {
-                    let what = if b.members.is_empty() { "No members in balancer" } else { "All members are in error state" };
+                    let what = if b.members.is_empty() {
+                        "No members in balancer"
+                    } else {
+                        "All members are in error state"
+                    };
                     tracing::error!(balancer = %b.full_name, "{what}");
-                    let mut r = own_error(&cx, Some(&vars), StatusCode::SERVICE_UNAVAILABLE, &format!("The server is temporarily unable to service your request ({what})."), true);
+                    let mut r = own_error(
+                        &cx,
+                        Some(&vars),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!(
+                            "The server is temporarily unable to service your request ({what})."
+                        ),
+                        true,
+                    );
                     if let Some(t) = b.retry_after() {
-                        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(t.as_secs().max(1)));
+                        r.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from(t.as_secs().max(1)));
                     }
                     return r;
                 }
@@ -288,7 +393,13 @@ async fn forward(
             Ok(c) => c,
             Err(ConnectError::Dns(msg)) => {
                 m.mark_error(&msg);
-                return own_error(&cx, Some(&vars), StatusCode::INTERNAL_SERVER_ERROR, &msg, false);
+                return own_error(
+                    &cx,
+                    Some(&vars),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &msg,
+                    false,
+                );
             }
             Err(e) => {
                 m.mark_error(&e.to_string());
@@ -297,14 +408,27 @@ async fn forward(
                     attempts += 1;
                     continue;
                 }
-                return own_error(&cx, Some(&vars), StatusCode::SERVICE_UNAVAILABLE, "The server is temporarily unable to service your request (no member could be reached).", true);
+                return own_error(
+                    &cx,
+                    Some(&vars),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is temporarily unable to service your request (no member could be reached).",
+                    true,
+                );
             }
         };
 
-        let wants_upgrade = client_upgrade.is_some() && upgrade_allowed(cx.route, m, &parts.headers);
+        let wants_upgrade =
+            client_upgrade.is_some() && upgrade_allowed(cx.route, m, &parts.headers);
         let member_timeout = m.spec.params.timeout.unwrap_or(default_timeout);
         let Some(mut bodyv) = up_body.take() else {
-            return own_error(&cx, Some(&vars), StatusCode::BAD_GATEWAY, "The request body was lost.", true);
+            return own_error(
+                &cx,
+                Some(&vars),
+                StatusCode::BAD_GATEWAY,
+                "The request body was lost.",
+                true,
+            );
         };
         bodyv.count_for(&m.state);
         let req = match build_request(&cx, &parts, m, &fwd_path, query, wants_upgrade, bodyv) {
@@ -319,7 +443,15 @@ async fn forward(
                 drop(conn);
                 match acquire_fresh(m, default_timeout).await {
                     Ok(c) => {
-                        let req = match build_request(&cx, &parts, m, &fwd_path, query, wants_upgrade, recovered) {
+                        let req = match build_request(
+                            &cx,
+                            &parts,
+                            m,
+                            &fwd_path,
+                            query,
+                            wants_upgrade,
+                            recovered,
+                        ) {
                             Ok(r) => r,
                             Err(resp) => return resp,
                         };
@@ -335,7 +467,13 @@ async fn forward(
                             attempts += 1;
                             continue;
                         }
-                        return own_error(&cx, Some(&vars), StatusCode::SERVICE_UNAVAILABLE, "The server is temporarily unable to service your request.", true);
+                        return own_error(
+                            &cx,
+                            Some(&vars),
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "The server is temporarily unable to service your request.",
+                            true,
+                        );
                     }
                 }
             }
@@ -343,17 +481,39 @@ async fn forward(
             Ok(resp) => Ok((resp, conn)),
         };
         return match result {
-            Ok((resp, conn)) => respond(&cx, &parts, m, resp, conn, busy, &vars, client_upgrade, wants_upgrade),
+            Ok((resp, conn)) => respond(
+                &cx,
+                &parts,
+                m,
+                resp,
+                conn,
+                busy,
+                &vars,
+                client_upgrade,
+                wants_upgrade,
+            ),
             Err((SendFail::Timeout, _, _)) => {
                 if b.params.fail_on_timeout {
                     m.mark_error("timeout and failontimeout");
                 }
                 tracing::error!(member = %m.name, "timeout waiting for the member's response after {:?}", member_timeout);
-                own_error(&cx, Some(&vars), StatusCode::GATEWAY_TIMEOUT, "The member did not answer in time.", true)
+                own_error(
+                    &cx,
+                    Some(&vars),
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The member did not answer in time.",
+                    true,
+                )
             }
             Err((SendFail::Broken(why), _, _)) => {
                 tracing::error!(member = %m.name, "error reading from the member: {why}");
-                own_error(&cx, Some(&vars), StatusCode::BAD_GATEWAY, "Error reading from remote server.", true)
+                own_error(
+                    &cx,
+                    Some(&vars),
+                    StatusCode::BAD_GATEWAY,
+                    "Error reading from remote server.",
+                    true,
+                )
             }
         };
     }
@@ -384,6 +544,7 @@ fn upgrade_allowed(r: &Route, m: &MemberRt, h: &http::HeaderMap) -> bool {
     r.upgrade.as_deref().is_some_and(ok) || m.spec.params.upgrade.as_deref().is_some_and(ok)
 }
 
+#[allow(clippy::result_large_err)]
 fn build_request(
     cx: &Ctx<'_>,
     parts: &http::request::Parts,
@@ -394,7 +555,8 @@ fn build_request(
     body: UpBody,
 ) -> Result<Request<UpBody>, Response<DownBody>> {
     let url = &m.spec.url;
-    let mut target = String::with_capacity(url.path.len() + fwd_path.len() + query.map_or(0, |q| q.len() + 1));
+    let mut target =
+        String::with_capacity(url.path.len() + fwd_path.len() + query.map_or(0, |q| q.len() + 1));
     target.push_str(&url.path);
     target.push_str(fwd_path);
     if let Some(q) = query {
@@ -402,11 +564,18 @@ fn build_request(
         target.push_str(q);
     }
     let Ok(uri) = target.parse::<Uri>() else {
-        return Err(error_page(StatusCode::BAD_REQUEST, "The request cannot be forwarded."));
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "The request cannot be forwarded.",
+        ));
     };
     let host_hdr;
     let host: &str = if cx.snap.server.preserve_host {
-        parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("")
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     } else {
         host_hdr = url.host_header();
         &host_hdr
@@ -420,17 +589,22 @@ fn build_request(
             client_host: parts.headers.get(header::HOST),
             server_name: &cx.snap.server_name,
             close: m.spec.params.disable_reuse,
-            upgrade: if wants_upgrade { parts.headers.get(header::UPGRADE) } else { None },
+            upgrade: if wants_upgrade {
+                parts.headers.get(header::UPGRADE)
+            } else {
+                None
+            },
         },
     );
-    if parts.method.as_str() == "COPY" || parts.method.as_str() == "MOVE" {
-        if let Some(d) = parts.headers.get("destination").and_then(|v| v.to_str().ok()) {
-            if let Some(mapped) = map_destination(cx, d, m) {
-                if let Ok(v) = HeaderValue::from_str(&mapped) {
-                    headers.insert("destination", v);
-                }
-            }
-        }
+    if (parts.method.as_str() == "COPY" || parts.method.as_str() == "MOVE")
+        && let Some(d) = parts
+            .headers
+            .get("destination")
+            .and_then(|v| v.to_str().ok())
+        && let Some(mapped) = map_destination(cx, d, m)
+        && let Ok(v) = HeaderValue::from_str(&mapped)
+    {
+        headers.insert("destination", v);
     }
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
@@ -446,14 +620,21 @@ fn map_destination(cx: &Ctx<'_>, dest: &str, m: &MemberRt) -> Option<String> {
     let path = u.path();
     let norm = route::normalize(path).ok()?;
     match route::find(&cx.host.routes, &norm)? {
-        Matched::Balancer { balancer, target_path, rest, route: ri } => {
+        Matched::Balancer {
+            balancer,
+            target_path,
+            rest,
+            route: ri,
+        } => {
             if !std::ptr::eq(&cx.snap.balancers[balancer], cx.balancer) {
                 return None;
             }
             let mut out = m.spec.url.to_string();
             let mut p = String::new();
             match &cx.host.routes[ri].matcher {
-                RouteMatch::Regex(re) => route::canon_encode_into(&mut p, &route::map_regex(re, target_path, &norm)),
+                RouteMatch::Regex(re) => {
+                    route::canon_encode_into(&mut p, &route::map_regex(re, target_path, &norm))
+                }
                 RouteMatch::Prefix(_) => {
                     route::canon_encode_into(&mut p, target_path);
                     route::canon_encode_into(&mut p, rest);
@@ -470,7 +651,11 @@ type SendResult = Result<Response<Incoming>, (SendFail, Option<UpBody>, bool)>;
 
 /// Sends one request; on failure reports whether the body came back (so the request can be
 /// replayed) and whether the connection was a reused one.
-async fn send(mut conn: PooledConn, req: Request<UpBody>, timeout: Duration) -> (SendResult, Option<PooledConn>) {
+async fn send(
+    mut conn: PooledConn,
+    req: Request<UpBody>,
+    timeout: Duration,
+) -> (SendResult, Option<PooledConn>) {
     let reused = conn.reused;
     let had_body = !req.body().is_end_stream();
     let fut = conn.sender.try_send_request(req);
@@ -487,7 +672,14 @@ async fn send(mut conn: PooledConn, req: Request<UpBody>, timeout: Duration) -> 
             let err = e.into_error();
             let why = err.to_string();
             let before_response = !err.is_parse();
-            (Err((SendFail::Broken(why), body.filter(|_| before_response), reused)), None)
+            (
+                Err((
+                    SendFail::Broken(why),
+                    body.filter(|_| before_response),
+                    reused,
+                )),
+                None,
+            )
         }
     }
 }
@@ -529,26 +721,38 @@ fn respond(
                 });
             }
             _ => {
-                return own_error(cx, Some(vars), StatusCode::BAD_GATEWAY, "The member switched protocols without being asked to.", true);
+                return own_error(
+                    cx,
+                    Some(vars),
+                    StatusCode::BAD_GATEWAY,
+                    "The member switched protocols without being asked to.",
+                    true,
+                );
             }
         }
     }
     let (mut rp, inner) = resp.into_parts();
     clean_response(&mut rp.headers, switching);
     // ProxyPassReverse and the cookie maps: this balancer's, the location's, the server's.
-    let mut rule_sets: Vec<&ReverseRules> = Vec::with_capacity(2 + cx.locations.len());
-    rule_sets.push(&b.reverse);
-    rule_sets.extend(cx.locations.iter().map(|l| &l.reverse));
-    rule_sets.push(&cx.host.reverse);
-    if rule_sets.iter().any(|r| !r.is_empty()) {
-        let client_host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let any_reverse = !b.reverse.is_empty()
+        || !cx.host.reverse.is_empty()
+        || cx.locations.iter().any(|l| !l.reverse.is_empty());
+    if any_reverse {
+        let mut rule_sets: Vec<&ReverseRules> = Vec::with_capacity(2 + cx.locations.len());
+        rule_sets.push(&b.reverse);
+        rule_sets.extend(cx.locations.iter().map(|l| &l.reverse));
+        rule_sets.push(&cx.host.reverse);
+        let client_host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         for h in ["location", "content-location", "uri"] {
-            if let Some(v) = rp.headers.get(h).and_then(|v| v.to_str().ok()) {
-                if let Some(nv) = map_location(v, &rule_sets, &cx.snap.balancers, client_host) {
-                    if let Ok(hv) = HeaderValue::from_str(&nv) {
-                        rp.headers.insert(h, hv);
-                    }
-                }
+            if let Some(v) = rp.headers.get(h).and_then(|v| v.to_str().ok())
+                && let Some(nv) = map_location(v, &rule_sets, &cx.snap.balancers, client_host)
+                && let Ok(hv) = HeaderValue::from_str(&nv)
+            {
+                rp.headers.insert(h, hv);
             }
         }
         if rp.headers.contains_key(header::SET_COOKIE) {
@@ -576,7 +780,14 @@ fn respond(
         .iter()
         .chain(b.response_headers.iter())
         .chain(cx.locations.iter().flat_map(|l| l.response_headers.iter()));
-    apply_rules(rules, &mut rp.headers, Some(vars), &parts.headers, false, cx.started);
+    apply_rules(
+        rules,
+        &mut rp.headers,
+        Some(vars),
+        &parts.headers,
+        false,
+        cx.started,
+    );
     let body = DownBody::Member {
         inner,
         conn,
@@ -588,7 +799,13 @@ fn respond(
 }
 
 /// One of balancerd's own error responses, with the `always` header rules applied.
-fn own_error(cx: &Ctx<'_>, vars: Option<&BalancerVars>, status: StatusCode, detail: &str, close_conn: bool) -> Response<DownBody> {
+fn own_error(
+    cx: &Ctx<'_>,
+    vars: Option<&BalancerVars>,
+    status: StatusCode,
+    detail: &str,
+    close_conn: bool,
+) -> Response<DownBody> {
     let mut r = error_page(status, detail);
     let rules = cx
         .host

@@ -87,8 +87,16 @@ pub fn upstream_headers(client: &HeaderMap, u: &UpstreamHead<'_>) -> HeaderMap {
 
 fn append_comma(h: &mut HeaderMap, name: &'static str, v: &str) {
     let n = HeaderName::from_static(name);
-    let old: Vec<&str> = h.get_all(&n).iter().filter_map(|x| x.to_str().ok()).collect();
-    let joined = if old.is_empty() { v.to_string() } else { format!("{}, {v}", old.join(", ")) };
+    let old: Vec<&str> = h
+        .get_all(&n)
+        .iter()
+        .filter_map(|x| x.to_str().ok())
+        .collect();
+    let joined = if old.is_empty() {
+        v.to_string()
+    } else {
+        format!("{}, {v}", old.join(", "))
+    };
     if let Ok(val) = HeaderValue::from_str(&joined) {
         h.insert(n, val);
     }
@@ -103,7 +111,14 @@ pub fn clean_response(h: &mut HeaderMap, switching: bool) {
         }
         h.remove(n);
     }
-    for n in ["keep-alive", "proxy-authenticate", "te", "trailer", "proxy-connection", "transfer-encoding"] {
+    for n in [
+        "keep-alive",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "proxy-connection",
+        "transfer-encoding",
+    ] {
         h.remove(n);
     }
     if !switching {
@@ -112,18 +127,20 @@ pub fn clean_response(h: &mut HeaderMap, switching: bool) {
     }
 }
 
-/// `Max-Forwards`: decremented; `0` refuses the request (400) except for TRACE/OPTIONS.
-pub fn max_forwards(h: &mut HeaderMap, method: &http::Method) -> Result<(), ()> {
-    let Some(v) = h.get(header::MAX_FORWARDS) else { return Ok(()) };
-    let Some(n) = v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) else { return Err(()) };
+/// `Max-Forwards`: decremented; `0` (or garbage) refuses the request (400), except for
+/// TRACE/OPTIONS. Returns false when refused.
+pub fn max_forwards(h: &mut HeaderMap, method: &http::Method) -> bool {
+    let Some(v) = h.get(header::MAX_FORWARDS) else {
+        return true;
+    };
+    let Some(n) = v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) else {
+        return false;
+    };
     if n == 0 {
-        if method == http::Method::TRACE || method == http::Method::OPTIONS {
-            return Ok(());
-        }
-        return Err(());
+        return method == http::Method::TRACE || method == http::Method::OPTIONS;
     }
     h.insert(header::MAX_FORWARDS, HeaderValue::from(n - 1));
-    Ok(())
+    true
 }
 
 #[cfg(test)]
@@ -133,7 +150,10 @@ mod tests {
     #[test]
     fn strips_connection_named_before_forwarded() {
         let mut c = HeaderMap::new();
-        c.insert("connection", HeaderValue::from_static("keep-alive, X-Foo, X-Forwarded-For"));
+        c.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, X-Foo, X-Forwarded-For"),
+        );
         c.insert("x-foo", HeaderValue::from_static("1"));
         c.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         c.insert("te", HeaderValue::from_static("trailers"));
@@ -154,7 +174,14 @@ mod tests {
                 upgrade: None,
             },
         );
-        for n in ["x-foo", "te", "upgrade", "keep-alive", "proxy-connection", "connection"] {
+        for n in [
+            "x-foo",
+            "te",
+            "upgrade",
+            "keep-alive",
+            "proxy-connection",
+            "connection",
+        ] {
             assert!(h.get(n).is_none(), "{n}");
         }
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");

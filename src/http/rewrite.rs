@@ -63,9 +63,14 @@ fn map_one(
     }
     if internal.starts_with('/') {
         // Compare the path part only.
-        let path_start = value.find("://").and_then(|i| value[i + 3..].find('/').map(|j| i + 3 + j)).unwrap_or(0);
+        let path_start = value
+            .find("://")
+            .and_then(|i| value[i + 3..].find('/').map(|j| i + 3 + j))
+            .unwrap_or(0);
         let path = &value[path_start..];
-        return path.strip_prefix(internal).map(|tail| absolute(&r.public, tail, client_host));
+        return path
+            .strip_prefix(internal)
+            .map(|tail| absolute(&r.public, tail, client_host));
     }
     if value.len() >= internal.len() && value[..internal.len()].eq_ignore_ascii_case(internal) {
         return Some(absolute(&r.public, &value[internal.len()..], client_host));
@@ -77,7 +82,10 @@ fn map_one(
 /// attribute value is replaced (httpd): `Path=/rcs/app` with `/rcs → /t1/rcs` gives
 /// `Path=/t1/rcs`.
 pub fn map_cookie(value: &str, rule_sets: &[&ReverseRules]) -> Option<String> {
-    if rule_sets.iter().all(|r| r.cookie_path.is_empty() && r.cookie_domain.is_empty()) {
+    if rule_sets
+        .iter()
+        .all(|r| r.cookie_path.is_empty() && r.cookie_domain.is_empty())
+    {
         return None;
     }
     let mut out = String::with_capacity(value.len() + 16);
@@ -100,7 +108,10 @@ pub fn map_cookie(value: &str, rule_sets: &[&ReverseRules]) -> Option<String> {
                 rule_sets
                     .iter()
                     .flat_map(|r| r.cookie_domain.iter())
-                    .find(|r| v.len() >= r.internal.len() && v[..r.internal.len()].eq_ignore_ascii_case(&r.internal))
+                    .find(|r| {
+                        v.len() >= r.internal.len()
+                            && v[..r.internal.len()].eq_ignore_ascii_case(&r.internal)
+                    })
                     .map(|r| format!("{k}={}", r.public))
             } else {
                 None
@@ -139,7 +150,11 @@ mod tests {
     fn cookie_path_whole_value() {
         let r = rules(("/rcs", "/t1/rcs"));
         assert_eq!(
-            map_cookie("JSESSIONID=abc.RCS2; Path=/rcs/app; Domain=backend.local", &[&r]).as_deref(),
+            map_cookie(
+                "JSESSIONID=abc.RCS2; Path=/rcs/app; Domain=backend.local",
+                &[&r]
+            )
+            .as_deref(),
             Some("JSESSIONID=abc.RCS2; Path=/t1/rcs; Domain=backend.local")
         );
         assert_eq!(map_cookie("a=b; Path=/other", &[&r]), None);

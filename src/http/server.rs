@@ -42,7 +42,8 @@ pub async fn serve_conn(stream: TcpStream, peer: std::net::SocketAddr, shared: S
         .header_read_timeout(s.keepalive_timeout)
         .keep_alive(s.keepalive)
         .max_buf_size(
-            (s.limit_request_line as usize + s.limit_request_fields as usize * s.limit_request_field_size as usize)
+            (s.limit_request_line as usize
+                + s.limit_request_fields as usize * s.limit_request_field_size as usize)
                 .clamp(8192, 4 << 20),
         );
     if s.limit_request_fields > 0 {
@@ -59,7 +60,11 @@ pub async fn serve_conn(stream: TcpStream, peer: std::net::SocketAddr, shared: S
             Ok::<_, Infallible>(handle(req, &info, &snap).await)
         }
     });
-    if let Err(e) = b.serve_connection(TokioIo::new(io), svc).with_upgrades().await {
+    if let Err(e) = b
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades()
+        .await
+    {
         tracing::debug!(client = %peer, "connection ended: {e}");
     }
 }

@@ -30,7 +30,10 @@ pub struct Verdicts {
 impl Verdicts {
     /// The next request's verdict: true when its framing headers conflict.
     pub fn next_conflicts(&self) -> bool {
-        self.q.lock().map(|mut q| q.pop_front().unwrap_or(false)).unwrap_or(false)
+        self.q
+            .lock()
+            .map(|mut q| q.pop_front().unwrap_or(false))
+            .unwrap_or(false)
     }
 
     fn push(&self, v: bool) -> bool {
@@ -115,7 +118,10 @@ impl Tracker {
         } else if lower(b"transfer-encoding:") {
             self.te += 1;
             let v = std::str::from_utf8(&l[18..]).unwrap_or("").trim();
-            self.te_chunked = v.rsplit(',').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+            self.te_chunked = v
+                .rsplit(',')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
         } else if lower(b"upgrade:") {
             self.upgrade = true;
         }
@@ -129,7 +135,11 @@ impl Tracker {
             return;
         }
         self.state = if self.te > 0 {
-            if self.te_chunked { State::ChunkSize } else { State::Stopped }
+            if self.te_chunked {
+                State::ChunkSize
+            } else {
+                State::Stopped
+            }
         } else {
             match self.cl_value {
                 Some(0) | None if self.cl == 0 => State::Head,
@@ -286,21 +296,29 @@ impl<S> Tracked<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            if !matches!(this.tracker.state, State::Stopped) {
-                this.tracker.feed(&buf.filled()[before..]);
-            }
+        if let Poll::Ready(Ok(())) = &r
+            && !matches!(this.tracker.state, State::Stopped)
+        {
+            this.tracker.feed(&buf.filled()[before..]);
         }
         r
     }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -309,7 +327,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -333,19 +355,34 @@ mod tests {
 
     #[test]
     fn follows_bodies_and_flags_conflicts() {
-        assert_eq!(verdicts(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"]), vec![false, false]);
+        assert_eq!(
+            verdicts(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"]),
+            vec![false, false]
+        );
         // A body that looks like a head is skipped.
         let body = b"GET /x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let mut req = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        let mut req =
+            format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
         req.extend_from_slice(body);
         req.extend_from_slice(b"GET /3 HTTP/1.1\r\n\r\n");
         assert_eq!(verdicts(&[&req]), vec![false, false]);
         // Chunked body, split across reads.
         assert_eq!(
-            verdicts(&[b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", b"lo\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n"]),
+            verdicts(&[
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+                b"lo\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+            ]),
             vec![false, false]
         );
-        assert_eq!(verdicts(&[b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"]), vec![true]);
-        assert_eq!(verdicts(&[b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"]), vec![true]);
+        assert_eq!(
+            verdicts(&[
+                b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ]),
+            vec![true]
+        );
+        assert_eq!(
+            verdicts(&[b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"]),
+            vec![true]
+        );
     }
 }

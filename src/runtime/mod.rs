@@ -73,7 +73,10 @@ impl Snapshot {
         if let Some(p) = prev {
             for b in &p.balancers {
                 for m in &b.members {
-                    states.insert((b.full_name.to_string(), m.name.to_string()), m.state.clone());
+                    states.insert(
+                        (b.full_name.to_string(), m.name.to_string()),
+                        m.state.clone(),
+                    );
                 }
             }
         }
@@ -112,7 +115,12 @@ impl Snapshot {
         let vhosts = vhosts
             .into_iter()
             .map(|v| {
-                let mut names: Vec<String> = v.server_name.iter().chain(v.aliases.iter()).map(|n| n.to_ascii_lowercase()).collect();
+                let mut names: Vec<String> = v
+                    .server_name
+                    .iter()
+                    .chain(v.aliases.iter())
+                    .map(|n| n.to_ascii_lowercase())
+                    .collect();
                 names.dedup();
                 let mut routes = main.routes.clone();
                 routes.extend(v.rules.routes);

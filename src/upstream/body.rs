@@ -70,7 +70,10 @@ impl Body for UpBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             UpBody::Empty => Poll::Ready(None),
             UpBody::Client {
@@ -83,17 +86,19 @@ impl Body for UpBody {
                 Poll::Ready(f) => {
                     *sleep = None;
                     *touched = true;
-                    if let (Some(Ok(fr)), Some(m)) = (&f, member.as_ref()) {
-                        if let Some(d) = fr.data_ref() {
-                            m.transferred.fetch_add(d.len() as u64, Relaxed);
-                        }
+                    if let (Some(Ok(fr)), Some(m)) = (&f, member.as_ref())
+                        && let Some(d) = fr.data_ref()
+                    {
+                        m.transferred.fetch_add(d.len() as u64, Relaxed);
                     }
                     Poll::Ready(f.map(|r| r.map_err(Into::into)))
                 }
                 Poll::Pending => {
                     let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
                     if s.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err("timed out reading the request body from the client".into())));
+                        return Poll::Ready(Some(Err(
+                            "timed out reading the request body from the client".into(),
+                        )));
                     }
                     Poll::Pending
                 }
@@ -162,7 +167,10 @@ impl Body for DownBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             DownBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             DownBody::Member {
@@ -178,10 +186,10 @@ impl Body for DownBody {
                         if let Some(d) = fr.data_ref() {
                             member.read.fetch_add(d.len() as u64, Relaxed);
                         }
-                        if inner.is_end_stream() {
-                            if let Some(c) = conn.take() {
-                                c.release();
-                            }
+                        if inner.is_end_stream()
+                            && let Some(c) = conn.take()
+                        {
+                            c.release();
                         }
                     }
                     None => {

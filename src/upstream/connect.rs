@@ -38,10 +38,10 @@ pub fn set_host_map(m: HashMap<String, SocketAddr>) {
 }
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
-    if let Some(m) = HOST_MAP.get() {
-        if let Some(a) = m.get(&format!("{host}:{port}")).or_else(|| m.get(host)) {
-            return Ok(vec![*a]);
-        }
+    if let Some(m) = HOST_MAP.get()
+        && let Some(a) = m.get(&format!("{host}:{port}")).or_else(|| m.get(host))
+    {
+        return Ok(vec![*a]);
     }
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
@@ -63,17 +63,20 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError>
 pub async fn acquire(m: &MemberRt, default_timeout: Duration) -> Result<PooledConn, ConnectError> {
     let p = &m.spec.params;
     let max_idle = p.ttl.unwrap_or(super::pool::DEFAULT_IDLE);
-    if !p.disable_reuse {
-        if let Some((sender, permit)) = m.state.pool.take(max_idle) {
-            m.state.pool.reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(PooledConn {
-                sender,
-                reused: true,
-                poolable: true,
-                permit,
-                member: m.state.clone(),
-            });
-        }
+    if !p.disable_reuse
+        && let Some((sender, permit)) = m.state.pool.take(max_idle)
+    {
+        m.state
+            .pool
+            .reused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(PooledConn {
+            sender,
+            reused: true,
+            poolable: true,
+            permit,
+            member: m.state.clone(),
+        });
     }
     let permit = match m.state.pool.semaphore(p.max) {
         Some(s) => {
@@ -89,9 +92,15 @@ pub async fn acquire(m: &MemberRt, default_timeout: Duration) -> Result<PooledCo
         }
         None => None,
     };
-    let timeout = p.connection_timeout.or(p.timeout).unwrap_or(default_timeout);
+    let timeout = p
+        .connection_timeout
+        .or(p.timeout)
+        .unwrap_or(default_timeout);
     let sender = connect(m, timeout).await?;
-    m.state.pool.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    m.state
+        .pool
+        .opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(PooledConn {
         sender,
         reused: false,
@@ -102,11 +111,20 @@ pub async fn acquire(m: &MemberRt, default_timeout: Duration) -> Result<PooledCo
 }
 
 /// A new connection, bypassing the pool (the retry after a reused connection failed).
-pub async fn acquire_fresh(m: &MemberRt, default_timeout: Duration) -> Result<PooledConn, ConnectError> {
+pub async fn acquire_fresh(
+    m: &MemberRt,
+    default_timeout: Duration,
+) -> Result<PooledConn, ConnectError> {
     let p = &m.spec.params;
-    let timeout = p.connection_timeout.or(p.timeout).unwrap_or(default_timeout);
+    let timeout = p
+        .connection_timeout
+        .or(p.timeout)
+        .unwrap_or(default_timeout);
     let sender = connect(m, timeout).await?;
-    m.state.pool.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    m.state
+        .pool
+        .opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(PooledConn {
         sender,
         reused: false,

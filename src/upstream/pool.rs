@@ -68,7 +68,10 @@ impl Pool {
         let mut v = self.idle.lock().ok()?;
         let now = Instant::now();
         // Expired connections are the oldest: at the front.
-        let expired = v.iter().take_while(|i| now.duration_since(i.since) >= max_idle).count();
+        let expired = v
+            .iter()
+            .take_while(|i| now.duration_since(i.since) >= max_idle)
+            .count();
         if expired > 0 {
             v.drain(..expired);
         }
@@ -135,7 +138,9 @@ pub struct PooledConn {
 
 impl std::fmt::Debug for PooledConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledConn").field("reused", &self.reused).finish()
+        f.debug_struct("PooledConn")
+            .field("reused", &self.reused)
+            .finish()
     }
 }
 

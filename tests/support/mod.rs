@@ -97,7 +97,11 @@ use std::time::Duration;
 
 /// A free loopback port (bind-and-release).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running balancerd process; killed on drop.
@@ -119,7 +123,12 @@ impl Proxy {
     }
 
     /// Starts balancerd on a file already written in `conf`.
-    pub fn start_in(conf: ConfDir, file: &str, port: u16, map_hosts: &[(&str, SocketAddr)]) -> Proxy {
+    pub fn start_in(
+        conf: ConfDir,
+        file: &str,
+        port: u16,
+        map_hosts: &[(&str, SocketAddr)],
+    ) -> Proxy {
         let log = conf.path().join("balancerd.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_balancerd"));
         cmd.arg("--config").arg(conf.path().join(file));
@@ -131,7 +140,12 @@ impl Proxy {
         cmd.stderr(std::fs::File::create(&log).unwrap());
         let child = cmd.spawn().expect("spawn balancerd");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let p = Proxy { child, addr, conf, log };
+        let p = Proxy {
+            child,
+            addr,
+            conf,
+            log,
+        };
         for _ in 0..400 {
             if std::net::TcpStream::connect(addr).is_ok() {
                 return p;
@@ -208,7 +222,7 @@ pub struct Backend {
     alive: Arc<AtomicBool>,
     /// Requests being served right now.
     pub in_flight: Arc<AtomicUsize>,
-    conn_tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    conn_tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     task: Option<tokio::task::JoinHandle<()>>,
     rt: tokio::runtime::Handle,
 }
@@ -258,7 +272,9 @@ impl Backend {
 
     /// Starts a backend on `addr`.
     pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
-        let l = tokio::net::TcpListener::bind(addr).await.expect("bind backend");
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind backend");
         let addr = l.local_addr().unwrap();
         let mut b = Backend {
             name: name.to_string(),
@@ -291,33 +307,51 @@ impl Backend {
         );
         self.rt.spawn(async move {
             loop {
-                let Ok((s, _)) = l.accept().await else { continue };
+                let Ok((s, _)) = l.accept().await else {
+                    continue;
+                };
                 conns.fetch_add(1, SeqCst);
-                let (name, seen, reply, headers, drop_after_first, alive) =
-                    (name.clone(), seen.clone(), reply.clone(), headers.clone(), drop_after_first.clone(), alive.clone());
+                let (name, seen, reply, headers, drop_after_first, alive) = (
+                    name.clone(),
+                    seen.clone(),
+                    reply.clone(),
+                    headers.clone(),
+                    drop_after_first.clone(),
+                    alive.clone(),
+                );
                 let in_flight = in_flight.clone();
                 let h = tokio::spawn(async move {
                     let served = Arc::new(AtomicUsize::new(0));
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (name, seen, reply, headers, alive) =
-                            (name.clone(), seen.clone(), reply.clone(), headers.clone(), alive.clone());
+                        let (name, seen, reply, headers, alive) = (
+                            name.clone(),
+                            seen.clone(),
+                            reply.clone(),
+                            headers.clone(),
+                            alive.clone(),
+                        );
                         let later = served.fetch_add(1, SeqCst) > 0;
                         let drop_it = later && drop_after_first.load(SeqCst);
                         let in_flight = in_flight.clone();
                         async move {
                             if drop_it {
-                                return Err(std::io::Error::other("dropped on a reused connection"));
+                                return Err(std::io::Error::other(
+                                    "dropped on a reused connection",
+                                ));
                             }
                             let _g = InFlight::enter(in_flight);
                             serve_one(name, seen, reply, headers, alive, req).await
                         }
                     });
                     let b = hyper::server::conn::http1::Builder::new();
-                    let _ = b.serve_connection(TokioIo::new(s), svc).with_upgrades().await;
+                    let _ = b
+                        .serve_connection(TokioIo::new(s), svc)
+                        .with_upgrades()
+                        .await;
                 });
                 let mut ct = conn_tasks.lock().unwrap();
                 ct.retain(|t| !t.is_finished());
-                ct.push(h.abort_handle());
+                ct.push(h);
             }
         })
     }
@@ -330,8 +364,19 @@ impl Backend {
             t.abort();
         }
         let n = self.in_flight.load(SeqCst);
-        for t in self.conn_tasks.lock().unwrap().drain(..) {
+        for t in self.conn_tasks.lock().unwrap().iter() {
             t.abort();
+        }
+        n
+    }
+
+    /// `stop`, then waits until every connection is really gone (under load, aborting
+    /// thousands of tasks takes a few milliseconds: the member is dying meanwhile).
+    pub async fn kill(&mut self) -> usize {
+        let n = self.stop();
+        let tasks: Vec<_> = self.conn_tasks.lock().unwrap().drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
         }
         n
     }
@@ -361,7 +406,12 @@ impl Backend {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("backend saw a request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("backend saw a request")
     }
 
     pub fn clear(&self) {
@@ -398,7 +448,10 @@ async fn serve_one(
             sha2::Digest::update(&mut hasher, d);
         }
     }
-    let sha: String = sha2::Digest::finalize(hasher).iter().map(|b| format!("{b:02x}")).collect();
+    let sha: String = sha2::Digest::finalize(hasher)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     seen.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
         target: parts.uri.to_string(),
@@ -421,7 +474,8 @@ async fn serve_one(
         Reply::Big(n) => {
             let stream = futures_stream(n);
             let mut x = Response::new(StreamBody::new(stream).boxed());
-            x.headers_mut().insert("content-length", http::HeaderValue::from(n));
+            x.headers_mut()
+                .insert("content-length", http::HeaderValue::from(n));
             x
         }
         Reply::Upgrade => {
@@ -439,19 +493,27 @@ async fn serve_one(
             });
             let mut x = Response::new(full(""));
             *x.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-            x.headers_mut().insert("upgrade", http::HeaderValue::from_static("websocket"));
-            x.headers_mut().insert("connection", http::HeaderValue::from_static("Upgrade"));
+            x.headers_mut()
+                .insert("upgrade", http::HeaderValue::from_static("websocket"));
+            x.headers_mut()
+                .insert("connection", http::HeaderValue::from_static("Upgrade"));
             return Ok(x);
         }
     };
-    resp.headers_mut().insert("x-backend", http::HeaderValue::from_str(&name).unwrap());
+    resp.headers_mut()
+        .insert("x-backend", http::HeaderValue::from_str(&name).unwrap());
     for (k, v) in extra.lock().unwrap().iter() {
-        resp.headers_mut().append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), http::HeaderValue::from_str(v).unwrap());
+        resp.headers_mut().append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
     }
     Ok(resp)
 }
 
-fn futures_stream(n: u64) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send {
+fn futures_stream(
+    n: u64,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send {
     const CHUNK: u64 = 64 * 1024;
     struct S {
         off: u64,
@@ -459,7 +521,10 @@ fn futures_stream(n: u64) -> impl futures_core::Stream<Item = Result<Frame<Bytes
     }
     impl futures_core::Stream for S {
         type Item = Result<Frame<Bytes>, std::io::Error>;
-        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
             if self.off >= self.n {
                 return std::task::Poll::Ready(None);
             }
@@ -488,7 +553,11 @@ impl Got {
         self.headers.get(n).map(|v| v.to_str().unwrap().to_string())
     }
     pub fn all(&self, n: &str) -> Vec<String> {
-        self.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect()
+        self.headers
+            .get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
     }
 }
 
@@ -499,8 +568,12 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
-        let s = tokio::net::TcpStream::connect(addr).await.expect("connect to proxy");
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+        let s = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to proxy");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
@@ -512,11 +585,17 @@ impl Client {
         let resp = self.sender.send_request(req).await?;
         let (p, b) = resp.into_parts();
         let body = b.collect().await?.to_bytes();
-        Ok(Got { status: p.status.as_u16(), headers: p.headers, body })
+        Ok(Got {
+            status: p.status.as_u16(),
+            headers: p.headers,
+            body,
+        })
     }
 
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Got {
-        self.send(req("GET", path, headers, full(""))).await.expect("request")
+        self.send(req("GET", path, headers, full("")))
+            .await
+            .expect("request")
     }
 }
 
