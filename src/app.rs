@@ -64,7 +64,13 @@ pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtim
 
 /// Serves `config` until a stop signal; reloads `path` on SIGHUP.
 pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> i32 {
-    let snap = Snapshot::build(config, None);
+    let snap = match Snapshot::build(config, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("balancerd: {e}");
+            return 1;
+        }
+    };
     if snap.listeners.is_empty() {
         eprintln!(
             "balancerd: {}: no Listen directive, nothing to serve",
@@ -77,8 +83,9 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
     for l in shared.load().listeners.iter() {
         match bind(l.addr) {
             Ok(tl) => {
-                tracing::info!("listening on {} ({})", l.addr, l.origin);
-                tasks.push(tokio::spawn(crate::http::server::serve(tl, shared.clone())));
+                let tls = shared.load().front_tls.contains_key(&l.addr);
+                tracing::info!("listening on {}{} ({})", l.addr, if tls { " with TLS" } else { "" }, l.origin);
+                tasks.push(tokio::spawn(crate::http::server::serve(tl, l.addr, shared.clone())));
             }
             Err(e) => {
                 eprintln!("{}: error: cannot listen on {}: {e}", l.origin, l.addr);
@@ -127,9 +134,13 @@ pub fn reload(shared: &Shared, path: &Path, opts: &LoadOptions) {
     match loaded.config {
         Some(c) => {
             let prev = shared.load_full();
-            let snap = Snapshot::build(c, Some(&prev));
-            shared.store(Arc::new(snap));
-            tracing::info!("reloaded {}", path.display());
+            match Snapshot::build(c, Some(&prev)) {
+                Ok(snap) => {
+                    shared.store(Arc::new(snap));
+                    tracing::info!("reloaded {}", path.display());
+                }
+                Err(e) => tracing::error!("reload of {} failed: {e}; keeping the running config", path.display()),
+            }
         }
         None => tracing::error!(
             "reload of {} failed; keeping the running config",

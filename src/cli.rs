@@ -39,6 +39,11 @@ enum Command {
     Run,
     /// Serve the config with built-in demo members on loopback (default: the shipped config).
     Demo,
+    /// Write a development CA, a `localhost` server certificate and a client certificate.
+    GenCerts {
+        /// Folder to write them to.
+        dir: PathBuf,
+    },
     /// Validate a config (a main file or one tenant file) and print a summary.
     Check {
         /// Treat warnings as errors (exit 1).
@@ -90,6 +95,18 @@ pub fn main() -> i32 {
         Command::Check { strict, format } => check(&path, &opts, strict, format),
         Command::Run => run(&path, &opts, false, cli.threads),
         Command::Demo => run(&path, &opts, true, cli.threads),
+        Command::GenCerts { dir } => match crate::net::tls::gen_certs(&dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {f}");
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("balancerd gen-certs: {e}");
+                1
+            }
+        },
     }
 }
 

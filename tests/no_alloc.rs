@@ -39,7 +39,7 @@ fn allocs() -> u64 {
 fn hot_path_decisions_allocate_nothing() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let loaded = config::load(&root.join("conf/balancerd.conf"), &LoadOptions::default());
-    let snap = Snapshot::build(loaded.config.expect("shipped config is valid"), None);
+    let snap = Snapshot::build(loaded.config.expect("shipped config is valid"), None).unwrap();
     let host = snap.host_for(Some("localhost"));
     let paths = [
         "/t1/api/v2/me",

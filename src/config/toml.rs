@@ -393,6 +393,10 @@ impl Walker<'_> {
                 _ => {}
             }
         }
+        if let Err(e) = crate::net::tls::client_config(&u) {
+            let o = self.origin(v.span().start);
+            self.ctx.diags.error(&o, e);
+        }
         self.ctx.builder.config.upstream_tls = u;
     }
 
@@ -480,6 +484,8 @@ impl Walker<'_> {
                     self.ctx
                         .diags
                         .error(&co, "a [[listen.tls]] entry needs cert = \"file.pem\"");
+                } else if let Err(e) = crate::net::tls::certified_key(&f) {
+                    self.ctx.diags.error(&co, e);
                 }
                 tls.push(f);
             }

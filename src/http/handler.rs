@@ -389,7 +389,7 @@ async fn forward(
             vars.session_route = Some(s.route.to_string());
         }
 
-        let conn = match acquire(m, default_timeout).await {
+        let conn = match acquire(m, default_timeout, snap.upstream_tls.as_ref()).await {
             Ok(c) => c,
             Err(ConnectError::Dns(msg)) => {
                 m.mark_error(&msg);
@@ -441,7 +441,7 @@ async fn forward(
                 // A reused connection died before answering: once more on a fresh one.
                 tracing::debug!(member = %m.name, "reused connection failed ({why}); retrying on a fresh connection");
                 drop(conn);
-                match acquire_fresh(m, default_timeout).await {
+                match acquire_fresh(m, default_timeout, snap.upstream_tls.as_ref()).await {
                     Ok(c) => {
                         let req = match build_request(
                             &cx,

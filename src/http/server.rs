@@ -1,40 +1,74 @@
-//! Client connections: accept, TCP options, and hyper's HTTP/1.1 server with the limits
-//! and timeouts of the current snapshot.
+//! Client connections: accept, TCP options, TLS (certificate by SNI from the current
+//! snapshot, ALPN), and hyper's HTTP/1.1 or HTTP/2 server with the limits and timeouts of
+//! the current snapshot.
 //!
 //! Timeouts: hyper's header-read timer runs from the moment it waits for a request head, so
 //! it bounds both the idle time between keep-alive requests and a slow header (slowloris).
-//! It is set to `KeepAliveTimeout`.
+//! It is set to `KeepAliveTimeout`. A TLS handshake must finish within 10 s.
 
 use crate::http::handler::{ConnInfo, handle};
+use crate::net::framing::{Tracked, Verdicts};
 use crate::runtime::Shared;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts connections until the task is dropped.
-pub async fn serve(listener: TcpListener, shared: Shared) {
+pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            serve_conn(stream, peer, shared).await;
+            let _ = stream.set_nodelay(true);
+            let tls = shared.load().front_tls.get(&addr).cloned();
+            match tls {
+                None => serve_http1(stream, peer, shared).await,
+                Some(cfg) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => {
+                            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                            if h2 {
+                                serve_http2(s, peer, shared).await;
+                            } else {
+                                serve_http1(s, peer, shared).await;
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                    }
+                }
+            }
         });
     }
 }
 
-/// Serves one client connection.
-pub async fn serve_conn(stream: TcpStream, peer: std::net::SocketAddr, shared: Shared) {
+/// Serves one plain TCP connection (kept for callers that accept themselves).
+pub async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     let _ = stream.set_nodelay(true);
+    serve_http1(stream, peer, shared).await;
+}
+
+async fn serve_http1<S>(stream: S, peer: SocketAddr, shared: Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let snap = shared.load();
     let s = &snap.server;
     let mut b = hyper::server::conn::http1::Builder::new();
@@ -50,7 +84,7 @@ pub async fn serve_conn(stream: TcpStream, peer: std::net::SocketAddr, shared: S
         b.max_headers(s.limit_request_fields as usize + 1);
     }
     drop(snap);
-    let (io, verdicts) = crate::net::framing::Tracked::new(stream);
+    let (io, verdicts) = Tracked::new(stream);
     let info = Arc::new(ConnInfo::new(peer, verdicts));
     let svc = service_fn(move |req| {
         let shared = shared.clone();
@@ -60,11 +94,31 @@ pub async fn serve_conn(stream: TcpStream, peer: std::net::SocketAddr, shared: S
             Ok::<_, Infallible>(handle(req, &info, &snap).await)
         }
     });
-    if let Err(e) = b
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades()
-        .await
-    {
+    if let Err(e) = b.serve_connection(TokioIo::new(io), svc).with_upgrades().await {
         tracing::debug!(client = %peer, "connection ended: {e}");
+    }
+}
+
+async fn serve_http2<S>(stream: S, peer: SocketAddr, shared: Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let keepalive = shared.load().server.keepalive_timeout;
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .keep_alive_interval(Some(keepalive.max(Duration::from_secs(5))))
+        .max_concurrent_streams(256);
+    // HTTP/2 framing is hyper's own: no HTTP/1 smuggling verdicts to take.
+    let info = Arc::new(ConnInfo::new(peer, Arc::new(Verdicts::default())));
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        let info = info.clone();
+        async move {
+            let snap = shared.load_full();
+            Ok::<_, Infallible>(handle(req, &info, &snap).await)
+        }
+    });
+    if let Err(e) = b.serve_connection(TokioIo::new(stream), svc).await {
+        tracing::debug!(client = %peer, "h2 connection ended: {e}");
     }
 }

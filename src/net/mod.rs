@@ -1,3 +1,4 @@
 //! Client-side network plumbing below HTTP.
 
 pub mod framing;
+pub mod tls;

@@ -55,6 +55,64 @@ pub struct Snapshot {
     pub vhosts: Vec<VHostRt>,
     /// Listeners.
     pub listeners: Vec<Listener>,
+    /// TLS server config of each TLS listener (certificates re-read at every build).
+    pub front_tls: HashMap<std::net::SocketAddr, Arc<rustls::ServerConfig>>,
+    /// TLS client config for `https://` members (`SSLProxyEngine On`).
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// True when a `<VirtualHost>` address list names `port` (or no port at all).
+fn vhost_serves_port(addrs: &[String], port: u16) -> bool {
+    addrs.iter().any(|a| match a.rsplit_once(':') {
+        Some((_, p)) => p == "*" || p.parse::<u16>().ok() == Some(port),
+        None => true,
+    })
+}
+
+/// The TLS server configs of the listeners: TOML `[[listen.tls]]` entries, the main
+/// server's `SSLEngine on` certificate, and every `<VirtualHost>` on that port with
+/// `SSLEngine on` (its `ServerName`/`ServerAlias` as SNI names).
+fn front_tls(config: &Config) -> Result<HashMap<std::net::SocketAddr, Arc<rustls::ServerConfig>>, String> {
+    use crate::net::tls::{FrontEntry, server_config};
+    let mut out = HashMap::new();
+    for l in &config.listeners {
+        let port = l.addr.port();
+        let mut entries: Vec<FrontEntry<'_>> = l
+            .tls
+            .iter()
+            .map(|t| FrontEntry {
+                names: t.sni_names.clone(),
+                tls: t,
+            })
+            .collect();
+        if let Some(t) = config.main.tls.as_ref().filter(|t| t.engine) {
+            entries.push(FrontEntry {
+                names: config.server.server_name.iter().cloned().collect(),
+                tls: t,
+            });
+        }
+        for v in &config.vhosts {
+            if let Some(t) = v.rules.tls.as_ref().filter(|t| t.engine)
+                && vhost_serves_port(&v.addrs, port)
+            {
+                entries.push(FrontEntry {
+                    names: v.server_name.iter().chain(v.aliases.iter()).cloned().collect(),
+                    tls: t,
+                });
+            }
+        }
+        let proto = l.protocol.as_deref();
+        if proto == Some("https") && entries.is_empty() {
+            return Err(format!(
+                "{}: Listen {} https has no certificate (SSLEngine on with SSLCertificateFile)",
+                l.origin, l.addr
+            ));
+        }
+        if proto != Some("http") && !entries.is_empty() {
+            out.insert(l.addr, server_config(&entries).map_err(|e| format!("{}: {e}", l.origin))?);
+        }
+    }
+    Ok(out)
 }
 
 impl RouteLike for Route {
@@ -68,7 +126,14 @@ impl RouteLike for Route {
 
 impl Snapshot {
     /// Builds a snapshot, reusing the member state of `prev` for members that still exist.
-    pub fn build(config: Config, prev: Option<&Snapshot>) -> Snapshot {
+    /// Fails when a certificate cannot be loaded.
+    pub fn build(config: Config, prev: Option<&Snapshot>) -> Result<Snapshot, String> {
+        let front_tls = front_tls(&config)?;
+        let upstream_tls = if config.upstream_tls.engine {
+            Some(crate::net::tls::client_config(&config.upstream_tls)?)
+        } else {
+            None
+        };
         let mut states: HashMap<(String, String), Arc<MemberState>> = HashMap::new();
         if let Some(p) = prev {
             for b in &p.balancers {
@@ -149,7 +214,9 @@ impl Snapshot {
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "localhost".into()),
         );
-        Snapshot {
+        Ok(Snapshot {
+            front_tls,
+            upstream_tls,
             server,
             server_name,
             balancers,
@@ -162,7 +229,7 @@ impl Snapshot {
             },
             vhosts,
             listeners,
-        }
+        })
     }
 
     /// The server for a `Host` header: a virtual host by name, else the first virtual host

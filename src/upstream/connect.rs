@@ -60,7 +60,11 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError>
 }
 
 /// A pooled connection if one is idle, else a new one.
-pub async fn acquire(m: &MemberRt, default_timeout: Duration) -> Result<PooledConn, ConnectError> {
+pub async fn acquire(
+    m: &MemberRt,
+    default_timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<PooledConn, ConnectError> {
     let p = &m.spec.params;
     let max_idle = p.ttl.unwrap_or(super::pool::DEFAULT_IDLE);
     if !p.disable_reuse
@@ -96,7 +100,7 @@ pub async fn acquire(m: &MemberRt, default_timeout: Duration) -> Result<PooledCo
         .connection_timeout
         .or(p.timeout)
         .unwrap_or(default_timeout);
-    let sender = connect(m, timeout).await?;
+    let sender = connect(m, timeout, tls).await?;
     m.state
         .pool
         .opened
@@ -114,13 +118,14 @@ pub async fn acquire(m: &MemberRt, default_timeout: Duration) -> Result<PooledCo
 pub async fn acquire_fresh(
     m: &MemberRt,
     default_timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<PooledConn, ConnectError> {
     let p = &m.spec.params;
     let timeout = p
         .connection_timeout
         .or(p.timeout)
         .unwrap_or(default_timeout);
-    let sender = connect(m, timeout).await?;
+    let sender = connect(m, timeout, tls).await?;
     m.state
         .pool
         .opened
@@ -137,40 +142,71 @@ pub async fn acquire_fresh(
 async fn connect(
     m: &MemberRt,
     timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<hyper::client::conn::http1::SendRequest<UpBody>, ConnectError> {
     let url = &m.spec.url;
-    if url.is_tls() {
-        return Err(ConnectError::Failed(format!(
-            "{}: https members are not supported by this build yet",
-            m.name
-        )));
-    }
+    let tls = if url.is_tls() {
+        match tls {
+            Some(t) => Some(t.clone()),
+            None => {
+                return Err(ConnectError::Failed(format!(
+                    "{}: https member but SSLProxyEngine is not On",
+                    m.name
+                )));
+            }
+        }
+    } else {
+        None
+    };
     let addrs = resolve(&url.host, url.port).await?;
     let mut last = String::new();
     for a in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(a)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                if m.spec.params.tcp_keepalive {
-                    let sock = socket2::SockRef::from(&s);
-                    let _ = sock.set_keepalive(true);
-                }
-                let io = hyper_util::rt::TokioIo::new(s);
-                let (sender, conn) = hyper::client::conn::http1::Builder::new()
-                    .handshake(io)
-                    .await
-                    .map_err(|e| ConnectError::Failed(format!("{}: handshake: {e}", m.name)))?;
-                let name: Arc<str> = m.name.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = conn.with_upgrades().await {
-                        tracing::debug!(member = %name, "member connection ended: {e}");
-                    }
-                });
-                return Ok(sender);
+        // One deadline for TCP and TLS together (connectiontimeout).
+        let attempt = async {
+            let s = TcpStream::connect(a)
+                .await
+                .map_err(|e| format!("connect to {a} failed: {e}"))?;
+            let _ = s.set_nodelay(true);
+            if m.spec.params.tcp_keepalive {
+                let _ = socket2::SockRef::from(&s).set_keepalive(true);
             }
-            Ok(Err(e)) => last = format!("connect to {a} failed: {e}"),
-            Err(_) => last = format!("connect to {a} timed out after {:?}", timeout),
+            match &tls {
+                None => handshake(m, s).await,
+                Some(cfg) => {
+                    let name = crate::net::tls::server_name(&url.host)?;
+                    let ts = tokio_rustls::TlsConnector::from(cfg.clone())
+                        .connect(name, s)
+                        .await
+                        .map_err(|e| format!("TLS handshake with {a} failed: {e}"))?;
+                    handshake(m, ts).await
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(sender)) => return Ok(sender),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = format!("connect to {a} timed out after {timeout:?}"),
         }
     }
     Err(ConnectError::Failed(format!("{}: {last}", m.name)))
+}
+
+async fn handshake<S>(
+    m: &MemberRt,
+    io: S,
+) -> Result<hyper::client::conn::http1::SendRequest<UpBody>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let name: Arc<str> = m.name.clone();
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(member = %name, "member connection ended: {e}");
+        }
+    });
+    Ok(sender)
 }
