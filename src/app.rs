@@ -84,8 +84,17 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
         match bind(l.addr) {
             Ok(tl) => {
                 let tls = shared.load().front_tls.contains_key(&l.addr);
-                tracing::info!("listening on {}{} ({})", l.addr, if tls { " with TLS" } else { "" }, l.origin);
-                tasks.push(tokio::spawn(crate::http::server::serve(tl, l.addr, shared.clone())));
+                tracing::info!(
+                    "listening on {}{} ({})",
+                    l.addr,
+                    if tls { " with TLS" } else { "" },
+                    l.origin
+                );
+                tasks.push(tokio::spawn(crate::http::server::serve(
+                    tl,
+                    l.addr,
+                    shared.clone(),
+                )));
             }
             Err(e) => {
                 eprintln!("{}: error: cannot listen on {}: {e}", l.origin, l.addr);
@@ -139,7 +148,10 @@ pub fn reload(shared: &Shared, path: &Path, opts: &LoadOptions) {
                     shared.store(Arc::new(snap));
                     tracing::info!("reloaded {}", path.display());
                 }
-                Err(e) => tracing::error!("reload of {} failed: {e}; keeping the running config", path.display()),
+                Err(e) => tracing::error!(
+                    "reload of {} failed: {e}; keeping the running config",
+                    path.display()
+                ),
             }
         }
         None => tracing::error!(

@@ -191,7 +191,7 @@ pub struct FrontTls {
 }
 
 /// TLS to `https://` members.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct UpstreamTls {
     /// `SSLProxyEngine on`.
     pub engine: bool,
@@ -870,5 +870,25 @@ impl AccessRules {
             && self.allow.is_empty()
             && self.deny.is_empty()
             && self.require.is_none()
+    }
+}
+
+impl Default for UpstreamTls {
+    /// httpd's defaults: engine off, no verification, but the name, CN and expiry checks on
+    /// (they take effect once `SSLProxyVerify require` is set).
+    fn default() -> Self {
+        UpstreamTls {
+            engine: false,
+            engine_origin: None,
+            verify: false,
+            verify_explicit: false,
+            ca_file: None,
+            check_peer_name: true,
+            check_peer_cn: true,
+            check_peer_expire: true,
+            client_cert_file: None,
+            client_key_file: None,
+            protocols: None,
+        }
     }
 }

@@ -569,13 +569,16 @@ fn build_request(
             "The request cannot be forwarded.",
         ));
     };
+    // The client's host: its Host header, or the :authority of an HTTP/2 request.
+    let authority_hv = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let client_host: Option<&HeaderValue> =
+        parts.headers.get(header::HOST).or(authority_hv.as_ref());
     let host_hdr;
     let host: &str = if cx.snap.server.preserve_host {
-        parts
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        client_host.and_then(|v| v.to_str().ok()).unwrap_or("")
     } else {
         host_hdr = url.host_header();
         &host_hdr
@@ -586,7 +589,7 @@ fn build_request(
             host,
             add_forwarded: cx.snap.server.add_headers,
             client_ip: &cx.conn.peer_ip,
-            client_host: parts.headers.get(header::HOST),
+            client_host,
             server_name: &cx.snap.server_name,
             close: m.spec.params.disable_reuse,
             upgrade: if wants_upgrade {
@@ -746,6 +749,7 @@ fn respond(
             .headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
             .unwrap_or("");
         for h in ["location", "content-location", "uri"] {
             if let Some(v) = rp.headers.get(h).and_then(|v| v.to_str().ok())

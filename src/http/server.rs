@@ -41,7 +41,8 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared) {
                 None => serve_http1(stream, peer, shared).await,
                 Some(cfg) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
                         Ok(Ok(s)) => {
                             let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
                             if h2 {
@@ -94,7 +95,11 @@ where
             Ok::<_, Infallible>(handle(req, &info, &snap).await)
         }
     });
-    if let Err(e) = b.serve_connection(TokioIo::new(io), svc).with_upgrades().await {
+    if let Err(e) = b
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades()
+        .await
+    {
         tracing::debug!(client = %peer, "connection ended: {e}");
     }
 }

@@ -47,13 +47,20 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 /// Reads the private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| format!("{}: no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        format!(
+            "{}: no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}",
+            path.display()
+        )
+    })
 }
 
 /// A certificate chain and key, ready to serve.
 pub fn certified_key(t: &FrontTls) -> Result<Arc<CertifiedKey>, String> {
-    let cert = t.cert_file.as_deref().ok_or("SSLEngine on needs SSLCertificateFile")?;
+    let cert = t
+        .cert_file
+        .as_deref()
+        .ok_or("SSLEngine on needs SSLCertificateFile")?;
     let mut certs = load_certs(cert)?;
     if let Some(chain) = &t.chain_file {
         certs.extend(load_certs(chain)?);
@@ -68,7 +75,9 @@ pub fn certified_key(t: &FrontTls) -> Result<Arc<CertifiedKey>, String> {
 
 /// `SSLProtocol` → the rustls versions. `all`, `+TLSv1.2`, `-TLSv1.1`, … as in mod_ssl;
 /// asking for SSLv3, TLSv1 or TLSv1.1 is an error (rustls has them not, and never will).
-pub fn protocol_versions(spec: Option<&str>) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
+pub fn protocol_versions(
+    spec: Option<&str>,
+) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
     let Some(spec) = spec else {
         return Ok(vec![&rustls::version::TLS13, &rustls::version::TLS12]);
     };
@@ -104,7 +113,9 @@ pub fn protocol_versions(spec: Option<&str>) -> Result<Vec<&'static SupportedPro
         out.push(&rustls::version::TLS12);
     }
     if out.is_empty() {
-        return Err(format!("SSLProtocol {spec} leaves no protocol enabled (TLSv1.2 and TLSv1.3 are available)"));
+        return Err(format!(
+            "SSLProtocol {spec} leaves no protocol enabled (TLSv1.2 and TLSv1.3 are available)"
+        ));
     }
     Ok(out)
 }
@@ -112,7 +123,9 @@ pub fn protocol_versions(spec: Option<&str>) -> Result<Vec<&'static SupportedPro
 /// `SSLCipherSuite`: rustls chooses among its own strong suites; a string that asks for a
 /// weak cipher (not excluded with `!`) is refused rather than silently ignored.
 pub fn check_ciphers(spec: &str) -> Result<(), String> {
-    const WEAK: [&str; 9] = ["RC4", "DES", "3DES", "NULL", "EXPORT", "EXP", "MD5", "aNULL", "eNULL"];
+    const WEAK: [&str; 9] = [
+        "RC4", "DES", "3DES", "NULL", "EXPORT", "EXP", "MD5", "aNULL", "eNULL",
+    ];
     for item in spec.split([':', ' ', ',']).filter(|s| !s.is_empty()) {
         if item.starts_with('!') || item.starts_with('-') {
             continue;
@@ -140,7 +153,9 @@ impl SniResolver {
     /// Adds a certificate for `names`; the first added is the default.
     pub fn add(&mut self, names: &[String], key: Arc<CertifiedKey>) {
         for n in names {
-            self.by_name.entry(n.to_ascii_lowercase()).or_insert_with(|| key.clone());
+            self.by_name
+                .entry(n.to_ascii_lowercase())
+                .or_insert_with(|| key.clone());
         }
         if self.default.is_none() {
             self.default = Some(key);
@@ -184,7 +199,8 @@ pub fn server_config(entries: &[FrontEntry<'_>]) -> Result<Arc<ServerConfig>, St
     if r.is_empty() {
         return Err("a TLS listener needs at least one certificate".into());
     }
-    let versions = versions.unwrap_or_else(|| vec![&rustls::version::TLS13, &rustls::version::TLS12]);
+    let versions =
+        versions.unwrap_or_else(|| vec![&rustls::version::TLS13, &rustls::version::TLS12]);
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?
@@ -209,10 +225,20 @@ impl ServerCertVerifier for NoVerify {
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -247,10 +273,20 @@ impl ServerCertVerifier for Relaxed {
             r => r,
         }
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls12_signature(m, c, d)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls13_signature(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -279,9 +315,10 @@ pub fn client_config(u: &UpstreamTls) -> Result<Arc<ClientConfig>, String> {
                 }
             }
         }
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), p.clone())
-            .build()
-            .map_err(|e| format!("member certificate verification: {e}"))?;
+        let inner =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), p.clone())
+                .build()
+                .map_err(|e| format!("member certificate verification: {e}"))?;
         Arc::new(Relaxed {
             inner,
             check_name: u.check_peer_name && u.check_peer_cn,
@@ -290,12 +327,15 @@ pub fn client_config(u: &UpstreamTls) -> Result<Arc<ClientConfig>, String> {
     } else {
         Arc::new(NoVerify(p.clone()))
     };
-    let b = builder.dangerous().with_custom_certificate_verifier(verifier);
+    let b = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     let mut cfg = match &u.client_cert_file {
         Some(cert) => {
             let certs = load_certs(cert)?;
             let key = load_key(u.client_key_file.as_deref().unwrap_or(cert))?;
-            b.with_client_auth_cert(certs, key).map_err(|e| format!("{}: {e}", cert.display()))?
+            b.with_client_auth_cert(certs, key)
+                .map_err(|e| format!("{}: {e}", cert.display()))?
         }
         None => b.with_no_client_auth(),
     };
@@ -305,7 +345,8 @@ pub fn client_config(u: &UpstreamTls) -> Result<Arc<ClientConfig>, String> {
 
 /// The server name to verify and send as SNI (none is sent for an IP address).
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(host.to_string()).map_err(|e| format!("'{host}' is not a valid TLS server name: {e}"))
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("'{host}' is not a valid TLS server name: {e}"))
 }
 
 /// Writes a development CA, a `localhost` server certificate and a client certificate.
@@ -316,7 +357,9 @@ pub fn gen_certs(dir: &Path) -> Result<Vec<String>, String> {
     let ca_key = KeyPair::generate().map_err(e)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "balancerd development CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "balancerd development CA");
     let ca_cert = ca_params.self_signed(&ca_key).map_err(e)?;
     let issuer = Issuer::new(ca_params, &ca_key);
     let leaf = |names: Vec<String>, cn: &str| -> Result<(String, String), String> {
@@ -352,7 +395,12 @@ mod tests {
 
     #[test]
     fn protocols() {
-        assert_eq!(protocol_versions(Some("all -SSLv3 -TLSv1 -TLSv1.1")).unwrap().len(), 2);
+        assert_eq!(
+            protocol_versions(Some("all -SSLv3 -TLSv1 -TLSv1.1"))
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(protocol_versions(Some("-all +TLSv1.3")).unwrap().len(), 1);
         assert!(protocol_versions(Some("+TLSv1.1")).is_err());
         assert!(protocol_versions(Some("TLSv1")).is_err());

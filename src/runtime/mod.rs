@@ -72,7 +72,9 @@ fn vhost_serves_port(addrs: &[String], port: u16) -> bool {
 /// The TLS server configs of the listeners: TOML `[[listen.tls]]` entries, the main
 /// server's `SSLEngine on` certificate, and every `<VirtualHost>` on that port with
 /// `SSLEngine on` (its `ServerName`/`ServerAlias` as SNI names).
-fn front_tls(config: &Config) -> Result<HashMap<std::net::SocketAddr, Arc<rustls::ServerConfig>>, String> {
+fn front_tls(
+    config: &Config,
+) -> Result<HashMap<std::net::SocketAddr, Arc<rustls::ServerConfig>>, String> {
     use crate::net::tls::{FrontEntry, server_config};
     let mut out = HashMap::new();
     for l in &config.listeners {
@@ -96,7 +98,12 @@ fn front_tls(config: &Config) -> Result<HashMap<std::net::SocketAddr, Arc<rustls
                 && vhost_serves_port(&v.addrs, port)
             {
                 entries.push(FrontEntry {
-                    names: v.server_name.iter().chain(v.aliases.iter()).cloned().collect(),
+                    names: v
+                        .server_name
+                        .iter()
+                        .chain(v.aliases.iter())
+                        .cloned()
+                        .collect(),
                     tls: t,
                 });
             }
@@ -109,7 +116,10 @@ fn front_tls(config: &Config) -> Result<HashMap<std::net::SocketAddr, Arc<rustls
             ));
         }
         if proto != Some("http") && !entries.is_empty() {
-            out.insert(l.addr, server_config(&entries).map_err(|e| format!("{}: {e}", l.origin))?);
+            out.insert(
+                l.addr,
+                server_config(&entries).map_err(|e| format!("{}: {e}", l.origin))?,
+            );
         }
     }
     Ok(out)

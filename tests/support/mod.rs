@@ -223,6 +223,7 @@ pub struct Backend {
     /// Requests being served right now.
     pub in_flight: Arc<AtomicUsize>,
     conn_tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     task: Option<tokio::task::JoinHandle<()>>,
     rt: tokio::runtime::Handle,
 }
@@ -270,8 +271,21 @@ impl Backend {
         Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
     }
 
+    /// Starts a TLS backend (HTTP/1.1 over TLS) with `acceptor`.
+    pub async fn start_tls(name: &str, acceptor: tokio_rustls::TlsAcceptor) -> Backend {
+        Self::start_with(name, "127.0.0.1:0".parse().unwrap(), Some(acceptor)).await
+    }
+
     /// Starts a backend on `addr`.
     pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        Self::start_with(name, addr, None).await
+    }
+
+    async fn start_with(
+        name: &str,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Backend {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind backend");
@@ -287,6 +301,7 @@ impl Backend {
             alive: Arc::new(AtomicBool::new(true)),
             in_flight: Arc::default(),
             conn_tasks: Arc::default(),
+            tls,
             task: None,
             rt: tokio::runtime::Handle::current(),
         };
@@ -295,7 +310,11 @@ impl Backend {
     }
 
     fn spawn(&self, l: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
-        let (in_flight, conn_tasks) = (self.in_flight.clone(), self.conn_tasks.clone());
+        let (in_flight, conn_tasks, tls) = (
+            self.in_flight.clone(),
+            self.conn_tasks.clone(),
+            self.tls.clone(),
+        );
         let (name, seen, reply, headers, conns, drop_after_first, alive) = (
             self.name.clone(),
             self.seen.clone(),
@@ -320,6 +339,7 @@ impl Backend {
                     alive.clone(),
                 );
                 let in_flight = in_flight.clone();
+                let tls = tls.clone();
                 let h = tokio::spawn(async move {
                     let served = Arc::new(AtomicUsize::new(0));
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -344,10 +364,22 @@ impl Backend {
                         }
                     });
                     let b = hyper::server::conn::http1::Builder::new();
-                    let _ = b
-                        .serve_connection(TokioIo::new(s), svc)
-                        .with_upgrades()
-                        .await;
+                    match tls {
+                        None => {
+                            let _ = b
+                                .serve_connection(TokioIo::new(s), svc)
+                                .with_upgrades()
+                                .await;
+                        }
+                        Some(acc) => {
+                            if let Ok(ts) = acc.accept(s).await {
+                                let _ = b
+                                    .serve_connection(TokioIo::new(ts), svc)
+                                    .with_upgrades()
+                                    .await;
+                            }
+                        }
+                    }
                 });
                 let mut ct = conn_tasks.lock().unwrap();
                 ct.retain(|t| !t.is_finished());
@@ -647,3 +679,197 @@ pub fn hosts<'a>(pairs: &[(&'a str, &Backend)]) -> Vec<(&'a str, SocketAddr)> {
 }
 
 pub type Headers = HashMap<String, String>;
+
+// ---------------------------------------------------------------------------------------
+// Certificates made at test time.
+
+/// A test CA that issues certificates into a temporary folder.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    ca_key: rcgen::KeyPair,
+    ca_params: rcgen::CertificateParams,
+    pub ca: PathBuf,
+}
+
+impl Pki {
+    pub fn new(cn: &str) -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = ca_params.self_signed(&ca_key).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, cert.pem()).unwrap();
+        Pki {
+            dir,
+            ca_key,
+            ca_params,
+            ca,
+        }
+    }
+
+    /// Issues a certificate for `names`; returns (cert.pem, key.pem). `expired` makes one
+    /// that ended in 2021.
+    pub fn issue(&self, stem: &str, names: &[&str], expired: bool) -> (PathBuf, PathBuf) {
+        let k = rcgen::KeyPair::generate().unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().copied().unwrap_or("x"),
+        );
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let issuer = rcgen::Issuer::new(self.ca_params.clone(), &self.ca_key);
+        let c = p.signed_by(&k, &issuer).unwrap();
+        let cert = self.dir.path().join(format!("{stem}.pem"));
+        let key = self.dir.path().join(format!("{stem}.key"));
+        std::fs::write(&cert, c.pem()).unwrap();
+        std::fs::write(&key, k.serialize_pem()).unwrap();
+        (cert, key)
+    }
+}
+
+fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certs_of(p: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_file_iter(p)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect()
+}
+
+fn key_of(p: &Path) -> rustls::pki_types::PrivateKeyDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::PrivateKeyDer::from_pem_file(p).unwrap()
+}
+
+/// A TLS acceptor for a test backend; `client_ca` makes it require a client certificate.
+pub fn acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> tokio_rustls::TlsAcceptor {
+    let b = rustls::ServerConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let b = match client_ca {
+        None => b.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certs_of(ca) {
+                roots.add(c).unwrap();
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                ring(),
+            )
+            .build()
+            .unwrap();
+            b.with_client_cert_verifier(v)
+        }
+    };
+    let cfg = b.with_single_cert(certs_of(cert), key_of(key)).unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// A TLS client connection to the proxy: returns the stream and the certificate served.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ca: &Path,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<(
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    Vec<u8>,
+)> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs_of(ca) {
+        roots.add(c).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let ts = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, s)
+        .await?;
+    let served = ts
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default();
+    Ok((ts, served))
+}
+
+/// The DER of the first certificate in a PEM file.
+pub fn der_of(p: &Path) -> Vec<u8> {
+    certs_of(p)[0].to_vec()
+}
+
+/// An HTTP/1.1 client over an established stream.
+pub async fn h1_over<S>(io: S) -> Client
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Client { sender }
+}
+
+/// An HTTP/2 client over an established stream.
+pub struct H2Client {
+    sender: hyper::client::conn::http2::SendRequest<BoxBody>,
+}
+
+impl H2Client {
+    pub async fn over<S>(io: S) -> H2Client
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(io),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        H2Client { sender }
+    }
+
+    pub async fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Got {
+        let mut r = Request::builder().method("GET").uri(url);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let resp = self
+            .sender
+            .send_request(r.body(full("")).unwrap())
+            .await
+            .unwrap();
+        let (p, b) = resp.into_parts();
+        let body = b.collect().await.unwrap().to_bytes();
+        Got {
+            status: p.status.as_u16(),
+            headers: p.headers,
+            body,
+        }
+    }
+}

@@ -1736,17 +1736,28 @@ impl<'a> HttpdParser<'a> {
         // config error with file:line, not a failed handshake later.
         {
             use crate::net::tls;
-            let joined: String = d.args.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
+            let joined: String = d
+                .args
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
             let check = match lower {
                 "sslcertificatefile" | "sslcertificatechainfile" | "sslproxycacertificatefile" => {
                     d.arg(0).map(|p| tls::load_certs(&file_arg(p)).map(|_| ()))
                 }
-                "sslcertificatekeyfile" => d.arg(0).map(|p| tls::load_key(&file_arg(p)).map(|_| ())),
+                "sslcertificatekeyfile" => {
+                    d.arg(0).map(|p| tls::load_key(&file_arg(p)).map(|_| ()))
+                }
                 "sslproxymachinecertificatefile" => d.arg(0).map(|p| {
                     let f = file_arg(p);
-                    tls::load_certs(&f).and_then(|_| tls::load_key(&f)).map(|_| ())
+                    tls::load_certs(&f)
+                        .and_then(|_| tls::load_key(&f))
+                        .map(|_| ())
                 }),
-                "sslprotocol" | "sslproxyprotocol" => Some(tls::protocol_versions(Some(&joined)).map(|_| ())),
+                "sslprotocol" | "sslproxyprotocol" => {
+                    Some(tls::protocol_versions(Some(&joined)).map(|_| ()))
+                }
                 "sslciphersuite" => Some(tls::check_ciphers(&joined)),
                 _ => None,
             };
