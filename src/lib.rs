@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod net;
+pub mod ops;
 pub mod route;
 pub mod runtime;
 pub mod upstream;

@@ -46,6 +46,18 @@ pub struct MemberState {
     pub read: AtomicU64,
     /// Failures recorded.
     pub errors: AtomicU64,
+    /// Responses by status class (1xx..5xx at 1..=5).
+    pub by_class: [AtomicU64; 6],
+    /// Upstream response-head latency histogram (buckets of `ops::metrics`, last = +Inf).
+    pub latency: [AtomicU64; 11],
+    /// Sum of latencies, µs.
+    pub latency_sum_us: AtomicU64,
+    /// Health checks passed / failed.
+    pub hc_passes: AtomicU64,
+    /// Health checks failed.
+    pub hc_fails: AtomicU64,
+    /// Consecutive health-check results (positive: passes, negative: failures).
+    pub hc_streak: AtomicI64,
     /// Keep-alive connections to the member.
     pub pool: Pool,
 }
@@ -149,6 +161,19 @@ impl MemberRt {
             );
         }
         self.state.pool.clear();
+    }
+
+    /// Records a member response (status class and response-head latency).
+    pub fn record(&self, status: u16, latency: Duration) {
+        let class = (status / 100).min(5) as usize;
+        self.state.by_class[class].fetch_add(1, Relaxed);
+        let secs = latency.as_secs_f64();
+        let i = crate::ops::metrics::LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(crate::ops::metrics::LATENCY_BUCKETS.len());
+        self.state.latency[i].fetch_add(1, Relaxed);
+        self.state.latency_sum_us.fetch_add(latency.as_micros() as u64, Relaxed);
     }
 
     /// Time until an in-error member becomes eligible again.

@@ -31,8 +31,10 @@ pub struct BalancerRt {
     pub response_headers: Vec<HeaderRule>,
     /// `RequestHeader` rules from the `<Proxy>` section.
     pub request_headers: Vec<HeaderRule>,
-    /// Reverse maps scoped to this balancer.
+        /// Reverse maps scoped to this balancer.
     pub reverse: ReverseRules,
+    /// Access rules of the `<Proxy>` section.
+    pub access: Option<crate::config::model::AccessRules>,
     /// httpd's per-balancer lock around member choice.
     lock: Mutex<()>,
 }
@@ -73,7 +75,8 @@ impl BalancerRt {
             max_attempts,
             response_headers,
             request_headers,
-            reverse,
+                        reverse,
+            access: None,
             lock: Mutex::new(()),
         }
     }

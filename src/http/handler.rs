@@ -14,7 +14,9 @@
 
 use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
-use crate::config::model::{LocationSection, ReverseRules, Route, RouteMatch};
+use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
+use crate::ops::access;
+use crate::ops::stats::STATS;
 use crate::http::env::{BalancerVars, apply_rules};
 use crate::http::headers::{UpstreamHead, clean_response, max_forwards, upstream_headers};
 use crate::http::rewrite::{map_cookie, map_location};
@@ -71,7 +73,12 @@ pub async fn handle(
 ) -> Response<DownBody> {
     let started = Instant::now();
     let n = conn.requests.fetch_add(1, Relaxed) + 1;
+    STATS.in_flight.fetch_add(1, Relaxed);
     let mut resp = handle_inner(req, conn, snap, started).await;
+    STATS.in_flight.fetch_sub(1, Relaxed);
+    STATS.requests.fetch_add(1, Relaxed);
+    STATS.by_class[(resp.status().as_u16() / 100).min(5) as usize].fetch_add(1, Relaxed);
+    STATS.duration_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     let max = snap.server.max_keepalive_requests;
     if !snap.server.keepalive || (max > 0 && n >= max) {
         resp.headers_mut()
@@ -181,28 +188,37 @@ async fn handle_inner(
             ));
         }
     };
+        let matched = route::find(&host.routes, &uri);
     let Some(Matched::Balancer {
         route: ri,
         balancer: bi,
         target_path,
         rest,
-    }) = route::find(&host.routes, &uri)
+    }) = matched
     else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "The requested URL was not found on this server.",
-        );
+        // Not proxied: a built-in handler of a matching <Location>, else 404.
+        return builtin(&parts, conn, snap, host, &uri);
     };
     if !max_forwards(&mut parts.headers, &parts.method) {
         return error_page(StatusCode::BAD_REQUEST, "Max-Forwards has reached zero.");
     }
     let r = &host.routes[ri];
     let b = &snap.balancers[bi];
-    let locations: Vec<&LocationSection> = host
+        let locations: Vec<&LocationSection> = host
         .locations
         .iter()
         .filter(|l| location_matches(l, &uri))
         .collect();
+    // Access rules: the innermost <Location> that has some, the balancer's <Proxy>
+    // section, and any <Proxy *> section.
+    let ip = conn.peer.ip();
+    let loc_rules = locations.iter().rev().map(|l| &l.access).find(|a| !a.is_open());
+    let denied = loc_rules.is_some_and(|a| !access::allowed(a, ip))
+        || b.access.as_ref().is_some_and(|a| !access::allowed(a, ip))
+        || snap.proxy_access.as_ref().is_some_and(|a| !access::allowed(a, ip));
+    if denied {
+        return error_page(StatusCode::FORBIDDEN, "You don't have permission to access this resource.");
+    }
 
     // The balancer-relative path, canonically re-encoded (or raw with nocanon).
     let mut fwd_path = String::with_capacity(target_path.len() + rest.len() + 8);
@@ -264,6 +280,49 @@ async fn handle_inner(
         started,
     };
     forward(ctx, parts, body, fwd_path, client_upgrade).await
+}
+
+/// The built-in handlers (`server-status`, `metrics`) behind their location's access rules.
+fn builtin(
+    parts: &http::request::Parts,
+    conn: &ConnInfo,
+    snap: &Snapshot,
+    host: &HostRt,
+    uri: &str,
+) -> Response<DownBody> {
+    let matching: Vec<&LocationSection> = host.locations.iter().filter(|l| location_matches(l, uri)).collect();
+    let Some(handler) = matching.iter().rev().find_map(|l| l.handler) else {
+        return error_page(StatusCode::NOT_FOUND, "The requested URL was not found on this server.");
+    };
+    let rules = matching.iter().rev().map(|l| &l.access).find(|a| !a.is_open());
+    if rules.is_some_and(|a| !access::allowed(a, conn.peer.ip())) {
+        return error_page(StatusCode::FORBIDDEN, "You don't have permission to access this resource.");
+    }
+    let host_name = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(n, _)| n))
+        .unwrap_or(&snap.server_name);
+    let (body, ctype) = match handler {
+        Handler::ServerStatus => {
+            if parts.method != http::Method::GET && parts.method != http::Method::HEAD {
+                return error_page(StatusCode::METHOD_NOT_ALLOWED, "server-status answers GET only.");
+            }
+            if parts.uri.query().is_some_and(|q| q.contains("auto")) {
+                (crate::ops::status::auto(snap, host_name), "text/plain; charset=ISO-8859-1")
+            } else {
+                (crate::ops::status::html(snap, host_name), "text/html; charset=ISO-8859-1")
+            }
+        }
+        Handler::Metrics => (crate::ops::metrics::render(snap), "text/plain; version=0.0.4"),
+        Handler::BalancerManager => {
+            return error_page(StatusCode::NOT_FOUND, "balancer-manager is not served by this version.");
+        }
+    };
+    let mut r = Response::new(DownBody::full(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
 }
 
 fn location_matches(l: &LocationSection, uri: &str) -> bool {
@@ -406,6 +465,7 @@ async fn forward(
                 drop(busy);
                 if !m.usable() && attempts < b.max_attempts {
                     attempts += 1;
+                    STATS.failovers.fetch_add(1, Relaxed);
                     continue;
                 }
                 return own_error(
@@ -435,6 +495,7 @@ async fn forward(
             Ok(r) => r,
             Err(resp) => return resp,
         };
+        let sent_at = Instant::now();
         let (result, conn) = send(conn, req, member_timeout).await;
         let result = match result {
             Err((SendFail::Broken(why), Some(recovered), true)) => {
@@ -465,6 +526,7 @@ async fn forward(
                         up_body = Some(recovered);
                         if !m.usable() && attempts < b.max_attempts {
                             attempts += 1;
+                    STATS.failovers.fetch_add(1, Relaxed);
                             continue;
                         }
                         return own_error(
@@ -481,7 +543,9 @@ async fn forward(
             Ok(resp) => Ok((resp, conn)),
         };
         return match result {
-            Ok((resp, conn)) => respond(
+            Ok((resp, conn)) => {
+                m.record(resp.status().as_u16(), sent_at.elapsed());
+                respond(
                 &cx,
                 &parts,
                 m,
@@ -491,7 +555,8 @@ async fn forward(
                 &vars,
                 client_upgrade,
                 wants_upgrade,
-            ),
+            )
+            },
             Err((SendFail::Timeout, _, _)) => {
                 if b.params.fail_on_timeout {
                     m.mark_error("timeout and failontimeout");

@@ -33,8 +33,9 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared) {
                 continue;
             }
         };
-        let shared = shared.clone();
+                let shared = shared.clone();
         tokio::spawn(async move {
+            let _conn = ConnCount::open();
             let _ = stream.set_nodelay(true);
             let tls = shared.load().front_tls.get(&addr).cloned();
             match tls {
@@ -57,6 +58,24 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared) {
                 }
             }
         });
+    }
+}
+
+/// Counts open client connections for the status page and metrics.
+struct ConnCount;
+
+impl ConnCount {
+    fn open() -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::ops::stats::STATS.conns.fetch_add(1, Relaxed);
+        crate::ops::stats::STATS.conns_total.fetch_add(1, Relaxed);
+        ConnCount
+    }
+}
+
+impl Drop for ConnCount {
+    fn drop(&mut self) {
+        crate::ops::stats::STATS.conns.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

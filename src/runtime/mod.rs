@@ -57,8 +57,10 @@ pub struct Snapshot {
     pub listeners: Vec<Listener>,
     /// TLS server config of each TLS listener (certificates re-read at every build).
     pub front_tls: HashMap<std::net::SocketAddr, Arc<rustls::ServerConfig>>,
-    /// TLS client config for `https://` members (`SSLProxyEngine On`).
+        /// TLS client config for `https://` members (`SSLProxyEngine On`).
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Access rules of `<Proxy *>` sections: apply to every proxied request.
+    pub proxy_access: Option<crate::config::model::AccessRules>,
 }
 
 /// True when a `<VirtualHost>` address list names `port` (or no port at all).
@@ -155,12 +157,13 @@ impl Snapshot {
                 }
             }
         }
-        let Config {
+                let Config {
             listeners,
             server,
             balancers,
             main,
             vhosts,
+            proxy_access,
             ..
         } = config;
         let balancers: Vec<BalancerRt> = balancers
@@ -176,7 +179,7 @@ impl Snapshot {
                         MemberRt::new(m, st)
                     })
                     .collect();
-                BalancerRt::new(
+                let mut rt = BalancerRt::new(
                     &b.name,
                     members,
                     b.params,
@@ -184,7 +187,9 @@ impl Snapshot {
                     b.response_headers,
                     b.request_headers,
                     b.reverse,
-                )
+                );
+                rt.access = b.access;
+                rt
             })
             .collect();
         let vhosts = vhosts
@@ -224,7 +229,8 @@ impl Snapshot {
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "localhost".into()),
         );
-        Ok(Snapshot {
+                Ok(Snapshot {
+            proxy_access,
             front_tls,
             upstream_tls,
             server,

@@ -873,3 +873,16 @@ impl H2Client {
         }
     }
 }
+
+/// One GET from a given source address on loopback (127.0.0.2, ...).
+pub async fn get_from(src: &str, addr: SocketAddr, path: &str) -> Got {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
+    let s = sock.connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut c = Client { sender };
+    c.get(path, &[("host", "localhost")]).await
+}

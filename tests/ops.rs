@@ -1,0 +1,119 @@
+//! Operations surfaces: `/server-status` behind httpd's access rules (both the 2.2 and 2.4
+//! forms), `?auto`, answering while every member hangs, and the metrics page.
+
+mod support;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn with_status(status_block: &str) -> String {
+    format!(
+        "Listen 127.0.0.1:{{PORT}}\nServerName lb.example\nProxyPass /server-status !\nProxyPass /metrics !\n{status_block}\n<Location /metrics>\nSetHandler metrics\nRequire ip 127.0.0.1\n</Location>\n<Proxy balancer://t1rws>\nBalancerMember http://a:1 route=A\nBalancerMember http://b:1 route=B\n</Proxy>\nProxyPass /t1/api balancer://t1rws/api\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_status_access_rules_22_and_24_forms() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let vendor = std::fs::read_to_string(root().join("tests/fixtures/serverstatus.conf")).unwrap();
+    let modern = "<Location /server-status>\nSetHandler server-status\nRequire ip 127.0.0.1\n</Location>";
+    for block in [vendor.as_str(), modern] {
+        let p = Proxy::start(&with_status(block), &[("a:1", a.addr), ("b:1", b.addr)]);
+        let g = get_from("127.0.0.1", p.addr, "/server-status").await;
+        assert_eq!(g.status, 200, "{block}");
+        assert!(g.text().trim_end().ends_with("</body></html>"), "{}", g.text());
+        assert!(g.text().contains("balancer://t1rws"));
+        let g = get_from("127.0.0.2", p.addr, "/server-status").await;
+        assert_eq!(g.status, 403, "{block}");
+        let g = get_from("127.0.0.2", p.addr, "/server-status?auto").await;
+        assert_eq!(g.status, 403);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_status_auto_keys_and_member_lines() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let p = Proxy::start(&with_status("<Location /server-status>\nSetHandler server-status\nOrder deny,allow\nDeny from all\nAllow from 127.0.0.1\n</Location>"), &[("a:1", a.addr), ("b:1", b.addr)]);
+    for _ in 0..4 {
+        get(p.addr, "/t1/api/x", &[]).await;
+    }
+    let g = get_from("127.0.0.1", p.addr, "/server-status?auto").await;
+    assert_eq!(g.status, 200);
+    let t = g.text();
+    assert_eq!(t.lines().next(), Some("localhost"), "first line is the bare host");
+    for k in ["ServerVersion: ", "Total Accesses: ", "Total kBytes: ", "Uptime: ", "ReqPerSec: ", "BusyWorkers: ", "IdleWorkers: ", "Scoreboard: ", "ProxyBalancer[0]Name: balancer://t1rws", "ProxyBalancer[0]Worker[1]Route: B", "ProxyBalancer[0]Worker[0]Elected: 2"] {
+        assert!(t.contains(k), "missing {k:?} in\n{t}");
+    }
+    let total: u64 = t.lines().find_map(|l| l.strip_prefix("Total Accesses: ")).unwrap().parse().unwrap();
+    assert!(total >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_status_answers_at_once_while_every_member_hangs() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    a.set_reply(Reply::Delay(Duration::from_secs(20)));
+    b.set_reply(Reply::Delay(Duration::from_secs(20)));
+    let p = Proxy::start(&with_status("<Location /server-status>\nSetHandler server-status\nRequire local\n</Location>"), &[("a:1", a.addr), ("b:1", b.addr)]);
+    let mut hung = Vec::new();
+    for _ in 0..50 {
+        let addr = p.addr;
+        hung.push(tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), get(addr, "/t1/api/slow", &[])).await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let g = get_from("127.0.0.1", p.addr, "/server-status?auto").await;
+        worst = worst.max(t0.elapsed());
+        assert_eq!(g.status, 200);
+        // 50 hung proxied requests plus this status request itself (as httpd counts it).
+        assert!(g.text().contains("BusyWorkers: 51"), "{}", g.text());
+        assert!(g.text().contains("Worker[0]Busy: 25") && g.text().contains("Worker[1]Busy: 25"));
+    }
+    assert!(worst < Duration::from_millis(50), "status took {worst:?}");
+    for h in hung {
+        h.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_page() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    b.set_reply(Reply::Status(500));
+    let p = Proxy::start(&with_status(""), &[("a:1", a.addr), ("b:1", b.addr)]);
+    for _ in 0..4 {
+        get(p.addr, "/t1/api/x", &[]).await;
+    }
+    let g = get_from("127.0.0.1", p.addr, "/metrics").await;
+    assert_eq!(g.status, 200);
+    let t = g.text();
+    for k in [
+        "balancerd_requests_total{class=\"2xx\"} 2",
+        "balancerd_requests_total{class=\"5xx\"} 2",
+        "balancerd_member_requests_total{tenant=\"t1\",balancer=\"balancer://t1rws\",member=\"http://b:1\",class=\"5xx\"} 2",
+        "balancerd_upstream_latency_seconds_count{tenant=\"t1\",balancer=\"balancer://t1rws\",member=\"http://a:1\"} 2",
+        "balancerd_member_usable{tenant=\"t1\",balancer=\"balancer://t1rws\",member=\"http://a:1\"} 1",
+        "balancerd_upstream_connections_opened_total",
+    ] {
+        assert!(t.contains(k), "missing {k:?} in\n{t}");
+    }
+    assert_eq!(get_from("127.0.0.2", p.addr, "/metrics").await.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn location_access_rules_guard_proxied_paths_too() {
+    let a = Backend::start("A").await;
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\n<Location /admin>\nRequire ip 127.0.0.1\n</Location>\nProxyPass /admin http://a:1/admin\nProxyPass /open http://a:1/open\n",
+        &[("a:1", a.addr)],
+    );
+    assert_eq!(get_from("127.0.0.1", p.addr, "/admin/x").await.status, 200);
+    assert_eq!(get_from("127.0.0.2", p.addr, "/admin/x").await.status, 403);
+    assert_eq!(get_from("127.0.0.2", p.addr, "/open/x").await.status, 200);
+    assert_eq!(a.count(), 2);
+}
