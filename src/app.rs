@@ -1,22 +1,30 @@
 //! Start-up and lifecycle: load the config, build the first snapshot, bind the listeners,
-//! serve; `SIGHUP` reloads (the same code as `check`; a broken config keeps the running
-//! one), `SIGTERM`/`SIGINT` stop.
+//! serve; reload on `SIGHUP` or when a config file changes; stop gracefully on
+//! `SIGTERM`/`SIGINT`.
 //!
 //! ```text
-//!  load ──ok──▶ serve ◀──────────────┐
-//!   │             │ SIGHUP            │ swap snapshot (member state carried over)
-//!   ✗ exit 1      ├──▶ load ──ok──────┘
-//!                 │         └─✗──▶ log diagnostics, keep serving the old snapshot
-//!                 └ SIGTERM/SIGINT ──▶ exit 0
+//!  load ──ok──▶ serving ◀─────────────────────────────┐
+//!   │             │ SIGHUP / file changed (debounced)  │ new listeners bound first, then the
+//!   ✗ exit 1      ├──▶ load (same code as `check`) ──ok┘ snapshot swapped (member state kept),
+//!                 │         └─✗─▶ diagnostics logged, old snapshot kept, failure counted
+//!                 └ SIGTERM/SIGINT ──▶ draining: stop accepting, idle connections closed,
+//!                                      in-flight requests and tunnels finish (grace period)
+//!                                      ──▶ exit 0
 //! ```
 
 use crate::config::{self, LoadOptions};
+use crate::ops::stats::{ReloadResult, STATS};
 use crate::runtime::{Shared, Snapshot};
 use arc_swap::ArcSwap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Sets up logging once (`RUST_LOG` overrides the level).
 pub fn init_tracing(level: &str) {
@@ -62,8 +70,280 @@ pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtim
     b.enable_all().build()
 }
 
-/// Serves `config` until a stop signal; reloads `path` on SIGHUP.
+/// What the running server owns besides the snapshot.
+struct App {
+    shared: Shared,
+    path: PathBuf,
+    opts: LoadOptions,
+    listeners: HashMap<SocketAddr, JoinHandle<()>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl App {
+    fn start_listener(&mut self, l: &crate::config::model::Listener) -> Result<(), String> {
+        let tl =
+            bind(l.addr).map_err(|e| format!("{}: cannot listen on {}: {e}", l.origin, l.addr))?;
+        let tls = self.shared.load().front_tls.contains_key(&l.addr);
+        tracing::info!(
+            "listening on {}{} ({})",
+            l.addr,
+            if tls { " with TLS" } else { "" },
+            l.origin
+        );
+        let task = tokio::spawn(crate::http::server::serve(
+            tl,
+            l.addr,
+            self.shared.clone(),
+            self.shutdown.clone(),
+        ));
+        self.listeners.insert(l.addr, task);
+        Ok(())
+    }
+
+    /// Reloads the config; on any error the running snapshot stays. This is exactly the
+    /// code of `balancerd check` plus the snapshot build.
+    fn reload(&mut self, why: &str) {
+        let loaded = config::load(&self.path, &self.opts);
+        let fail = |detail: String| {
+            tracing::error!(
+                "reload ({why}) of {} failed; keeping the running config:\n{detail}",
+                self.path.display()
+            );
+            STATS.reloads_failed.fetch_add(1, Relaxed);
+            if let Ok(mut r) = STATS.last_reload.lock() {
+                *r = ReloadResult {
+                    at: Some(SystemTime::now()),
+                    ok: false,
+                    detail,
+                };
+            }
+        };
+        let Some(cfg) = loaded.config else {
+            let detail: String = loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == config::diag::Severity::Error)
+                .map(|d| d.render())
+                .collect();
+            fail(detail);
+            return;
+        };
+        let prev = self.shared.load_full();
+        let snap = match Snapshot::build(cfg, Some(&prev)) {
+            Ok(s) => s,
+            Err(e) => {
+                fail(e);
+                return;
+            }
+        };
+        // New listeners are bound before anything else changes.
+        let new_addrs: BTreeSet<SocketAddr> = snap.listeners.iter().map(|l| l.addr).collect();
+        let mut fresh = Vec::new();
+        for l in &snap.listeners {
+            if !self.listeners.contains_key(&l.addr) {
+                match bind(l.addr) {
+                    Ok(tl) => fresh.push((l.addr, tl)),
+                    Err(e) => {
+                        fail(format!("{}: cannot listen on {}: {e}", l.origin, l.addr));
+                        return;
+                    }
+                }
+            }
+        }
+        let report = change_report(&prev, &snap);
+        self.shared.store(Arc::new(snap));
+        for (addr, tl) in fresh {
+            tracing::info!("listening on {addr} (added by reload)");
+            let task = tokio::spawn(crate::http::server::serve(
+                tl,
+                addr,
+                self.shared.clone(),
+                self.shutdown.clone(),
+            ));
+            self.listeners.insert(addr, task);
+        }
+        let gone: Vec<SocketAddr> = self
+            .listeners
+            .keys()
+            .filter(|a| !new_addrs.contains(a))
+            .copied()
+            .collect();
+        for a in gone {
+            if let Some(t) = self.listeners.remove(&a) {
+                t.abort();
+                tracing::info!("stopped listening on {a} (removed by reload)");
+            }
+        }
+        STATS.reloads_ok.fetch_add(1, Relaxed);
+        STATS.generation.fetch_add(1, Relaxed);
+        tracing::info!("reloaded {} ({why}): {report}", self.path.display());
+        if let Ok(mut r) = STATS.last_reload.lock() {
+            *r = ReloadResult {
+                at: Some(SystemTime::now()),
+                ok: true,
+                detail: report,
+            };
+        }
+    }
+}
+
+/// One line: tenants, routes and members added, removed and changed.
+pub fn change_report(old: &Snapshot, new: &Snapshot) -> String {
+    fn routes(s: &Snapshot) -> BTreeSet<String> {
+        s.main
+            .routes
+            .iter()
+            .chain(s.vhosts.iter().flat_map(|v| v.host.routes.iter()))
+            .map(|r| format!("{} -> {}", r.matcher.as_str(), r.target_text))
+            .collect()
+    }
+    fn tenants(s: &Snapshot) -> BTreeSet<String> {
+        s.main
+            .routes
+            .iter()
+            .filter(|r| r.target != crate::config::model::RouteTarget::Exclude)
+            .filter_map(|r| r.tenant().map(str::to_string))
+            .collect()
+    }
+    fn members(s: &Snapshot) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        for b in &s.balancers {
+            for x in &b.members {
+                let p = &x.spec.params;
+                m.insert(
+                    format!("{} {}", b.full_name, x.name),
+                    format!(
+                        "route={} status={} lf={} lbset={}",
+                        p.route,
+                        p.status.letters(),
+                        p.loadfactor,
+                        p.lbset
+                    ),
+                );
+            }
+        }
+        m
+    }
+    let diff = |a: &BTreeSet<String>, b: &BTreeSet<String>| -> (Vec<String>, Vec<String>) {
+        (
+            b.difference(a).cloned().collect(),
+            a.difference(b).cloned().collect(),
+        )
+    };
+    let (ta, tr) = diff(&tenants(old), &tenants(new));
+    let (ra, rr) = diff(&routes(old), &routes(new));
+    let (mo, mn) = (members(old), members(new));
+    let ok: BTreeSet<String> = mo.keys().cloned().collect();
+    let nk: BTreeSet<String> = mn.keys().cloned().collect();
+    let (ma, mr) = diff(&ok, &nk);
+    let mc: Vec<String> = ok
+        .intersection(&nk)
+        .filter(|k| mo[*k] != mn[*k])
+        .cloned()
+        .collect();
+    if ta.is_empty()
+        && tr.is_empty()
+        && ra.is_empty()
+        && rr.is_empty()
+        && ma.is_empty()
+        && mr.is_empty()
+        && mc.is_empty()
+    {
+        return "no routing changes".into();
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    format!(
+        "tenants +[{}] -[{}]; routes +[{}] -[{}]; members +[{}] -[{}] ~[{}]",
+        list(&ta),
+        list(&tr),
+        list(&ra),
+        list(&rr),
+        list(&ma),
+        list(&mr),
+        list(&mc)
+    )
+}
+
+/// The files and folders whose changes trigger a reload.
+fn watch_set(cfg_sources: &[PathBuf], dirs: &[PathBuf]) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
+    let mut parents = BTreeSet::new();
+    for s in cfg_sources {
+        if let Some(p) = s.parent() {
+            parents.insert(if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            });
+        }
+    }
+    (parents, dirs.iter().cloned().collect())
+}
+
+/// Starts the file watcher; events arrive on the returned channel.
+fn start_watcher(
+    parents: &BTreeSet<PathBuf>,
+    dirs: &BTreeSet<PathBuf>,
+) -> Option<(
+    notify::RecommendedWatcher,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+)> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(e) = ev {
+            if matches!(e.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| tracing::warn!("file watching unavailable: {e}; reload with SIGHUP"))
+    .ok()?;
+    for p in parents {
+        if let Err(e) = w.watch(p, RecursiveMode::NonRecursive) {
+            tracing::warn!("cannot watch {}: {e}", p.display());
+        }
+    }
+    for d in dirs {
+        if let Err(e) = w.watch(d, RecursiveMode::Recursive) {
+            tracing::debug!("cannot watch {}: {e}", d.display());
+        }
+    }
+    Some((w, rx))
+}
+
+/// Writes the pid file, if one is configured; removed on drop.
+struct PidFile(Option<PathBuf>);
+
+impl PidFile {
+    fn write(p: Option<&Path>) -> PidFile {
+        if let Some(p) = p
+            && let Err(e) = std::fs::write(p, format!("{}\n", std::process::id()))
+        {
+            tracing::warn!("cannot write PidFile {}: {e}", p.display());
+            return PidFile(None);
+        }
+        PidFile(p.map(Path::to_path_buf))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Serves `config` until a stop signal.
 pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> i32 {
+    let (sources, dirs) = (config.sources.clone(), config.watch_dirs.clone());
     let snap = match Snapshot::build(config, None) {
         Ok(s) => s,
         Err(e) => {
@@ -78,39 +358,63 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
         );
         return 1;
     }
+    let grace = snap.server.graceful_timeout;
+    let _pid = PidFile::write(snap.server.pid_file.as_deref());
     let shared: Shared = Arc::new(ArcSwap::from_pointee(snap));
-    let mut tasks = Vec::new();
-    for l in shared.load().listeners.iter() {
-        match bind(l.addr) {
-            Ok(tl) => {
-                let tls = shared.load().front_tls.contains_key(&l.addr);
-                tracing::info!(
-                    "listening on {}{} ({})",
-                    l.addr,
-                    if tls { " with TLS" } else { "" },
-                    l.origin
-                );
-                tasks.push(tokio::spawn(crate::http::server::serve(
-                    tl,
-                    l.addr,
-                    shared.clone(),
-                )));
-            }
-            Err(e) => {
-                eprintln!("{}: error: cannot listen on {}: {e}", l.origin, l.addr);
-                return 1;
-            }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut app = App {
+        shared: shared.clone(),
+        path,
+        opts,
+        listeners: HashMap::new(),
+        shutdown: stop_rx,
+    };
+    let ls = shared.load().listeners.clone();
+    for l in &ls {
+        if let Err(e) = app.start_listener(l) {
+            eprintln!("balancerd: {e}");
+            return 1;
         }
     }
-    wait_for_signals(shared, &path, &opts).await;
-    for t in tasks {
+    let hc = tokio::spawn(crate::upstream::health::run(shared.clone()));
+    let (mut parents, mut wdirs) = watch_set(&sources, &dirs);
+    let mut watcher = start_watcher(&parents, &wdirs);
+    wait_loop(&mut app, &mut watcher, &mut parents, &mut wdirs).await;
+    // Draining.
+    hc.abort();
+    let _ = stop_tx.send(true);
+    for (_, t) in app.listeners.drain() {
         t.abort();
+    }
+    let t0 = std::time::Instant::now();
+    tracing::info!(
+        "draining: {} connections open, grace {:?}",
+        STATS.conns.load(Relaxed),
+        grace
+    );
+    while (STATS.conns.load(Relaxed) > 0 || STATS.tunnels.load(Relaxed) > 0) && t0.elapsed() < grace
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = STATS.conns.load(Relaxed);
+    if left > 0 {
+        tracing::warn!("grace period over with {left} connections still open; exiting");
+    } else {
+        tracing::info!("all connections finished; exiting");
     }
     0
 }
 
 #[cfg(unix)]
-async fn wait_for_signals(shared: Shared, path: &Path, opts: &LoadOptions) {
+async fn wait_loop(
+    app: &mut App,
+    watcher: &mut Option<(
+        notify::RecommendedWatcher,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    )>,
+    parents: &mut BTreeSet<PathBuf>,
+    wdirs: &mut BTreeSet<PathBuf>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
@@ -120,43 +424,98 @@ async fn wait_for_signals(shared: Shared, path: &Path, opts: &LoadOptions) {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
+    let debounce = Duration::from_millis(250);
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
+        let file_event = async {
+            match watcher.as_mut() {
+                Some((_, rx)) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timer = async {
+            match due {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = hup.recv() => reload(&shared, path, opts),
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return; }
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); return; }
+            _ = hup.recv() => app.reload("SIGHUP"),
+            Some(()) = file_event => {
+                due = Some(tokio::time::Instant::now() + debounce);
+                continue;
+            }
+            _ = timer => {
+                due = None;
+                app.reload("config files changed");
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping gracefully"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping gracefully"); return; }
+        }
+        // Includes may have changed: watch what the config is made of now.
+        let cfg = config::load(&app.path, &app.opts).config;
+        if let Some(c) = cfg {
+            let (p, d) = watch_set(&c.sources, &c.watch_dirs);
+            if p != *parents || d != *wdirs {
+                *watcher = start_watcher(&p, &d);
+                *parents = p;
+                *wdirs = d;
+            }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_shared: Shared, _path: &Path, _opts: &LoadOptions) {
+async fn wait_loop(
+    _app: &mut App,
+    _w: &mut Option<(
+        notify::RecommendedWatcher,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    )>,
+    _p: &mut BTreeSet<PathBuf>,
+    _d: &mut BTreeSet<PathBuf>,
+) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Reloads the config; on any error the running snapshot stays.
-pub fn reload(shared: &Shared, path: &Path, opts: &LoadOptions) {
-    let loaded = config::load(path, opts);
-    for d in &loaded.diagnostics {
-        tracing::warn!("{}", d.render().trim_end());
-    }
-    match loaded.config {
-        Some(c) => {
-            let prev = shared.load_full();
-            match Snapshot::build(c, Some(&prev)) {
-                Ok(snap) => {
-                    shared.store(Arc::new(snap));
-                    tracing::info!("reloaded {}", path.display());
-                }
-                Err(e) => tracing::error!(
-                    "reload of {} failed: {e}; keeping the running config",
-                    path.display()
-                ),
-            }
-        }
-        None => tracing::error!(
-            "reload of {} failed; keeping the running config",
+/// `balancerd reload`: signals the running instance found through its `PidFile`.
+pub fn signal_reload(path: &Path, opts: &LoadOptions) -> i32 {
+    let Some(cfg) = load_or_report(path, opts) else {
+        eprintln!(
+            "balancerd reload: {} has errors; the running instance would keep its config",
             path.display()
-        ),
+        );
+        return 1;
+    };
+    let Some(pid_file) = cfg.server.pid_file else {
+        eprintln!(
+            "balancerd reload: {} sets no PidFile, so the running instance cannot be found; send it SIGHUP",
+            path.display()
+        );
+        return 1;
+    };
+    let pid = match std::fs::read_to_string(&pid_file).map(|s| s.trim().parse::<u32>()) {
+        Ok(Ok(p)) => p,
+        _ => {
+            eprintln!(
+                "balancerd reload: cannot read a pid from {}",
+                pid_file.display()
+            );
+            return 1;
+        }
+    };
+    match std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(pid.to_string())
+        .status()
+    {
+        Ok(s) if s.success() => {
+            println!("sent SIGHUP to balancerd (pid {pid})");
+            0
+        }
+        _ => {
+            eprintln!("balancerd reload: could not signal pid {pid}");
+            1
+        }
     }
 }

@@ -39,6 +39,8 @@ enum Command {
     Run,
     /// Serve the config with built-in demo members on loopback (default: the shipped config).
     Demo,
+    /// Ask the running instance (found through its PidFile) to reload its config.
+    Reload,
     /// Write a development CA, a `localhost` server certificate and a client certificate.
     GenCerts {
         /// Folder to write them to.
@@ -95,6 +97,7 @@ pub fn main() -> i32 {
         Command::Check { strict, format } => check(&path, &opts, strict, format),
         Command::Run => run(&path, &opts, false, cli.threads),
         Command::Demo => run(&path, &opts, true, cli.threads),
+        Command::Reload => crate::app::signal_reload(&path, &opts),
         Command::GenCerts { dir } => match crate::net::tls::gen_certs(&dir) {
             Ok(files) => {
                 for f in files {

@@ -16,12 +16,17 @@ async fn server_status_access_rules_22_and_24_forms() {
     let a = Backend::start("A").await;
     let b = Backend::start("B").await;
     let vendor = std::fs::read_to_string(root().join("tests/fixtures/serverstatus.conf")).unwrap();
-    let modern = "<Location /server-status>\nSetHandler server-status\nRequire ip 127.0.0.1\n</Location>";
+    let modern =
+        "<Location /server-status>\nSetHandler server-status\nRequire ip 127.0.0.1\n</Location>";
     for block in [vendor.as_str(), modern] {
         let p = Proxy::start(&with_status(block), &[("a:1", a.addr), ("b:1", b.addr)]);
         let g = get_from("127.0.0.1", p.addr, "/server-status").await;
         assert_eq!(g.status, 200, "{block}");
-        assert!(g.text().trim_end().ends_with("</body></html>"), "{}", g.text());
+        assert!(
+            g.text().trim_end().ends_with("</body></html>"),
+            "{}",
+            g.text()
+        );
         assert!(g.text().contains("balancer://t1rws"));
         let g = get_from("127.0.0.2", p.addr, "/server-status").await;
         assert_eq!(g.status, 403, "{block}");
@@ -34,18 +39,44 @@ async fn server_status_access_rules_22_and_24_forms() {
 async fn server_status_auto_keys_and_member_lines() {
     let a = Backend::start("A").await;
     let b = Backend::start("B").await;
-    let p = Proxy::start(&with_status("<Location /server-status>\nSetHandler server-status\nOrder deny,allow\nDeny from all\nAllow from 127.0.0.1\n</Location>"), &[("a:1", a.addr), ("b:1", b.addr)]);
+    let p = Proxy::start(
+        &with_status(
+            "<Location /server-status>\nSetHandler server-status\nOrder deny,allow\nDeny from all\nAllow from 127.0.0.1\n</Location>",
+        ),
+        &[("a:1", a.addr), ("b:1", b.addr)],
+    );
     for _ in 0..4 {
         get(p.addr, "/t1/api/x", &[]).await;
     }
     let g = get_from("127.0.0.1", p.addr, "/server-status?auto").await;
     assert_eq!(g.status, 200);
     let t = g.text();
-    assert_eq!(t.lines().next(), Some("localhost"), "first line is the bare host");
-    for k in ["ServerVersion: ", "Total Accesses: ", "Total kBytes: ", "Uptime: ", "ReqPerSec: ", "BusyWorkers: ", "IdleWorkers: ", "Scoreboard: ", "ProxyBalancer[0]Name: balancer://t1rws", "ProxyBalancer[0]Worker[1]Route: B", "ProxyBalancer[0]Worker[0]Elected: 2"] {
+    assert_eq!(
+        t.lines().next(),
+        Some("localhost"),
+        "first line is the bare host"
+    );
+    for k in [
+        "ServerVersion: ",
+        "Total Accesses: ",
+        "Total kBytes: ",
+        "Uptime: ",
+        "ReqPerSec: ",
+        "BusyWorkers: ",
+        "IdleWorkers: ",
+        "Scoreboard: ",
+        "ProxyBalancer[0]Name: balancer://t1rws",
+        "ProxyBalancer[0]Worker[1]Route: B",
+        "ProxyBalancer[0]Worker[0]Elected: 2",
+    ] {
         assert!(t.contains(k), "missing {k:?} in\n{t}");
     }
-    let total: u64 = t.lines().find_map(|l| l.strip_prefix("Total Accesses: ")).unwrap().parse().unwrap();
+    let total: u64 = t
+        .lines()
+        .find_map(|l| l.strip_prefix("Total Accesses: "))
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(total >= 4);
 }
 
@@ -55,12 +86,18 @@ async fn server_status_answers_at_once_while_every_member_hangs() {
     let b = Backend::start("B").await;
     a.set_reply(Reply::Delay(Duration::from_secs(20)));
     b.set_reply(Reply::Delay(Duration::from_secs(20)));
-    let p = Proxy::start(&with_status("<Location /server-status>\nSetHandler server-status\nRequire local\n</Location>"), &[("a:1", a.addr), ("b:1", b.addr)]);
+    let p = Proxy::start(
+        &with_status(
+            "<Location /server-status>\nSetHandler server-status\nRequire local\n</Location>",
+        ),
+        &[("a:1", a.addr), ("b:1", b.addr)],
+    );
     let mut hung = Vec::new();
     for _ in 0..50 {
         let addr = p.addr;
         hung.push(tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), get(addr, "/t1/api/slow", &[])).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), get(addr, "/t1/api/slow", &[])).await;
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

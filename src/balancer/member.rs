@@ -58,6 +58,10 @@ pub struct MemberState {
     pub hc_fails: AtomicU64,
     /// Consecutive health-check results (positive: passes, negative: failures).
     pub hc_streak: AtomicI64,
+    /// A check is in flight (never more than one per member).
+    pub hc_running: AtomicBool,
+    /// When the next check is due (`now_ms`).
+    pub hc_next: AtomicU64,
     /// Keep-alive connections to the member.
     pub pool: Pool,
 }
@@ -173,7 +177,9 @@ impl MemberRt {
             .position(|b| secs <= *b)
             .unwrap_or(crate::ops::metrics::LATENCY_BUCKETS.len());
         self.state.latency[i].fetch_add(1, Relaxed);
-        self.state.latency_sum_us.fetch_add(latency.as_micros() as u64, Relaxed);
+        self.state
+            .latency_sum_us
+            .fetch_add(latency.as_micros() as u64, Relaxed);
     }
 
     /// Time until an in-error member becomes eligible again.

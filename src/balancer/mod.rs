@@ -31,7 +31,7 @@ pub struct BalancerRt {
     pub response_headers: Vec<HeaderRule>,
     /// `RequestHeader` rules from the `<Proxy>` section.
     pub request_headers: Vec<HeaderRule>,
-        /// Reverse maps scoped to this balancer.
+    /// Reverse maps scoped to this balancer.
     pub reverse: ReverseRules,
     /// Access rules of the `<Proxy>` section.
     pub access: Option<crate::config::model::AccessRules>,
@@ -75,7 +75,7 @@ impl BalancerRt {
             max_attempts,
             response_headers,
             request_headers,
-                        reverse,
+            reverse,
             access: None,
             lock: Mutex::new(()),
         }

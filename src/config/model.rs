@@ -104,6 +104,8 @@ pub struct ServerSettings {
     pub log_level: Option<String>,
     /// `ProxyStatus` (adds balancer lines to `?auto`).
     pub proxy_status: bool,
+    /// `GracefulShutdownTimeout`: how long a stop waits for in-flight requests (default 30 s).
+    pub graceful_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -126,6 +128,7 @@ impl Default for ServerSettings {
             pid_file: None,
             log_level: None,
             proxy_status: false,
+            graceful_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -300,6 +300,7 @@ impl Walker<'_> {
             "limit_request_body",
             "pid_file",
             "log_level",
+            "graceful_timeout",
         ];
         self.check_keys(t, K, "[server]");
         for (k, val) in t.iter() {
@@ -352,6 +353,11 @@ impl Walker<'_> {
                     }
                 }
                 "pid_file" => self.ctx.builder.config.server.pid_file = self.path_of(val, key),
+                "graceful_timeout" => {
+                    if let Some(d) = self.duration_of(val, key) {
+                        self.ctx.builder.config.server.graceful_timeout = d;
+                    }
+                }
                 "log_level" => self.ctx.builder.config.server.log_level = self.str_of(val, key),
                 _ => {}
             }

@@ -15,12 +15,12 @@
 use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
-use crate::ops::access;
-use crate::ops::stats::STATS;
 use crate::http::env::{BalancerVars, apply_rules};
 use crate::http::headers::{UpstreamHead, clean_response, max_forwards, upstream_headers};
 use crate::http::rewrite::{map_cookie, map_location};
 use crate::http::synth::error_page;
+use crate::ops::access;
+use crate::ops::stats::STATS;
 use crate::route::{self, Matched, PathError};
 use crate::runtime::{HostRt, Snapshot};
 use crate::upstream::body::{BusyGuard, DownBody, UpBody};
@@ -78,7 +78,9 @@ pub async fn handle(
     STATS.in_flight.fetch_sub(1, Relaxed);
     STATS.requests.fetch_add(1, Relaxed);
     STATS.by_class[(resp.status().as_u16() / 100).min(5) as usize].fetch_add(1, Relaxed);
-    STATS.duration_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    STATS
+        .duration_us
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     let max = snap.server.max_keepalive_requests;
     if !snap.server.keepalive || (max > 0 && n >= max) {
         resp.headers_mut()
@@ -188,7 +190,7 @@ async fn handle_inner(
             ));
         }
     };
-        let matched = route::find(&host.routes, &uri);
+    let matched = route::find(&host.routes, &uri);
     let Some(Matched::Balancer {
         route: ri,
         balancer: bi,
@@ -204,7 +206,7 @@ async fn handle_inner(
     }
     let r = &host.routes[ri];
     let b = &snap.balancers[bi];
-        let locations: Vec<&LocationSection> = host
+    let locations: Vec<&LocationSection> = host
         .locations
         .iter()
         .filter(|l| location_matches(l, &uri))
@@ -212,12 +214,22 @@ async fn handle_inner(
     // Access rules: the innermost <Location> that has some, the balancer's <Proxy>
     // section, and any <Proxy *> section.
     let ip = conn.peer.ip();
-    let loc_rules = locations.iter().rev().map(|l| &l.access).find(|a| !a.is_open());
+    let loc_rules = locations
+        .iter()
+        .rev()
+        .map(|l| &l.access)
+        .find(|a| !a.is_open());
     let denied = loc_rules.is_some_and(|a| !access::allowed(a, ip))
         || b.access.as_ref().is_some_and(|a| !access::allowed(a, ip))
-        || snap.proxy_access.as_ref().is_some_and(|a| !access::allowed(a, ip));
+        || snap
+            .proxy_access
+            .as_ref()
+            .is_some_and(|a| !access::allowed(a, ip));
     if denied {
-        return error_page(StatusCode::FORBIDDEN, "You don't have permission to access this resource.");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "You don't have permission to access this resource.",
+        );
     }
 
     // The balancer-relative path, canonically re-encoded (or raw with nocanon).
@@ -290,38 +302,72 @@ fn builtin(
     host: &HostRt,
     uri: &str,
 ) -> Response<DownBody> {
-    let matching: Vec<&LocationSection> = host.locations.iter().filter(|l| location_matches(l, uri)).collect();
+    let matching: Vec<&LocationSection> = host
+        .locations
+        .iter()
+        .filter(|l| location_matches(l, uri))
+        .collect();
     let Some(handler) = matching.iter().rev().find_map(|l| l.handler) else {
-        return error_page(StatusCode::NOT_FOUND, "The requested URL was not found on this server.");
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "The requested URL was not found on this server.",
+        );
     };
-    let rules = matching.iter().rev().map(|l| &l.access).find(|a| !a.is_open());
+    let rules = matching
+        .iter()
+        .rev()
+        .map(|l| &l.access)
+        .find(|a| !a.is_open());
     if rules.is_some_and(|a| !access::allowed(a, conn.peer.ip())) {
-        return error_page(StatusCode::FORBIDDEN, "You don't have permission to access this resource.");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "You don't have permission to access this resource.",
+        );
     }
     let host_name = parts
         .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(|h| h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(n, _)| n))
+        .map(|h| {
+            h.rsplit_once(':')
+                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(h, |(n, _)| n)
+        })
         .unwrap_or(&snap.server_name);
     let (body, ctype) = match handler {
         Handler::ServerStatus => {
             if parts.method != http::Method::GET && parts.method != http::Method::HEAD {
-                return error_page(StatusCode::METHOD_NOT_ALLOWED, "server-status answers GET only.");
+                return error_page(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "server-status answers GET only.",
+                );
             }
             if parts.uri.query().is_some_and(|q| q.contains("auto")) {
-                (crate::ops::status::auto(snap, host_name), "text/plain; charset=ISO-8859-1")
+                (
+                    crate::ops::status::auto(snap, host_name),
+                    "text/plain; charset=ISO-8859-1",
+                )
             } else {
-                (crate::ops::status::html(snap, host_name), "text/html; charset=ISO-8859-1")
+                (
+                    crate::ops::status::html(snap, host_name),
+                    "text/html; charset=ISO-8859-1",
+                )
             }
         }
-        Handler::Metrics => (crate::ops::metrics::render(snap), "text/plain; version=0.0.4"),
+        Handler::Metrics => (
+            crate::ops::metrics::render(snap),
+            "text/plain; version=0.0.4",
+        ),
         Handler::BalancerManager => {
-            return error_page(StatusCode::NOT_FOUND, "balancer-manager is not served by this version.");
+            return error_page(
+                StatusCode::NOT_FOUND,
+                "balancer-manager is not served by this version.",
+            );
         }
     };
     let mut r = Response::new(DownBody::full(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
 }
 
@@ -526,7 +572,7 @@ async fn forward(
                         up_body = Some(recovered);
                         if !m.usable() && attempts < b.max_attempts {
                             attempts += 1;
-                    STATS.failovers.fetch_add(1, Relaxed);
+                            STATS.failovers.fetch_add(1, Relaxed);
                             continue;
                         }
                         return own_error(
@@ -546,17 +592,17 @@ async fn forward(
             Ok((resp, conn)) => {
                 m.record(resp.status().as_u16(), sent_at.elapsed());
                 respond(
-                &cx,
-                &parts,
-                m,
-                resp,
-                conn,
-                busy,
-                &vars,
-                client_upgrade,
-                wants_upgrade,
-            )
-            },
+                    &cx,
+                    &parts,
+                    m,
+                    resp,
+                    conn,
+                    busy,
+                    &vars,
+                    client_upgrade,
+                    wants_upgrade,
+                )
+            }
             Err((SendFail::Timeout, _, _)) => {
                 if b.params.fail_on_timeout {
                     m.mark_error("timeout and failontimeout");
@@ -778,6 +824,8 @@ fn respond(
                 conn = None; // the connection becomes the tunnel
                 let name = m.name.clone();
                 tokio::spawn(async move {
+                    STATS.tunnels.fetch_add(1, Relaxed);
+                    let _t = scopeguard_tunnel();
                     match tokio::try_join!(client, up_upgrade) {
                         Ok((c, u)) => {
                             let mut c = hyper_util::rt::TokioIo::new(c);
@@ -800,6 +848,8 @@ fn respond(
         }
     }
     let (mut rp, inner) = resp.into_parts();
+    // The client gets its own protocol version, whatever the member spoke.
+    rp.version = parts.version;
     clean_response(&mut rp.headers, switching);
     // ProxyPassReverse and the cookie maps: this balancer's, the location's, the server's.
     let any_reverse = !b.reverse.is_empty()
@@ -888,4 +938,15 @@ fn own_error(
         return close(r);
     }
     r
+}
+
+/// Decrements the open-tunnel count when a tunnel task ends.
+fn scopeguard_tunnel() -> impl Drop {
+    struct G;
+    impl Drop for G {
+        fn drop(&mut self) {
+            STATS.tunnels.fetch_sub(1, Relaxed);
+        }
+    }
+    G
 }

@@ -21,10 +21,16 @@ use tokio::net::{TcpListener, TcpStream};
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts connections until the task is dropped.
-pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared) {
+/// Accepts connections until the task is dropped or shutdown is signalled; on shutdown,
+/// every connection finishes its in-flight request and closes (idle ones at once).
+pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shutdown: Shutdown) {
+    let mut stop = shutdown.clone();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -33,13 +39,14 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared) {
                 continue;
             }
         };
-                let shared = shared.clone();
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _conn = ConnCount::open();
             let _ = stream.set_nodelay(true);
             let tls = shared.load().front_tls.get(&addr).cloned();
             match tls {
-                None => serve_http1(stream, peer, shared).await,
+                None => serve_http1(stream, peer, shared, shutdown).await,
                 Some(cfg) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
@@ -47,9 +54,9 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared) {
                         Ok(Ok(s)) => {
                             let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
                             if h2 {
-                                serve_http2(s, peer, shared).await;
+                                serve_http2(s, peer, shared, shutdown).await;
                             } else {
-                                serve_http1(s, peer, shared).await;
+                                serve_http1(s, peer, shared, shutdown).await;
                             }
                         }
                         Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
@@ -75,17 +82,22 @@ impl ConnCount {
 
 impl Drop for ConnCount {
     fn drop(&mut self) {
-        crate::ops::stats::STATS.conns.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        crate::ops::stats::STATS
+            .conns
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// Serves one plain TCP connection (kept for callers that accept themselves).
-pub async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+/// The stop signal every connection watches.
+pub type Shutdown = tokio::sync::watch::Receiver<bool>;
+
+/// Serves one plain TCP connection (for callers that accept themselves).
+pub async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown: Shutdown) {
     let _ = stream.set_nodelay(true);
-    serve_http1(stream, peer, shared).await;
+    serve_http1(stream, peer, shared, shutdown).await;
 }
 
-async fn serve_http1<S>(stream: S, peer: SocketAddr, shared: Shared)
+async fn serve_http1<S>(stream: S, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -114,16 +126,21 @@ where
             Ok::<_, Infallible>(handle(req, &info, &snap).await)
         }
     });
-    if let Err(e) = b
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades()
-        .await
-    {
+    let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    tokio::pin!(conn);
+    let r = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = r {
         tracing::debug!(client = %peer, "connection ended: {e}");
     }
 }
 
-async fn serve_http2<S>(stream: S, peer: SocketAddr, shared: Shared)
+async fn serve_http2<S>(stream: S, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -142,7 +159,16 @@ where
             Ok::<_, Infallible>(handle(req, &info, &snap).await)
         }
     });
-    if let Err(e) = b.serve_connection(TokioIo::new(stream), svc).await {
+    let conn = b.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let r = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = r {
         tracing::debug!(client = %peer, "h2 connection ended: {e}");
     }
 }

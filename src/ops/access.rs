@@ -84,17 +84,26 @@ mod tests {
         let vendor = rules(Some(Order::DenyAllow), &["127.0.0.1"], &["all"]);
         assert!(allowed(&vendor, ip("127.0.0.1")));
         assert!(!allowed(&vendor, ip("127.0.0.2")));
-        assert!(!allowed(&vendor, ip("::1")), "IPv4 rules do not match ::1 (httpd trap)");
+        assert!(
+            !allowed(&vendor, ip("::1")),
+            "IPv4 rules do not match ::1 (httpd trap)"
+        );
         let r = rules(Some(Order::DenyAllow), &["127.0.0.2"], &["127.0.0.0/8"]);
         assert!(allowed(&r, ip("127.0.0.2")) && !allowed(&r, ip("127.0.0.1")));
         let r = rules(Some(Order::AllowDeny), &["127.0.0.0/8"], &["127.0.0.2"]);
-        assert!(!allowed(&r, ip("127.0.0.2")) && allowed(&r, ip("127.0.0.1")) && allowed(&r, ip("127.0.0.3")));
+        assert!(
+            !allowed(&r, ip("127.0.0.2"))
+                && allowed(&r, ip("127.0.0.1"))
+                && allowed(&r, ip("127.0.0.3"))
+        );
     }
 
     #[test]
     fn satisfy_combines_both() {
         let mut r = rules(None, &["127.0.0.1"], &[]);
-        r.require = Some(Require::Any(vec![parse_require(&["all".into(), "denied".into()]).unwrap()]));
+        r.require = Some(Require::Any(vec![
+            parse_require(&["all".into(), "denied".into()]).unwrap(),
+        ]));
         assert!(!allowed(&r, ip("127.0.0.1")));
         r.satisfy_any = true;
         assert!(allowed(&r, ip("127.0.0.1")));

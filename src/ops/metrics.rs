@@ -6,25 +6,59 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Upper bounds (seconds) of the upstream latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0];
+pub const LATENCY_BUCKETS: [f64; 10] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0];
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The metrics text.
 pub fn render(snap: &Snapshot) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# HELP balancerd_requests_total Requests answered, by status class.\n# TYPE balancerd_requests_total counter");
+    let _ = writeln!(
+        o,
+        "# HELP balancerd_requests_total Requests answered, by status class.\n# TYPE balancerd_requests_total counter"
+    );
     for (i, c) in STATS.by_class.iter().enumerate().skip(1) {
-        let _ = writeln!(o, "balancerd_requests_total{{class=\"{i}xx\"}} {}", c.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "balancerd_requests_total{{class=\"{i}xx\"}} {}",
+            c.load(Relaxed)
+        );
     }
-    let _ = writeln!(o, "# TYPE balancerd_in_flight gauge\nbalancerd_in_flight {}", STATS.in_flight.load(Relaxed));
-    let _ = writeln!(o, "# TYPE balancerd_client_connections gauge\nbalancerd_client_connections {}", STATS.conns.load(Relaxed));
-    let _ = writeln!(o, "# TYPE balancerd_failovers_total counter\nbalancerd_failovers_total {}", STATS.failovers.load(Relaxed));
-    let _ = writeln!(o, "# TYPE balancerd_reloads_total counter\nbalancerd_reloads_total{{result=\"ok\"}} {}\nbalancerd_reloads_total{{result=\"failed\"}} {}", STATS.reloads_ok.load(Relaxed), STATS.reloads_failed.load(Relaxed));
-    let _ = writeln!(o, "# TYPE balancerd_response_bytes_total counter\nbalancerd_response_bytes_total {}", STATS.bytes.load(Relaxed));
-    let _ = writeln!(o, "# HELP balancerd_member_requests_total Responses from each member, by status class.\n# TYPE balancerd_member_requests_total counter");
+    let _ = writeln!(
+        o,
+        "# TYPE balancerd_in_flight gauge\nbalancerd_in_flight {}",
+        STATS.in_flight.load(Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE balancerd_client_connections gauge\nbalancerd_client_connections {}",
+        STATS.conns.load(Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE balancerd_failovers_total counter\nbalancerd_failovers_total {}",
+        STATS.failovers.load(Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE balancerd_reloads_total counter\nbalancerd_reloads_total{{result=\"ok\"}} {}\nbalancerd_reloads_total{{result=\"failed\"}} {}",
+        STATS.reloads_ok.load(Relaxed),
+        STATS.reloads_failed.load(Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE balancerd_response_bytes_total counter\nbalancerd_response_bytes_total {}",
+        STATS.bytes.load(Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "# HELP balancerd_member_requests_total Responses from each member, by status class.\n# TYPE balancerd_member_requests_total counter"
+    );
     let mut hist = String::new();
     let mut gauges = String::new();
     for b in &snap.balancers {
@@ -37,30 +71,91 @@ pub fn render(snap: &Snapshot) -> String {
             .unwrap_or("");
         for m in &b.members {
             let s = &m.state;
-            let l = format!("tenant=\"{}\",balancer=\"{}\",member=\"{}\"", esc(tenant), esc(&b.full_name), esc(&m.name));
+            let l = format!(
+                "tenant=\"{}\",balancer=\"{}\",member=\"{}\"",
+                esc(tenant),
+                esc(&b.full_name),
+                esc(&m.name)
+            );
             for (i, c) in s.by_class.iter().enumerate().skip(1) {
-                let _ = writeln!(o, "balancerd_member_requests_total{{{l},class=\"{i}xx\"}} {}", c.load(Relaxed));
+                let _ = writeln!(
+                    o,
+                    "balancerd_member_requests_total{{{l},class=\"{i}xx\"}} {}",
+                    c.load(Relaxed)
+                );
             }
             let mut cum = 0;
             for (i, ub) in LATENCY_BUCKETS.iter().enumerate() {
                 cum += s.latency[i].load(Relaxed);
-                let _ = writeln!(hist, "balancerd_upstream_latency_seconds_bucket{{{l},le=\"{ub}\"}} {cum}");
+                let _ = writeln!(
+                    hist,
+                    "balancerd_upstream_latency_seconds_bucket{{{l},le=\"{ub}\"}} {cum}"
+                );
             }
             cum += s.latency[LATENCY_BUCKETS.len()].load(Relaxed);
-            let _ = writeln!(hist, "balancerd_upstream_latency_seconds_bucket{{{l},le=\"+Inf\"}} {cum}");
-            let _ = writeln!(hist, "balancerd_upstream_latency_seconds_sum{{{l}}} {}", s.latency_sum_us.load(Relaxed) as f64 / 1e6);
-            let _ = writeln!(hist, "balancerd_upstream_latency_seconds_count{{{l}}} {cum}");
-            let _ = writeln!(gauges, "balancerd_member_usable{{{l}}} {}", u8::from(m.usable()));
-            let _ = writeln!(gauges, "balancerd_member_in_flight{{{l}}} {}", s.busy.load(Relaxed));
-            let _ = writeln!(gauges, "balancerd_member_errors_total{{{l}}} {}", s.errors.load(Relaxed));
-            let _ = writeln!(gauges, "balancerd_member_health_check_failed{{{l}}} {}", u8::from(s.hc_failed.load(Relaxed)));
-            let _ = writeln!(gauges, "balancerd_member_health_checks_total{{{l},result=\"pass\"}} {}", s.hc_passes.load(Relaxed));
-            let _ = writeln!(gauges, "balancerd_member_health_checks_total{{{l},result=\"fail\"}} {}", s.hc_fails.load(Relaxed));
-            let _ = writeln!(gauges, "balancerd_upstream_connections_opened_total{{{l}}} {}", s.pool.opened.load(Relaxed));
-            let _ = writeln!(gauges, "balancerd_upstream_connections_reused_total{{{l}}} {}", s.pool.reused.load(Relaxed));
-            let _ = writeln!(gauges, "balancerd_upstream_connections_idle{{{l}}} {}", s.pool.idle_count());
+            let _ = writeln!(
+                hist,
+                "balancerd_upstream_latency_seconds_bucket{{{l},le=\"+Inf\"}} {cum}"
+            );
+            let _ = writeln!(
+                hist,
+                "balancerd_upstream_latency_seconds_sum{{{l}}} {}",
+                s.latency_sum_us.load(Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                hist,
+                "balancerd_upstream_latency_seconds_count{{{l}}} {cum}"
+            );
+            let _ = writeln!(
+                gauges,
+                "balancerd_member_usable{{{l}}} {}",
+                u8::from(m.usable())
+            );
+            let _ = writeln!(
+                gauges,
+                "balancerd_member_in_flight{{{l}}} {}",
+                s.busy.load(Relaxed)
+            );
+            let _ = writeln!(
+                gauges,
+                "balancerd_member_errors_total{{{l}}} {}",
+                s.errors.load(Relaxed)
+            );
+            let _ = writeln!(
+                gauges,
+                "balancerd_member_health_check_failed{{{l}}} {}",
+                u8::from(s.hc_failed.load(Relaxed))
+            );
+            let _ = writeln!(
+                gauges,
+                "balancerd_member_health_checks_total{{{l},result=\"pass\"}} {}",
+                s.hc_passes.load(Relaxed)
+            );
+            let _ = writeln!(
+                gauges,
+                "balancerd_member_health_checks_total{{{l},result=\"fail\"}} {}",
+                s.hc_fails.load(Relaxed)
+            );
+            let _ = writeln!(
+                gauges,
+                "balancerd_upstream_connections_opened_total{{{l}}} {}",
+                s.pool.opened.load(Relaxed)
+            );
+            let _ = writeln!(
+                gauges,
+                "balancerd_upstream_connections_reused_total{{{l}}} {}",
+                s.pool.reused.load(Relaxed)
+            );
+            let _ = writeln!(
+                gauges,
+                "balancerd_upstream_connections_idle{{{l}}} {}",
+                s.pool.idle_count()
+            );
         }
     }
-    let _ = writeln!(o, "# TYPE balancerd_upstream_latency_seconds histogram\n{hist}# TYPE balancerd_member_usable gauge\n{gauges}");
+    let _ = writeln!(
+        o,
+        "# TYPE balancerd_upstream_latency_seconds histogram\n{hist}# TYPE balancerd_member_usable gauge\n{gauges}"
+    );
     o
 }

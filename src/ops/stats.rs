@@ -36,6 +36,8 @@ pub struct Stats {
     pub in_flight: AtomicI64,
     /// Open client connections.
     pub conns: AtomicI64,
+    /// Open upgraded tunnels (WebSocket).
+    pub tunnels: AtomicI64,
     /// Client connections accepted.
     pub conns_total: AtomicU64,
     /// Failovers (a request moved to another member).
@@ -60,6 +62,7 @@ pub static STATS: LazyLock<Stats> = LazyLock::new(|| Stats {
     duration_us: AtomicU64::new(0),
     in_flight: AtomicI64::new(0),
     conns: AtomicI64::new(0),
+    tunnels: AtomicI64::new(0),
     conns_total: AtomicU64::new(0),
     failovers: AtomicU64::new(0),
     reloads_ok: AtomicU64::new(0),

@@ -11,7 +11,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn fmt_time(t: SystemTime) -> String {
-    let s = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let s = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (s / 86400, s % 86400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -24,12 +27,23 @@ fn fmt_time(t: SystemTime) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn uptime_text(d: Duration) -> String {
     let s = d.as_secs();
-    format!("{} days {} hours {} minutes {} seconds", s / 86400, s % 86400 / 3600, s % 3600 / 60, s % 60)
+    format!(
+        "{} days {} hours {} minutes {} seconds",
+        s / 86400,
+        s % 86400 / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
 }
 
 fn loadavg() -> (String, String, String) {
@@ -46,7 +60,9 @@ fn loadavg() -> (String, String, String) {
 fn apr(x: f64) -> String {
     let s = format!("{x:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    let s = s.strip_prefix("0.").map_or(s.to_string(), |r| format!(".{r}"));
+    let s = s
+        .strip_prefix("0.")
+        .map_or(s.to_string(), |r| format!(".{r}"));
     if s.is_empty() { "0".into() } else { s }
 }
 
@@ -80,7 +96,11 @@ pub fn auto(snap: &Snapshot, host: &str) -> String {
     let _ = writeln!(o, "Server Built: balancerd {}", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(o, "CurrentTime: {}", fmt_time(SystemTime::now()));
     let _ = writeln!(o, "RestartTime: {}", fmt_time(STATS.started_wall));
-    let _ = writeln!(o, "ParentServerConfigGeneration: {}", STATS.generation.load(Relaxed));
+    let _ = writeln!(
+        o,
+        "ParentServerConfigGeneration: {}",
+        STATS.generation.load(Relaxed)
+    );
     let _ = writeln!(o, "ParentServerMPMGeneration: 0");
     let _ = writeln!(o, "ServerUptimeSeconds: {}", up.as_secs());
     let _ = writeln!(o, "ServerUptime: {}", uptime_text(up));
@@ -100,12 +120,27 @@ pub fn auto(snap: &Snapshot, host: &str) -> String {
     let _ = writeln!(o, "IdleWorkers: {}", conns.saturating_sub(busy));
     let _ = writeln!(o, "Processes: 1\nStopping: 0");
     let _ = writeln!(o, "ConnsTotal: {conns}");
-    let _ = writeln!(o, "ConnsAsyncWriting: 0\nConnsAsyncKeepAlive: {}\nConnsAsyncClosing: 0", conns.saturating_sub(busy));
+    let _ = writeln!(
+        o,
+        "ConnsAsyncWriting: 0\nConnsAsyncKeepAlive: {}\nConnsAsyncClosing: 0",
+        conns.saturating_sub(busy)
+    );
     let sb: String = std::iter::repeat_n('W', busy.min(256) as usize)
-        .chain(std::iter::repeat_n('_', conns.saturating_sub(busy).min(256) as usize))
+        .chain(std::iter::repeat_n(
+            '_',
+            conns.saturating_sub(busy).min(256) as usize,
+        ))
         .collect();
-    let _ = writeln!(o, "Scoreboard: {}", if sb.is_empty() { "_".into() } else { sb });
-    let r = STATS.last_reload.lock().map(|r| r.clone()).unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "Scoreboard: {}",
+        if sb.is_empty() { "_".into() } else { sb }
+    );
+    let r = STATS
+        .last_reload
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
     if r.at.is_some() {
         let _ = writeln!(o, "LastReload: {}", if r.ok { "ok" } else { "failed" });
     }
@@ -114,11 +149,27 @@ pub fn auto(snap: &Snapshot, host: &str) -> String {
         for (j, m) in b.members.iter().enumerate() {
             let s = &m.state;
             let _ = writeln!(o, "ProxyBalancer[{i}]Worker[{j}]Name: {}", m.name);
-            let _ = writeln!(o, "ProxyBalancer[{i}]Worker[{j}]Status: {}", member_flags(m));
+            let _ = writeln!(
+                o,
+                "ProxyBalancer[{i}]Worker[{j}]Status: {}",
+                member_flags(m)
+            );
             let _ = writeln!(o, "ProxyBalancer[{i}]Worker[{j}]Route: {}", m.route);
-            let _ = writeln!(o, "ProxyBalancer[{i}]Worker[{j}]Elected: {}", s.elected.load(Relaxed));
-            let _ = writeln!(o, "ProxyBalancer[{i}]Worker[{j}]Busy: {}", s.busy.load(Relaxed));
-            let _ = writeln!(o, "ProxyBalancer[{i}]Worker[{j}]Errors: {}", s.errors.load(Relaxed));
+            let _ = writeln!(
+                o,
+                "ProxyBalancer[{i}]Worker[{j}]Elected: {}",
+                s.elected.load(Relaxed)
+            );
+            let _ = writeln!(
+                o,
+                "ProxyBalancer[{i}]Worker[{j}]Busy: {}",
+                s.busy.load(Relaxed)
+            );
+            let _ = writeln!(
+                o,
+                "ProxyBalancer[{i}]Worker[{j}]Errors: {}",
+                s.errors.load(Relaxed)
+            );
         }
     }
     o
@@ -142,12 +193,20 @@ pub fn html(snap: &Snapshot, host: &str) -> String {
         STATS.conns.load(Relaxed).max(0),
         STATS.generation.load(Relaxed),
     );
-    let r = STATS.last_reload.lock().map(|r| r.clone()).unwrap_or_default();
+    let r = STATS
+        .last_reload
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
     if let Some(at) = r.at {
         let _ = writeln!(
             o,
             "<dt>Last reload: {} at {}: <pre>{}</pre></dt>",
-            if r.ok { "ok" } else { "FAILED, previous config kept" },
+            if r.ok {
+                "ok"
+            } else {
+                "FAILED, previous config kept"
+            },
             fmt_time(at),
             escape_html(&r.detail)
         );
@@ -158,7 +217,10 @@ pub fn html(snap: &Snapshot, host: &str) -> String {
             o,
             "<h3>{}</h3>\n<table border=\"1\"><tr><th>StickySession</th><th>Method</th><th>FailoverAttempts</th><th>DisableFailover</th></tr>\n<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
             escape_html(&b.full_name),
-            b.params.sticky.as_ref().map_or("(None)".to_string(), |s| escape_html(&s.cookie)),
+            b.params
+                .sticky
+                .as_ref()
+                .map_or("(None)".to_string(), |s| escape_html(&s.cookie)),
             b.params.lbmethod.as_str(),
             b.max_attempts,
             if b.params.no_failover { "On" } else { "Off" }
@@ -185,7 +247,8 @@ pub fn html(snap: &Snapshot, host: &str) -> String {
                 s.elected.load(Relaxed),
                 s.busy.load(Relaxed),
                 s.errors.load(Relaxed),
-                m.retry_in().map_or("-".to_string(), |d| format!("{}s", d.as_secs())),
+                m.retry_in()
+                    .map_or("-".to_string(), |d| format!("{}s", d.as_secs())),
                 hc,
                 s.transferred.load(Relaxed),
                 s.read.load(Relaxed),

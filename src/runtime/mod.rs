@@ -57,10 +57,12 @@ pub struct Snapshot {
     pub listeners: Vec<Listener>,
     /// TLS server config of each TLS listener (certificates re-read at every build).
     pub front_tls: HashMap<std::net::SocketAddr, Arc<rustls::ServerConfig>>,
-        /// TLS client config for `https://` members (`SSLProxyEngine On`).
+    /// TLS client config for `https://` members (`SSLProxyEngine On`).
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// Access rules of `<Proxy *>` sections: apply to every proxied request.
     pub proxy_access: Option<crate::config::model::AccessRules>,
+    /// `ProxyHCExpr` definitions.
+    pub hc_exprs: Vec<(String, String)>,
 }
 
 /// True when a `<VirtualHost>` address list names `port` (or no port at all).
@@ -157,13 +159,15 @@ impl Snapshot {
                 }
             }
         }
-                let Config {
+        let Config {
             listeners,
             server,
             balancers,
             main,
             vhosts,
             proxy_access,
+            hc_exprs,
+            hc_templates,
             ..
         } = config;
         let balancers: Vec<BalancerRt> = balancers
@@ -174,7 +178,16 @@ impl Snapshot {
                 let members = b
                     .members
                     .into_iter()
-                    .map(|m| {
+                    .map(|mut m| {
+                        // hctemplate: the template's hc* values.
+                        if let Some(t) = m.params.hc.template.clone()
+                            && let Some((_, kv)) = hc_templates.iter().find(|(n, _)| *n == t)
+                        {
+                            for (k, v) in kv {
+                                let _ =
+                                    crate::config::params::set_member_param(&mut m.params, k, v);
+                            }
+                        }
                         let st = states.remove(&(full.clone(), m.url.to_string()));
                         MemberRt::new(m, st)
                     })
@@ -229,7 +242,8 @@ impl Snapshot {
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "localhost".into()),
         );
-                Ok(Snapshot {
+        Ok(Snapshot {
+            hc_exprs,
             proxy_access,
             front_tls,
             upstream_tls,

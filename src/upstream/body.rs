@@ -172,8 +172,10 @@ impl Body for DownBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-                        DownBody::Full(b) => Poll::Ready(b.take().map(|d| {
-                crate::ops::stats::STATS.bytes.fetch_add(d.len() as u64, Relaxed);
+            DownBody::Full(b) => Poll::Ready(b.take().map(|d| {
+                crate::ops::stats::STATS
+                    .bytes
+                    .fetch_add(d.len() as u64, Relaxed);
                 Ok(Frame::data(d))
             })),
             DownBody::Member {
@@ -186,9 +188,11 @@ impl Body for DownBody {
                 let f = ready!(Pin::new(&mut *inner).poll_frame(cx));
                 match &f {
                     Some(Ok(fr)) => {
-                                                if let Some(d) = fr.data_ref() {
+                        if let Some(d) = fr.data_ref() {
                             member.read.fetch_add(d.len() as u64, Relaxed);
-                            crate::ops::stats::STATS.bytes.fetch_add(d.len() as u64, Relaxed);
+                            crate::ops::stats::STATS
+                                .bytes
+                                .fetch_add(d.len() as u64, Relaxed);
                         }
                         if inner.is_end_stream()
                             && let Some(c) = conn.take()

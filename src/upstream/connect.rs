@@ -59,6 +59,15 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError>
     }
 }
 
+/// The first address of a member host (for health checks).
+pub async fn resolve_one(host: &str, port: u16) -> Result<SocketAddr, ConnectError> {
+    resolve(host, port)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ConnectError::Dns(format!("DNS lookup failure for: {host}")))
+}
+
 /// A pooled connection if one is idle, else a new one.
 pub async fn acquire(
     m: &MemberRt,

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod health;
 pub mod pool;
 
 pub use body::UpBody;

@@ -73,6 +73,7 @@ const SUPPORTED: &[&str] = &[
     "SSLProxyProtocol",
     "PidFile",
     "LogLevel",
+    "GracefulShutdownTimeout",
 ];
 
 /// httpd directives that mean nothing to balancerd: a note, then skipped.
@@ -913,6 +914,25 @@ impl<'a> HttpdParser<'a> {
             "header" | "requestheader" => self.header(d),
             "sethandler" => self.set_handler(d),
             "order" | "allow" | "deny" | "satisfy" | "require" => self.access(d),
+            "gracefulshutdowntimeout" => {
+                let Some(v) = self.one_arg(d) else { return };
+                match v.parse::<u64>() {
+                    // httpd: 0 = wait forever; balancerd caps the wait at a day.
+                    Ok(0) => {
+                        self.ctx.builder.config.server.graceful_timeout =
+                            Duration::from_secs(86_400)
+                    }
+                    Ok(n) => {
+                        self.ctx.builder.config.server.graceful_timeout = Duration::from_secs(n)
+                    }
+                    Err(_) => {
+                        self.err(
+                            &d.arg_origin(0),
+                            format!("GracefulShutdownTimeout takes whole seconds, not '{v}'"),
+                        );
+                    }
+                }
+            }
             "pidfile" => {
                 if let Some(v) = self.one_arg(d) {
                     self.ctx.builder.config.server.pid_file = Some(PathBuf::from(v));

@@ -1,0 +1,219 @@
+//! Active health checks (mod_proxy_hcheck's parameters): a watchdog wakes every 100 ms and
+//! checks each member whose `hcinterval` has elapsed, never more than one check in flight
+//! per member. `hcfails` consecutive failures set the C flag (the member is skipped before
+//! any user request finds it dead); `hcpasses` consecutive passes clear C and E.
+//!
+//! The check: `TCP` connects; `OPTIONS` sends `OPTIONS *`; `HEAD`/`GET` send the member
+//! path followed by `hcuri`, with `Host: host:port`. It passes on 2xx/3xx, or as `hcexpr`
+//! says (a `ProxyHCExpr` of the forms `%{REQUEST_STATUS} =~ /regex/`,
+//! `%{REQUEST_STATUS} -lt 400` and friends).
+
+use crate::balancer::member::{MemberRt, now_ms};
+use crate::runtime::Shared;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Runs the health checks of the current snapshot until aborted.
+pub async fn run(shared: Shared) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let snap = shared.load_full();
+        for (bi, b) in snap.balancers.iter().enumerate() {
+            for (mi, m) in b.members.iter().enumerate() {
+                let hc = &m.spec.params.hc;
+                if hc.method.eq_ignore_ascii_case("none") {
+                    continue;
+                }
+                let st = &m.state;
+                if now_ms() < st.hc_next.load(Relaxed) || st.hc_running.swap(true, Relaxed) {
+                    continue;
+                }
+                st.hc_next
+                    .store(now_ms() + hc.interval.as_millis() as u64, Relaxed);
+                let snap = snap.clone();
+                tokio::spawn(async move {
+                    let m = &snap.balancers[bi].members[mi];
+                    let ok = check(m, &snap.hc_exprs).await;
+                    apply(m, ok);
+                    m.state.hc_running.store(false, Relaxed);
+                });
+            }
+        }
+    }
+}
+
+fn apply(m: &MemberRt, ok: Result<u16, String>) {
+    let hc = &m.spec.params.hc;
+    let st = &m.state;
+    match ok {
+        Ok(_) => {
+            st.hc_passes.fetch_add(1, Relaxed);
+            let streak = st.hc_streak.load(Relaxed).max(0) + 1;
+            st.hc_streak.store(streak, Relaxed);
+            if streak >= i64::from(hc.passes)
+                && (st.hc_failed.load(Relaxed) || st.in_error.load(Relaxed))
+            {
+                st.hc_failed.store(false, Relaxed);
+                st.in_error.store(false, Relaxed);
+                tracing::info!(member = %m.name, "health check passed {streak} time(s): member back in use");
+            }
+        }
+        Err(why) => {
+            st.hc_fails.fetch_add(1, Relaxed);
+            let streak = st.hc_streak.load(Relaxed).min(0) - 1;
+            st.hc_streak.store(streak, Relaxed);
+            if -streak >= i64::from(hc.fails) && !st.hc_failed.swap(true, Relaxed) {
+                st.pool.clear();
+                tracing::error!(member = %m.name, "health check failed {} time(s): {why}; member set to C (not used)", -streak);
+            }
+        }
+    }
+}
+
+/// Evaluates `hcexpr` on a status code (the supported subset), or httpd's default.
+pub fn passes(status: u16, expr: Option<&str>) -> bool {
+    let Some(e) = expr.map(|e| {
+        e.trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .trim()
+    }) else {
+        return (200..400).contains(&status);
+    };
+    let (neg, e) = match e.strip_prefix('!') {
+        Some(r) => (
+            true,
+            r.trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .trim(),
+        ),
+        None => (false, e),
+    };
+    let Some(rest) = e.strip_prefix("%{REQUEST_STATUS}") else {
+        return false;
+    };
+    let rest = rest.trim();
+    let r = if let Some(re) = rest.strip_prefix("=~") {
+        let re = re.trim().trim_matches('/');
+        regex::Regex::new(re).is_ok_and(|r| r.is_match(&status.to_string()))
+    } else {
+        let mut it = rest.split_whitespace();
+        let (Some(op), Some(n)) = (it.next(), it.next().and_then(|n| n.parse::<u16>().ok())) else {
+            return false;
+        };
+        match op {
+            "-lt" | "<" => status < n,
+            "-le" | "<=" => status <= n,
+            "-gt" | ">" => status > n,
+            "-ge" | ">=" => status >= n,
+            "-eq" | "==" => status == n,
+            "-ne" | "!=" => status != n,
+            _ => false,
+        }
+    };
+    r != neg
+}
+
+async fn check(m: &MemberRt, exprs: &[(String, String)]) -> Result<u16, String> {
+    let p = &m.spec.params;
+    let url = &m.spec.url;
+    let timeout = p
+        .connection_timeout
+        .unwrap_or(p.hc.interval)
+        .min(Duration::from_secs(10));
+    let addr = crate::upstream::connect::resolve_one(&url.host, url.port)
+        .await
+        .map_err(|e| e.to_string())?;
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        let method = p.hc.method.to_ascii_uppercase();
+        if method == "TCP" {
+            return Ok(200);
+        }
+        if url.is_tls() {
+            // TLS members are checked at the TCP level only.
+            return Ok(200);
+        }
+        let (verb, v11) = match method.strip_suffix("11") {
+            Some(v) => (v.to_string(), true),
+            None => (method.clone(), false),
+        };
+        let target = if verb == "OPTIONS" {
+            "*".to_string()
+        } else {
+            let base = if url.path.is_empty() {
+                "/".to_string()
+            } else {
+                url.path.clone()
+            };
+            match &p.hc.uri {
+                Some(u) if url.path.is_empty() => u.clone(),
+                Some(u) => format!(
+                    "{base}{}{u}",
+                    if base.ends_with('/') || u.starts_with('/') {
+                        ""
+                    } else {
+                        "/"
+                    }
+                ),
+                None => base,
+            }
+        };
+        let req = format!(
+            "{verb} {target} HTTP/1.{}\r\nHost: {}:{}\r\nConnection: close\r\nUser-Agent: balancerd-hcheck\r\n\r\n",
+            if v11 { 1 } else { 0 },
+            url.host,
+            url.port
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        while !got.windows(2).any(|w| w == b"\r\n") && got.len() < 64 {
+            let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let line = String::from_utf8_lossy(&got);
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| format!("no status line in the answer to {verb} {target}"))
+    };
+    let status = tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| format!("timed out after {timeout:?}"))??;
+    let expr = p.hc.expr.as_deref().and_then(|name| {
+        exprs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e.as_str())
+    });
+    if passes(status, expr) {
+        Ok(status)
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passes;
+
+    #[test]
+    fn expressions() {
+        assert!(passes(200, None) && passes(302, None) && !passes(500, None));
+        assert!(passes(404, Some("{%{REQUEST_STATUS} =~ /^[234]/}")));
+        assert!(!passes(500, Some("{%{REQUEST_STATUS} =~ /^[234]/}")));
+        assert!(passes(399, Some("%{REQUEST_STATUS} -lt 400")));
+        assert!(!passes(503, Some("!(%{REQUEST_STATUS} =~ /^5/)")));
+    }
+}

@@ -1,0 +1,342 @@
+//! Live operations: reload on file changes and SIGHUP under load, tenant files dropped in
+//! and removed, graceful stop during a large download, health checks moving traffic to the
+//! standby, and two instances routing sticky sessions identically.
+
+mod support;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn hup(p: &Proxy) {
+    let _ = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(p.pid().to_string())
+        .status();
+}
+
+const MAIN: &str = "Listen 127.0.0.1:{PORT}\nServerName lb.example\nProxyPass /server-status !\n<Location /server-status>\nSetHandler server-status\nRequire local\n</Location>\nIncludeOptional conf.d/*.conf\n";
+
+fn tenant(n: u32, genr: u32, members: &[&str]) -> String {
+    let mut s = format!("<Proxy balancer://t{n}rws>\n");
+    for m in members {
+        s.push_str(&format!(
+            "BalancerMember http://{m}:1 route={}\n",
+            m.to_uppercase()
+        ));
+    }
+    s.push_str(&format!("Header set X-Gen {genr}\nProxySet stickysession=ROUTEID\n</Proxy>\nProxyPass /t{n}/api balancer://t{n}rws/api\n"));
+    s
+}
+
+async fn wait_for(mut f: impl AsyncFnMut() -> bool, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f().await {
+            return Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
+fn proxy_on(dir: &std::path::Path, map: &[(&str, std::net::SocketAddr)]) -> Proxy {
+    let port = free_port();
+    let text = MAIN.replace("{PORT}", &port.to_string());
+    std::fs::write(dir.join("main.conf"), text).unwrap();
+    let conf = ConfDir {
+        dir: tempfile::Builder::new().tempdir_in(dir).unwrap(),
+    };
+    Proxy::start_in(conf, "../main.conf", port, map)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_file_dropped_in_comes_online_and_leaves_when_removed() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("conf.d")).unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/loadbalancer_tenant1.conf"),
+        tenant(1, 1, &["a"]),
+    )
+    .unwrap();
+    let p = proxy_on(dir.path(), &[("a:1", a.addr)]);
+    assert_eq!(get(p.addr, "/t1/api/x", &[]).await.status, 200);
+    assert_eq!(get(p.addr, "/t3/api/x", &[]).await.status, 404);
+    std::fs::write(
+        dir.path().join("conf.d/loadbalancer_tenant3.conf"),
+        tenant(3, 1, &["a"]),
+    )
+    .unwrap();
+    let t = wait_for(
+        async || get(p.addr, "/t3/api/x", &[]).await.status == 200,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(t.is_some(), "tenant 3 online within 2 s: {}", p.log_text());
+    eprintln!("tenant 3 online after {t:?}");
+    std::fs::remove_file(dir.path().join("conf.d/loadbalancer_tenant3.conf")).unwrap();
+    let t = wait_for(
+        async || get(p.addr, "/t3/api/x", &[]).await.status == 404,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(t.is_some(), "tenant 3 offline within 2 s");
+    assert!(p.log_text().contains("tenants +[t3]"), "{}", p.log_text());
+    assert_eq!(get(p.addr, "/t1/api/x", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_reloads_under_load_drop_nothing() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let c = Backend::start("c").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("conf.d")).unwrap();
+    let tfile = dir.path().join("conf.d/loadbalancer_tenant1.conf");
+    std::fs::write(&tfile, tenant(1, 0, &["a", "b"])).unwrap();
+    let p = proxy_on(
+        dir.path(),
+        &[("a:1", a.addr), ("b:1", b.addr), ("c:1", c.addr)],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let gens: Arc<Vec<AtomicUsize>> = Arc::new((0..200).map(|_| AtomicUsize::new(0)).collect());
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (stop, ok, bad, gens, addr) =
+            (stop.clone(), ok.clone(), bad.clone(), gens.clone(), p.addr);
+        tasks.push(tokio::spawn(async move {
+            let mut cl = Client::connect(addr).await;
+            while !stop.load(SeqCst) {
+                match cl.send(req("GET", "/t1/api/x", &[], body(""))).await {
+                    Ok(g) if g.status == 200 => {
+                        ok.fetch_add(1, SeqCst);
+                        let genr: usize =
+                            g.header("x-gen").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        gens[i].store(genr, SeqCst);
+                    }
+                    Ok(g) => {
+                        eprintln!("status {}", g.status);
+                        bad.fetch_add(1, SeqCst);
+                    }
+                    Err(e) => {
+                        eprintln!("error {e}");
+                        bad.fetch_add(1, SeqCst);
+                        cl = Client::connect(addr).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sets: [&[&str]; 3] = [&["a", "b"], &["b", "c"], &["a", "b", "c"]];
+    for genr in 1..=50u32 {
+        if genr == 25 {
+            // A broken file in the middle: the running config stays, the failure is reported.
+            std::fs::write(
+                &tfile,
+                "<Proxy balancer://t1rws>\nBalancerMember http://a:1 lbfactor=2\n</Proxy>\n",
+            )
+            .unwrap();
+            hup(&p);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let g = get(p.addr, "/server-status?auto", &[]).await;
+            assert!(g.text().contains("LastReload: failed"), "{}", g.text());
+        }
+        let mut text = tenant(1, genr, sets[genr as usize % 3]);
+        if genr % 2 == 0 {
+            text.push_str("ProxyPass /t1/internal-api balancer://t1rws/internal-api\n");
+        }
+        std::fs::write(&tfile, text).unwrap();
+        hup(&p);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    // Every connection sees the last config on its next request.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    stop.store(true, SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = p.log_text();
+    assert_eq!(bad.load(SeqCst), 0, "requests dropped during reloads");
+    assert!(ok.load(SeqCst) > 2000, "load ran: {}", ok.load(SeqCst));
+    assert!(
+        log.contains("reload (SIGHUP) of") && log.contains("lbfactor"),
+        "the broken file was reported with its line:\n{log}"
+    );
+    assert!(
+        log.matches("reloaded ").count() >= 50,
+        "{}",
+        log.matches("reloaded ").count()
+    );
+    for (i, g) in gens.iter().enumerate() {
+        assert_eq!(
+            g.load(SeqCst),
+            50,
+            "connection {i} saw the newest config on its next request"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_100_mb_download_finish_and_exits_zero() {
+    let dav = Backend::start("dav").await;
+    dav.set_reply(Reply::Big(100 * 1024 * 1024));
+    let mut p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nGracefulShutdownTimeout 30\nProxyPass /rec http://dav:80/rec\n",
+        &[("dav:80", dav.addr)],
+    );
+    let s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(req("GET", "/rec/call.wav", &[], body("")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut bdy = resp.into_body();
+    let mut n = 0u64;
+    let mut signalled = false;
+    let t0 = Instant::now();
+    use http_body_util::BodyExt;
+    while let Some(f) = bdy.frame().await {
+        if let Some(d) = f.expect("the download is not cut").data_ref() {
+            n += d.len() as u64;
+        }
+        if !signalled && n > 10 * 1024 * 1024 {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(p.pid().to_string())
+                .status();
+            signalled = true;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // New connections are no longer accepted.
+            assert!(
+                tokio::net::TcpStream::connect(p.addr).await.is_err(),
+                "listener closed after SIGTERM"
+            );
+        }
+        if signalled {
+            // A slow reader: the transfer spans well past the signal.
+            tokio::time::sleep(Duration::from_micros(300)).await;
+        }
+    }
+    assert_eq!(n, 100 * 1024 * 1024, "the whole download arrived");
+    let status = p.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    eprintln!("download finished {:?} after start", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_move_traffic_to_the_standby_before_users_notice() {
+    let mut primary = Backend::start("primary").await;
+    let standby = Backend::start("standby").await;
+    let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://dav>\nBalancerMember http://p:1 hcmethod=GET hcuri=/health hcinterval=200ms hcfails=1 hcpasses=1\nBalancerMember http://s:1 status=H\n</Proxy>\nProxyPass /rec balancer://dav/rec\n";
+    let p = Proxy::start(conf, &[("p:1", primary.addr), ("s:1", standby.addr)]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(p.addr, "/rec/a", &[]).await.text(), "backend primary\n");
+    assert!(
+        primary
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.method == "GET" && s.target == "/health"),
+        "checks ran"
+    );
+    primary.stop();
+    // After the next check interval no user request is sent to the dead member.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..5 {
+        assert_eq!(get(p.addr, "/rec/a", &[]).await.text(), "backend standby\n");
+    }
+    let log = p.log_text();
+    assert!(log.contains("health check failed"), "{log}");
+    assert!(
+        !log.contains("disabling member http://p:1"),
+        "no user request found the member dead:\n{log}"
+    );
+    // It comes back once it passes again.
+    primary.restart().await;
+    let back = wait_for(
+        async || get(p.addr, "/rec/a", &[]).await.text() == "backend primary\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(back.is_some(), "{}", p.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_route_sticky_sessions_identically() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://t1rws>\nBalancerMember http://a:1 route=A\nBalancerMember http://b:1 route=B\nHeader add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/t1\" env=BALANCER_ROUTE_CHANGED\nProxySet stickysession=ROUTEID\n</Proxy>\nProxyPass /t1/api balancer://t1rws/api\n";
+    let p1 = Proxy::start(conf, &[("a:1", a.addr), ("b:1", b.addr)]);
+    let p2 = Proxy::start(conf, &[("a:1", a.addr), ("b:1", b.addr)]);
+    for _ in 0..4 {
+        // First contact on instance 1, the session continues on instance 2 (the virtual IP
+        // moved), and back.
+        let g = get(p1.addr, "/t1/api/login", &[]).await;
+        let cookie = g.all("set-cookie")[0]
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let first = g.text();
+        for p in [&p2, &p1, &p2] {
+            let g = get(p.addr, "/t1/api/next", &[("cookie", &cookie)]).await;
+            assert_eq!(g.text(), first, "same member on every instance");
+            assert!(g.all("set-cookie").is_empty());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancerd_reload_finds_the_instance_by_pid_file() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pidf = dir.path().join("balancerd.pid");
+    let port = free_port();
+    let conf = dir.path().join("b.conf");
+    let write = |genr: u32| {
+        std::fs::write(&conf, format!("Listen 127.0.0.1:{port}\nPidFile {}\nHeader set X-Gen {genr}\nProxyPass /x http://a:1/x\n", pidf.display())).unwrap();
+    };
+    write(1);
+    let cd = ConfDir { dir };
+    let p = Proxy::start_in(cd, "b.conf", port, &[("a:1", a.addr)]);
+    assert_eq!(
+        get(p.addr, "/x", &[]).await.header("x-gen").as_deref(),
+        Some("1")
+    );
+    let pid: u32 = std::fs::read_to_string(p.conf.path().join("balancerd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, p.pid());
+    std::fs::write(
+        p.conf.path().join("b.conf"),
+        format!(
+            "Listen 127.0.0.1:{port}\nPidFile {}\nHeader set X-Gen 2\nProxyPass /x http://a:1/x\n",
+            p.conf.path().join("balancerd.pid").display()
+        ),
+    )
+    .unwrap();
+    let r = balancerd(&[
+        "reload",
+        "--config",
+        &p.conf.path().join("b.conf").display().to_string(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ok = wait_for(
+        async || get(p.addr, "/x", &[]).await.header("x-gen").as_deref() == Some("2"),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(ok.is_some());
+}
