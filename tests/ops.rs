@@ -154,3 +154,44 @@ async fn location_access_rules_guard_proxied_paths_too() {
     assert_eq!(get_from("127.0.0.2", p.addr, "/open/x").await.status, 200);
     assert_eq!(a.count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_with_balancer_variables() {
+    let a = Backend::start("A").await;
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("access.log");
+    let conf = format!(
+        "Listen 127.0.0.1:{{PORT}}\nLogFormat \"%h %l %u %t \\\"%r\\\" %>s %b %D route=%{{BALANCER_WORKER_ROUTE}}e changed=%{{BALANCER_ROUTE_CHANGED}}e ua=\\\"%{{User-Agent}}i\\\" backend=%{{X-Backend}}o\" balanced\nCustomLog {} balanced\n<Proxy balancer://b>\nBalancerMember http://a:1 route=R1\nProxySet stickysession=ROUTEID\n</Proxy>\nProxyPass /t1/api balancer://b/api\n",
+        log.display()
+    );
+    let p = Proxy::start(&conf, &[("a:1", a.addr)]);
+    get(p.addr, "/t1/api/x?y=1", &[("user-agent", "agent-007")]).await;
+    get(p.addr, "/nope", &[]).await;
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
+    assert!(
+        lines[0].contains("\"GET /t1/api/x?y=1 HTTP/1.1\" 200 10 "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(" route=R1 changed=1 ua=\"agent-007\" backend=A"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"GET /nope HTTP/1.1\" 404 "),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains(" route=- changed=- "), "{}", lines[1]);
+}

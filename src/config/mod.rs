@@ -57,6 +57,8 @@ pub struct LoadCtx {
     pub defines: HashMap<String, String>,
     /// Access rules of non-balancer `<Proxy>` sections.
     pub proxy_access: Option<model::AccessRules>,
+    /// `LogFormat` nicknames.
+    pub log_formats: HashMap<String, String>,
     include_stack: Vec<PathBuf>,
     texts: HashMap<Arc<str>, String>,
 }
@@ -73,6 +75,7 @@ impl LoadCtx {
             diags: Diagnostics::default(),
             defines,
             proxy_access: None,
+            log_formats: HashMap::new(),
             include_stack: Vec::new(),
             texts: HashMap::new(),
         }

@@ -106,6 +106,8 @@ pub struct ServerSettings {
     pub proxy_status: bool,
     /// `GracefulShutdownTimeout`: how long a stop waits for in-flight requests (default 30 s).
     pub graceful_timeout: Duration,
+    /// `CustomLog`: the access log file and its format string.
+    pub access_log: Option<(PathBuf, String)>,
 }
 
 impl Default for ServerSettings {
@@ -129,6 +131,7 @@ impl Default for ServerSettings {
             log_level: None,
             proxy_status: false,
             graceful_timeout: Duration::from_secs(30),
+            access_log: None,
         }
     }
 }

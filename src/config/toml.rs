@@ -301,6 +301,8 @@ impl Walker<'_> {
             "pid_file",
             "log_level",
             "graceful_timeout",
+            "access_log",
+            "log_format",
         ];
         self.check_keys(t, K, "[server]");
         for (k, val) in t.iter() {
@@ -353,6 +355,24 @@ impl Walker<'_> {
                     }
                 }
                 "pid_file" => self.ctx.builder.config.server.pid_file = self.path_of(val, key),
+                "access_log" => {
+                    if let Some(p) = self.path_of(val, key) {
+                        let fmt = t
+                            .get("log_format")
+                            .and_then(|f| f.get_ref().as_str().map(str::to_string))
+                            .unwrap_or_else(|| "combined".into());
+                        let fmt = match fmt.as_str() {
+                            "common" => crate::ops::access_log::COMMON.to_string(),
+                            "combined" => crate::ops::access_log::COMBINED.to_string(),
+                            _ => fmt,
+                        };
+                        if let Err(e) = crate::ops::access_log::check_format(&fmt) {
+                            self.err(val.span().start, e);
+                        }
+                        self.ctx.builder.config.server.access_log = Some((p, fmt));
+                    }
+                }
+                "log_format" => {}
                 "graceful_timeout" => {
                     if let Some(d) = self.duration_of(val, key) {
                         self.ctx.builder.config.server.graceful_timeout = d;

@@ -74,7 +74,30 @@ pub async fn handle(
     let started = Instant::now();
     let n = conn.requests.fetch_add(1, Relaxed) + 1;
     STATS.in_flight.fetch_add(1, Relaxed);
+    // The access log needs the request head after the handler consumed the request.
+    let head = snap.access_log.as_ref().map(|_| {
+        let mut b = Request::builder()
+            .method(req.method().clone())
+            .uri(req.uri().clone())
+            .version(req.version());
+        if let Some(h) = b.headers_mut() {
+            *h = req.headers().clone();
+        }
+        b.body(()).map(|r| r.into_parts().0)
+    });
     let mut resp = handle_inner(req, conn, snap, started).await;
+    if let (Some(log), Some(Ok(parts))) = (&snap.access_log, &head) {
+        let vars = resp.extensions_mut().remove::<BalancerVars>();
+        log.log(&crate::ops::access_log::Entry {
+            client: conn.peer.ip(),
+            req: parts,
+            status: resp.status().as_u16(),
+            resp_headers: resp.headers(),
+            vars: vars.as_ref(),
+            took: started.elapsed(),
+            server_name: &snap.server_name,
+        });
+    }
     STATS.in_flight.fetch_sub(1, Relaxed);
     STATS.requests.fetch_add(1, Relaxed);
     STATS.by_class[(resp.status().as_u16() / 100).min(5) as usize].fetch_add(1, Relaxed);
@@ -907,6 +930,11 @@ fn respond(
         false,
         cx.started,
     );
+    let mut extensions = http::Extensions::new();
+    if cx.snap.access_log.is_some() {
+        extensions.insert(vars.clone());
+    }
+    rp.extensions.extend(extensions);
     let body = DownBody::Member {
         inner,
         conn,
@@ -926,6 +954,9 @@ fn own_error(
     close_conn: bool,
 ) -> Response<DownBody> {
     let mut r = error_page(status, detail);
+    if let (Some(v), Some(_)) = (vars, &cx.snap.access_log) {
+        r.extensions_mut().insert(v.clone());
+    }
     let rules = cx
         .host
         .response_headers

@@ -2,6 +2,7 @@
 //! `/server-status` page and the Prometheus metrics page.
 
 pub mod access;
+pub mod access_log;
 pub mod metrics;
 pub mod stats;
 pub mod status;

@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub proxy_access: Option<crate::config::model::AccessRules>,
     /// `ProxyHCExpr` definitions.
     pub hc_exprs: Vec<(String, String)>,
+    /// The access log, reopened at every build.
+    pub access_log: Option<crate::ops::access_log::AccessLog>,
 }
 
 /// True when a `<VirtualHost>` address list names `port` (or no port at all).
@@ -143,6 +145,10 @@ impl Snapshot {
     /// Fails when a certificate cannot be loaded.
     pub fn build(config: Config, prev: Option<&Snapshot>) -> Result<Snapshot, String> {
         let front_tls = front_tls(&config)?;
+        let access_log = match &config.server.access_log {
+            Some((p, f)) => Some(crate::ops::access_log::AccessLog::open(p, f)?),
+            None => None,
+        };
         let upstream_tls = if config.upstream_tls.engine {
             Some(crate::net::tls::client_config(&config.upstream_tls)?)
         } else {
@@ -243,6 +249,7 @@ impl Snapshot {
                 .unwrap_or_else(|| "localhost".into()),
         );
         Ok(Snapshot {
+            access_log,
             hc_exprs,
             proxy_access,
             front_tls,

@@ -74,6 +74,8 @@ const SUPPORTED: &[&str] = &[
     "PidFile",
     "LogLevel",
     "GracefulShutdownTimeout",
+    "LogFormat",
+    "CustomLog",
 ];
 
 /// httpd directives that mean nothing to balancerd: a note, then skipped.
@@ -130,8 +132,6 @@ const IGNORED: &[&str] = &[
     "ForceLanguagePriority",
     "AddOutputFilter",
     "AddCharset",
-    "CustomLog",
-    "LogFormat",
     "BalancerPersist",
     "BalancerGrowth",
     "BalancerInherit",
@@ -914,6 +914,73 @@ impl<'a> HttpdParser<'a> {
             "header" | "requestheader" => self.header(d),
             "sethandler" => self.set_handler(d),
             "order" | "allow" | "deny" | "satisfy" | "require" => self.access(d),
+            "logformat" => {
+                let (Some(fmt), nick) = (d.arg(0), d.arg(1)) else {
+                    self.err(&o, "LogFormat takes a format and an optional nickname");
+                    return;
+                };
+                if let Err(e) = crate::ops::access_log::check_format(fmt) {
+                    self.err(&d.arg_origin(0), e);
+                    return;
+                }
+                self.ctx
+                    .log_formats
+                    .insert(nick.unwrap_or("default").to_string(), fmt.to_string());
+            }
+            "customlog" => {
+                let (Some(path), Some(f)) = (d.arg(0), d.arg(1)) else {
+                    self.err(
+                        &o,
+                        "CustomLog takes a file and a format (or a LogFormat nickname)",
+                    );
+                    return;
+                };
+                if path.starts_with('|') {
+                    self.err(
+                        &d.arg_origin(0),
+                        "piped logs are not supported; log to a file",
+                    )
+                    .hint("use logrotate with SIGHUP (balancerd reopens the log on reload)");
+                    return;
+                }
+                let fmt = match f {
+                    "common" => self
+                        .ctx
+                        .log_formats
+                        .get("common")
+                        .cloned()
+                        .unwrap_or_else(|| crate::ops::access_log::COMMON.to_string()),
+                    "combined" => self
+                        .ctx
+                        .log_formats
+                        .get("combined")
+                        .cloned()
+                        .unwrap_or_else(|| crate::ops::access_log::COMBINED.to_string()),
+                    other => match self.ctx.log_formats.get(other) {
+                        Some(x) => x.clone(),
+                        None if other.contains('%') => other.to_string(),
+                        None => {
+                            self.err(
+                                &d.arg_origin(1),
+                                format!("no LogFormat named '{other}' is defined above this line"),
+                            );
+                            return;
+                        }
+                    },
+                };
+                if let Err(e) = crate::ops::access_log::check_format(&fmt) {
+                    self.err(&d.arg_origin(1), e);
+                    return;
+                }
+                let base = self.ctx.include_base(&d.file);
+                let p = Path::new(path);
+                let full = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                };
+                self.ctx.builder.config.server.access_log = Some((full, fmt));
+            }
             "gracefulshutdowntimeout" => {
                 let Some(v) = self.one_arg(d) else { return };
                 match v.parse::<u64>() {

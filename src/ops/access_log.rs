@@ -1,0 +1,285 @@
+//! The access log: `CustomLog` with `LogFormat` (httpd's `common` and `combined`, `%D`,
+//! `%T`, `%{VAR}e` for the `BALANCER_*` variables, `%{Header}i`, `%{Header}o`, …).
+//!
+//! Lines go through a bounded channel to a writer thread, so a slow disk never blocks the
+//! request path; when the channel is full the line is dropped and counted. The file is
+//! reopened on every reload (so logrotate can move it and send SIGHUP).
+
+use crate::http::env::BalancerVars;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// httpd's predefined formats.
+pub const COMMON: &str = "%h %l %u %t \"%r\" %>s %b";
+/// The combined format.
+pub const COMBINED: &str = "%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"";
+
+/// Lines dropped because the writer fell behind.
+pub static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    ClientIp,
+    Dash,
+    Time,
+    RequestLine,
+    Status,
+    BytesClf,
+    Bytes,
+    Micros,
+    Seconds,
+    Env(String),
+    In(String),
+    Out(String),
+    Path,
+    Query,
+    Method,
+    Protocol,
+    ServerName,
+}
+
+/// Parses a `LogFormat` string; unknown codes are an error.
+fn parse(fmt: &str) -> Result<Vec<Part>, String> {
+    let mut out = Vec::new();
+    let mut lit = String::new();
+    let mut it = fmt.chars().peekable();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            lit.push(c);
+            continue;
+        }
+        let mut arg = None;
+        if it.peek() == Some(&'{') {
+            it.next();
+            let mut a = String::new();
+            for c in it.by_ref() {
+                if c == '}' {
+                    break;
+                }
+                a.push(c);
+            }
+            arg = Some(a);
+        }
+        // Status and other conditions ("%>s", "%<s") are accepted as the final status.
+        while matches!(it.peek(), Some('>') | Some('<')) {
+            it.next();
+        }
+        let Some(code) = it.next() else {
+            return Err("a log format may not end with '%'".into());
+        };
+        if !lit.is_empty() {
+            out.push(Part::Lit(std::mem::take(&mut lit)));
+        }
+        out.push(match (code, arg) {
+            ('%', _) => Part::Lit("%".into()),
+            ('h', _) | ('a', _) => Part::ClientIp,
+            ('l', _) | ('u', _) => Part::Dash,
+            ('t', None) => Part::Time,
+            ('r', _) => Part::RequestLine,
+            ('s', _) => Part::Status,
+            ('b', _) => Part::BytesClf,
+            ('B', _) => Part::Bytes,
+            ('D', _) => Part::Micros,
+            ('T', _) => Part::Seconds,
+            ('e', Some(v)) => Part::Env(v),
+            ('i', Some(h)) => Part::In(h.to_ascii_lowercase()),
+            ('o', Some(h)) => Part::Out(h.to_ascii_lowercase()),
+            ('U', _) => Part::Path,
+            ('q', _) => Part::Query,
+            ('m', _) => Part::Method,
+            ('H', _) => Part::Protocol,
+            ('v', _) | ('V', _) => Part::ServerName,
+            (c, _) => return Err(format!("log format code %{c} is not supported")),
+        });
+    }
+    if !lit.is_empty() {
+        out.push(Part::Lit(lit));
+    }
+    Ok(out)
+}
+
+/// Checks a format at config time.
+pub fn check_format(fmt: &str) -> Result<(), String> {
+    parse(fmt).map(|_| ())
+}
+
+/// An open access log.
+#[derive(Debug)]
+pub struct AccessLog {
+    parts: Vec<Part>,
+    tx: SyncSender<String>,
+}
+
+/// One request, as the log sees it.
+pub struct Entry<'a> {
+    /// The client's address.
+    pub client: std::net::IpAddr,
+    /// The request head.
+    pub req: &'a http::request::Parts,
+    /// The response status.
+    pub status: u16,
+    /// Response headers.
+    pub resp_headers: &'a http::HeaderMap,
+    /// The BALANCER_* variables, when a balancer handled the request.
+    pub vars: Option<&'a BalancerVars>,
+    /// Time taken.
+    pub took: Duration,
+    /// ServerName.
+    pub server_name: &'a str,
+}
+
+fn clf_time(t: SystemTime) -> String {
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let s = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (s / 86400) as i64;
+    let rem = s % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "[{d:02}/{}/{y}:{:02}:{:02}:{:02} +0000]",
+        MON[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl AccessLog {
+    /// Opens `path` (appending) with `format`, starting the writer thread.
+    pub fn open(path: &Path, format: &str) -> Result<AccessLog, String> {
+        let parts = parse(format)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("CustomLog {}: {e}", path.display()))?;
+        let (tx, rx) = sync_channel::<String>(16_384);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut w = std::io::BufWriter::with_capacity(64 * 1024, file);
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(200)) {
+                        Ok(line) => {
+                            let _ = w.write_all(line.as_bytes());
+                            while let Ok(l) = rx.try_recv() {
+                                let _ = w.write_all(l.as_bytes());
+                            }
+                            let _ = w.flush();
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            let _ = w.flush();
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let _ = w.flush();
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(AccessLog { parts, tx })
+    }
+
+    /// Formats and queues one line (never blocks).
+    pub fn log(&self, e: &Entry<'_>) {
+        let mut o = String::with_capacity(160);
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => o.push_str(s),
+                Part::ClientIp => {
+                    let _ = write!(o, "{}", e.client);
+                }
+                Part::Dash => o.push('-'),
+                Part::Time => o.push_str(&clf_time(SystemTime::now())),
+                Part::RequestLine => {
+                    let _ = write!(o, "{} {} {:?}", e.req.method, e.req.uri, e.req.version);
+                }
+                Part::Status => {
+                    let _ = write!(o, "{}", e.status);
+                }
+                Part::BytesClf | Part::Bytes => {
+                    match e
+                        .resp_headers
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        Some(n) if !(n == "0" && matches!(p, Part::BytesClf)) => o.push_str(n),
+                        _ => o.push(if matches!(p, Part::BytesClf) {
+                            '-'
+                        } else {
+                            '0'
+                        }),
+                    }
+                }
+                Part::Micros => {
+                    let _ = write!(o, "{}", e.took.as_micros());
+                }
+                Part::Seconds => {
+                    let _ = write!(o, "{}", e.took.as_secs());
+                }
+                Part::Env(v) => o.push_str(e.vars.and_then(|x| x.get(v)).unwrap_or("-")),
+                Part::In(h) => o.push_str(
+                    e.req
+                        .headers
+                        .get(h.as_str())
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-"),
+                ),
+                Part::Out(h) => o.push_str(
+                    e.resp_headers
+                        .get(h.as_str())
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-"),
+                ),
+                Part::Path => o.push_str(e.req.uri.path()),
+                Part::Query => {
+                    if let Some(q) = e.req.uri.query() {
+                        o.push('?');
+                        o.push_str(q);
+                    }
+                }
+                Part::Method => o.push_str(e.req.method.as_str()),
+                Part::Protocol => {
+                    let _ = write!(o, "{:?}", e.req.version);
+                }
+                Part::ServerName => o.push_str(e.server_name),
+            }
+        }
+        o.push('\n');
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(o) {
+            DROPPED.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert!(parse(COMBINED).is_ok());
+        assert!(parse("%h %{BALANCER_WORKER_ROUTE}e %D %{X-Y}o").is_ok());
+        assert!(parse("%Z").is_err());
+        assert_eq!(
+            clf_time(UNIX_EPOCH + Duration::from_secs(1_763_769_600)),
+            "[22/Nov/2025:00:00:00 +0000]"
+        );
+    }
+}
