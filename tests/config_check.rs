@@ -442,8 +442,18 @@ fn tls_traps() {
         "a.conf",
         "Listen 127.0.0.1:8080\nSSLProxyEngine on\nSSLProxyVerify require\nSSLProxyCACertificateFile ca.pem\n<Proxy balancer://b>\nBalancerMember https://h:8443\n</Proxy>\nProxyPass /x balancer://b/x\n",
     );
+    // A missing CA file is an error with file:line...
     let r = d.check("a.conf");
-    assert_eq!(r.code, 0);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.heads()[0].starts_with("a.conf:4:27: error: cannot read"),
+        "{:#?}",
+        r.heads()
+    );
+    // ...and with a real one the config is clean.
+    assert_eq!(balancerd_in(d.path(), &["gen-certs", "."]).code, 0);
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.heads().is_empty(), "{:#?}", r.heads());
 }
 

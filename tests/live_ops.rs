@@ -95,10 +95,24 @@ async fn fifty_reloads_under_load_drop_nothing() {
     std::fs::create_dir_all(dir.path().join("conf.d")).unwrap();
     let tfile = dir.path().join("conf.d/loadbalancer_tenant1.conf");
     std::fs::write(&tfile, tenant(1, 0, &["a", "b"])).unwrap();
+    // A TLS listener whose certificate changes with every reload.
+    let pki = Pki::new("CA");
+    let (cert, key) = pki.issue("front", &["lb.example"], false);
+    let tls_port = free_port();
+    std::fs::write(
+        dir.path().join("conf.d/00-tls.conf"),
+        format!(
+            "Listen 127.0.0.1:{tls_port} https\n<VirtualHost *:{tls_port}>\nServerName lb.example\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n</VirtualHost>\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
     let p = proxy_on(
         dir.path(),
         &[("a:1", a.addr), ("b:1", b.addr), ("c:1", c.addr)],
     );
+    let tls_addr: std::net::SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
@@ -131,6 +145,38 @@ async fn fifty_reloads_under_load_drop_nothing() {
             }
         }));
     }
+    // A few TLS clients doing full handshakes all along.
+    for _ in 0..4 {
+        let (stop, ok, bad, ca) = (stop.clone(), ok.clone(), bad.clone(), pki.ca.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(SeqCst) {
+                match tls_connect(tls_addr, &ca, "lb.example", &[b"http/1.1"]).await {
+                    Ok((s, _)) => match h1_over(s)
+                        .await
+                        .send(req(
+                            "GET",
+                            "/t1/api/tls",
+                            &[("host", "lb.example")],
+                            body(""),
+                        ))
+                        .await
+                    {
+                        Ok(g) if g.status == 200 => {
+                            ok.fetch_add(1, SeqCst);
+                        }
+                        _ => {
+                            bad.fetch_add(1, SeqCst);
+                        }
+                    },
+                    Err(e) => {
+                        eprintln!("TLS handshake failed: {e}");
+                        bad.fetch_add(1, SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sets: [&[&str]; 3] = [&["a", "b"], &["b", "c"], &["a", "b", "c"]];
     for genr in 1..=50u32 {
@@ -151,6 +197,10 @@ async fn fifty_reloads_under_load_drop_nothing() {
             text.push_str("ProxyPass /t1/internal-api balancer://t1rws/internal-api\n");
         }
         std::fs::write(&tfile, text).unwrap();
+        // A new certificate for the TLS listener, in place.
+        let (nc, nk) = pki.issue(&format!("front-{genr}"), &["lb.example"], false);
+        std::fs::copy(&nk, &key).unwrap();
+        std::fs::copy(&nc, &cert).unwrap();
         hup(&p);
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
@@ -339,4 +389,116 @@ async fn balancerd_reload_finds_the_instance_by_pid_file() {
     )
     .await;
     assert!(ok.is_some());
+}
+
+/// The ways files really change: rename over, and the Kubernetes ConfigMap pattern (the
+/// files are symlinks through `..data`, which is swapped to a new folder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_over_and_configmap_symlink_swap_reload() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cd = dir.path().join("conf.d");
+    std::fs::create_dir_all(cd.join("..v1")).unwrap();
+    std::fs::write(
+        cd.join("..v1/loadbalancer_tenant1.conf"),
+        tenant(1, 1, &["a"]),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..v1", cd.join("..data")).unwrap();
+    std::os::unix::fs::symlink(
+        "..data/loadbalancer_tenant1.conf",
+        cd.join("loadbalancer_tenant1.conf"),
+    )
+    .unwrap();
+    let p = proxy_on(dir.path(), &[("a:1", a.addr), ("b:1", b.addr)]);
+    assert_eq!(
+        get(p.addr, "/t1/api/x", &[])
+            .await
+            .header("x-gen")
+            .as_deref(),
+        Some("1")
+    );
+    // ConfigMap update: new folder, new ..data symlink renamed over the old one.
+    std::fs::create_dir_all(cd.join("..v2")).unwrap();
+    std::fs::write(
+        cd.join("..v2/loadbalancer_tenant1.conf"),
+        tenant(1, 2, &["b"]),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..v2", cd.join("..data_tmp")).unwrap();
+    std::fs::rename(cd.join("..data_tmp"), cd.join("..data")).unwrap();
+    let t = wait_for(
+        async || {
+            get(p.addr, "/t1/api/x", &[])
+                .await
+                .header("x-gen")
+                .as_deref()
+                == Some("2")
+        },
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(t.is_some(), "ConfigMap swap reloaded: {}", p.log_text());
+    // A plain tenant file replaced by rename (how editors and config management write).
+    std::fs::write(cd.join("loadbalancer_tenant2.conf"), tenant(2, 7, &["a"])).unwrap();
+    let t = wait_for(
+        async || get(p.addr, "/t2/api/x", &[]).await.status == 200,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(t.is_some());
+    std::fs::write(cd.join(".tenant2.swp"), tenant(2, 8, &["b"])).unwrap();
+    std::fs::rename(
+        cd.join(".tenant2.swp"),
+        cd.join("loadbalancer_tenant2.conf"),
+    )
+    .unwrap();
+    let t = wait_for(
+        async || {
+            get(p.addr, "/t2/api/x", &[])
+                .await
+                .header("x-gen")
+                .as_deref()
+                == Some("8")
+        },
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(t.is_some(), "rename-over reloaded");
+}
+
+/// A reload that changes the listeners binds the new one before the old one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_moves_listeners() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let f = dir.path().join("l.conf");
+    std::fs::write(
+        &f,
+        format!("Listen 127.0.0.1:{p1}\nProxyPass /x http://a:1/x\n"),
+    )
+    .unwrap();
+    let p = Proxy::start_in(ConfDir { dir }, "l.conf", p1, &[("a:1", a.addr)]);
+    std::fs::write(
+        p.conf.path().join("l.conf"),
+        format!("Listen 127.0.0.1:{p2}\nProxyPass /x http://a:1/x\n"),
+    )
+    .unwrap();
+    hup(&p);
+    let new: std::net::SocketAddr = format!("127.0.0.1:{p2}").parse().unwrap();
+    let ok = wait_for(
+        async || tokio::net::TcpStream::connect(new).await.is_ok(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(ok.is_some(), "{}", p.log_text());
+    assert_eq!(get(new, "/x", &[]).await.status, 200);
+    let gone = wait_for(
+        async || tokio::net::TcpStream::connect(p.addr).await.is_err(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(gone.is_some(), "old listener closed");
 }

@@ -191,9 +191,9 @@ async fn two_thousand_keepalive_clients_while_a_member_is_killed_and_restarted()
         }));
     }
     tokio::time::sleep(Duration::from_secs(6)).await;
+    let failed_before = failed.load(SeqCst);
     let in_flight_at_kill = members[1].kill().await;
     let kill_at = start.elapsed().as_micros() as u64;
-    let failed_before = failed.load(SeqCst);
     tokio::time::sleep(Duration::from_secs(5)).await;
     members[1].restart().await;
     for t in tasks {

@@ -70,7 +70,16 @@ pub fn certified_key(t: &FrontTls) -> Result<Arc<CertifiedKey>, String> {
         .key_provider
         .load_private_key(key)
         .map_err(|e| format!("{}: unusable private key: {e}", cert.display()))?;
-    Ok(Arc::new(CertifiedKey::new(certs, signing)))
+    let ck = CertifiedKey::new(certs, signing);
+    // A certificate and key that do not belong together (say, half-way through replacing
+    // both files) would fail every handshake: refuse them, so a reload keeps the old pair.
+    ck.keys_match().map_err(|e| {
+        format!(
+            "{}: the private key does not match the certificate ({e})",
+            cert.display()
+        )
+    })?;
+    Ok(Arc::new(ck))
 }
 
 /// `SSLProtocol` → the rustls versions. `all`, `+TLSv1.2`, `-TLSv1.1`, … as in mod_ssl;

@@ -100,7 +100,8 @@ mod tests {
 
     #[test]
     fn satisfy_combines_both() {
-        let mut r = rules(None, &["127.0.0.1"], &[]);
+        // Order deny,allow (the default) allows everyone not denied: deny all explicitly.
+        let mut r = rules(None, &["127.0.0.1"], &["all"]);
         r.require = Some(Require::Any(vec![
             parse_require(&["all".into(), "denied".into()]).unwrap(),
         ]));
