@@ -51,7 +51,8 @@ pub fn url_param<'a>(
                 v = v.trim_start_matches(|c: char| c.is_ascii() && delims.contains(&(c as u8)));
                 return token(v, delims);
             }
-            from += pos + 1;
+            // Step past the first character of the match (names may be non-ASCII).
+            from += pos + name.chars().next().map_or(1, char::len_utf8);
         }
     }
     None
@@ -91,7 +92,7 @@ pub fn cookie_param<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
     let mut from = 0;
     while let Some(pos) = cookie_header[from..].find(name) {
         let start = from + pos;
-        from = start + 1;
+        from = start + name.chars().next().map_or(1, char::len_utf8);
         let ok_start =
             start == 0 || matches!(b[start - 1], b';' | b',') || b[start - 1].is_ascii_whitespace();
         if !ok_start {
@@ -170,6 +171,9 @@ mod tests {
         assert_eq!(cookie_param("a=b,ROUTEID=.C; x=1", "ROUTEID"), Some(".C"));
         assert_eq!(cookie_param("ROUTEID=", "ROUTEID"), None);
         assert_eq!(cookie_param("ROUTEID=\"x.B\"", "ROUTEID"), Some("\"x.B\""));
+        // Non-ASCII names: stepping past a partial match must stay on char boundaries.
+        assert_eq!(cookie_param("éx=1; é=.B", "é"), Some(".B"));
+        assert_eq!(url_param("/éx/é=.B", None, "é", false), Some(".B"));
     }
 
     #[test]

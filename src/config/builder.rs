@@ -118,7 +118,7 @@ impl ModelBuilder {
 
 /// Parses a member URL (`http://host:port/path`) and normalises it as httpd does.
 pub fn parse_member_url(s: &str) -> Result<(MemberUrl, Option<String>), String> {
-    if s.len() >= 5 && s[..5].eq_ignore_ascii_case("unix:") {
+    if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("unix:")) {
         return Err(
             "unix: sockets are not supported (and have been a source of SSRF in httpd, CVE-2021-40438)"
                 .into(),
@@ -244,5 +244,7 @@ mod tests {
         assert!(parse_member_url("unix:/run/x.sock|http://h").is_err());
         assert!(parse_member_url("http://h:0").is_err());
         assert!(parse_member_url("http://u@h").is_err());
+        // Byte 5 inside a multi-byte character must not panic (found by the proptest).
+        assert!(parse_member_url("ab€cd://x").is_err());
     }
 }

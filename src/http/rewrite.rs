@@ -39,7 +39,11 @@ fn map_one(
     client_host: &str,
 ) -> Option<String> {
     let internal = r.internal.as_str();
-    if internal.len() > 11 && internal[..11].eq_ignore_ascii_case("balancer://") {
+    if internal.len() > 11
+        && internal
+            .get(..11)
+            .is_some_and(|p| p.eq_ignore_ascii_case("balancer://"))
+    {
         let rest = &internal[11..];
         let (name, part) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -52,7 +56,10 @@ fn map_one(
         })?;
         for m in &b.members {
             let url = &*m.name;
-            if value.len() >= url.len() && value[..url.len()].eq_ignore_ascii_case(url) {
+            if value
+                .get(..url.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(url))
+            {
                 let after = &value[url.len()..];
                 if let Some(tail) = after.strip_prefix(part) {
                     return Some(absolute(&r.public, tail, client_host));
@@ -72,7 +79,10 @@ fn map_one(
             .strip_prefix(internal)
             .map(|tail| absolute(&r.public, tail, client_host));
     }
-    if value.len() >= internal.len() && value[..internal.len()].eq_ignore_ascii_case(internal) {
+    if value
+        .get(..internal.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(internal))
+    {
         return Some(absolute(&r.public, &value[internal.len()..], client_host));
     }
     None
@@ -109,8 +119,8 @@ pub fn map_cookie(value: &str, rule_sets: &[&ReverseRules]) -> Option<String> {
                     .iter()
                     .flat_map(|r| r.cookie_domain.iter())
                     .find(|r| {
-                        v.len() >= r.internal.len()
-                            && v[..r.internal.len()].eq_ignore_ascii_case(&r.internal)
+                        v.get(..r.internal.len())
+                            .is_some_and(|p| p.eq_ignore_ascii_case(&r.internal))
                     })
                     .map(|r| format!("{k}={}", r.public))
             } else {
