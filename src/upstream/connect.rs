@@ -105,22 +105,7 @@ pub async fn acquire(
         }
         None => None,
     };
-    let timeout = p
-        .connection_timeout
-        .or(p.timeout)
-        .unwrap_or(default_timeout);
-    let sender = connect(m, timeout, tls).await?;
-    m.state
-        .pool
-        .opened
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(PooledConn {
-        sender,
-        reused: false,
-        poolable: !p.disable_reuse,
-        permit,
-        member: m.state.clone(),
-    })
+    open(m, default_timeout, tls, permit).await
 }
 
 /// A new connection, bypassing the pool (the retry after a reused connection failed).
@@ -128,6 +113,16 @@ pub async fn acquire_fresh(
     m: &MemberRt,
     default_timeout: Duration,
     tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<PooledConn, ConnectError> {
+    open(m, default_timeout, tls, None).await
+}
+
+/// Opens a new connection (within `connectiontimeout`) and wraps it for checkout.
+async fn open(
+    m: &MemberRt,
+    default_timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<PooledConn, ConnectError> {
     let p = &m.spec.params;
     let timeout = p
@@ -143,7 +138,7 @@ pub async fn acquire_fresh(
         sender,
         reused: false,
         poolable: !p.disable_reuse,
-        permit: None,
+        permit,
         member: m.state.clone(),
     })
 }
