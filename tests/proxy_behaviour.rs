@@ -439,3 +439,40 @@ async fn proxypassmatch_appends_the_uri() {
     assert_eq!(a.last().target, "/three/x/y");
     assert_eq!(get(p.addr, "/pm2/a/b.png", &[]).await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxattempts_zero_means_no_failover() {
+    let mut a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    a.stop();
+    let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://b>\nBalancerMember http://a:1\nBalancerMember http://b:1\nProxySet maxattempts=0\n</Proxy>\nProxyPass /t balancer://b/t\n";
+    let p = Proxy::start(conf, &[("a:1", a.addr), ("b:1", b.addr)]);
+    // The first pick is A (byrequests, config order): its connect failure is final.
+    assert_eq!(get(p.addr, "/t", &[]).await.status, 503);
+    assert_eq!(b.count(), 0);
+    // A is now in error: later requests go to B.
+    assert_eq!(get(p.addr, "/t", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancer_timeout_waits_for_a_member_to_come_back() {
+    let mut a = Backend::start("A").await;
+    a.stop();
+    let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://b>\nBalancerMember http://a:1 retry=1\nProxySet forcerecovery=Off timeout=4\n</Proxy>\nProxyPass /t balancer://b/t\n";
+    let p = Proxy::start(conf, &[("a:1", a.addr)]);
+    assert_eq!(
+        get(p.addr, "/t", &[]).await.status,
+        503,
+        "the connect failure puts A in error"
+    );
+    a.restart().await;
+    // No usable member now: the request waits (timeout=4) until A's retry (1 s) passes.
+    let t0 = std::time::Instant::now();
+    let g = get(p.addr, "/t", &[]).await;
+    assert_eq!(g.status, 200, "{}", p.log_text());
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+}

@@ -398,4 +398,82 @@ mod tests {
         assert_eq!(b.pick(None), Pick::NoMember);
         assert!(b.retry_after().is_some());
     }
+
+    #[test]
+    fn sticky_hits_move_the_byrequests_counters() {
+        let b = bal(vec![
+            member("http://a", "A", "", 1, 0),
+            member("http://b", "B", "", 1, 0),
+        ]);
+        for _ in 0..2 {
+            assert!(matches!(b.pick(Some("A")), Pick::Member { index: 0, .. }));
+        }
+        // A paid for both sticky hits, so the next balanced pick goes to B (a tie would
+        // have gone to A).
+        assert!(matches!(b.pick(None), Pick::Member { index: 1, .. }));
+    }
+
+    #[test]
+    fn bybusyness_and_bytraffic() {
+        let mut b = bal(vec![
+            member("http://a", "", "", 1, 0),
+            member("http://b", "", "", 1, 0),
+        ]);
+        b.params.lbmethod = crate::config::model::LbMethod::ByBusyness;
+        b.members[0].state.busy.store(3, Relaxed);
+        assert_eq!(picks(&b, 3), vec![1, 1, 1]);
+        b.members[0].state.busy.store(0, Relaxed);
+        b.members[1].state.busy.store(1, Relaxed);
+        assert_eq!(picks(&b, 2), vec![0, 0]);
+        let mut t = bal(vec![
+            member("http://a", "", "", 1, 0),
+            member("http://b", "", "", 2, 0),
+        ]);
+        t.params.lbmethod = crate::config::model::LbMethod::ByTraffic;
+        t.members[0].state.read.store(1000, Relaxed);
+        t.members[1].state.read.store(1500, Relaxed);
+        // b: 1500/2 = 750 < a: 1000/1.
+        assert_eq!(picks(&t, 1), vec![1]);
+        t.members[1].state.transferred.store(1000, Relaxed);
+        assert_eq!(picks(&t, 1), vec![0]);
+    }
+
+    #[test]
+    fn disabled_draining_and_ignore_errors() {
+        // A D member's route is balanced elsewhere with ROUTE_CHANGED.
+        let b = bal(vec![
+            member("http://a", "A", "D", 1, 0),
+            member("http://b", "B", "", 1, 0),
+        ]);
+        assert!(matches!(
+            b.pick(Some("A")),
+            Pick::Member {
+                index: 1,
+                route_changed: false,
+                sticky_hit: false
+            }
+        ));
+        assert_eq!(picks(&b, 3), vec![1, 1, 1]);
+        // N: no new sessions, but its sticky route still reaches it.
+        let b = bal(vec![
+            member("http://a", "A", "N", 1, 0),
+            member("http://b", "B", "", 1, 0),
+        ]);
+        assert_eq!(picks(&b, 3), vec![1, 1, 1]);
+        assert!(matches!(
+            b.pick(Some("A")),
+            Pick::Member {
+                index: 0,
+                sticky_hit: true,
+                ..
+            }
+        ));
+        // I: errors never take it out.
+        let b = bal(vec![
+            member("http://a", "A", "I", 1, 0),
+            member("http://b", "B", "", 1, 0),
+        ]);
+        b.members[0].mark_error("x");
+        assert!(b.members[0].usable());
+    }
 }
