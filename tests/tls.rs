@@ -509,3 +509,26 @@ async fn toml_dialect_verifies_member_certificates_by_default() {
     );
     assert_eq!(m.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_tls_sessions_resume() {
+    let pki = Pki::new("CA");
+    let (cert, key) = pki.issue("m", &["m"], false);
+    let m = Backend::start_tls("m", acceptor(&cert, &key, None)).await;
+    let conf = format!(
+        "Listen 127.0.0.1:{{PORT}}\nSSLProxyEngine on\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass /x https://m:443/x disablereuse=On\n",
+        p(&pki.ca)
+    );
+    let px = Proxy::start(&conf, &[("m:443", m.addr)]);
+    for _ in 0..4 {
+        assert_eq!(get(px.addr, "/x", &[]).await.status, 200);
+    }
+    let kinds = m.handshakes.lock().unwrap().clone();
+    assert_eq!(
+        kinds.len(),
+        4,
+        "one TLS connection per request with disablereuse"
+    );
+    assert_eq!(kinds[0], "Some(Full)");
+    assert!(kinds[1..].iter().all(|k| k == "Some(Resumed)"), "{kinds:?}");
+}

@@ -224,6 +224,8 @@ pub struct Backend {
     pub in_flight: Arc<AtomicUsize>,
     conn_tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// For TLS backends: "Full" or "Resumed", one per accepted handshake.
+    pub handshakes: Arc<Mutex<Vec<String>>>,
     task: Option<tokio::task::JoinHandle<()>>,
     rt: tokio::runtime::Handle,
 }
@@ -302,6 +304,7 @@ impl Backend {
             in_flight: Arc::default(),
             conn_tasks: Arc::default(),
             tls,
+            handshakes: Arc::default(),
             task: None,
             rt: tokio::runtime::Handle::current(),
         };
@@ -315,6 +318,7 @@ impl Backend {
             self.conn_tasks.clone(),
             self.tls.clone(),
         );
+        let handshakes = self.handshakes.clone();
         let (name, seen, reply, headers, conns, drop_after_first, alive) = (
             self.name.clone(),
             self.seen.clone(),
@@ -340,6 +344,7 @@ impl Backend {
                 );
                 let in_flight = in_flight.clone();
                 let tls = tls.clone();
+                let handshakes = handshakes.clone();
                 let h = tokio::spawn(async move {
                     let served = Arc::new(AtomicUsize::new(0));
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -373,6 +378,8 @@ impl Backend {
                         }
                         Some(acc) => {
                             if let Ok(ts) = acc.accept(s).await {
+                                let kind = format!("{:?}", ts.get_ref().1.handshake_kind());
+                                handshakes.lock().unwrap().push(kind);
                                 let _ = b
                                     .serve_connection(TokioIo::new(ts), svc)
                                     .with_upgrades()
