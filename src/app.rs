@@ -504,18 +504,25 @@ pub fn signal_reload(path: &Path, opts: &LoadOptions) -> i32 {
             return 1;
         }
     };
-    match std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(pid.to_string())
-        .status()
-    {
-        Ok(s) if s.success() => {
+    match send_signal(pid, libc::SIGHUP) {
+        Ok(()) => {
             println!("sent SIGHUP to balancerd (pid {pid})");
             0
         }
-        _ => {
-            eprintln!("balancerd reload: could not signal pid {pid}");
+        Err(e) => {
+            eprintln!("balancerd reload: could not signal pid {pid}: {e}");
             1
         }
+    }
+}
+
+/// Sends `sig` to `pid` (no dependency on a `kill` binary being installed).
+pub fn send_signal(pid: u32, sig: i32) -> std::io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| std::io::Error::other("pid out of range"))?;
+    // SAFETY: kill(2) has no memory-safety preconditions; it only reads its two integers.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn hup(p: &Proxy) {
-    let _ = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(p.pid().to_string())
-        .status();
+    let _ = balancerd::app::send_signal(p.pid(), libc::SIGHUP);
 }
 
 const MAIN: &str = "Listen 127.0.0.1:{PORT}\nServerName lb.example\nProxyPass /server-status !\n<Location /server-status>\nSetHandler server-status\nRequire local\n</Location>\nIncludeOptional conf.d/*.conf\n";
@@ -259,10 +256,7 @@ async fn sigterm_lets_a_100_mb_download_finish_and_exits_zero() {
             n += d.len() as u64;
         }
         if !signalled && n > 10 * 1024 * 1024 {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(p.pid().to_string())
-                .status();
+            let _ = balancerd::app::send_signal(p.pid(), libc::SIGTERM);
             signalled = true;
             tokio::time::sleep(Duration::from_millis(200)).await;
             // New connections are no longer accepted.

@@ -383,10 +383,7 @@ async fn certificates_swap_on_reload_without_failing_a_handshake() {
 }
 
 fn unsafe_kill_hup(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(pid.to_string())
-        .status();
+    let _ = balancerd::app::send_signal(pid, libc::SIGHUP);
 }
 
 #[test]
