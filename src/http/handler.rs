@@ -530,20 +530,11 @@ async fn forward(
                 );
             }
             Err(e) => {
-                m.mark_error(&e.to_string());
                 drop(busy);
-                if !m.usable() && attempts < b.max_attempts {
-                    attempts += 1;
-                    STATS.failovers.fetch_add(1, Relaxed);
+                if connect_failed(m, b, &mut attempts, &e) {
                     continue;
                 }
-                return own_error(
-                    &cx,
-                    Some(&vars),
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The server is temporarily unable to service your request (no member could be reached).",
-                    true,
-                );
+                return no_member_reached(&cx, &vars);
             }
         };
 
@@ -589,22 +580,13 @@ async fn forward(
                         r2.map(|resp| (resp, c2))
                     }
                     Err(e) => {
-                        m.mark_error(&e.to_string());
                         drop(busy);
                         // The body was never read: the next member gets it whole.
                         up_body = Some(recovered);
-                        if !m.usable() && attempts < b.max_attempts {
-                            attempts += 1;
-                            STATS.failovers.fetch_add(1, Relaxed);
+                        if connect_failed(m, b, &mut attempts, &e) {
                             continue;
                         }
-                        return own_error(
-                            &cx,
-                            Some(&vars),
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "The server is temporarily unable to service your request.",
-                            true,
-                        );
+                        return no_member_reached(&cx, &vars);
                     }
                 }
             }
@@ -651,6 +633,30 @@ async fn forward(
             }
         };
     }
+}
+
+/// A connect failure (httpd's 503 case): the member goes into error, and the request moves
+/// to the next pick while the member is unusable and `maxattempts` allows. Returns true to
+/// fail over.
+fn connect_failed(m: &MemberRt, b: &BalancerRt, attempts: &mut u32, e: &ConnectError) -> bool {
+    m.mark_error(&e.to_string());
+    if !m.usable() && *attempts < b.max_attempts {
+        *attempts += 1;
+        STATS.failovers.fetch_add(1, Relaxed);
+        return true;
+    }
+    false
+}
+
+/// The 503 when no member could be reached.
+fn no_member_reached(cx: &Ctx<'_>, vars: &BalancerVars) -> Response<DownBody> {
+    own_error(
+        cx,
+        Some(vars),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The server is temporarily unable to service your request (no member could be reached).",
+        true,
+    )
 }
 
 /// The balancer `timeout`: wait (in 100 steps) for a member to become usable.

@@ -88,6 +88,26 @@ impl Drop for ConnCount {
     }
 }
 
+/// Drives a connection; when shutdown is signalled, asks it to finish gracefully (the
+/// in-flight request completes, an idle connection closes) and drives it to the end.
+async fn until_shutdown<C, T>(
+    conn: C,
+    shutdown: &mut Shutdown,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) -> T
+where
+    C: std::future::Future<Output = T>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => {
+            graceful(conn.as_mut());
+            conn.await
+        }
+    }
+}
+
 /// The stop signal every connection watches.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 
@@ -127,14 +147,7 @@ where
         }
     });
     let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
-    tokio::pin!(conn);
-    let r = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
+    let r = until_shutdown(conn, &mut shutdown, |c| c.graceful_shutdown()).await;
     if let Err(e) = r {
         tracing::debug!(client = %peer, "connection ended: {e}");
     }
@@ -160,14 +173,7 @@ where
         }
     });
     let conn = b.serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    let r = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
+    let r = until_shutdown(conn, &mut shutdown, |c| c.graceful_shutdown()).await;
     if let Err(e) = r {
         tracing::debug!(client = %peer, "h2 connection ended: {e}");
     }
