@@ -341,8 +341,41 @@ impl Drop for PidFile {
     }
 }
 
+/// The signals the server handles, registered before anything listens: a SIGHUP that
+/// arrives early must reload, not kill the process (SIGHUP's default action).
+struct Signals(
+    #[cfg(unix)]
+    Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+    #[cfg(not(unix))] Option<()>,
+);
+
+impl Signals {
+    #[cfg(unix)]
+    fn register() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(h), Ok(t), Ok(i)) => Signals(Some((h, t, i))),
+            _ => Signals(None),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn register() -> Signals {
+        Signals(None)
+    }
+}
+
 /// Serves `config` until a stop signal.
 pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> i32 {
+    let signals = Signals::register();
     let (sources, dirs) = (config.sources.clone(), config.watch_dirs.clone());
     let snap = match Snapshot::build(config, None) {
         Ok(s) => s,
@@ -379,7 +412,7 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
     let hc = tokio::spawn(crate::upstream::health::run(shared.clone()));
     let (mut parents, mut wdirs) = watch_set(&sources, &dirs);
     let mut watcher = start_watcher(&parents, &wdirs);
-    wait_loop(&mut app, &mut watcher, &mut parents, &mut wdirs).await;
+    wait_loop(&mut app, &mut watcher, &mut parents, &mut wdirs, signals).await;
     // Draining.
     hc.abort();
     let _ = stop_tx.send(true);
@@ -414,13 +447,9 @@ async fn wait_loop(
     )>,
     parents: &mut BTreeSet<PathBuf>,
     wdirs: &mut BTreeSet<PathBuf>,
+    signals: Signals,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let Signals(Some((mut hup, mut term, mut int))) = signals else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
@@ -474,6 +503,7 @@ async fn wait_loop(
     )>,
     _p: &mut BTreeSet<PathBuf>,
     _d: &mut BTreeSet<PathBuf>,
+    _s: Signals,
 ) {
     let _ = tokio::signal::ctrl_c().await;
 }
