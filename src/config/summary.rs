@@ -120,6 +120,16 @@ fn member_line(m: &Member) -> String {
     s
 }
 
+fn route_line(out: &mut String, c: &Config, n: usize, r: &Route) {
+    let _ = writeln!(
+        out,
+        "  {n}. {} -> {}  {}",
+        r.matcher.as_str(),
+        route_target(c, r),
+        r.origin
+    );
+}
+
 /// The text summary.
 pub fn text(c: &Config) -> String {
     let mut out = String::new();
@@ -161,13 +171,7 @@ pub fn text(c: &Config) -> String {
     let mut n = 0;
     for r in &c.main.routes {
         n += 1;
-        let _ = writeln!(
-            out,
-            "  {n}. {} -> {}  {}",
-            r.matcher.as_str(),
-            route_target(c, r),
-            r.origin
-        );
+        route_line(&mut out, c, n, r);
     }
     for v in &c.vhosts {
         let _ = writeln!(
@@ -178,13 +182,7 @@ pub fn text(c: &Config) -> String {
         );
         for r in &v.rules.routes {
             n += 1;
-            let _ = writeln!(
-                out,
-                "  {n}. {} -> {}  {}",
-                r.matcher.as_str(),
-                route_target(c, r),
-                r.origin
-            );
+            route_line(&mut out, c, n, r);
         }
     }
     let locs: Vec<&LocationSection> = c
