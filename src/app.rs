@@ -63,6 +63,11 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The tokio runtime: `threads` workers, else one per core.
 pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads == Some(1) {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
     let mut b = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = threads.filter(|n| *n > 0) {
         b.worker_threads(n);

@@ -77,6 +77,8 @@ pub struct MemberRt {
     pub route: Arc<str>,
     /// Live state.
     pub state: Arc<MemberState>,
+    /// The `Host` header sent to the member (built once, not per request).
+    pub host_header: Option<http::HeaderValue>,
 }
 
 impl MemberRt {
@@ -90,6 +92,7 @@ impl MemberRt {
             Arc::new(s)
         });
         MemberRt {
+            host_header: http::HeaderValue::from_str(&spec.url.host_header()).ok(),
             name: Arc::from(spec.url.to_string()),
             route: Arc::from(spec.params.route.as_str()),
             spec,

@@ -34,7 +34,7 @@ pub fn url_param<'a>(
             break;
         }
         let mut from = 0;
-        while let Some(pos) = part[from..].find(name) {
+        while let Some(pos) = find_sub(&part[from..], name) {
             let after = from + pos + name.len();
             if part.as_bytes().get(after) == Some(&b'=') {
                 // apr_strtok: skip leading delimiters, take up to the next one. In httpd's
@@ -56,6 +56,12 @@ pub fn url_param<'a>(
         }
     }
     None
+}
+
+/// Substring search without building a two-way searcher per call (the haystacks are short).
+/// A match of a UTF-8 needle in UTF-8 text always starts on a char boundary.
+fn find_sub(haystack: &str, needle: &str) -> Option<usize> {
+    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes())
 }
 
 fn token<'a>(s: &'a str, delims: &[u8]) -> Option<&'a str> {
@@ -90,7 +96,7 @@ pub fn cookie_param<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
     }
     let b = cookie_header.as_bytes();
     let mut from = 0;
-    while let Some(pos) = cookie_header[from..].find(name) {
+    while let Some(pos) = find_sub(&cookie_header[from..], name) {
         let start = from + pos;
         from = start + name.chars().next().map_or(1, char::len_utf8);
         let ok_start =

@@ -41,6 +41,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The client's IP as text (X-Forwarded-For).
     pub peer_ip: String,
+    /// The same, ready to send (built once per connection).
+    pub peer_ip_value: HeaderValue,
     /// Requests served on this connection (for `MaxKeepAliveRequests`).
     pub requests: AtomicU32,
     /// Framing verdicts from the byte-level tracker, one per request.
@@ -50,9 +52,12 @@ pub struct ConnInfo {
 impl ConnInfo {
     /// Info for a new connection.
     pub fn new(peer: SocketAddr, framing: Arc<crate::net::framing::Verdicts>) -> Self {
+        let peer_ip = peer.ip().to_string();
         ConnInfo {
             peer,
-            peer_ip: peer.ip().to_string(),
+            peer_ip_value: HeaderValue::from_str(&peer_ip)
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            peer_ip,
             requests: AtomicU32::new(0),
             framing,
         }
@@ -703,7 +708,8 @@ fn build_request(
         target.push('?');
         target.push_str(q);
     }
-    let Ok(uri) = target.parse::<Uri>() else {
+    // Exact capacity: the bytes move into the Uri without a copy.
+    let Ok(uri) = Uri::from_maybe_shared(bytes::Bytes::from(target)) else {
         return Err(error_page(
             StatusCode::BAD_REQUEST,
             "The request cannot be forwarded.",
@@ -716,21 +722,20 @@ fn build_request(
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     let client_host: Option<&HeaderValue> =
         parts.headers.get(header::HOST).or(authority_hv.as_ref());
-    let host_hdr;
-    let host: &str = if cx.snap.server.preserve_host {
-        client_host.and_then(|v| v.to_str().ok()).unwrap_or("")
+    static NO_HOST: HeaderValue = HeaderValue::from_static("");
+    let host = if cx.snap.server.preserve_host {
+        client_host.or(Some(&NO_HOST))
     } else {
-        host_hdr = url.host_header();
-        &host_hdr
+        m.host_header.as_ref()
     };
     let mut headers = upstream_headers(
         &parts.headers,
         &UpstreamHead {
             host,
             add_forwarded: cx.snap.server.add_headers,
-            client_ip: &cx.conn.peer_ip,
+            client_ip: &cx.conn.peer_ip_value,
             client_host,
-            server_name: &cx.snap.server_name,
+            server_name: &cx.snap.server_name_value,
             close: m.spec.params.disable_reuse,
             upgrade: if wants_upgrade {
                 parts.headers.get(header::UPGRADE)

@@ -226,7 +226,7 @@ impl Tracker {
                 }
                 State::Head => {
                     // Find the end of the current line in this chunk of data.
-                    match data.iter().position(|&c| c == b'\n') {
+                    match memchr::memchr(b'\n', data) {
                         None => {
                             self.append_line(data);
                             data = &[];
@@ -242,18 +242,18 @@ impl Tracker {
         }
     }
 
+    /// Keeps the first 64 bytes of a line (enough to recognise a framing header); a line of
+    /// nothing but CRs counts as empty.
     fn append_line(&mut self, part: &[u8]) {
-        for &c in part {
-            if c == b'\r' {
-                continue;
-            }
+        if self.line_empty && part.iter().any(|&c| c != b'\r') {
             self.line_empty = false;
-            if self.line_len < self.line.len() {
-                self.line[self.line_len] = c;
-                self.line_len += 1;
-            } else {
-                self.line_overflow = true;
-            }
+        }
+        let room = self.line.len() - self.line_len;
+        let n = room.min(part.len());
+        self.line[self.line_len..self.line_len + n].copy_from_slice(&part[..n]);
+        self.line_len += n;
+        if part.len() > n {
+            self.line_overflow = true;
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub server: ServerSettings,
     /// `X-Forwarded-Server` value.
     pub server_name: Arc<str>,
+    /// The same, ready to send.
+    pub server_name_value: http::HeaderValue,
     /// Balancers, indexed as the routes refer to them.
     pub balancers: Vec<BalancerRt>,
     /// The main server.
@@ -255,6 +257,8 @@ impl Snapshot {
             front_tls,
             upstream_tls,
             server,
+            server_name_value: http::HeaderValue::from_str(&server_name)
+                .unwrap_or(http::HeaderValue::from_static("localhost")),
             server_name,
             balancers,
             main: HostRt {
