@@ -84,7 +84,18 @@ fn bench(c: &mut Criterion) {
         "/t500/recordings/2026/11/a.mp3",
         "/nowhere/x",
     ] {
-        g.bench_with_input(BenchmarkId::new("find", path), path, |b, p| {
+        // What the request path does: the index by first segment.
+        g.bench_with_input(BenchmarkId::new("indexed", path), path, |b, p| {
+            b.iter(|| {
+                let norm = route::normalize(black_box(p)).expect("path");
+                matches!(
+                    snap.main.route_index.find(routes, &norm),
+                    Some(Matched::Balancer { .. })
+                )
+            })
+        });
+        // httpd's linear scan, for comparison.
+        g.bench_with_input(BenchmarkId::new("linear", path), path, |b, p| {
             b.iter(|| {
                 let norm = route::normalize(black_box(p)).expect("path");
                 matches!(route::find(routes, &norm), Some(Matched::Balancer { .. }))

@@ -9,6 +9,7 @@
 
 use crate::config::model::{RouteMatch, RouteTarget};
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// Why a request path is refused before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,33 +186,91 @@ pub trait RouteLike {
 }
 
 /// First match in order. Regex routes report `rest` as the whole URI (their target is
-/// built by `map_regex`).
+/// built by `map_regex`). A linear scan, as httpd does; the request path uses
+/// [`RouteIndex::find`], which gives the same answer.
 pub fn find<'a, R: RouteLike>(routes: &'a [R], uri: &'a str) -> Option<Matched<'a>> {
-    for (i, r) in routes.iter().enumerate() {
-        let rest = match r.matcher() {
-            RouteMatch::Prefix(p) => match prefix_match(p, uri) {
-                Some(n) => &uri[n..],
-                None => continue,
-            },
-            RouteMatch::Regex(re) => {
-                if re.is_match(uri) {
-                    uri
-                } else {
-                    continue;
-                }
+    routes
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| try_route(r, i, uri))
+}
+
+fn try_route<'a, R: RouteLike>(r: &'a R, i: usize, uri: &'a str) -> Option<Matched<'a>> {
+    let rest = match r.matcher() {
+        RouteMatch::Prefix(p) => &uri[prefix_match(p, uri)?..],
+        RouteMatch::Regex(re) => {
+            if !re.is_match(uri) {
+                return None;
             }
-        };
-        return Some(match r.target() {
-            RouteTarget::Exclude => Matched::Excluded,
-            RouteTarget::Balancer { balancer, path } => Matched::Balancer {
-                route: i,
-                balancer: *balancer,
-                target_path: path,
-                rest,
-            },
-        });
+            uri
+        }
+    };
+    Some(match r.target() {
+        RouteTarget::Exclude => Matched::Excluded,
+        RouteTarget::Balancer { balancer, path } => Matched::Balancer {
+            route: i,
+            balancer: *balancer,
+            target_path: path,
+            rest,
+        },
+    })
+}
+
+/// The first path segment, ignoring leading slashes (`//t1/api` → `t1`).
+fn first_segment(s: &str) -> &str {
+    let t = s.trim_start_matches('/');
+    &t[..t.find('/').unwrap_or(t.len())]
+}
+
+/// Routes grouped by the first path segment their pattern pins down, so that a lookup tests
+/// only routes that can match, still in config order. A prefix pattern with a non-empty first
+/// segment matches only paths with exactly that first segment (`prefix_match` compares bytes
+/// and ends at a segment boundary); regex patterns and `/` can match anything and are tested
+/// for every path. With 500 tenants (3,500 routes) the linear scan costs ~28 µs for the last
+/// tenant (`cargo bench --bench hot_path`); this is one hash lookup and a few tests.
+#[derive(Debug, Default)]
+pub struct RouteIndex {
+    by_segment: HashMap<Box<str>, Vec<usize>>,
+    anywhere: Vec<usize>,
+}
+
+impl RouteIndex {
+    /// Indexes `routes` (kept in their order).
+    pub fn build<R: RouteLike>(routes: &[R]) -> Self {
+        let mut ix = RouteIndex::default();
+        for (i, r) in routes.iter().enumerate() {
+            match r.matcher() {
+                RouteMatch::Prefix(p) if !first_segment(p).is_empty() => ix
+                    .by_segment
+                    .entry(first_segment(p).into())
+                    .or_default()
+                    .push(i),
+                _ => ix.anywhere.push(i),
+            }
+        }
+        ix
     }
-    None
+
+    /// The same answer as [`find`]: the first matching route in config order.
+    pub fn find<'a, R: RouteLike>(&self, routes: &'a [R], uri: &'a str) -> Option<Matched<'a>> {
+        let keyed: &[usize] = self
+            .by_segment
+            .get(first_segment(uri))
+            .map_or(&[], Vec::as_slice);
+        let (mut a, mut b) = (keyed.iter().peekable(), self.anywhere.iter().peekable());
+        loop {
+            let i = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x < y => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => return None,
+            };
+            let i = *i?;
+            if let Some(m) = try_route(routes.get(i)?, i, uri) {
+                return Some(m);
+            }
+        }
+    }
 }
 
 /// `ProxyPassMatch` target: `$N` substituted from the regex captures; when nothing was
@@ -313,6 +372,80 @@ mod tests {
         assert_eq!(prefix_match("/t1/api/", "/t1/api"), None);
         assert_eq!(prefix_match("/t1/api/", "/t1/api/x"), Some(8));
         assert_eq!(prefix_match("/", "/anything"), Some(1));
+    }
+
+    struct R(RouteMatch, RouteTarget);
+    impl RouteLike for R {
+        fn matcher(&self) -> &RouteMatch {
+            &self.0
+        }
+        fn target(&self) -> &RouteTarget {
+            &self.1
+        }
+    }
+
+    fn key(m: Option<Matched<'_>>) -> Option<(usize, String)> {
+        match m? {
+            Matched::Excluded => Some((usize::MAX, String::new())),
+            Matched::Balancer { route, rest, .. } => Some((route, rest.to_string())),
+        }
+    }
+
+    #[test]
+    fn index_gives_the_linear_scan_answer() {
+        let bal = |b| RouteTarget::Balancer {
+            balancer: b,
+            path: "/x".into(),
+        };
+        let pre = |p: &str| RouteMatch::Prefix(p.into());
+        // Shadowing, exclusions, regex and "/" interleaved with keyed prefixes: order decides.
+        let routes = vec![
+            R(pre("/t1/api/admin"), RouteTarget::Exclude),
+            R(pre("/t1/api"), bal(0)),
+            R(
+                RouteMatch::Regex(regex::Regex::new(r"^/t2/(.*)\.mp3$").unwrap()),
+                bal(1),
+            ),
+            R(pre("/t2"), bal(2)),
+            R(pre("//t3//rcs/"), bal(3)),
+            R(pre("/t1"), bal(4)),
+            R(pre("/"), bal(5)),
+            R(pre("/t4/api"), bal(6)),
+            R(pre("/é/api"), bal(7)),
+        ];
+        let ix = RouteIndex::build(&routes);
+        for uri in [
+            "/t1/api/admin/x",
+            "/t1/api/v2/me",
+            "/t1/apix",
+            "/t1",
+            "/t1/",
+            "/t10/api",
+            "/t2/a/b.mp3",
+            "/t2/a/b.wav",
+            "/t2",
+            "/t3/rcs/x",
+            "/t3//rcs/",
+            "/t3/rcs",
+            "/t4/api",
+            "/t4/apiz",
+            "//t1//api/x",
+            "/",
+            "/nowhere",
+            "/é/api/x",
+            "/t1;x/api",
+        ] {
+            assert_eq!(key(ix.find(&routes, uri)), key(find(&routes, uri)), "{uri}");
+        }
+        // Without the catch-all "/", misses stay misses.
+        let routes: Vec<R> = routes
+            .into_iter()
+            .filter(|r| !matches!(&r.0, RouteMatch::Prefix(p) if p == "/"))
+            .collect();
+        let ix = RouteIndex::build(&routes);
+        for uri in ["/nowhere", "/t1x/api", "/t4/apiz", "/"] {
+            assert_eq!(key(ix.find(&routes, uri)), key(find(&routes, uri)), "{uri}");
+        }
     }
 
     #[test]

@@ -218,7 +218,7 @@ async fn handle_inner(
             ));
         }
     };
-    let matched = route::find(&host.routes, &uri);
+    let matched = host.route_index.find(&host.routes, &uri);
     let Some(Matched::Balancer {
         route: ri,
         balancer: bi,
@@ -767,7 +767,7 @@ fn map_destination(cx: &Ctx<'_>, dest: &str, m: &MemberRt) -> Option<String> {
     let u: Uri = dest.parse().ok()?;
     let path = u.path();
     let norm = route::normalize(path).ok()?;
-    match route::find(&cx.host.routes, &norm)? {
+    match cx.host.route_index.find(&cx.host.routes, &norm)? {
         Matched::Balancer {
             balancer,
             target_path,

@@ -21,6 +21,8 @@ use std::sync::Arc;
 pub struct HostRt {
     /// Routes in match order (for a vhost: the main server's first).
     pub routes: Vec<Route>,
+    /// The same routes by first path segment (what the request path looks up).
+    pub route_index: crate::route::RouteIndex,
     /// `Header` rules (main server's, then the vhost's).
     pub response_headers: Vec<HeaderRule>,
     /// `RequestHeader` rules.
@@ -234,6 +236,7 @@ impl Snapshot {
                 VHostRt {
                     names,
                     host: HostRt {
+                        route_index: crate::route::RouteIndex::build(&routes),
                         routes,
                         response_headers,
                         request_headers,
@@ -262,6 +265,7 @@ impl Snapshot {
             server_name,
             balancers,
             main: HostRt {
+                route_index: crate::route::RouteIndex::build(&main.routes),
                 routes: main.routes,
                 response_headers: main.response_headers,
                 request_headers: main.request_headers,
