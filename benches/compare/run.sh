@@ -1,104 +1,96 @@
 #!/usr/bin/env bash
-# Side-by-side load comparison: nginx, HAProxy, httpd and balancerd in front of the same
-# loopback backends (a small nginx), same load, one run. Prints requests/s, proxy CPU time
-# per request, and p50/p99 latency; writes the table to benches/compare/results.md.
+# Side-by-side load comparison: balancerd, HAProxy, nginx and httpd in front of the same
+# loopback backends, plus the backend directly (the ceiling), in one run, on one machine.
 #
-#   benches/compare/run.sh [SECONDS] [CONNECTIONS]
+#   benches/compare/run.sh [ROUNDS] [WORKLOADS]
 #
-# Fairness: every proxy runs one worker/thread, keep-alive to the backends, logging off.
-# The machine is shared and noisy: compare ratios taken in the same run.
+#   ROUNDS     rounds of every workload (default 3); tables show medians
+#   WORKLOADS  comma list (default all): small,rate,longpoll,idle,bulk,h2
+#
+# Environment: DUR (seconds per closed-loop run, 10), LP_CONNS (8000), LP_SECS (40), HOLD (30),
+# API_RATE (200), BULK_CONNS (20), BULK_BYTES (104857600), RATE (fixed constant rate; default
+# 50% of the slowest proxy's small-GET maximum measured in round 1).
+#
+# Fairness: one worker process/thread per proxy (nginx worker_processes 1, HAProxy nbthread 1,
+# httpd one child, balancerd --threads 1), keep-alive to the backends, logging off, bodies
+# streamed (nginx proxy_buffering/proxy_request_buffering off). Configs derive from
+# ../shared/bench-peers/. The machine is shared and noisy: compare ratios from the same run.
+# Output: one table per workload with ratios, in benches/compare/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-DUR=${1:-10}
-CONNS=${2:-64}
-PEERS=../shared/bench-peers
+ROUNDS=${1:-3}
+WORKLOADS=${2:-small,rate,longpoll,idle,bulk,h2}
+DUR=${DUR:-10}
+LP_CONNS=${LP_CONNS:-8000}
+LP_SECS=${LP_SECS:-40}
+API_RATE=${API_RATE:-200}
+BULK_CONNS=${BULK_CONNS:-20}
+BULK_BYTES=${BULK_BYTES:-104857600}
 OUT=benches/compare/results.md
 WORK=$(mktemp -d /tmp/balancerd-bench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; for p in $WORK/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; sleep 0.5' EXIT
+RES=$WORK/results.txt
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  sleep 0.5
+}
+trap cleanup EXIT
+want() { [[ ",$WORKLOADS," == *",$1,"* ]]; }
 
 need=()
-for c in nginx haproxy apache2 wrk; do command -v $c >/dev/null 2>&1 || need+=($c); done
+for c in nginx haproxy apache2 wrk h2load; do command -v $c >/dev/null 2>&1 || need+=($c); done
 if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]}"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy apache2 wrk >/dev/null
+  echo "installing peers and load tools"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy apache2 wrk nghttp2-client >/dev/null
 fi
-cargo build --release -q
+cargo build --release -q --bin balancerd --example loadgen
 BAL=target/release/balancerd
-
-# Backends.
-head -c 1048576 /dev/urandom > /tmp/bench-big.bin
-sed "s#/tmp/bench-backend-nginx.pid#$WORK/backend.pid#" $PEERS/backend-nginx.conf > $WORK/backend.conf
-nginx -c $WORK/backend.conf -p $WORK -g 'daemon on;'
-
-# Proxies.
-sed "s#/tmp/bench-proxy-nginx.pid#$WORK/nginx.pid#; s#/tmp/bench-proxy-nginx.err#$WORK/nginx.err#" $PEERS/proxy-nginx.conf > $WORK/nginx.conf
-nginx -c $WORK/nginx.conf -p $WORK -g 'daemon on;'
-sed "s/nbthread 1/nbthread 1\n  pidfile $(echo $WORK | sed 's#/#\\/#g')\/haproxy.pid/" $PEERS/proxy-haproxy.cfg > $WORK/haproxy.cfg
-haproxy -f $WORK/haproxy.cfg -D -p $WORK/haproxy.pid
-sed "s#/tmp/bench-proxy-httpd.pid#$WORK/httpd.pid#; s#/tmp/bench-proxy-httpd.err#$WORK/httpd.err#; s#^User .*##; s#^Group .*##" $PEERS/proxy-httpd.conf > $WORK/httpd.conf
-APACHE_RUN_DIR=$WORK apache2 -f $WORK/httpd.conf -k start
-cat > $WORK/balancerd.conf <<CONF
-Listen 127.0.0.1:8204
-KeepAliveTimeout 60
-MaxKeepAliveRequests 0
-<Proxy balancer://t1rws>
-BalancerMember http://127.0.0.1:9101 route=T1RWS1
-BalancerMember http://127.0.0.1:9102 route=T1RWS2
-Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/t1" env=BALANCER_ROUTE_CHANGED
-ProxySet stickysession=ROUTEID
-</Proxy>
-ProxyPass /t1/api balancer://t1rws/api
-CONF
-RUST_LOG=warn $BAL --threads 1 --config $WORK/balancerd.conf 2>$WORK/balancerd.err &
-echo $! > $WORK/balancerd.pid
-sleep 1
-
-pid_of() { # name -> pid of the process doing the proxying
-  case $1 in
-    nginx) pgrep -P "$(cat $WORK/nginx.pid)" | head -1 ;;
-    haproxy) cat $WORK/haproxy.pid ;;
-    httpd) pgrep -P "$(cat $WORK/httpd.pid)" | head -1 ;;
-    balancerd) cat $WORK/balancerd.pid ;;
-    direct) echo "" ;;
-  esac
-}
-cpu_ticks() { [ -z "$1" ] && { echo 0; return; }; awk '{print $14+$15}' /proc/$1/stat; }
-HZ=$(getconf CLK_TCK)
-
-declare -A URL=([direct]=http://127.0.0.1:9101/api/x [nginx]=http://127.0.0.1:8201/t1/api/x [haproxy]=http://127.0.0.1:8202/t1/api/x [httpd]=http://127.0.0.1:8203/t1/api/x [balancerd]=http://127.0.0.1:8204/t1/api/x)
-printf "| target | req/s | proxy CPU µs/req | p50 | p99 |\n|---|---|---|---|---|\n" > $WORK/table
-for t in direct nginx haproxy httpd balancerd; do
-  curl -sf -o /dev/null "${URL[$t]}" -H 'Cookie: ROUTEID=.T1RWS1' || { echo "$t not answering"; continue; }
-  pid=$(pid_of $t)
-  c0=$(cpu_ticks "$pid")
-  wrk -t1 -c$CONNS -d${DUR}s --latency -H 'Cookie: ROUTEID=.T1RWS1' "${URL[$t]}" > $WORK/$t.wrk
-  c1=$(cpu_ticks "$pid")
-  rps=$(awk '/Requests\/sec/ {print $2}' $WORK/$t.wrk)
-  total=$(awk '/requests in/ {print $1}' $WORK/$t.wrk)
-  p50=$(awk '$1=="50%" {print $2}' $WORK/$t.wrk)
-  p99=$(awk '$1=="99%" {print $2}' $WORK/$t.wrk)
-  if [ "$t" = direct ]; then cpu="-"; else cpu=$(awk -v a=$c0 -v b=$c1 -v n=$total -v hz=$HZ 'BEGIN{printf "%.1f", (b-a)/hz*1e6/n}'); fi
-  printf "| %s | %s | %s | %s | %s |\n" $t $rps $cpu $p50 $p99 >> $WORK/table
-  echo "$t: $rps req/s, $cpu µs CPU/req, p50 $p50, p99 $p99"
-done
-# ---- TLS on the front: keep-alive requests/s and full handshakes/s (Connection: close).
+LG=target/release/examples/loadgen
 $BAL gen-certs $WORK/certs >/dev/null
 cat $WORK/certs/localhost.pem $WORK/certs/localhost.key > $WORK/certs/combined.pem
-cat > $WORK/nginx-tls.conf <<CONF
+CERT=$WORK/certs/localhost.pem KEY=$WORK/certs/localhost.key CA=$WORK/certs/ca.pem
+
+# ---- Backends: nginx for small answers (as in bench-peers), loadgen for held long-polls,
+# large bodies and PUT sinks.
+sed "s#/tmp/bench-backend-nginx.pid#$WORK/backend.pid#; s#/tmp/bench-backend-nginx.err#$WORK/backend.err#" \
+  ../shared/bench-peers/backend-nginx.conf > $WORK/backend.conf
+nginx -c $WORK/backend.conf -p $WORK -g 'daemon on;'
+$LG backend --listen 127.0.0.1:9111 --listen 127.0.0.1:9112 --hold ${HOLD:-30} --blob-bytes $BULK_BYTES --threads 1 &
+PIDS+=($!)
+
+# ---- Proxies. Ports: plain 820x, TLS (HTTP/1.1 + h2) 821x; x = 1 nginx, 2 HAProxy, 3 httpd,
+# 4 balancerd.
+cat > $WORK/nginx.conf <<CONF
 worker_processes 1;
-pid $WORK/nginx-tls.pid;
-error_log $WORK/nginx-tls.err warn;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err warn;
 events { worker_connections 20000; }
 http {
   access_log off;
   keepalive_requests 1000000;
   upstream t1rws { server 127.0.0.1:9101; server 127.0.0.1:9102; keepalive 128; }
-  server { listen 127.0.0.1:8211 ssl; ssl_certificate $WORK/certs/localhost.pem; ssl_certificate_key $WORK/certs/localhost.key;
-    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:S:10m;
-    location /t1/api/ { proxy_pass http://t1rws/api/; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  upstream t1lp { server 127.0.0.1:9111; server 127.0.0.1:9112; keepalive 128; }
+  upstream t1dav { server 127.0.0.1:9111; server 127.0.0.1:9112 backup; keepalive 128; }
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_buffering off;
+  proxy_request_buffering off;
+  client_max_body_size 0;
+  proxy_read_timeout 60s;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_session_cache shared:S:10m;
+  server { listen 127.0.0.1:8201; listen 127.0.0.1:8211 ssl http2;
+    ssl_certificate $CERT; ssl_certificate_key $KEY;
+    location /t1/api/ { proxy_pass http://t1rws/api/; }
+    location /t1/lp/ { proxy_pass http://t1lp/; }
+    location /t1/recordings/ { proxy_pass http://t1dav/recordings/; }
+  }
 }
 CONF
-nginx -c $WORK/nginx-tls.conf -p $WORK -g 'daemon on;'
-cat > $WORK/haproxy-tls.cfg <<CONF
+nginx -c $WORK/nginx.conf -p $WORK -g 'daemon on;'
+
+cat > $WORK/haproxy.cfg <<CONF
 global
   nbthread 1
   maxconn 9000
@@ -110,23 +102,31 @@ defaults
   timeout server 60s
   option http-keep-alive
 frontend fe
-  bind 127.0.0.1:8212 ssl crt $WORK/certs/combined.pem
+  bind 127.0.0.1:8202
+  bind 127.0.0.1:8212 ssl crt $WORK/certs/combined.pem alpn h2,http/1.1
   use_backend t1rws if { path_beg /t1/api/ }
+  use_backend t1lp if { path_beg /t1/lp/ }
+  use_backend t1dav if { path_beg /t1/recordings/ }
 backend t1rws
   balance roundrobin
   http-request replace-path /t1/api/(.*) /api/\1
   cookie ROUTEID insert indirect nocache
   server s1 127.0.0.1:9101 cookie T1RWS1
   server s2 127.0.0.1:9102 cookie T1RWS2
+backend t1lp
+  balance roundrobin
+  http-request replace-path /t1/lp/(.*) /\1
+  server s1 127.0.0.1:9111
+  server s2 127.0.0.1:9112
+backend t1dav
+  http-request replace-path /t1/recordings/(.*) /recordings/\1
+  server s1 127.0.0.1:9111
+  server s2 127.0.0.1:9112 backup
 CONF
-haproxy -f $WORK/haproxy-tls.cfg -D -p $WORK/haproxy-tls.pid
-cat > $WORK/balancerd-tls.conf <<CONF
-Listen 127.0.0.1:8214 https
-KeepAliveTimeout 60
-MaxKeepAliveRequests 0
-SSLEngine on
-SSLCertificateFile $WORK/certs/localhost.pem
-SSLCertificateKeyFile $WORK/certs/localhost.key
+haproxy -f $WORK/haproxy.cfg -D -p $WORK/haproxy.pid
+
+# The routes every httpd-dialect proxy gets (httpd itself and balancerd read the same text).
+cat > $WORK/routes.conf <<CONF
 <Proxy balancer://t1rws>
 BalancerMember http://127.0.0.1:9101 route=T1RWS1
 BalancerMember http://127.0.0.1:9102 route=T1RWS2
@@ -134,44 +134,173 @@ Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/t1" env=BALANCE
 ProxySet stickysession=ROUTEID
 </Proxy>
 ProxyPass /t1/api balancer://t1rws/api
+<Proxy balancer://t1lp>
+BalancerMember http://127.0.0.1:9111
+BalancerMember http://127.0.0.1:9112
+</Proxy>
+ProxyPass /t1/lp balancer://t1lp
+<Proxy balancer://t1dav>
+BalancerMember http://127.0.0.1:9111
+BalancerMember http://127.0.0.1:9112 status=+H
+</Proxy>
+ProxyPass /t1/recordings balancer://t1dav/recordings
 CONF
-RUST_LOG=warn $BAL --threads 1 --config $WORK/balancerd-tls.conf 2>$WORK/balancerd-tls.err &
-echo $! > $WORK/balancerd-tls.pid
-sleep 1
-declare -A TURL=([nginx]=https://127.0.0.1:8211/t1/api/x [haproxy]=https://127.0.0.1:8212/t1/api/x [balancerd]=https://127.0.0.1:8214/t1/api/x)
-declare -A TPID=([nginx]="$(pgrep -P "$(cat $WORK/nginx-tls.pid)" | head -1)" [haproxy]="$(cat $WORK/haproxy-tls.pid)" [balancerd]="$(cat $WORK/balancerd-tls.pid)")
-printf "| target | keep-alive req/s | CPU µs/req | handshakes/s (Connection: close) | CPU µs/handshake |\n|---|---|---|---|---|\n" > $WORK/tls-table
-for t in nginx haproxy balancerd; do
-  curl -skf -o /dev/null "${TURL[$t]}" || { echo "$t (TLS) not answering"; continue; }
-  pid=${TPID[$t]}
-  c0=$(cpu_ticks "$pid")
-  wrk -t1 -c$CONNS -d${DUR}s -H 'Cookie: ROUTEID=.T1RWS1' "${TURL[$t]}" > $WORK/$t-tls.wrk
-  c1=$(cpu_ticks "$pid")
-  krps=$(awk '/Requests\/sec/ {print $2}' $WORK/$t-tls.wrk)
-  kn=$(awk '/requests in/ {print $1}' $WORK/$t-tls.wrk)
-  kcpu=$(awk -v a=$c0 -v b=$c1 -v n=$kn -v hz=$HZ 'BEGIN{printf "%.1f", (b-a)/hz*1e6/n}')
-  c0=$(cpu_ticks "$pid")
-  wrk -t1 -c16 -d${DUR}s -H 'Connection: close' "${TURL[$t]}" > $WORK/$t-hs.wrk
-  c1=$(cpu_ticks "$pid")
-  hrps=$(awk '/Requests\/sec/ {print $2}' $WORK/$t-hs.wrk)
-  hn=$(awk '/requests in/ {print $1}' $WORK/$t-hs.wrk)
-  hcpu=$(awk -v a=$c0 -v b=$c1 -v n=$hn -v hz=$HZ 'BEGIN{printf "%.1f", (b-a)/hz*1e6/n}')
-  printf "| %s | %s | %s | %s | %s |\n" $t $krps $kcpu $hrps $hcpu >> $WORK/tls-table
-  echo "$t TLS: $krps keep-alive req/s ($kcpu µs CPU/req), $hrps handshakes/s ($hcpu µs CPU/handshake)"
+sed "s#/tmp/bench-proxy-httpd.pid#$WORK/httpd.pid#; s#/tmp/bench-proxy-httpd.err#$WORK/httpd.err#; s#^User .*##; s#^Group .*##; /^<Proxy/,\$d" \
+  ../shared/bench-peers/proxy-httpd.conf > $WORK/httpd.conf
+cat >> $WORK/httpd.conf <<CONF
+LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so
+LoadModule http2_module /usr/lib/apache2/modules/mod_http2.so
+LoadModule socache_shmcb_module /usr/lib/apache2/modules/mod_socache_shmcb.so
+SSLSessionCache shmcb:$WORK/ssl_scache(512000)
+Listen 127.0.0.1:8213 https
+<VirtualHost 127.0.0.1:8213>
+  SSLEngine on
+  SSLCertificateFile $CERT
+  SSLCertificateKeyFile $KEY
+  Protocols h2 http/1.1
+  Include $WORK/routes.conf
+</VirtualHost>
+Include $WORK/routes.conf
+CONF
+APACHE_RUN_DIR=$WORK apache2 -f $WORK/httpd.conf -k start
+
+cat > $WORK/balancerd.conf <<CONF
+Listen 127.0.0.1:8204
+Listen 127.0.0.1:8214 https
+KeepAliveTimeout 60
+MaxKeepAliveRequests 0
+<VirtualHost 127.0.0.1:8214>
+  SSLEngine on
+  SSLCertificateFile $CERT
+  SSLCertificateKeyFile $KEY
+</VirtualHost>
+Include $WORK/routes.conf
+CONF
+RUST_LOG=warn $BAL --threads 1 --config $WORK/balancerd.conf 2>$WORK/balancerd.err &
+echo $! > $WORK/balancerd.pid
+sleep 1.5
+
+pid_of() { # target -> the pid(s) doing the proxying
+  case $1 in
+    nginx) pgrep -P "$(cat $WORK/nginx.pid)" | head -1 ;;
+    haproxy) cat $WORK/haproxy.pid ;;
+    httpd) pgrep -P "$(cat $WORK/httpd.pid)" | head -1 ;;
+    balancerd) cat $WORK/balancerd.pid ;;
+    *) echo "" ;;
+  esac
+}
+cpu_ticks() { [ -z "$1" ] && { echo 0; return; }; awk '{print $14+$15}' /proc/$1/stat; }
+HZ=$(getconf CLK_TCK)
+PROXIES="haproxy nginx httpd balancerd"
+declare -A PORT=([nginx]=8201 [haproxy]=8202 [httpd]=8203 [balancerd]=8204)
+declare -A TPORT=([nginx]=8211 [haproxy]=8212 [httpd]=8213 [balancerd]=8214)
+base() { # target path-kind -> base URL
+  local t=$1 kind=$2
+  case "$t:$kind" in
+    direct:api) echo http://127.0.0.1:9101/api ;;
+    direct:lp) echo http://127.0.0.1:9111 ;;
+    direct:dav) echo http://127.0.0.1:9111/recordings ;;
+    *:api) echo http://127.0.0.1:${PORT[$t]}/t1/api ;;
+    *:lp) echo http://127.0.0.1:${PORT[$t]}/t1/lp ;;
+    *:dav) echo http://127.0.0.1:${PORT[$t]}/t1/recordings ;;
+  esac
+}
+for t in $PROXIES; do
+  curl -sf -o /dev/null "$(base $t api)/x" || { echo "$t is not answering; see $WORK"; exit 1; }
 done
-nginx -c $WORK/nginx-tls.conf -p $WORK -s stop 2>/dev/null || true
-kill "$(cat $WORK/haproxy-tls.pid)" 2>/dev/null || true
+pidargs() { local p; p=$(pid_of $1); [ -n "$p" ] && echo "--pid $p"; }
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
+
+small() { # round
+  for t in direct $PROXIES; do
+    local pid; pid=$(pid_of $t); local c0; c0=$(cpu_ticks "$pid")
+    wrk -t1 -c64 -d${DUR}s --latency -H 'Cookie: ROUTEID=.T1RWS1' "$(base $t api)/x" > $WORK/wrk.out
+    local c1; c1=$(cpu_ticks "$pid")
+    local n rps p50 p99 cpu
+    n=$(awk '/requests in/ {print $1}' $WORK/wrk.out)
+    rps=$(awk '/Requests\/sec/ {print $2}' $WORK/wrk.out)
+    p50=$(awk '$1=="50%" {print $2}' $WORK/wrk.out | to_ms)
+    p99=$(awk '$1=="99%" {print $2}' $WORK/wrk.out | to_ms)
+    cpu=$(awk -v a=$c0 -v b=$c1 -v n=$n -v hz=$HZ 'BEGIN{printf "%.1f", (b-a)/hz*1e6/n}')
+    [ "$t" = direct ] && cpu=-
+    echo "small $t round=$1 rps=$rps cpu_us=$cpu p50_ms=$p50 p99_ms=$p99" | tee -a $RES
+  done
+}
+
+rate() { # round
+  if [ -z "${RATE:-}" ]; then
+    RATE=$(awk '$1=="small" && $2!="direct" {v=substr($4,5)+0; if (min=="" || v<min) min=v} END {printf "%d", min/2}' $RES)
+    [ -z "$RATE" ] || [ "$RATE" = 0 ] && RATE=5000
+    echo "constant rate: $RATE req/s (50% of the slowest proxy's maximum)"
+  fi
+  for t in direct $PROXIES; do
+    $LG rate --workload rate --label $t --url "$(base $t api)/x" --rate $RATE --duration $DUR --conns 64 \
+      --header 'Cookie: ROUTEID=.T1RWS1' $(pidargs $t) --out $RES
+  done
+}
+
+longpoll() {
+  for t in direct $PROXIES; do
+    $LG longpoll --workload longpoll --label $t --poll-url "$(base $t lp)/cometd/poll" --api-url "$(base $t lp)/api/v2/me" \
+      --conns $LP_CONNS --duration $LP_SECS --api-rate $API_RATE $(pidargs $t) --out $RES
+    sleep 2
+  done
+}
+
+idle() {
+  for n in 1000 8000; do
+    for t in $PROXIES; do
+      $LG idle --workload idle-$n --label $t --url "$(base $t lp)/x" --conns $n --hold 2 $(pidargs $t) --out $RES
+      sleep 1
+    done
+  done
+}
+
+bulk() {
+  for t in direct $PROXIES; do
+    $LG bulk --workload put --label $t --url "$(base $t dav)/upload.mp3" --method PUT --conns $BULK_CONNS --bytes $BULK_BYTES $(pidargs $t) --out $RES
+    $LG bulk --workload get --label $t --url "$(base $t dav)/blob.mp3" --method GET --conns $BULK_CONNS --bytes $BULK_BYTES $(pidargs $t) --out $RES
+  done
+  for t in $PROXIES; do
+    local u=https://127.0.0.1:${TPORT[$t]}/t1/recordings
+    $LG bulk --workload put-tls --label $t --url "$u/upload.mp3" --ca $CA --method PUT --conns $BULK_CONNS --bytes $BULK_BYTES $(pidargs $t) --out $RES
+    $LG bulk --workload get-tls --label $t --url "$u/blob.mp3" --ca $CA --method GET --conns $BULK_CONNS --bytes $BULK_BYTES $(pidargs $t) --out $RES
+  done
+}
+
+h2() {
+  for t in $PROXIES; do
+    local pid; pid=$(pid_of $t); local c0; c0=$(cpu_ticks "$pid")
+    h2load -n 200000 -c 64 -m 10 -H 'Cookie: ROUTEID=.T1RWS1' "https://127.0.0.1:${TPORT[$t]}/t1/api/x" > $WORK/h2.out 2>&1 || true
+    local c1; c1=$(cpu_ticks "$pid")
+    local rps ok failed cpu proto
+    rps=$(awk '/finished in/ {print $4}' $WORK/h2.out)
+    ok=$(awk '/^requests:/ {print $8}' $WORK/h2.out)
+    failed=$(awk '/^requests:/ {print $10+$12+$14}' $WORK/h2.out)
+    proto=$(awk '/Application protocol:/ {print $3}' $WORK/h2.out)
+    cpu=$(awk -v a=$c0 -v b=$c1 -v n=${ok:-0} -v hz=$HZ 'BEGIN{ if (n>0) printf "%.1f", (b-a)/hz*1e6/n; else print 0}')
+    echo "h2 $t rps=${rps:-0} cpu_us=$cpu errors=${failed:-200000} proto=${proto:-none}" | tee -a $RES
+  done
+}
+
+for r in $(seq 1 $ROUNDS); do
+  echo "== round $r/$ROUNDS"
+  want small && small $r
+  want rate && rate $r
+  want longpoll && longpoll $r
+  want idle && idle $r
+  want bulk && bulk $r
+  want h2 && h2 $r
+done
 
 {
-  echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores: wrk -t1 -c$CONNS -d${DUR}s, small GETs with a ROUTEID cookie, one worker per proxy."
+  echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -r)), $ROUNDS round(s), with"
+  echo "\`benches/compare/run.sh $ROUNDS $WORKLOADS\`. One worker per proxy; backends and load"
+  echo "generators share the same two cores. The last column is balancerd's ratio against that"
+  echo "row on the first metric, oriented so that above 1.00× means balancerd is better."
   echo
-  cat $WORK/table
-  echo
-  echo "TLS on the front (TLS 1.3, same backends; handshakes measured with 16 connections and Connection: close):"
-  echo
-  cat $WORK/tls-table
+  $LG report --in $RES
+  echo "Versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(apache2 -v | head -1 | sed 's/.*: //'), balancerd $(git rev-parse --short HEAD)."
 } > $OUT
+cp $RES benches/compare/results.raw.txt
 echo; cat $OUT
-nginx -c $WORK/backend.conf -p $WORK -s stop 2>/dev/null || true
-nginx -c $WORK/nginx.conf -p $WORK -s stop 2>/dev/null || true
-APACHE_RUN_DIR=$WORK apache2 -f $WORK/httpd.conf -k stop 2>/dev/null || true

@@ -41,28 +41,31 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
         };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let _ = stream.set_nodelay(true);
+        let tls = shared.load().front_tls.get(&addr).cloned();
+        // One task per connection, sized for what it serves: a plain connection's task does
+        // not carry the TLS handshake and HTTP/2 states (it would be ~10 KiB instead of ~1).
+        let Some(cfg) = tls else {
+            tokio::spawn(async move {
+                let _conn = ConnCount::open();
+                serve_http1(stream, peer, shared, shutdown).await
+            });
+            continue;
+        };
         tokio::spawn(async move {
             let _conn = ConnCount::open();
-            let _ = stream.set_nodelay(true);
-            let tls = shared.load().front_tls.get(&addr).cloned();
-            match tls {
-                None => serve_http1(stream, peer, shared, shutdown).await,
-                Some(cfg) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(s)) => {
-                            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-                            if h2 {
-                                serve_http2(s, peer, shared, shutdown).await;
-                            } else {
-                                serve_http1(s, peer, shared, shutdown).await;
-                            }
-                        }
-                        Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => {
+                    let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                    if h2 {
+                        Box::pin(serve_http2(s, peer, shared, shutdown)).await;
+                    } else {
+                        Box::pin(serve_http1(s, peer, shared, shutdown)).await;
                     }
                 }
+                Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
             }
         });
     }
@@ -143,7 +146,9 @@ where
         let info = info.clone();
         async move {
             let snap = shared.load_full();
-            Ok::<_, Infallible>(handle(req, &info, &snap).await)
+            // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
+            // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
+            Ok::<_, Infallible>(Box::pin(handle(req, &info, &snap)).await)
         }
     });
     let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
@@ -169,7 +174,9 @@ where
         let info = info.clone();
         async move {
             let snap = shared.load_full();
-            Ok::<_, Infallible>(handle(req, &info, &snap).await)
+            // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
+            // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
+            Ok::<_, Infallible>(Box::pin(handle(req, &info, &snap)).await)
         }
     });
     let conn = b.serve_connection(TokioIo::new(stream), svc);
