@@ -482,7 +482,7 @@ async fn forward(
                 );
             }
             Pick::NoMember => {
-                if let Some(i) = wait_for_member(b, session.map(|s| s.route)).await {
+                if let Some(i) = Box::pin(wait_for_member(b, session.map(|s| s.route))).await {
                     (i, b.params.sticky.is_some())
                 } else {
                     let what = if b.members.is_empty() {
@@ -567,7 +567,7 @@ async fn forward(
                 // A reused connection died before answering: once more on a fresh one.
                 tracing::debug!(member = %m.name, "reused connection failed ({why}); retrying on a fresh connection");
                 drop(conn);
-                match acquire_fresh(m, default_timeout, snap.upstream_tls.as_ref()).await {
+                match Box::pin(acquire_fresh(m, default_timeout, snap.upstream_tls.as_ref())).await {
                     Ok(c) => {
                         let req = match build_request(
                             &cx,
@@ -581,7 +581,8 @@ async fn forward(
                             Ok(r) => r,
                             Err(resp) => return resp,
                         };
-                        let (r2, c2) = send(c, req, member_timeout).await;
+                        // Rare path, boxed: keeps every request's future small.
+                        let (r2, c2) = Box::pin(send(c, req, member_timeout)).await;
                         r2.map(|resp| (resp, c2))
                     }
                     Err(e) => {

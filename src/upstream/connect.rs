@@ -129,7 +129,9 @@ async fn open(
         .connection_timeout
         .or(p.timeout)
         .unwrap_or(default_timeout);
-    let sender = connect(m, timeout, tls).await?;
+    // Boxed: connecting (TCP, TLS, HTTP handshake) is rare with pooling, and its state would
+    // otherwise be part of every request's future (and of every held long-poll).
+    let sender = Box::pin(connect(m, timeout, tls)).await?;
     m.state
         .pool
         .opened
