@@ -1,5 +1,6 @@
-//! Load and size: 100 MB recordings streamed both ways in bounded memory, and 2,000
-//! keep-alive clients while a member is killed and restarted. Bounded in time and count.
+//! Load and size: 100 MB recordings streamed both ways in bounded memory, 2,000
+//! keep-alive clients while a member is killed and restarted, and the memory an idle or
+//! long-polling connection costs. Bounded in time and count.
 
 mod support;
 use bytes::Bytes;
@@ -232,4 +233,62 @@ async fn two_thousand_keepalive_clients_while_a_member_is_killed_and_restarted()
     }
     assert!(ok > 100_000 / 10, "load really ran: {ok}");
     assert!(members[1].count() > 0);
+}
+
+/// What an agent's connection costs the proxy: 1,000 idle keep-alive clients, then 1,000
+/// long-polls held by the member (client and member side together). Measured 15 KiB and
+/// 30 KiB of RSS each (issue 6; before: 41 and 56 KiB, when every connection task carried
+/// the TLS/HTTP/2 states and hyper kept the handler's whole future for the connection's
+/// life). The bounds leave room for allocator noise, not for another 8 KiB per connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_and_held_long_polls_cost_bounded_memory() {
+    const N: usize = 1000;
+    let m = Backend::start("m").await;
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nKeepAliveTimeout 60\n<Proxy balancer://t1rws>\nBalancerMember http://m:1\n</Proxy>\nProxyPass /t1/api balancer://t1rws/api\n",
+        &[("m:1", m.addr)],
+    );
+    get(p.addr, "/t1/api/warm", &[]).await;
+    let base = p.rss_kib();
+    let mut idle = Vec::with_capacity(N);
+    for _ in 0..N {
+        let mut c = Client::connect(p.addr).await;
+        assert_eq!(c.get("/t1/api/x", &[]).await.status, 200);
+        idle.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let per_idle = (p.rss_kib().saturating_sub(base)) * 1024 / N as u64;
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    m.set_reply(Reply::Delay(Duration::from_secs(4)));
+    let base = p.rss_kib();
+    let started = Instant::now();
+    let polls: Vec<_> = (0..N)
+        .map(|_| {
+            let addr = p.addr;
+            tokio::spawn(async move { get(addr, "/t1/api/cometd/connect", &[]).await.status })
+        })
+        .collect();
+    // All held by the member (it answers after 4 s).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while m.in_flight.load(SeqCst) < N && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        m.in_flight.load(SeqCst),
+        N,
+        "every long-poll reached the member"
+    );
+    let per_poll = (p.rss_kib().saturating_sub(base)) * 1024 / N as u64;
+    for t in polls {
+        assert_eq!(t.await.expect("poll task"), 200);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "polls were held"
+    );
+    eprintln!("RSS per idle keep-alive connection: {per_idle} B; per held long-poll: {per_poll} B");
+    assert!(per_idle < 24 * 1024, "idle connection costs {per_idle} B");
+    assert!(per_poll < 40 * 1024, "held long-poll costs {per_poll} B");
 }

@@ -5,9 +5,10 @@
 //! * `backend`  — the upstream for the long-poll and large-body workloads: `/poll` is held
 //!   for `--hold` seconds, `/blob` streams `--blob-bytes`, `PUT`/`POST` bodies are counted and
 //!   dropped, anything else gets a small answer.
-//! * `rate`     — open-loop constant-rate load. Request *i* is due at `start + i/rate`, and its
-//!   latency is measured from that due time, not from when a connection became free, so a
-//!   stalled proxy cannot hide its stall (no coordinated omission).
+//! * `rate`     — open-loop constant-rate load. Request *i* is due at `start + i/rate`; when its
+//!   connection is still busy at that time, its latency is measured from the due time, not
+//!   from when the connection became free, so a stalled proxy cannot hide its stall (no
+//!   coordinated omission).
 //! * `longpoll` — N connections each re-issuing a held `GET` at once, plus constant-rate API
 //!   requests on separate connections; reports errors and the API latency percentiles.
 //! * `idle`     — N keep-alive connections that make one request each and then stay open.
@@ -571,6 +572,9 @@ async fn open_loop(
     let total = (rate * secs) as u64;
     let next = Arc::new(AtomicU64::new(0));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    // A proxy that stops answering ends the run 10 s after the schedule; whatever was not
+    // answered by then counts as an error.
+    let end = start + Duration::from_secs_f64(secs) + Duration::from_secs(10);
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let (t, head, next) = (t.clone(), head.clone(), next.clone());
@@ -581,11 +585,22 @@ async fn open_loop(
             let mut conn: Option<Conn> = None;
             loop {
                 let i = next.fetch_add(1, Relaxed);
-                if i >= total || stop.as_ref().is_some_and(|s| s.load(Relaxed)) {
+                if i >= total
+                    || stop.as_ref().is_some_and(|s| s.load(Relaxed))
+                    || tokio::time::Instant::now() >= end
+                {
                     break;
                 }
                 let due = start + Duration::from_secs_f64(i as f64 / rate);
-                tokio::time::sleep_until(due).await;
+                // Latency runs from the due time when this connection was still busy then (the
+                // proxy's slowness delayed the send: no coordinated omission); when it was idle,
+                // from the actual send, so the timer's 1 ms granularity is not counted.
+                let from = if tokio::time::Instant::now() >= due {
+                    due
+                } else {
+                    tokio::time::sleep_until(due).await;
+                    tokio::time::Instant::now()
+                };
                 let r = async {
                     if conn.is_none() {
                         conn = Some(t.connect().await?);
@@ -595,9 +610,10 @@ async fn open_loop(
                         .ok_or_else(|| io::Error::other("no connection"))?;
                     c.exchange(&head, 0).await
                 };
-                match tokio::time::timeout(Duration::from_secs(30), r).await {
+                let limit = end.min(tokio::time::Instant::now() + Duration::from_secs(30));
+                match tokio::time::timeout_at(limit, r).await {
                     Ok(Ok(a)) if a.status < 400 => {
-                        let us = due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                        let us = from.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                         lat.push(us);
                         if !a.keep_alive {
                             conn = None;
@@ -621,7 +637,7 @@ async fn open_loop(
         }
     }
     let ok = h.0.len() as u64;
-    (h, ok, errors)
+    (h, ok, total.saturating_sub(ok).max(errors))
 }
 
 async fn rate(o: &Opts) -> Result<(), BoxError> {

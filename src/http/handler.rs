@@ -567,7 +567,13 @@ async fn forward(
                 // A reused connection died before answering: once more on a fresh one.
                 tracing::debug!(member = %m.name, "reused connection failed ({why}); retrying on a fresh connection");
                 drop(conn);
-                match Box::pin(acquire_fresh(m, default_timeout, snap.upstream_tls.as_ref())).await {
+                match Box::pin(acquire_fresh(
+                    m,
+                    default_timeout,
+                    snap.upstream_tls.as_ref(),
+                ))
+                .await
+                {
                     Ok(c) => {
                         let req = match build_request(
                             &cx,
