@@ -15,7 +15,9 @@
 # httpd one child, balancerd --threads 1), keep-alive to the backends, logging off, bodies
 # streamed (nginx proxy_buffering/proxy_request_buffering off). Configs derive from
 # ../shared/bench-peers/. The machine is shared and noisy: compare ratios from the same run.
-# Output: one table per workload with ratios, in benches/compare/results.md.
+# Output: one table per workload with ratios, in benches/compare/results.md. Memory
+# workloads (idle, longpoll) restart every proxy first, so RSS per connection is measured
+# from a fresh process.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-3}
@@ -88,7 +90,6 @@ http {
   }
 }
 CONF
-nginx -c $WORK/nginx.conf -p $WORK -g 'daemon on;'
 
 cat > $WORK/haproxy.cfg <<CONF
 global
@@ -123,7 +124,6 @@ backend t1dav
   server s1 127.0.0.1:9111
   server s2 127.0.0.1:9112 backup
 CONF
-haproxy -f $WORK/haproxy.cfg -D -p $WORK/haproxy.pid
 
 # The routes every httpd-dialect proxy gets (httpd itself and balancerd read the same text).
 cat > $WORK/routes.conf <<CONF
@@ -162,7 +162,6 @@ Listen 127.0.0.1:8213 https
 </VirtualHost>
 Include $WORK/routes.conf
 CONF
-APACHE_RUN_DIR=$WORK apache2 -f $WORK/httpd.conf -k start
 
 cat > $WORK/balancerd.conf <<CONF
 Listen 127.0.0.1:8204
@@ -176,9 +175,32 @@ MaxKeepAliveRequests 0
 </VirtualHost>
 Include $WORK/routes.conf
 CONF
-RUST_LOG=warn $BAL --threads 1 --config $WORK/balancerd.conf 2>$WORK/balancerd.err &
-echo $! > $WORK/balancerd.pid
-sleep 1.5
+
+start_proxies() {
+  nginx -c $WORK/nginx.conf -p $WORK -g 'daemon on;'
+  haproxy -f $WORK/haproxy.cfg -D -p $WORK/haproxy.pid
+  APACHE_RUN_DIR=$WORK apache2 -f $WORK/httpd.conf -k start
+  RUST_LOG=warn $BAL --threads 1 --config $WORK/balancerd.conf 2>>$WORK/balancerd.err &
+  echo $! > $WORK/balancerd.pid
+  sleep 1.5
+}
+stop_proxies() {
+  local p
+  nginx -c $WORK/nginx.conf -p $WORK -s stop 2>/dev/null || true
+  kill "$(cat $WORK/haproxy.pid)" 2>/dev/null || true
+  APACHE_RUN_DIR=$WORK apache2 -f $WORK/httpd.conf -k stop 2>/dev/null || true
+  kill "$(cat $WORK/balancerd.pid)" 2>/dev/null || true
+  for _ in $(seq 100); do
+    p=$(pgrep -f "$WORK/(nginx|haproxy|httpd|balancerd)" || true)
+    [ -z "$p" ] && break
+    sleep 0.1
+  done
+  rm -f $WORK/nginx.pid $WORK/haproxy.pid $WORK/httpd.pid $WORK/balancerd.pid
+}
+# Memory is measured on freshly started proxies: RSS never shrinks back after a peak in most
+# allocators, so a second measurement in the same process would only see the increment.
+restart_proxies() { stop_proxies; start_proxies; }
+start_proxies
 
 pid_of() { # target -> the pid(s) doing the proxying
   case $1 in
@@ -240,6 +262,7 @@ rate() { # round
 }
 
 longpoll() {
+  restart_proxies
   for t in direct $PROXIES; do
     $LG longpoll --workload longpoll --label $t --poll-url "$(base $t lp)/cometd/poll" --api-url "$(base $t lp)/api/v2/me" \
       --conns $LP_CONNS --duration $LP_SECS --api-rate $API_RATE $(pidargs $t) --out $RES
@@ -249,6 +272,7 @@ longpoll() {
 
 idle() {
   for n in 1000 8000; do
+    restart_proxies
     for t in $PROXIES; do
       $LG idle --workload idle-$n --label $t --url "$(base $t lp)/x" --conns $n --hold 2 $(pidargs $t) --out $RES
       sleep 1
@@ -287,8 +311,8 @@ for r in $(seq 1 $ROUNDS); do
   echo "== round $r/$ROUNDS"
   want small && small $r
   want rate && rate $r
-  want longpoll && longpoll $r
   want idle && idle $r
+  want longpoll && longpoll $r
   want bulk && bulk $r
   want h2 && h2 $r
 done
