@@ -902,6 +902,37 @@ struct Col {
     higher_better: bool,
 }
 
+/// Columns shared by the idle-connection tables and by the large-body tables.
+const IDLE_COLS: &[Col] = &[
+    Col {
+        key: "rss_per_conn_bytes",
+        title: "RSS bytes/conn",
+        higher_better: false,
+    },
+    Col {
+        key: "kept",
+        title: "kept",
+        higher_better: true,
+    },
+];
+const BULK_COLS: &[Col] = &[
+    Col {
+        key: "mb_s",
+        title: "MB/s",
+        higher_better: true,
+    },
+    Col {
+        key: "errors",
+        title: "errors",
+        higher_better: false,
+    },
+    Col {
+        key: "rss_growth_kib",
+        title: "RSS growth KiB",
+        higher_better: false,
+    },
+];
+
 fn report(o: &Opts) -> Result<(), BoxError> {
     let file = o.req("in")?;
     let text = std::fs::read_to_string(file)?;
@@ -1016,118 +1047,24 @@ fn report(o: &Opts) -> Result<(), BoxError> {
         (
             "idle-1000",
             "1,000 idle keep-alive client connections",
-            &[
-                Col {
-                    key: "rss_per_conn_bytes",
-                    title: "RSS bytes/conn",
-                    higher_better: false,
-                },
-                Col {
-                    key: "kept",
-                    title: "kept",
-                    higher_better: true,
-                },
-            ],
+            IDLE_COLS,
         ),
         (
             "idle-8000",
             "8,000 idle keep-alive client connections",
-            &[
-                Col {
-                    key: "rss_per_conn_bytes",
-                    title: "RSS bytes/conn",
-                    higher_better: false,
-                },
-                Col {
-                    key: "kept",
-                    title: "kept",
-                    higher_better: true,
-                },
-            ],
+            IDLE_COLS,
         ),
-        (
-            "put",
-            "Concurrent large PUTs (plain)",
-            &[
-                Col {
-                    key: "mb_s",
-                    title: "MB/s",
-                    higher_better: true,
-                },
-                Col {
-                    key: "errors",
-                    title: "errors",
-                    higher_better: false,
-                },
-                Col {
-                    key: "rss_growth_kib",
-                    title: "RSS growth KiB",
-                    higher_better: false,
-                },
-            ],
-        ),
-        (
-            "get",
-            "Concurrent large GETs (plain)",
-            &[
-                Col {
-                    key: "mb_s",
-                    title: "MB/s",
-                    higher_better: true,
-                },
-                Col {
-                    key: "errors",
-                    title: "errors",
-                    higher_better: false,
-                },
-                Col {
-                    key: "rss_growth_kib",
-                    title: "RSS growth KiB",
-                    higher_better: false,
-                },
-            ],
-        ),
+        ("put", "Concurrent large PUTs (plain)", BULK_COLS),
+        ("get", "Concurrent large GETs (plain)", BULK_COLS),
         (
             "put-tls",
             "Concurrent large PUTs (TLS on the front)",
-            &[
-                Col {
-                    key: "mb_s",
-                    title: "MB/s",
-                    higher_better: true,
-                },
-                Col {
-                    key: "errors",
-                    title: "errors",
-                    higher_better: false,
-                },
-                Col {
-                    key: "rss_growth_kib",
-                    title: "RSS growth KiB",
-                    higher_better: false,
-                },
-            ],
+            BULK_COLS,
         ),
         (
             "get-tls",
             "Concurrent large GETs (TLS on the front)",
-            &[
-                Col {
-                    key: "mb_s",
-                    title: "MB/s",
-                    higher_better: true,
-                },
-                Col {
-                    key: "errors",
-                    title: "errors",
-                    higher_better: false,
-                },
-                Col {
-                    key: "rss_growth_kib",
-                    title: "RSS growth KiB",
-                    higher_better: false,
-                },
-            ],
+            BULK_COLS,
         ),
         (
             "h2",
