@@ -6,9 +6,10 @@
 use balancerd::balancer::sticky;
 use balancerd::config::model::StickySession;
 use balancerd::config::{self, LoadOptions};
-use balancerd::http::headers::{UpstreamHead, clean_response, upstream_headers};
+use balancerd::http::headers::{HeadWriter, UpstreamHead, clean_response, write_upstream_headers};
 use balancerd::route::{self, Matched};
 use balancerd::runtime::Snapshot;
+use balancerd::upstream::h1::RequestFraming;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use std::hint::black_box;
@@ -156,10 +157,12 @@ fn bench(c: &mut Criterion) {
     let ip = HeaderValue::from_static("10.20.30.40");
     let lb = HeaderValue::from_static("lb1.example.com");
     let mut g = c.benchmark_group("headers");
-    g.bench_function("upstream_headers", |b| {
+    g.bench_function("member_request_head", |b| {
         b.iter(|| {
-            upstream_headers(
-                black_box(&h),
+            let h = black_box(&h);
+            let mut w = HeadWriter::new(&http::Method::GET, "/api/v2/me", HeadWriter::room_for(h));
+            write_upstream_headers(
+                h,
                 &UpstreamHead {
                     host: member.host_header.as_ref(),
                     add_forwarded: true,
@@ -168,8 +171,11 @@ fn bench(c: &mut Criterion) {
                     server_name: &lb,
                     close: false,
                     upgrade: None,
+                    replace: None,
                 },
-            )
+                &mut w,
+            );
+            w.finish(RequestFraming::None)
         })
     });
     let resp = member_response();

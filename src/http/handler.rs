@@ -16,7 +16,9 @@ use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
 use crate::http::env::{BalancerVars, apply_rules};
-use crate::http::headers::{UpstreamHead, clean_response, max_forwards, upstream_headers};
+use crate::http::headers::{
+    HeadWriter, UpstreamHead, clean_response, max_forwards, write_upstream_headers,
+};
 use crate::http::rewrite::{map_cookie, map_location};
 use crate::http::synth::error_page;
 use crate::ops::access;
@@ -25,6 +27,7 @@ use crate::route::{self, Matched, PathError};
 use crate::runtime::{HostRt, Snapshot};
 use crate::upstream::body::{BusyGuard, DownBody, UpBody};
 use crate::upstream::connect::{ConnectError, acquire, acquire_fresh};
+use crate::upstream::h1::{self, MemberBody, MemberHead, RequestFraming};
 use crate::upstream::pool::PooledConn;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -556,12 +559,12 @@ async fn forward(
             );
         };
         bodyv.count_for(&m.state);
-        let req = match build_request(&cx, &parts, m, &fwd_path, query, wants_upgrade, bodyv) {
+        let head = match build_request(&cx, &parts, m, &fwd_path, query, wants_upgrade, &bodyv) {
             Ok(r) => r,
             Err(resp) => return resp,
         };
         let sent_at = Instant::now();
-        let (result, conn) = send(conn, req, member_timeout).await;
+        let (result, conn) = send(conn, &head, bodyv, member_timeout).await;
         let result = match result {
             Err((SendFail::Broken(why), Some(recovered), true)) => {
                 // A reused connection died before answering: once more on a fresh one.
@@ -575,20 +578,8 @@ async fn forward(
                 .await
                 {
                     Ok(c) => {
-                        let req = match build_request(
-                            &cx,
-                            &parts,
-                            m,
-                            &fwd_path,
-                            query,
-                            wants_upgrade,
-                            recovered,
-                        ) {
-                            Ok(r) => r,
-                            Err(resp) => return resp,
-                        };
                         // Rare path, boxed: keeps every request's future small.
-                        let (r2, c2) = Box::pin(send(c, req, member_timeout)).await;
+                        let (r2, c2) = Box::pin(send(c, &head, recovered, member_timeout)).await;
                         r2.map(|resp| (resp, c2))
                     }
                     Err(e) => {
@@ -607,7 +598,7 @@ async fn forward(
         };
         return match result {
             Ok((resp, conn)) => {
-                m.record(resp.status().as_u16(), sent_at.elapsed());
+                m.record(resp.status.as_u16(), sent_at.elapsed());
                 respond(
                     &cx,
                     &parts,
@@ -696,6 +687,13 @@ fn upgrade_allowed(r: &Route, m: &MemberRt, h: &http::HeaderMap) -> bool {
     r.upgrade.as_deref().is_some_and(ok) || m.spec.params.upgrade.as_deref().is_some_and(ok)
 }
 
+/// The member-bound request head, encoded, and how the body follows it.
+struct MemberRequest {
+    head: bytes::Bytes,
+    framing: RequestFraming,
+    is_head: bool,
+}
+
 #[allow(clippy::result_large_err)]
 fn build_request(
     cx: &Ctx<'_>,
@@ -704,8 +702,8 @@ fn build_request(
     fwd_path: &str,
     query: Option<&str>,
     wants_upgrade: bool,
-    body: UpBody,
-) -> Result<Request<UpBody>, Response<DownBody>> {
+    body: &UpBody,
+) -> Result<MemberRequest, Response<DownBody>> {
     let url = &m.spec.url;
     let mut target =
         String::with_capacity(url.path.len() + fwd_path.len() + query.map_or(0, |q| q.len() + 1));
@@ -715,13 +713,12 @@ fn build_request(
         target.push('?');
         target.push_str(q);
     }
-    // Exact capacity: the bytes move into the Uri without a copy.
-    let Ok(uri) = Uri::from_maybe_shared(bytes::Bytes::from(target)) else {
+    if target.bytes().any(|c| c <= b' ' || c == 0x7f) || !target.starts_with('/') {
         return Err(error_page(
             StatusCode::BAD_REQUEST,
             "The request cannot be forwarded.",
         ));
-    };
+    }
     // The client's host: its Host header, or the :authority of an HTTP/2 request.
     let authority_hv = parts
         .uri
@@ -735,7 +732,37 @@ fn build_request(
     } else {
         m.host_header.as_ref()
     };
-    let mut headers = upstream_headers(
+    static DESTINATION: header::HeaderName = header::HeaderName::from_static("destination");
+    let mapped_destination = if parts.method.as_str() == "COPY" || parts.method.as_str() == "MOVE" {
+        parts
+            .headers
+            .get(&DESTINATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| map_destination(cx, d, m))
+            .and_then(|d| HeaderValue::from_str(&d).ok())
+    } else {
+        None
+    };
+    let framing = match body {
+        UpBody::Client { inner, .. } => match inner.size_hint().exact() {
+            Some(n) => RequestFraming::Length(n),
+            None => RequestFraming::Chunked,
+        },
+        UpBody::Empty => {
+            let m = &parts.method;
+            if parts.headers.contains_key(header::CONTENT_LENGTH)
+                || *m == http::Method::POST
+                || *m == http::Method::PUT
+                || m.as_str() == "PATCH"
+            {
+                RequestFraming::Zero
+            } else {
+                RequestFraming::None
+            }
+        }
+    };
+    let mut w = HeadWriter::new(&parts.method, &target, HeadWriter::room_for(&parts.headers));
+    write_upstream_headers(
         &parts.headers,
         &UpstreamHead {
             host,
@@ -749,23 +776,15 @@ fn build_request(
             } else {
                 None
             },
+            replace: mapped_destination.as_ref().map(|v| (&DESTINATION, v)),
         },
+        &mut w,
     );
-    if (parts.method.as_str() == "COPY" || parts.method.as_str() == "MOVE")
-        && let Some(d) = parts
-            .headers
-            .get("destination")
-            .and_then(|v| v.to_str().ok())
-        && let Some(mapped) = map_destination(cx, d, m)
-        && let Ok(v) = HeaderValue::from_str(&mapped)
-    {
-        headers.insert("destination", v);
-    }
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    Ok(req)
+    Ok(MemberRequest {
+        head: w.finish(framing),
+        framing,
+        is_head: parts.method == http::Method::HEAD,
+    })
 }
 
 /// WebDAV `Destination`: the public URL mapped to the member's own URL, when it routes to
@@ -802,39 +821,38 @@ fn map_destination(cx: &Ctx<'_>, dest: &str, m: &MemberRt) -> Option<String> {
     }
 }
 
-type SendResult = Result<Response<Incoming>, (SendFail, Option<UpBody>, bool)>;
+type SendResult = Result<MemberHead, (SendFail, Option<UpBody>, bool)>;
 
-/// Sends one request; on failure reports whether the body came back (so the request can be
-/// replayed) and whether the connection was a reused one.
+/// Sends one request and waits for the response head; on failure reports whether the body
+/// came back (so the request can be replayed) and whether the connection was a reused one.
 async fn send(
     mut conn: PooledConn,
-    req: Request<UpBody>,
+    req: &MemberRequest,
+    mut body: UpBody,
     timeout: Duration,
 ) -> (SendResult, Option<PooledConn>) {
     let reused = conn.reused;
-    let had_body = !req.body().is_end_stream();
-    let fut = conn.sender.try_send_request(req);
-    match tokio::time::timeout(timeout, fut).await {
+    let fut = h1::exchange(
+        &mut conn.conn,
+        req.head.clone(),
+        &mut body,
+        req.framing,
+        req.is_head,
+    );
+    let outcome = tokio::time::timeout(timeout, fut).await;
+    match outcome {
         Err(_) => (Err((SendFail::Timeout, None, reused)), None),
-        Ok(Ok(resp)) => (Ok(resp), Some(conn)),
-        Ok(Err(mut e)) => {
-            let recovered = e.take_message().map(|r| r.into_body());
-            let body = match recovered {
-                Some(b) if !b.touched() => Some(b),
-                _ if !had_body => Some(UpBody::Empty),
-                _ => None,
-            };
-            let err = e.into_error();
-            let why = err.to_string();
-            let before_response = !err.is_parse();
-            (
-                Err((
-                    SendFail::Broken(why),
-                    body.filter(|_| before_response),
-                    reused,
-                )),
-                None,
-            )
+        Ok(Ok((head, body_sent))) => {
+            if !body_sent {
+                // The member answered before the whole body was sent: the rest is not sent,
+                // and the connection cannot carry another request.
+                conn.poolable = false;
+            }
+            (Ok(head), Some(conn))
+        }
+        Ok(Err(e)) => {
+            let recovered = (e.before_response && !body.touched()).then_some(body);
+            (Err((SendFail::Broken(e.why), recovered, reused)), None)
         }
     }
 }
@@ -844,7 +862,7 @@ fn respond(
     cx: &Ctx<'_>,
     parts: &http::request::Parts,
     m: &MemberRt,
-    mut resp: Response<Incoming>,
+    head: MemberHead,
     conn: Option<PooledConn>,
     busy: BusyGuard,
     vars: &BalancerVars,
@@ -852,29 +870,35 @@ fn respond(
     wants_upgrade: bool,
 ) -> Response<DownBody> {
     let b = cx.balancer;
-    let status = resp.status();
+    let status = head.status;
     if b.params.fail_on_status.contains(&status.as_u16()) {
         m.mark_error(&format!("status {} matches failonstatus", status.as_u16()));
     }
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut conn = conn;
     if switching {
-        let up_upgrade = hyper::upgrade::on(&mut resp);
-        match (wants_upgrade, client_upgrade) {
-            (true, Some(client)) => {
-                conn = None; // the connection becomes the tunnel
+        match (wants_upgrade, client_upgrade, conn.take()) {
+            (true, Some(client), Some(pc)) => {
+                // The member connection becomes the tunnel.
                 let name = m.name.clone();
                 tokio::spawn(async move {
                     STATS.tunnels.fetch_add(1, Relaxed);
                     let _t = scopeguard_tunnel();
-                    match tokio::try_join!(client, up_upgrade) {
-                        Ok((c, u)) => {
+                    let PooledConn {
+                        conn: mc, permit, ..
+                    } = pc;
+                    let (mut up, early) = mc.into_tunnel();
+                    match client.await {
+                        Ok(c) => {
+                            use tokio::io::AsyncWriteExt;
                             let mut c = hyper_util::rt::TokioIo::new(c);
-                            let mut u = hyper_util::rt::TokioIo::new(u);
-                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                            if early.is_empty() || c.write_all(&early).await.is_ok() {
+                                let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
+                            }
                         }
                         Err(e) => tracing::debug!(member = %name, "upgrade failed: {e}"),
                     }
+                    drop(permit);
                 });
             }
             _ => {
@@ -888,10 +912,8 @@ fn respond(
             }
         }
     }
-    let (mut rp, inner) = resp.into_parts();
-    // The client gets its own protocol version, whatever the member spoke.
-    rp.version = parts.version;
-    clean_response(&mut rp.headers, switching);
+    let mut headers = head.headers;
+    clean_response(&mut headers, switching);
     // ProxyPassReverse and the cookie maps: this balancer's, the location's, the server's.
     let any_reverse = !b.reverse.is_empty()
         || !cx.host.reverse.is_empty()
@@ -908,16 +930,15 @@ fn respond(
             .or_else(|| parts.uri.authority().map(|a| a.as_str()))
             .unwrap_or("");
         for h in ["location", "content-location", "uri"] {
-            if let Some(v) = rp.headers.get(h).and_then(|v| v.to_str().ok())
+            if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok())
                 && let Some(nv) = map_location(v, &rule_sets, &cx.snap.balancers, client_host)
                 && let Ok(hv) = HeaderValue::from_str(&nv)
             {
-                rp.headers.insert(h, hv);
+                headers.insert(h, hv);
             }
         }
-        if rp.headers.contains_key(header::SET_COOKIE) {
-            let cookies: Vec<HeaderValue> = rp
-                .headers
+        if headers.contains_key(header::SET_COOKIE) {
+            let cookies: Vec<HeaderValue> = headers
                 .get_all(header::SET_COOKIE)
                 .iter()
                 .map(|v| {
@@ -928,9 +949,9 @@ fn respond(
                         .unwrap_or_else(|| v.clone())
                 })
                 .collect();
-            rp.headers.remove(header::SET_COOKIE);
+            headers.remove(header::SET_COOKIE);
             for c in cookies {
-                rp.headers.append(header::SET_COOKIE, c);
+                headers.append(header::SET_COOKIE, c);
             }
         }
     }
@@ -942,25 +963,30 @@ fn respond(
         .chain(cx.locations.iter().flat_map(|l| l.response_headers.iter()));
     apply_rules(
         rules,
-        &mut rp.headers,
+        &mut headers,
         Some(vars),
         &parts.headers,
         false,
         cx.started,
     );
-    let mut extensions = http::Extensions::new();
-    if cx.snap.access_log.is_some() {
-        extensions.insert(vars.clone());
-    }
-    rp.extensions.extend(extensions);
-    let body = DownBody::Member {
+    let inner = match conn {
+        Some(c) => MemberBody::new(c, head.framing, head.keep_alive),
+        None => MemberBody::none(),
+    };
+    let mut r = Response::new(DownBody::Member {
         inner,
-        conn,
         busy: Some(busy),
         member: m.state.clone(),
         name: m.name.clone(),
-    };
-    Response::from_parts(rp, body)
+    });
+    *r.status_mut() = status;
+    // The client gets its own protocol version, whatever the member spoke.
+    *r.version_mut() = parts.version;
+    *r.headers_mut() = headers;
+    if cx.snap.access_log.is_some() {
+        r.extensions_mut().insert(vars.clone());
+    }
+    r
 }
 
 /// One of balancerd's own error responses, with the `always` header rules applied.

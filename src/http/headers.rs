@@ -2,6 +2,7 @@
 //! hop-by-hop headers and every header named in `Connection` are removed *before*
 //! `X-Forwarded-*` are appended (so a client cannot strip them: CVE-2022-31813).
 
+use crate::upstream::h1::RequestFraming;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// `X-Forwarded-For`, `-Host` and `-Server`, named once.
@@ -50,8 +51,8 @@ fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// What the request to a member needs besides the client's headers. Values are prepared
-/// `HeaderValue`s (per member, per connection, per snapshot) so that building the member's
-/// head copies no bytes.
+/// `HeaderValue`s (per member, per connection, per snapshot) so that writing the member's
+/// head formats nothing.
 pub struct UpstreamHead<'a> {
     /// The `Host` to send.
     pub host: Option<&'a HeaderValue>,
@@ -67,17 +68,24 @@ pub struct UpstreamHead<'a> {
     pub close: bool,
     /// A WebSocket upgrade is allowed and requested.
     pub upgrade: Option<&'a HeaderValue>,
+    /// A header whose client value is replaced (the mapped WebDAV `Destination`).
+    pub replace: Option<(&'a HeaderName, &'a HeaderValue)>,
 }
 
-/// Builds the member-bound headers from the client's: names and values are shared with the
-/// client's request (reference-counted), never re-parsed or copied.
-pub fn upstream_headers(client: &HeaderMap, u: &UpstreamHead<'_>) -> HeaderMap {
+/// Writes the member-bound header fields straight from the client's into the request head
+/// (no intermediate header map): hop-by-hop fields and those named in `Connection` are
+/// left out, `Host` is the member's (or the client's with `ProxyPreserveHost`), and the
+/// X-Forwarded-* lists get the client's address, host and this server appended on one line.
+pub fn write_upstream_headers(client: &HeaderMap, u: &UpstreamHead<'_>, w: &mut HeadWriter) {
     let named = if client.contains_key(header::CONNECTION) {
         connection_named(client)
     } else {
         Vec::new()
     };
-    let mut h = HeaderMap::with_capacity(client.len() + 4);
+    if let Some(host) = u.host {
+        w.header(header::HOST.as_str(), host.as_bytes());
+    }
+    let mut forwarded_seen = false;
     for (k, v) in client {
         if is_request_hop(k) || (!named.is_empty() && named.contains(k)) {
             continue;
@@ -85,45 +93,134 @@ pub fn upstream_headers(client: &HeaderMap, u: &UpstreamHead<'_>) -> HeaderMap {
         if *k == header::EXPECT && !v.as_bytes().eq_ignore_ascii_case(b"100-continue") {
             continue;
         }
-        h.append(k.clone(), v.clone());
+        if u.add_forwarded
+            && (*k == X_FORWARDED_FOR || *k == X_FORWARDED_HOST || *k == X_FORWARDED_SERVER)
+        {
+            forwarded_seen = true;
+            continue;
+        }
+        if let Some((rk, _)) = u.replace
+            && rk == k
+        {
+            continue;
+        }
+        w.header(k.as_str(), v.as_bytes());
     }
-    if let Some(host) = u.host {
-        h.insert(header::HOST, host.clone());
+    if let Some((rk, rv)) = u.replace {
+        w.header(rk.as_str(), rv.as_bytes());
     }
     if u.add_forwarded {
-        append_comma(&mut h, X_FORWARDED_FOR, u.client_ip);
-        if let Some(ch) = u.client_host {
-            append_comma(&mut h, X_FORWARDED_HOST, ch);
+        let forwarded = [
+            (X_FORWARDED_FOR, Some(u.client_ip)),
+            (X_FORWARDED_HOST, u.client_host),
+            (X_FORWARDED_SERVER, Some(u.server_name)),
+        ];
+        for (name, ours) in forwarded {
+            w.list_header(
+                name.as_str(),
+                forwarded_seen
+                    .then(|| client.get_all(&name))
+                    .into_iter()
+                    .flatten(),
+                ours,
+            );
         }
-        append_comma(&mut h, X_FORWARDED_SERVER, u.server_name);
     }
     if let Some(up) = u.upgrade {
-        h.insert(header::UPGRADE, up.clone());
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        w.header(header::UPGRADE.as_str(), up.as_bytes());
+        w.header(header::CONNECTION.as_str(), b"Upgrade");
     } else if u.close {
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        w.header(header::CONNECTION.as_str(), b"close");
     }
-    h
 }
 
-/// Appends `v` to a list header as one comma-joined line (httpd's apr_table_mergen): no
-/// copy when the client sent none.
-fn append_comma(h: &mut HeaderMap, name: HeaderName, v: &HeaderValue) {
-    match h.entry(name) {
-        header::Entry::Vacant(e) => {
-            e.insert(v.clone());
-        }
-        header::Entry::Occupied(mut e) => {
-            let mut joined = Vec::with_capacity(64);
-            for o in e.iter() {
-                joined.extend_from_slice(o.as_bytes());
-                joined.extend_from_slice(b", ");
+/// The request head being written for a member: request line, then header fields.
+pub struct HeadWriter {
+    out: Vec<u8>,
+}
+
+impl HeadWriter {
+    /// Starts a head with its request line; `room` is the expected size of the fields.
+    pub fn new(method: &http::Method, target: &str, room: usize) -> Self {
+        let mut out = Vec::with_capacity(method.as_str().len() + target.len() + room + 64);
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        HeadWriter { out }
+    }
+
+    /// Room to reserve for `client`'s fields plus the few balancerd adds.
+    pub fn room_for(client: &HeaderMap) -> usize {
+        client
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+            + 160
+    }
+
+    /// One field.
+    pub fn header(&mut self, name: &str, value: &[u8]) {
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b": ");
+        self.out.extend_from_slice(value);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// A list field: the client's values and ours joined with ", " on one line (httpd's
+    /// apr_table_mergen); nothing when there are none.
+    pub fn list_header<'v>(
+        &mut self,
+        name: &str,
+        theirs: impl Iterator<Item = &'v HeaderValue>,
+        ours: Option<&'v HeaderValue>,
+    ) {
+        let start = self.out.len();
+        let mut first = true;
+        for v in theirs
+            .map(HeaderValue::as_bytes)
+            .chain(ours.map(HeaderValue::as_bytes))
+        {
+            if first {
+                self.out.extend_from_slice(name.as_bytes());
+                self.out.extend_from_slice(b": ");
+                first = false;
+            } else {
+                self.out.extend_from_slice(b", ");
             }
-            joined.extend_from_slice(v.as_bytes());
-            if let Ok(val) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
-                e.insert(val);
-            }
+            self.out.extend_from_slice(v);
         }
+        if self.out.len() > start {
+            self.out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Ends the head: the body framing field (`content-length: N`, `transfer-encoding:
+    /// chunked`, or none) and the blank line.
+    pub fn finish(mut self, framing: RequestFraming) -> bytes::Bytes {
+        match framing {
+            RequestFraming::None => {}
+            RequestFraming::Zero => self.out.extend_from_slice(b"content-length: 0\r\n"),
+            RequestFraming::Length(n) => {
+                let mut digits = [0u8; 20];
+                let mut i = digits.len();
+                let mut v = n;
+                loop {
+                    i -= 1;
+                    digits[i] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                    if v == 0 {
+                        break;
+                    }
+                }
+                self.header("content-length", &digits[i..]);
+            }
+            RequestFraming::Chunked => self
+                .out
+                .extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
+        self.out.extend_from_slice(b"\r\n");
+        bytes::Bytes::from(self.out)
     }
 }
 
@@ -181,6 +278,44 @@ pub fn max_forwards(h: &mut HeaderMap, method: &http::Method) -> bool {
 mod tests {
     use super::*;
 
+    /// The member-bound head for `c`, parsed back into (name, value) lines.
+    fn member_head(c: &HeaderMap, u: &UpstreamHead<'_>) -> Vec<(String, String)> {
+        let mut w = HeadWriter::new(&http::Method::GET, "/x", HeadWriter::room_for(c));
+        write_upstream_headers(c, u, &mut w);
+        let head = w.finish(RequestFraming::None);
+        let text = String::from_utf8(head.to_vec()).unwrap();
+        assert!(text.starts_with("GET /x HTTP/1.1\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        text.lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (k, v) = l.split_once(": ").unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    fn one<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        let mut it = h.iter().filter(|(k, _)| k == name);
+        let v = it.next().map(|(_, v)| v.as_str());
+        assert!(it.next().is_none(), "{name} more than once");
+        v
+    }
+
+    fn head<'a>(ip: &'a HeaderValue, lb: &'a HeaderValue) -> UpstreamHead<'a> {
+        UpstreamHead {
+            host: None,
+            add_forwarded: true,
+            client_ip: ip,
+            client_host: None,
+            server_name: lb,
+            close: false,
+            upgrade: None,
+            replace: None,
+        }
+    }
+
     #[test]
     fn strips_connection_named_before_forwarded() {
         let mut c = HeaderMap::new();
@@ -195,17 +330,20 @@ mod tests {
         c.insert("keep-alive", HeaderValue::from_static("5"));
         c.insert("proxy-connection", HeaderValue::from_static("x"));
         c.insert("host", HeaderValue::from_static("front"));
-        let host = HeaderValue::from_static("front");
-        let h = upstream_headers(
+        c.insert("content-length", HeaderValue::from_static("12"));
+        c.insert("x-keep", HeaderValue::from_static("yes"));
+        let front = HeaderValue::from_static("front");
+        let member = HeaderValue::from_static("127.0.0.1:18102");
+        let (ip, lb) = (
+            HeaderValue::from_static("127.0.0.1"),
+            HeaderValue::from_static("lb"),
+        );
+        let h = member_head(
             &c,
             &UpstreamHead {
-                host: Some(&HeaderValue::from_static("127.0.0.1:18102")),
-                add_forwarded: true,
-                client_ip: &HeaderValue::from_static("127.0.0.1"),
-                client_host: Some(&host),
-                server_name: &HeaderValue::from_static("lb"),
-                close: false,
-                upgrade: None,
+                host: Some(&member),
+                client_host: Some(&front),
+                ..head(&ip, &lb)
             },
         );
         for n in [
@@ -215,13 +353,15 @@ mod tests {
             "keep-alive",
             "proxy-connection",
             "connection",
+            "content-length",
         ] {
-            assert!(h.get(n).is_none(), "{n}");
+            assert!(one(&h, n).is_none(), "{n}");
         }
-        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
-        assert_eq!(h["host"], "127.0.0.1:18102");
-        assert_eq!(h["x-forwarded-host"], "front");
-        assert_eq!(h["x-forwarded-server"], "lb");
+        assert_eq!(one(&h, "x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(one(&h, "host"), Some("127.0.0.1:18102"));
+        assert_eq!(one(&h, "x-forwarded-host"), Some("front"));
+        assert_eq!(one(&h, "x-forwarded-server"), Some("lb"));
+        assert_eq!(one(&h, "x-keep"), Some("yes"));
     }
 
     #[test]
@@ -229,22 +369,55 @@ mod tests {
         let mut c = HeaderMap::new();
         c.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         c.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
-        let ip = HeaderValue::from_static("127.0.0.1");
-        let h = upstream_headers(
+        c.append("x-forwarded-server", HeaderValue::from_static("edge"));
+        let (ip, lb) = (
+            HeaderValue::from_static("127.0.0.1"),
+            HeaderValue::from_static("lb"),
+        );
+        let h = member_head(&c, &head(&ip, &lb));
+        assert_eq!(
+            one(&h, "x-forwarded-for"),
+            Some("10.0.0.1, 10.0.0.2, 127.0.0.1")
+        );
+        assert_eq!(one(&h, "x-forwarded-server"), Some("edge, lb"));
+        assert!(one(&h, "x-forwarded-host").is_none());
+        assert!(one(&h, "host").is_none(), "no Host when none is given");
+    }
+
+    #[test]
+    fn replaced_header_and_upgrade_and_close() {
+        let mut c = HeaderMap::new();
+        c.insert("destination", HeaderValue::from_static("http://front/a"));
+        c.insert("expect", HeaderValue::from_static("100-continue"));
+        let (ip, lb) = (
+            HeaderValue::from_static("127.0.0.1"),
+            HeaderValue::from_static("lb"),
+        );
+        let dest = HeaderName::from_static("destination");
+        let mapped = HeaderValue::from_static("http://member/a");
+        let ws = HeaderValue::from_static("websocket");
+        let h = member_head(
             &c,
             &UpstreamHead {
-                host: None,
-                add_forwarded: true,
-                client_ip: &ip,
-                client_host: None,
-                server_name: &HeaderValue::from_static("lb"),
-                close: false,
-                upgrade: None,
+                add_forwarded: false,
+                replace: Some((&dest, &mapped)),
+                upgrade: Some(&ws),
+                ..head(&ip, &lb)
             },
         );
-        let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
-        assert_eq!(all, ["10.0.0.1, 10.0.0.2, 127.0.0.1"]);
-        assert!(h.get("x-forwarded-host").is_none());
+        assert_eq!(one(&h, "destination"), Some("http://member/a"));
+        assert_eq!(one(&h, "expect"), Some("100-continue"));
+        assert_eq!(one(&h, "upgrade"), Some("websocket"));
+        assert_eq!(one(&h, "connection"), Some("Upgrade"));
+        assert!(one(&h, "x-forwarded-for").is_none());
+        let h = member_head(
+            &c,
+            &UpstreamHead {
+                close: true,
+                ..head(&ip, &lb)
+            },
+        );
+        assert_eq!(one(&h, "connection"), Some("close"));
     }
 
     #[test]

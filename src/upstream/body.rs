@@ -3,10 +3,11 @@
 //! * [`UpBody`]: what is sent to a member: nothing, or the client's body with a per-frame
 //!   read timeout (a client that stops sending mid-body cannot hold a member forever).
 //! * [`DownBody`]: what is sent to the client: a short body balancerd made, or the member's
-//!   body, which returns the member connection to its pool when it ends and releases the
-//!   member's busy count when dropped.
+//!   body ([`MemberBody`]), which returns the member connection to its pool when it ends and
+//!   releases the member's busy count when it ends or is dropped.
 
 use crate::balancer::member::MemberState;
+use crate::upstream::h1::MemberBody;
 use crate::upstream::pool::PooledConn;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -136,12 +137,10 @@ impl Drop for BusyGuard {
 pub enum DownBody {
     /// A body balancerd made (error pages, status).
     Full(Option<Bytes>),
-    /// A member's body.
+    /// A member's body; its connection goes back to the pool at the end.
     Member {
         /// The member's response body.
-        inner: Incoming,
-        /// The connection, back to the pool at end of stream.
-        conn: Option<PooledConn>,
+        inner: MemberBody<PooledConn>,
         /// Released on drop.
         busy: Option<BusyGuard>,
         /// Counts bytes read.
@@ -180,47 +179,38 @@ impl Body for DownBody {
             })),
             DownBody::Member {
                 inner,
-                conn,
                 busy,
                 member,
                 name,
-            } => {
-                let f = ready!(Pin::new(&mut *inner).poll_frame(cx));
-                match &f {
-                    Some(Ok(fr)) => {
-                        if let Some(d) = fr.data_ref() {
-                            member.read.fetch_add(d.len() as u64, Relaxed);
-                            crate::ops::stats::STATS
-                                .bytes
-                                .fetch_add(d.len() as u64, Relaxed);
-                        }
-                        if inner.is_end_stream()
-                            && let Some(c) = conn.take()
-                        {
-                            c.release();
-                        }
-                    }
-                    None => {
-                        if let Some(c) = conn.take() {
-                            c.release();
-                        }
+            } => match ready!(inner.poll_data(cx)) {
+                Some(Ok(d)) => {
+                    member.read.fetch_add(d.len() as u64, Relaxed);
+                    crate::ops::stats::STATS
+                        .bytes
+                        .fetch_add(d.len() as u64, Relaxed);
+                    if inner.is_done() {
                         busy.take();
                     }
-                    Some(Err(_)) => {
-                        // The member broke mid-body: drop its connection, abort the client's.
-                        conn.take();
-                        tracing::warn!(member = %name, "member connection broke while sending the response body");
-                    }
+                    Poll::Ready(Some(Ok(Frame::data(d))))
                 }
-                Poll::Ready(f.map(|r| r.map_err(Into::into)))
-            }
+                None => {
+                    busy.take();
+                    Poll::Ready(None)
+                }
+                Some(Err(e)) => {
+                    // The member broke mid-body: its connection is dropped, the client's
+                    // is aborted.
+                    tracing::warn!(member = %name, "member connection broke while sending the response body: {e}");
+                    Poll::Ready(Some(Err(e.into())))
+                }
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             DownBody::Full(b) => b.is_none(),
-            DownBody::Member { inner, .. } => inner.is_end_stream(),
+            DownBody::Member { inner, .. } => inner.is_done(),
         }
     }
 

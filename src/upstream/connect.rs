@@ -1,7 +1,7 @@
 //! Opening a connection to a member: DNS (with `--map-host` overrides), TCP connect with
-//! `connectiontimeout`, TCP options, and the hyper HTTP/1.1 handshake.
+//! `connectiontimeout`, TCP options and the TLS handshake.
 
-use super::UpBody;
+use super::h1::{MemberConn, MemberIo};
 use super::pool::PooledConn;
 use crate::balancer::member::MemberRt;
 use std::collections::HashMap;
@@ -77,14 +77,14 @@ pub async fn acquire(
     let p = &m.spec.params;
     let max_idle = p.ttl.unwrap_or(super::pool::DEFAULT_IDLE);
     if !p.disable_reuse
-        && let Some((sender, permit)) = m.state.pool.take(max_idle)
+        && let Some((conn, permit)) = m.state.pool.take(max_idle)
     {
         m.state
             .pool
             .reused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(PooledConn {
-            sender,
+            conn,
             reused: true,
             poolable: true,
             permit,
@@ -131,13 +131,13 @@ async fn open(
         .unwrap_or(default_timeout);
     // Boxed: connecting (TCP, TLS, HTTP handshake) is rare with pooling, and its state would
     // otherwise be part of every request's future (and of every held long-poll).
-    let sender = Box::pin(connect(m, timeout, tls)).await?;
+    let conn = Box::pin(connect(m, timeout, tls)).await?;
     m.state
         .pool
         .opened
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(PooledConn {
-        sender,
+        conn,
         reused: false,
         poolable: !p.disable_reuse,
         permit,
@@ -149,7 +149,7 @@ async fn connect(
     m: &MemberRt,
     timeout: Duration,
     tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<hyper::client::conn::http1::SendRequest<UpBody>, ConnectError> {
+) -> Result<MemberConn, ConnectError> {
     let url = &m.spec.url;
     let tls = if url.is_tls() {
         match tls {
@@ -177,14 +177,14 @@ async fn connect(
                 let _ = socket2::SockRef::from(&s).set_keepalive(true);
             }
             match &tls {
-                None => handshake(m, s).await,
+                None => Ok(MemberConn::new(MemberIo::Plain(s))),
                 Some(cfg) => {
                     let name = crate::net::tls::server_name(&url.host)?;
                     let ts = tokio_rustls::TlsConnector::from(cfg.clone())
                         .connect(name, s)
                         .await
                         .map_err(|e| format!("TLS handshake with {a} failed: {e}"))?;
-                    handshake(m, ts).await
+                    Ok(MemberConn::new(MemberIo::Tls(Box::new(ts))))
                 }
             }
         };
@@ -195,24 +195,4 @@ async fn connect(
         }
     }
     Err(ConnectError::Failed(format!("{}: {last}", m.name)))
-}
-
-async fn handshake<S>(
-    m: &MemberRt,
-    io: S,
-) -> Result<hyper::client::conn::http1::SendRequest<UpBody>, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(hyper_util::rt::TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    let name: Arc<str> = m.name.clone();
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(member = %name, "member connection ended: {e}");
-        }
-    });
-    Ok(sender)
 }

@@ -1,8 +1,9 @@
-//! Connections to members: a per-member keep-alive pool on hyper's client connection API,
-//! TCP connect with timeouts, and the body types that stream between client and member.
+//! Connections to members: the HTTP/1.1 exchange ([`h1`]), a per-member keep-alive pool,
+//! TCP/TLS connect with timeouts, and the body types that stream between client and member.
 
 pub mod body;
 pub mod connect;
+pub mod h1;
 pub mod health;
 pub mod pool;
 

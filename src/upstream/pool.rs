@@ -1,11 +1,11 @@
-//! Per-member keep-alive pool on hyper's client connection API.
+//! Per-member keep-alive pool of member connections ([`MemberConn`]).
 //!
 //! LIFO reuse (the most recently used connection is the least likely to have been closed by
 //! the member); idle connections expire before common backend keep-alive limits (Jetty closes
 //! at 30 s) or at the member's `ttl`; `max` caps connections per member. A connection is
 //! returned only after its response body ended, so a pooled connection is always idle.
 
-use super::UpBody;
+use super::h1::{ConnOwner, MemberConn};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -21,10 +21,8 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(15);
 /// idle ones still expire after `ttl` or 15 s).
 const MAX_IDLE: usize = 16_384;
 
-type Sender = hyper::client::conn::http1::SendRequest<UpBody>;
-
 struct Idle {
-    sender: Sender,
+    conn: MemberConn,
     since: Instant,
     permit: Option<OwnedSemaphorePermit>,
 }
@@ -67,7 +65,7 @@ impl Pool {
     }
 
     /// Takes the most recent live idle connection, dropping expired and closed ones.
-    pub fn take(&self, max_idle: Duration) -> Option<(Sender, Option<OwnedSemaphorePermit>)> {
+    pub fn take(&self, max_idle: Duration) -> Option<(MemberConn, Option<OwnedSemaphorePermit>)> {
         let mut v = self.idle.lock().ok()?;
         let now = Instant::now();
         // Expired connections are the oldest: at the front.
@@ -78,25 +76,23 @@ impl Pool {
         if expired > 0 {
             v.drain(..expired);
         }
-        while let Some(i) = v.pop() {
-            if !i.sender.is_closed() && i.sender.is_ready() {
-                return Some((i.sender, i.permit));
+        while let Some(mut i) = v.pop() {
+            if i.conn.idle_usable() {
+                return Some((i.conn, i.permit));
             }
         }
         None
     }
 
     /// Returns a connection after its exchange completed.
-    pub fn put(&self, sender: Sender, permit: Option<OwnedSemaphorePermit>) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn put(&self, mut conn: MemberConn, permit: Option<OwnedSemaphorePermit>) {
+        conn.park();
         if let Ok(mut v) = self.idle.lock() {
             if v.len() >= MAX_IDLE {
                 v.remove(0);
             }
             v.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
                 permit,
             });
@@ -127,8 +123,8 @@ impl Pool {
 
 /// A connection checked out for one exchange.
 pub struct PooledConn {
-    /// hyper's request sender.
-    pub sender: Sender,
+    /// The connection.
+    pub conn: MemberConn,
     /// True when taken from the pool (it may have been closed by the member meanwhile).
     pub reused: bool,
     /// False for `disablereuse=On`.
@@ -151,7 +147,19 @@ impl PooledConn {
     /// The exchange completed: back to the pool (or closed, for `disablereuse`).
     pub fn release(self) {
         if self.poolable {
-            self.member.pool.put(self.sender, self.permit);
+            self.member.pool.put(self.conn, self.permit);
+        }
+    }
+}
+
+impl ConnOwner for PooledConn {
+    fn conn(&mut self) -> &mut MemberConn {
+        &mut self.conn
+    }
+
+    fn finish(self, reusable: bool) {
+        if reusable {
+            self.release();
         }
     }
 }
