@@ -9,7 +9,8 @@
 #
 # Environment: DUR (seconds per closed-loop run, 10), LP_CONNS (8000), LP_SECS (40), HOLD (30),
 # API_RATE (200), BULK_CONNS (20), BULK_BYTES (104857600), RATE (fixed constant rate; default
-# 50% of the slowest proxy's small-GET maximum measured in round 1).
+# 50% of the slowest proxy's small-GET maximum measured in round 1), PROXIES (subset of
+# "haproxy nginx httpd balancerd" to run, for a quick check; the report needs all four).
 #
 # Fairness: one worker process/thread per proxy (nginx worker_processes 1, HAProxy nbthread 1,
 # httpd one child, balancerd --threads 1), keep-alive to the backends, logging off, bodies
@@ -213,7 +214,7 @@ pid_of() { # target -> the pid(s) doing the proxying
 }
 cpu_ticks() { [ -z "$1" ] && { echo 0; return; }; awk '{print $14+$15}' /proc/$1/stat; }
 HZ=$(getconf CLK_TCK)
-PROXIES="haproxy nginx httpd balancerd"
+PROXIES=${PROXIES:-"haproxy nginx httpd balancerd"}
 declare -A PORT=([nginx]=8201 [haproxy]=8202 [httpd]=8203 [balancerd]=8204)
 declare -A TPORT=([nginx]=8211 [haproxy]=8212 [httpd]=8213 [balancerd]=8214)
 base() { # target path-kind -> base URL

@@ -17,7 +17,7 @@ use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
 use crate::http::env::{BalancerVars, apply_rules};
 use crate::http::headers::{
-    HeadWriter, UpstreamHead, clean_response, max_forwards, write_upstream_headers,
+    HeadWriter, UpstreamHead, max_forwards, remove_connection_named, write_upstream_headers,
 };
 use crate::http::rewrite::{map_cookie, map_location};
 use crate::http::synth::error_page;
@@ -912,8 +912,12 @@ fn respond(
             }
         }
     }
+    // Hop-by-hop fields were left out while parsing; those the member's Connection named go
+    // now.
     let mut headers = head.headers;
-    clean_response(&mut headers, switching);
+    if let Some(named) = &head.connection_named {
+        remove_connection_named(&mut headers, named);
+    }
     // ProxyPassReverse and the cookie maps: this balancer's, the location's, the server's.
     let any_reverse = !b.reverse.is_empty()
         || !cx.host.reverse.is_empty()

@@ -230,30 +230,53 @@ pub fn clean_response(h: &mut HeaderMap, switching: bool) {
     // One pass over the names (no hashing) finds the few that must go.
     let mut hop: [Option<HeaderName>; 8] = Default::default();
     let mut n = 0;
-    let mut has_connection = false;
     for k in h.keys() {
-        let is_hop = if *k == header::CONNECTION || *k == header::UPGRADE {
-            has_connection |= *k == header::CONNECTION;
-            !switching
-        } else {
-            *k == KEEP_ALIVE
-                || *k == header::PROXY_AUTHENTICATE
-                || *k == header::TE
-                || *k == header::TRAILER
-                || *k == PROXY_CONNECTION
-                || *k == header::TRANSFER_ENCODING
-        };
-        if is_hop && n < hop.len() {
+        if is_response_hop(k, switching) && n < hop.len() {
             hop[n] = Some(k.clone());
             n += 1;
         }
     }
-    if has_connection {
+    if h.contains_key(header::CONNECTION) {
         for name in connection_named(h) {
             h.remove(name);
         }
     }
     for name in hop.into_iter().flatten() {
+        h.remove(name);
+    }
+}
+
+/// True for a response field that never crosses the proxy (`Content-Length` stays; a `101`
+/// keeps its `Upgrade`/`Connection` pair). The member client drops these while parsing.
+pub fn is_response_hop(k: &HeaderName, switching: bool) -> bool {
+    if *k == header::CONNECTION || *k == header::UPGRADE {
+        !switching
+    } else {
+        *k == KEEP_ALIVE
+            || *k == header::PROXY_AUTHENTICATE
+            || *k == header::TE
+            || *k == header::TRAILER
+            || *k == PROXY_CONNECTION
+            || *k == header::TRANSFER_ENCODING
+    }
+}
+
+/// True when a `Connection` value names fields besides `keep-alive`, `close` and `upgrade`.
+pub fn names_extra_fields(connection: &[u8]) -> bool {
+    connection.split(|b| *b == b',').any(|t| {
+        let t = t.trim_ascii();
+        !(t.is_empty()
+            || t.eq_ignore_ascii_case(b"keep-alive")
+            || t.eq_ignore_ascii_case(b"close")
+            || t.eq_ignore_ascii_case(b"upgrade"))
+    })
+}
+
+/// Removes the fields a member's `Connection` value named (hop-by-hop by declaration).
+pub fn remove_connection_named(h: &mut HeaderMap, connection: &HeaderValue) {
+    let mut one = HeaderMap::with_capacity(1);
+    one.insert(header::CONNECTION, connection.clone());
+    for name in connection_named(&one) {
         h.remove(name);
     }
 }
