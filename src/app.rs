@@ -46,15 +46,29 @@ pub fn load_or_report(path: &Path, opts: &LoadOptions) -> Option<config::Config>
     loaded.config
 }
 
-/// Binds one listener with the socket options a proxy wants.
+/// Binds the listening sockets of one address with the socket options a proxy wants: one,
+/// or `--listeners-per-addr` sockets sharing the address with `SO_REUSEPORT`.
+pub fn bind_listeners(addr: SocketAddr) -> std::io::Result<Vec<TcpListener>> {
+    let n = crate::net::tuning::get().listeners_per_addr.max(1);
+    (0..n).map(|_| bind_one(addr, n > 1)).collect()
+}
+
+/// Binds one listening socket (the demo's members and control port).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_one(addr, false)
+}
+
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     sock.set_reuse_address(true)?;
-    sock.set_tcp_nodelay(true)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    sock.set_tcp_nodelay(crate::net::tuning::get().nodelay)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(4096)?;
@@ -80,14 +94,14 @@ struct App {
     shared: Shared,
     path: PathBuf,
     opts: LoadOptions,
-    listeners: HashMap<SocketAddr, JoinHandle<()>>,
+    listeners: HashMap<SocketAddr, Vec<JoinHandle<()>>>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl App {
     fn start_listener(&mut self, l: &crate::config::model::Listener) -> Result<(), String> {
-        let tl =
-            bind(l.addr).map_err(|e| format!("{}: cannot listen on {}: {e}", l.origin, l.addr))?;
+        let tl = bind_listeners(l.addr)
+            .map_err(|e| format!("{}: cannot listen on {}: {e}", l.origin, l.addr))?;
         let tls = self.shared.load().front_tls.contains_key(&l.addr);
         tracing::info!(
             "listening on {}{} ({})",
@@ -95,14 +109,23 @@ impl App {
             if tls { " with TLS" } else { "" },
             l.origin
         );
-        let task = tokio::spawn(crate::http::server::serve(
-            tl,
-            l.addr,
-            self.shared.clone(),
-            self.shutdown.clone(),
-        ));
-        self.listeners.insert(l.addr, task);
+        let tasks = self.serve_all(tl, l.addr);
+        self.listeners.insert(l.addr, tasks);
         Ok(())
+    }
+
+    /// One accept task per listening socket of `addr`.
+    fn serve_all(&self, tl: Vec<TcpListener>, addr: SocketAddr) -> Vec<JoinHandle<()>> {
+        tl.into_iter()
+            .map(|l| {
+                tokio::spawn(crate::http::server::serve(
+                    l,
+                    addr,
+                    self.shared.clone(),
+                    self.shutdown.clone(),
+                ))
+            })
+            .collect()
     }
 
     /// Reloads the config; on any error the running snapshot stays. This is exactly the
@@ -146,7 +169,7 @@ impl App {
         let mut fresh = Vec::new();
         for l in &snap.listeners {
             if !self.listeners.contains_key(&l.addr) {
-                match bind(l.addr) {
+                match bind_listeners(l.addr) {
                     Ok(tl) => fresh.push((l.addr, tl)),
                     Err(e) => {
                         fail(format!("{}: cannot listen on {}: {e}", l.origin, l.addr));
@@ -159,13 +182,8 @@ impl App {
         self.shared.store(Arc::new(snap));
         for (addr, tl) in fresh {
             tracing::info!("listening on {addr} (added by reload)");
-            let task = tokio::spawn(crate::http::server::serve(
-                tl,
-                addr,
-                self.shared.clone(),
-                self.shutdown.clone(),
-            ));
-            self.listeners.insert(addr, task);
+            let tasks = self.serve_all(tl, addr);
+            self.listeners.insert(addr, tasks);
         }
         let gone: Vec<SocketAddr> = self
             .listeners
@@ -174,8 +192,8 @@ impl App {
             .copied()
             .collect();
         for a in gone {
-            if let Some(t) = self.listeners.remove(&a) {
-                t.abort();
+            if let Some(tasks) = self.listeners.remove(&a) {
+                tasks.iter().for_each(JoinHandle::abort);
                 tracing::info!("stopped listening on {a} (removed by reload)");
             }
         }
@@ -421,8 +439,8 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
     // Draining.
     hc.abort();
     let _ = stop_tx.send(true);
-    for (_, t) in app.listeners.drain() {
-        t.abort();
+    for (_, tasks) in app.listeners.drain() {
+        tasks.iter().for_each(JoinHandle::abort);
     }
     let t0 = std::time::Instant::now();
     tracing::info!(

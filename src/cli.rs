@@ -29,6 +29,17 @@ struct Cli {
     /// Worker threads (default: one per core).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Turn TCP_NODELAY off on client and member connections (measured worse; for
+    /// re-measuring).
+    #[arg(long, global = true)]
+    no_nodelay: bool,
+    /// Fixed SO_SNDBUF/SO_RCVBUF in bytes for client and member connections (default: the
+    /// kernel's autotuning).
+    #[arg(long, global = true, value_name = "BYTES")]
+    socket_buffer: Option<usize>,
+    /// Listening sockets per address, sharing it with SO_REUSEPORT (default 1).
+    #[arg(long, global = true, value_name = "N")]
+    listeners_per_addr: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -93,6 +104,11 @@ pub fn main() -> i32 {
         map.insert(k.to_ascii_lowercase(), addr);
     }
     crate::upstream::connect::set_host_map(map);
+    crate::net::tuning::set(crate::net::tuning::SocketTuning {
+        nodelay: !cli.no_nodelay,
+        buffer: cli.socket_buffer.filter(|b| *b > 0),
+        listeners_per_addr: cli.listeners_per_addr.unwrap_or(1).clamp(1, 64),
+    });
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { strict, format } => check(&path, &opts, strict, format),
         Command::Run => run(&path, &opts, false, cli.threads),

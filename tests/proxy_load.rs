@@ -292,3 +292,39 @@ async fn idle_connections_and_held_long_polls_cost_bounded_memory() {
     assert!(per_idle < 24 * 1024, "idle connection costs {per_idle} B");
     assert!(per_poll < 40 * 1024, "held long-poll costs {per_poll} B");
 }
+
+/// Listening sockets on `port` (IPv4, state LISTEN), from /proc/net/tcp.
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&local) && f[3] == "0A"
+        })
+        .count()
+}
+
+/// `--listeners-per-addr N` shares each address between N listening sockets (SO_REUSEPORT)
+/// and every one of them serves; `--socket-buffer` is taken alongside. Without the option
+/// an address has one socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_listening_sockets_share_an_address_when_asked() {
+    let a = Backend::start("A").await;
+    let conf = "Listen 127.0.0.1:{PORT}\nProxyPass /x http://a:1/x\n";
+    let p = Proxy::start_with_args(
+        conf,
+        &[("a:1", a.addr)],
+        &["--listeners-per-addr", "3", "--socket-buffer", "262144"],
+    );
+    assert_eq!(listening_sockets(p.addr.port()), 3);
+    // The kernel spreads new connections over the sockets: all of them must answer.
+    for _ in 0..60 {
+        assert_eq!(get(p.addr, "/x/y", &[]).await.status, 200);
+    }
+    let one = Proxy::start(conf, &[("a:1", a.addr)]);
+    assert_eq!(listening_sockets(one.addr.port()), 1);
+    assert_eq!(get(one.addr, "/x/y", &[]).await.status, 200);
+}

@@ -47,7 +47,7 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
         };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
-        let _ = stream.set_nodelay(true);
+        crate::net::tuning::apply(&stream);
         let tls = shared.load().front_tls.get(&addr).cloned();
         // One task per connection, sized for what it serves: a plain connection's task does
         // not carry the TLS handshake and HTTP/2 states (it would be ~10 KiB instead of ~1).
@@ -122,7 +122,7 @@ pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 
 /// Serves one plain TCP connection (for callers that accept themselves).
 pub async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown: Shutdown) {
-    let _ = stream.set_nodelay(true);
+    crate::net::tuning::apply(&stream);
     serve_http1(stream, peer, shared, shutdown).await;
 }
 

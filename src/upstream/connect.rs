@@ -172,7 +172,7 @@ async fn connect(
             let s = TcpStream::connect(a)
                 .await
                 .map_err(|e| format!("connect to {a} failed: {e}"))?;
-            let _ = s.set_nodelay(true);
+            crate::net::tuning::apply(&s);
             if m.spec.params.tcp_keepalive {
                 let _ = socket2::SockRef::from(&s).set_keepalive(true);
             }

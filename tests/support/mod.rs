@@ -122,6 +122,16 @@ impl Proxy {
         Self::start_in(conf, "balancerd.conf", port, map_hosts)
     }
 
+    /// Like [`Proxy::start`], with extra command-line arguments.
+    #[allow(dead_code)]
+    pub fn start_with_args(config: &str, map_hosts: &[(&str, SocketAddr)], args: &[&str]) -> Proxy {
+        let port = free_port();
+        let conf = ConfDir::new();
+        let text = config.replace("{PORT}", &port.to_string());
+        conf.write("balancerd.conf", &text);
+        Self::start_in_with(conf, "balancerd.conf", port, map_hosts, args)
+    }
+
     /// Starts balancerd on a file already written in `conf`.
     pub fn start_in(
         conf: ConfDir,
@@ -129,8 +139,19 @@ impl Proxy {
         port: u16,
         map_hosts: &[(&str, SocketAddr)],
     ) -> Proxy {
+        Self::start_in_with(conf, file, port, map_hosts, &[])
+    }
+
+    fn start_in_with(
+        conf: ConfDir,
+        file: &str,
+        port: u16,
+        map_hosts: &[(&str, SocketAddr)],
+        args: &[&str],
+    ) -> Proxy {
         let log = conf.path().join("balancerd.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_balancerd"));
+        cmd.args(args);
         cmd.arg("--config").arg(conf.path().join(file));
         for (h, a) in map_hosts {
             cmd.arg("--map-host").arg(format!("{h}={a}"));
