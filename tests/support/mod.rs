@@ -284,7 +284,7 @@ pub fn sha_hex(d: &[u8]) -> String {
 
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-fn full(s: impl Into<Bytes>) -> BoxBody {
+pub fn full(s: impl Into<Bytes>) -> BoxBody {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
 }
 

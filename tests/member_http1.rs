@@ -1,0 +1,216 @@
+//! The member side of an exchange (balancerd's own HTTP/1.1 client, `upstream/h1.rs`) against
+//! members that answer with raw bytes: every body framing a member may use, interim answers,
+//! answers that come before the upload ends, and connection reuse after each.
+
+mod support;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A member that answers every request with `answer` (raw bytes), after reading the request
+/// head (and, with `read_body`, a `Content-Length` body). It closes after answering when
+/// `close`, else it keeps the connection for the next request. Counts connections.
+struct RawMember {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl RawMember {
+    async fn start(answer: Vec<u8>, close: bool, read_body: bool) -> RawMember {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        let answer = Arc::new(answer);
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = l.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, SeqCst);
+                let answer = answer.clone();
+                tokio::spawn(serve_raw(s, answer, close, read_body));
+            }
+        });
+        RawMember { addr, connections }
+    }
+}
+
+async fn serve_raw(mut s: TcpStream, answer: Arc<Vec<u8>>, close: bool, read_body: bool) {
+    let mut buf = Vec::new();
+    loop {
+        // One request head.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        buf.drain(..head_end);
+        if read_body {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < len {
+                let mut chunk = [0u8; 65536];
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..len);
+        }
+        if s.write_all(&answer).await.is_err() {
+            return;
+        }
+        if close {
+            let _ = s.shutdown().await;
+            return;
+        }
+        if !read_body {
+            // The request body (if any) is never read: park the connection.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+    }
+}
+
+fn proxy_to(m: &RawMember) -> Proxy {
+    Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nTimeout 5\nProxyPass /m http://m:1/m\n",
+        &[("m:1", m.addr)],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_member_body_runs_until_close_and_arrives_whole() {
+    let mut answer = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+    answer.extend(std::iter::repeat_n(b'x', 300_000));
+    let m = RawMember::start(answer, true, false).await;
+    let p = proxy_to(&m);
+    for _ in 0..2 {
+        let g = get(p.addr, "/m/a", &[]).await;
+        assert_eq!(g.status, 200);
+        assert_eq!(g.body.len(), 300_000);
+    }
+    // Not reusable: a connection per request.
+    assert_eq!(m.connections.load(SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_member_body_is_decoded_and_the_connection_reused() {
+    let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-M: 1\r\n\r\n\
+5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+        .to_vec();
+    let m = RawMember::start(answer, false, true).await;
+    let p = proxy_to(&m);
+    let mut c = Client::connect(p.addr).await;
+    for _ in 0..3 {
+        let g = c.get("/m/a", &[]).await;
+        assert_eq!(g.status, 200);
+        assert_eq!(g.text(), "hello world");
+        assert_eq!(g.headers["x-m"], "1");
+        assert!(g.headers.get("x-trailer").is_none());
+    }
+    assert_eq!(
+        m.connections.load(SeqCst),
+        1,
+        "one member connection for three requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_answers_are_skipped_and_the_final_one_forwarded() {
+    let answer = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
+HTTP/1.1 201 Created\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: h\r\nKeep-Alive: timeout=5\r\n\r\nok"
+        .to_vec();
+    let m = RawMember::start(answer, false, true).await;
+    let p = proxy_to(&m);
+    let g = get(p.addr, "/m/a", &[]).await;
+    assert_eq!(g.status, 201);
+    assert_eq!(g.text(), "ok");
+    // Hop-by-hop fields, and the one the member's Connection named, stay behind.
+    assert!(g.headers.get("x-hop").is_none());
+    assert!(g.headers.get("keep-alive").is_none());
+    assert!(g.headers.get("link").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_answering_before_the_upload_ends_is_heard_at_once() {
+    // The member reads the head only and refuses: the client gets the 413 while its upload
+    // is still in progress, and the member connection is not reused.
+    let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n".to_vec();
+    let m = RawMember::start(answer, false, false).await;
+    let p = proxy_to(&m);
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"PUT /m/up HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
+        .await
+        .unwrap();
+    // Send a part of the body, then wait for the answer without sending more.
+    s.write_all(&vec![b'u'; 1_000_000]).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("too big") {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer while the upload was unfinished");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    // The next request needs a new member connection.
+    let g = get(p.addr, "/m/x", &[]).await;
+    assert_eq!(g.status, 413);
+    assert_eq!(m.connections.load(SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_a_member_is_a_502_or_an_aborted_body_never_a_hang() {
+    // (answer, true when the head itself is bad: 502; else the body breaks after the head)
+    let cases: [(&[u8], bool); 4] = [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello",
+            true,
+        ),
+        (b"SMTP ready\r\n\r\n", true),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", false),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            false,
+        ),
+    ];
+    for (answer, bad_head) in cases {
+        let m = RawMember::start(answer.to_vec(), true, false).await;
+        let p = proxy_to(&m);
+        let r = tokio::time::timeout(Duration::from_secs(8), async {
+            let mut c = Client::connect(p.addr).await;
+            c.send(req("GET", "/m/a", &[], full(""))).await
+        })
+        .await
+        .expect("the proxy must not hang on a broken member");
+        let what = String::from_utf8_lossy(answer);
+        if bad_head {
+            assert_eq!(r.expect("an answer").status, 502, "{what}");
+        } else {
+            assert!(
+                r.is_err(),
+                "a cut body must abort the client's response: {what}"
+            );
+        }
+    }
+}
