@@ -154,11 +154,12 @@ async fn member_answering_before_the_upload_ends_is_heard_at_once() {
     let m = RawMember::start(answer, false, false).await;
     let p = proxy_to(&m);
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"PUT /m/up HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
-        .await
-        .unwrap();
-    // Send a part of the body, then wait for the answer without sending more.
-    s.write_all(&vec![b'u'; 1_000_000]).await.unwrap();
+    // The head and the first 1,000 of 50,000,000 body bytes in one write (so the proxy has
+    // read everything sent when it answers and closes: no reset can eat the answer), then
+    // wait for the answer without sending more.
+    let mut first = b"PUT /m/up HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n".to_vec();
+    first.extend_from_slice(&[b'u'; 1000]);
+    s.write_all(&first).await.unwrap();
     let mut got = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), async {
         let mut chunk = [0u8; 4096];

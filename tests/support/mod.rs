@@ -115,21 +115,25 @@ pub struct Proxy {
 impl Proxy {
     /// Writes `config` (with `{PORT}` replaced by a free port) and starts balancerd on it.
     pub fn start(config: &str, map_hosts: &[(&str, SocketAddr)]) -> Proxy {
-        let port = free_port();
-        let conf = ConfDir::new();
-        let text = config.replace("{PORT}", &port.to_string());
-        conf.write("balancerd.conf", &text);
-        Self::start_in(conf, "balancerd.conf", port, map_hosts)
+        Self::start_with_args(config, map_hosts, &[])
     }
 
-    /// Like [`Proxy::start`], with extra command-line arguments.
-    #[allow(dead_code)]
+    /// Like [`Proxy::start`], with extra command-line arguments. A free port can be taken by
+    /// another test's backend before balancerd binds it (the test would then talk to that
+    /// backend directly): balancerd exits, and this tries again on another port.
     pub fn start_with_args(config: &str, map_hosts: &[(&str, SocketAddr)], args: &[&str]) -> Proxy {
-        let port = free_port();
-        let conf = ConfDir::new();
-        let text = config.replace("{PORT}", &port.to_string());
-        conf.write("balancerd.conf", &text);
-        Self::start_in_with(conf, "balancerd.conf", port, map_hosts, args)
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = ConfDir::new();
+            let text = config.replace("{PORT}", &port.to_string());
+            conf.write("balancerd.conf", &text);
+            match Self::try_start(conf, "balancerd.conf", port, map_hosts, args) {
+                Ok(p) => return p,
+                Err(e) => last = e,
+            }
+        }
+        panic!("{last}");
     }
 
     /// Starts balancerd on a file already written in `conf`.
@@ -139,16 +143,18 @@ impl Proxy {
         port: u16,
         map_hosts: &[(&str, SocketAddr)],
     ) -> Proxy {
-        Self::start_in_with(conf, file, port, map_hosts, &[])
+        Self::try_start(conf, file, port, map_hosts, &[]).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn start_in_with(
+    /// Starts balancerd and waits until *it* listens on `port` (its own log says so and the
+    /// port accepts): a mere successful connect could be to someone else's socket.
+    fn try_start(
         conf: ConfDir,
         file: &str,
         port: u16,
         map_hosts: &[(&str, SocketAddr)],
         args: &[&str],
-    ) -> Proxy {
+    ) -> Result<Proxy, String> {
         let log = conf.path().join("balancerd.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_balancerd"));
         cmd.args(args);
@@ -161,19 +167,27 @@ impl Proxy {
         cmd.stderr(std::fs::File::create(&log).unwrap());
         let child = cmd.spawn().expect("spawn balancerd");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let p = Proxy {
+        let mut p = Proxy {
             child,
             addr,
             conf,
             log,
         };
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return p;
+        let port_tag = format!(":{port} ");
+        for _ in 0..500 {
+            let bound = p
+                .log_text()
+                .lines()
+                .any(|l| l.contains("listening on ") && l.contains(&port_tag));
+            if bound && std::net::TcpStream::connect(addr).is_ok() {
+                return Ok(p);
+            }
+            if let Ok(Some(status)) = p.child.try_wait() {
+                return Err(format!("balancerd exited ({status}): {}", p.log_text()));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("balancerd did not start: {}", p.log_text());
+        Err(format!("balancerd did not start: {}", p.log_text()))
     }
 
     pub fn log_text(&self) -> String {
