@@ -16,9 +16,7 @@ use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
 use crate::http::env::{BalancerVars, apply_rules};
-use crate::http::headers::{
-    HeadWriter, UpstreamHead, max_forwards, remove_connection_named, write_upstream_headers,
-};
+use crate::http::headers::{HeadWriter, UpstreamHead, max_forwards, write_upstream_headers};
 use crate::http::rewrite::{map_cookie, map_location};
 use crate::http::synth::error_page;
 use crate::ops::access;
@@ -915,8 +913,8 @@ fn respond(
     // Hop-by-hop fields were left out while parsing; those the member's Connection named go
     // now.
     let mut headers = head.headers;
-    if let Some(named) = &head.connection_named {
-        remove_connection_named(&mut headers, named);
+    for name in &head.connection_named {
+        headers.remove(name);
     }
     // ProxyPassReverse and the cookie maps: this balancer's, the location's, the server's.
     let any_reverse = !b.reverse.is_empty()

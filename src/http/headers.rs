@@ -27,25 +27,52 @@ fn is_request_hop(k: &HeaderName) -> bool {
         || *k == PROXY_CONNECTION
 }
 
+/// One token of a `Connection` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionToken<'a> {
+    /// `close`.
+    Close,
+    /// `keep-alive`.
+    KeepAlive,
+    /// `upgrade`, or an empty list element.
+    Other,
+    /// Any other token: the name of a hop-by-hop field.
+    Named(&'a [u8]),
+}
+
+/// The tokens of a `Connection` value, classified (shared by requests and responses).
+pub fn connection_tokens(v: &[u8]) -> impl Iterator<Item = ConnectionToken<'_>> {
+    v.split(|b| *b == b',').map(|t| {
+        let t = t.trim_ascii();
+        if t.eq_ignore_ascii_case(b"close") {
+            ConnectionToken::Close
+        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+            ConnectionToken::KeepAlive
+        } else if t.is_empty() || t.eq_ignore_ascii_case(b"upgrade") {
+            ConnectionToken::Other
+        } else {
+            ConnectionToken::Named(t)
+        }
+    })
+}
+
+/// Adds the field names a `Connection` value lists (lower-cased) to `out`.
+pub fn push_connection_named(v: &[u8], out: &mut Vec<HeaderName>) {
+    for t in connection_tokens(v) {
+        if let ConnectionToken::Named(n) = t
+            && let Ok(n) = HeaderName::from_bytes(n)
+        {
+            out.push(n);
+        }
+    }
+}
+
 /// The extra header names listed in `Connection` (the usual `keep-alive`/`close`/`upgrade`
 /// tokens are hop-by-hop anyway and skipped); allocates only when there are some.
 fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
     let mut out = Vec::new();
     for v in h.get_all(header::CONNECTION) {
-        for t in v.as_bytes().split(|b| *b == b',') {
-            let t = t.trim_ascii();
-            if t.is_empty()
-                || t.eq_ignore_ascii_case(b"keep-alive")
-                || t.eq_ignore_ascii_case(b"close")
-                || t.eq_ignore_ascii_case(b"upgrade")
-            {
-                continue;
-            }
-            // from_bytes lower-cases.
-            if let Ok(n) = HeaderName::from_bytes(t) {
-                out.push(n);
-            }
-        }
+        push_connection_named(v.as_bytes(), &mut out);
     }
     out
 }
@@ -258,26 +285,6 @@ pub fn is_response_hop(k: &HeaderName, switching: bool) -> bool {
             || *k == header::TRAILER
             || *k == PROXY_CONNECTION
             || *k == header::TRANSFER_ENCODING
-    }
-}
-
-/// True when a `Connection` value names fields besides `keep-alive`, `close` and `upgrade`.
-pub fn names_extra_fields(connection: &[u8]) -> bool {
-    connection.split(|b| *b == b',').any(|t| {
-        let t = t.trim_ascii();
-        !(t.is_empty()
-            || t.eq_ignore_ascii_case(b"keep-alive")
-            || t.eq_ignore_ascii_case(b"close")
-            || t.eq_ignore_ascii_case(b"upgrade"))
-    })
-}
-
-/// Removes the fields a member's `Connection` value named (hop-by-hop by declaration).
-pub fn remove_connection_named(h: &mut HeaderMap, connection: &HeaderValue) {
-    let mut one = HeaderMap::with_capacity(1);
-    one.insert(header::CONNECTION, connection.clone());
-    for name in connection_named(&one) {
-        h.remove(name);
     }
 }
 

@@ -8,7 +8,6 @@
 
 use crate::balancer::member::MemberState;
 use crate::upstream::h1::MemberBody;
-use crate::upstream::pool::PooledConn;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -140,7 +139,7 @@ pub enum DownBody {
     /// A member's body; its connection goes back to the pool at the end.
     Member {
         /// The member's response body.
-        inner: MemberBody<PooledConn>,
+        inner: MemberBody,
         /// Released on drop.
         busy: Option<BusyGuard>,
         /// Counts bytes read.

@@ -19,11 +19,14 @@
 //! * **memory**: a plain connection waiting for an answer holds no read buffer (it waits for
 //!   readiness first), so a held long-poll costs its socket and a few hundred bytes of state.
 
-use crate::http::headers::{is_response_hop, names_extra_fields};
+use super::pool::PooledConn;
+use crate::http::headers::{
+    ConnectionToken, connection_tokens, is_response_hop, push_connection_named,
+};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, SizeHint};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -252,9 +255,9 @@ pub struct MemberHead {
     pub framing: Framing,
     /// The connection may carry another request after this response.
     pub keep_alive: bool,
-    /// The member's `Connection` value when it names further hop-by-hop fields to remove
-    /// (the usual hop-by-hop fields are already left out of `headers`).
-    pub connection_named: Option<HeaderValue>,
+    /// Further hop-by-hop fields the member's `Connection` named, to remove after the
+    /// response rules ran (the usual hop-by-hop fields are already left out of `headers`).
+    pub connection_named: Vec<HeaderName>,
 }
 
 /// Why an exchange failed.
@@ -417,18 +420,17 @@ where
                     Poll::Pending => {}
                 }
             }
+            let send_failed = |e: io::Error| ExchangeError {
+                why: format!("sending to the member: {e}"),
+                before_response: !got_bytes,
+            };
             if out.len() > 0 {
                 match out.poll_write(&mut conn.io, cx) {
                     Poll::Ready(Ok(())) => {
                         progress = true;
                         frame_queued = false;
                     }
-                    Poll::Ready(Err(e)) => {
-                        return Poll::Ready(Err(ExchangeError {
-                            why: format!("sending to the member: {e}"),
-                            before_response: !got_bytes,
-                        }));
-                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e))),
                     Poll::Pending => {}
                 }
             }
@@ -438,12 +440,7 @@ where
                         write_done = true;
                         progress = true;
                     }
-                    Poll::Ready(Err(e)) => {
-                        return Poll::Ready(Err(ExchangeError {
-                            why: format!("sending to the member: {e}"),
-                            before_response: !got_bytes,
-                        }));
-                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e))),
                     Poll::Pending => {}
                 }
             }
@@ -553,7 +550,7 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
     }
     let head = buf.split_to(len).freeze();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    let mut connection_named: Option<HeaderValue> = None;
+    let mut connection_named = Vec::new();
     let mut headers = HeaderMap::with_capacity(count);
     let mut keep_alive = version == Version::HTTP_11;
     let mut te_chunked = None;
@@ -563,13 +560,15 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
             .ok_or_else(|| "invalid header name from the member".to_string())?;
         let raw = head.slice(v0 as usize..v1 as usize);
         if name == header::CONNECTION {
-            for t in raw.split(|b| *b == b',') {
-                let t = t.trim_ascii();
-                if t.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    keep_alive = true;
+            for t in connection_tokens(&raw) {
+                match t {
+                    ConnectionToken::Close => keep_alive = false,
+                    ConnectionToken::KeepAlive if version == Version::HTTP_10 => keep_alive = true,
+                    _ => {}
                 }
+            }
+            if !switching {
+                push_connection_named(&raw, &mut connection_named);
             }
         } else if name == header::TRANSFER_ENCODING {
             // Only the final coding matters: chunked, or the body runs until close.
@@ -593,18 +592,6 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
             .map_err(|_| "invalid header value from the member".to_string())?;
         // Hop-by-hop fields stop here (one check per field, no removal later).
         if is_response_hop(&name, switching) {
-            if name == header::CONNECTION && names_extra_fields(value.as_bytes()) {
-                connection_named = Some(match connection_named.take() {
-                    None => value,
-                    Some(prev) => {
-                        let mut joined = prev.as_bytes().to_vec();
-                        joined.extend_from_slice(b", ");
-                        joined.extend_from_slice(value.as_bytes());
-                        HeaderValue::from_maybe_shared(Bytes::from(joined))
-                            .map_err(|_| "invalid header value from the member".to_string())?
-                    }
-                });
-            }
             continue;
         }
         headers.append(name, value);
@@ -802,27 +789,19 @@ enum BodyState {
     Done,
 }
 
-/// A member's response body, streamed from the connection. Generic over what owns the
-/// connection (`C`), so that the pool's checkout type can give it back at the end.
+/// A member's response body, streamed from the checked-out connection, which goes back to
+/// the pool at the end.
 #[derive(Debug)]
-pub struct MemberBody<C> {
-    owner: Option<C>,
+pub struct MemberBody {
+    owner: Option<PooledConn>,
     state: BodyState,
     keep_alive: bool,
     next_read: usize,
 }
 
-/// Access to the connection inside whatever owns it, and what to do when the body ends.
-pub trait ConnOwner {
-    /// The connection.
-    fn conn(&mut self) -> &mut MemberConn;
-    /// The body was read to its end; `reusable` says whether the connection can carry more.
-    fn finish(self, reusable: bool);
-}
-
-impl<C: ConnOwner> MemberBody<C> {
+impl MemberBody {
     /// The body of a response whose head was just read from `owner`'s connection.
-    pub fn new(owner: C, framing: Framing, keep_alive: bool) -> Self {
+    pub fn new(owner: PooledConn, framing: Framing, keep_alive: bool) -> Self {
         let state = match framing {
             Framing::Empty | Framing::Length(0) => BodyState::Done,
             Framing::Length(n) => BodyState::Length(n),
@@ -854,9 +833,11 @@ impl<C: ConnOwner> MemberBody<C> {
 
     fn finish(&mut self) {
         self.state = BodyState::Done;
-        if let Some(mut o) = self.owner.take() {
-            let reusable = self.keep_alive && o.conn().rbuf.is_empty();
-            o.finish(reusable);
+        if let Some(o) = self.owner.take()
+            && self.keep_alive
+            && o.conn.rbuf.is_empty()
+        {
+            o.release();
         }
     }
 
@@ -886,7 +867,7 @@ impl<C: ConnOwner> MemberBody<C> {
             let Some(owner) = self.owner.as_mut() else {
                 return Poll::Ready(None);
             };
-            let conn = owner.conn();
+            let conn = &mut owner.conn;
             match &mut self.state {
                 BodyState::Done => {
                     self.finish();
@@ -948,28 +929,6 @@ impl<C: ConnOwner> MemberBody<C> {
                 }
             }
         }
-    }
-}
-
-impl<C: ConnOwner + Unpin> Body for MemberBody<C> {
-    type Data = Bytes;
-    type Error = String;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, String>>> {
-        self.get_mut()
-            .poll_data(cx)
-            .map(|o| o.map(|r| r.map(Frame::data)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.is_done()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        MemberBody::size_hint(self)
     }
 }
 
@@ -1041,12 +1000,11 @@ mod tests {
         assert!(!h.keep_alive);
         assert!(h.headers.get("connection").is_none());
         assert!(h.headers.get("keep-alive").is_none());
-        assert_eq!(h.connection_named.as_ref().unwrap(), "X-A, x-b, close");
+        assert_eq!(h.connection_named, ["x-a", "x-b"]);
         let mut hm = h.headers;
-        crate::http::headers::remove_connection_named(
-            &mut hm,
-            h.connection_named.as_ref().unwrap(),
-        );
+        for n in &h.connection_named {
+            hm.remove(n);
+        }
         assert!(hm.get("x-a").is_none() && hm.get("x-b").is_none());
         assert_eq!(hm["x-c"], "3");
 

@@ -5,7 +5,7 @@
 //! at 30 s) or at the member's `ttl`; `max` caps connections per member. A connection is
 //! returned only after its response body ended, so a pooled connection is always idle.
 
-use super::h1::{ConnOwner, MemberConn};
+use super::h1::MemberConn;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -148,18 +148,6 @@ impl PooledConn {
     pub fn release(self) {
         if self.poolable {
             self.member.pool.put(self.conn, self.permit);
-        }
-    }
-}
-
-impl ConnOwner for PooledConn {
-    fn conn(&mut self) -> &mut MemberConn {
-        &mut self.conn
-    }
-
-    fn finish(self, reusable: bool) {
-        if reusable {
-            self.release();
         }
     }
 }
