@@ -19,17 +19,18 @@ use crate::http::env::{BalancerVars, apply_rules};
 use crate::http::headers::{HeadWriter, UpstreamHead, max_forwards, write_upstream_headers};
 use crate::http::rewrite::{map_cookie, map_location};
 use crate::http::synth::error_page;
+use crate::http::upgrade::ClientUpgrade;
 use crate::ops::access;
 use crate::ops::stats::STATS;
 use crate::route::{self, Matched, PathError};
 use crate::runtime::{HostRt, Snapshot};
-use crate::upstream::body::{BusyGuard, DownBody, UpBody};
+use crate::upstream::body::{BusyGuard, ClientBody, DownBody, UpBody};
 use crate::upstream::connect::{ConnectError, acquire, acquire_fresh};
 use crate::upstream::h1::{self, MemberBody, MemberHead, RequestFraming};
 use crate::upstream::pool::PooledConn;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -73,13 +74,14 @@ fn close(mut r: Response<DownBody>) -> Response<DownBody> {
 
 /// Handles one request on `snap`.
 pub async fn handle(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: &ConnInfo,
     snap: &Snapshot,
 ) -> Response<DownBody> {
     let started = Instant::now();
     let n = conn.requests.fetch_add(1, Relaxed) + 1;
-    STATS.in_flight.fetch_add(1, Relaxed);
+    // Counted down on drop too: a request whose client left is cancelled mid-way.
+    let _in_flight = InFlight::count();
     // The access log needs the request head after the handler consumed the request.
     let head = snap.access_log.as_ref().map(|_| {
         let mut b = Request::builder()
@@ -104,7 +106,6 @@ pub async fn handle(
             server_name: &snap.server_name,
         });
     }
-    STATS.in_flight.fetch_sub(1, Relaxed);
     STATS.requests.fetch_add(1, Relaxed);
     STATS.by_class[(resp.status().as_u16() / 100).min(5) as usize].fetch_add(1, Relaxed);
     STATS
@@ -116,6 +117,22 @@ pub async fn handle(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// One request in flight, for the status page and metrics.
+struct InFlight;
+
+impl InFlight {
+    fn count() -> Self {
+        STATS.in_flight.fetch_add(1, Relaxed);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        STATS.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Refuses ambiguous framing (request smuggling): both `Content-Length` and
@@ -173,7 +190,7 @@ fn check_limits(parts: &http::request::Parts, snap: &Snapshot) -> Option<Respons
 }
 
 async fn handle_inner(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: &ConnInfo,
     snap: &Snapshot,
     started: Instant,
@@ -310,7 +327,7 @@ async fn handle_inner(
         );
     }
 
-    let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let client_upgrade = parts.extensions.remove::<ClientUpgrade>();
     let ctx = Ctx {
         snap,
         host,
@@ -428,9 +445,9 @@ enum SendFail {
 async fn forward(
     cx: Ctx<'_>,
     parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
     fwd_path: String,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Response<DownBody> {
     let b = cx.balancer;
     let query = if cx.route.noquery {
@@ -864,7 +881,7 @@ fn respond(
     conn: Option<PooledConn>,
     busy: BusyGuard,
     vars: &BalancerVars,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
     wants_upgrade: bool,
 ) -> Response<DownBody> {
     let b = cx.balancer;
@@ -886,10 +903,9 @@ fn respond(
                         conn: mc, permit, ..
                     } = pc;
                     let (mut up, early) = mc.into_tunnel();
-                    match client.await {
-                        Ok(c) => {
+                    match client.connection().await {
+                        Ok(mut c) => {
                             use tokio::io::AsyncWriteExt;
-                            let mut c = hyper_util::rt::TokioIo::new(c);
                             if early.is_empty() || c.write_all(&early).await.is_ok() {
                                 let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
                             }

@@ -7,8 +7,10 @@
 //! It is set to `KeepAliveTimeout`. A TLS handshake must finish within 10 s.
 
 use crate::http::handler::{ConnInfo, handle};
+use crate::http::upgrade::ClientUpgrade;
 use crate::net::framing::{Tracked, Verdicts};
 use crate::runtime::Shared;
+use crate::upstream::body::ClientBody;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -54,7 +56,7 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
         let Some(cfg) = tls else {
             tokio::spawn(async move {
                 let _conn = ConnCount::open();
-                serve_http1(stream, peer, shared, shutdown).await
+                crate::http::h1::serve(stream, peer, shared, shutdown).await
             });
             continue;
         };
@@ -117,13 +119,23 @@ where
     }
 }
 
+/// A request as hyper read it, in the handler's terms.
+fn from_hyper(req: http::Request<hyper::body::Incoming>) -> http::Request<ClientBody> {
+    let mut req = req.map(ClientBody::Hyper);
+    if let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
+        req.extensions_mut().insert(ClientUpgrade::Hyper(on));
+    }
+    req
+}
+
 /// The stop signal every connection watches.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 
 /// Serves one plain TCP connection (for callers that accept themselves).
 pub async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown: Shutdown) {
     crate::net::tuning::apply(&stream);
-    serve_http1(stream, peer, shared, shutdown).await;
+    let _conn = ConnCount::open();
+    crate::http::h1::serve(stream, peer, shared, shutdown).await;
 }
 
 async fn serve_http1<S>(stream: S, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown)
@@ -152,6 +164,7 @@ where
         let info = info.clone();
         async move {
             let snap = shared.load_full();
+            let req = from_hyper(req);
             // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
             // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
             Ok::<_, Infallible>(Box::pin(handle(req, &info, &snap)).await)
@@ -180,6 +193,7 @@ where
         let info = info.clone();
         async move {
             let snap = shared.load_full();
+            let req = from_hyper(req);
             // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
             // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
             Ok::<_, Infallible>(Box::pin(handle(req, &info, &snap)).await)

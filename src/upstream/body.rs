@@ -21,6 +21,49 @@ use tokio::time::Sleep;
 /// Error type of the bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A request body as the client sends it, from whichever server read the request.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// No body.
+    Empty,
+    /// Read by hyper's server (TLS, HTTP/2).
+    Hyper(Incoming),
+    /// Read by balancerd's plain HTTP/1.1 server.
+    Plain(crate::http::h1::RequestBody),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ClientBody::Plain(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::Plain(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::Plain(b) => b.size_hint(),
+        }
+    }
+}
+
 /// The body sent to a member.
 #[derive(Debug)]
 pub enum UpBody {
@@ -29,7 +72,7 @@ pub enum UpBody {
     /// The client's body, streamed.
     Client {
         /// The client body.
-        inner: Incoming,
+        inner: ClientBody,
         /// Per-frame read timeout.
         timeout: Duration,
         /// Armed while waiting for a frame.
@@ -43,7 +86,7 @@ pub enum UpBody {
 
 impl UpBody {
     /// Wraps a client body.
-    pub fn client(inner: Incoming, timeout: Duration) -> Self {
+    pub fn client(inner: ClientBody, timeout: Duration) -> Self {
         UpBody::Client {
             inner,
             timeout,
@@ -91,7 +134,7 @@ impl Body for UpBody {
                     {
                         m.transferred.fetch_add(d.len() as u64, Relaxed);
                     }
-                    Poll::Ready(f.map(|r| r.map_err(Into::into)))
+                    Poll::Ready(f)
                 }
                 Poll::Pending => {
                     let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));

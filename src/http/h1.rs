@@ -1,0 +1,975 @@
+//! balancerd's own HTTP/1.1 server for plain-TCP client connections (TLS and HTTP/2 clients
+//! stay on hyper's server).
+//!
+//! hyper's HTTP/1 server keeps an 8 KiB read buffer and a write buffer per connection,
+//! allocates a fresh read buffer per request while the previous head is alive, and needs a
+//! byte-level second look at the framing (it folds duplicate `Content-Length`s and resolves
+//! `Content-Length` + `Transfer-Encoding` itself, so a proxy cannot refuse them). Here one
+//! loop per connection does the work, in the connection's own task:
+//!
+//! ```text
+//!  wait for a head ──parse──▶ handler (watching the socket) ──▶ write the response ──┐
+//!    ▲  (KeepAliveTimeout, idle: no buffer)                                            │
+//!    └──────────────────────────── keep-alive ◀────────────────────────────────────────┘
+//! ```
+//!
+//! * **head**: read through a per-worker scratch buffer and parsed with `httparse`; header
+//!   values are slices of the head (no copy). Framing is decided from the raw fields, and
+//!   anything ambiguous (`Content-Length` with `Transfer-Encoding`, repeated or listed
+//!   `Content-Length`, a coding other than one `chunked`, `Transfer-Encoding` in HTTP/1.0) is
+//!   refused with 400 and the connection closed: nothing is guessed (request smuggling).
+//! * **body**: the socket's read half moves into the request body ([`RequestBody`]), which
+//!   streams `Content-Length` and `chunked` bodies frame by frame, answers `Expect:
+//!   100-continue` when first read, and hands the socket back at its end.
+//! * **handler**: while it runs, the socket is watched: pipelined requests are buffered (up
+//!   to 64 KiB), and a client that closes cancels its request (a long-poll's member
+//!   connection is freed at once).
+//! * **response**: the head is encoded once and written together with the first body frame
+//!   (vectored write); the body is framed by its known length, or chunked (close-delimited
+//!   for HTTP/1.0).
+//! * **close**: after an early answer (the request body not read to its end) the write side
+//!   is shut first and the rest of the request drained for a moment (lingering close), so the
+//!   client reads the answer instead of a reset.
+
+use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
+use crate::http::handler::{ConnInfo, handle};
+use crate::http::server::Shutdown;
+use crate::http::upgrade::{ClientUpgrade, PlainUpgraded};
+use crate::net::framing::Verdicts;
+use crate::runtime::Shared;
+use crate::upstream::body::{ClientBody, DownBody};
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+
+/// Largest request head (a larger one gets 431; nginx allows 32 KiB, HAProxy 16 KiB).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a request (HAProxy allows 101, httpd 100 by default); more get 431.
+const MAX_FIELDS: usize = 128;
+/// Reads of heads and small bodies land in the worker's scratch buffer of this size.
+const SMALL_READ: usize = 8 * 1024;
+/// Largest read of a request body.
+const MAX_BODY_READ: usize = 64 * 1024;
+/// Pipelined bytes buffered while a request is being handled.
+const MAX_PIPELINED: usize = 64 * 1024;
+/// How long, and how much, the rest of a request is drained after an early answer.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+thread_local! {
+    /// Per-worker landing area for small reads: bytes are copied out at their exact size, so
+    /// an idle connection holds no buffer and a request no 8 KiB one.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SMALL_READ].into_boxed_slice());
+    /// The `Date` value, formatted once a second.
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [b' '; 29])) };
+}
+
+/// Reads what is available through the scratch buffer and appends it to `buf`.
+fn poll_read_small(
+    rd: &mut OwnedReadHalf,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        let mut rb = ReadBuf::new(&mut scratch[..]);
+        ready!(Pin::new(rd).poll_read(cx, &mut rb))?;
+        buf.extend_from_slice(rb.filled());
+        Poll::Ready(Ok(rb.filled().len()))
+    })
+}
+
+/// Why a request head was refused: the status and the error page's text.
+#[derive(Debug)]
+struct Refusal(StatusCode, &'static str);
+
+/// How the request body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head, with what the connection loop needs to know about it.
+struct Parsed {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    framing: BodyFraming,
+    keep_alive: bool,
+    expect_continue: bool,
+    upgrade: bool,
+}
+
+/// The header name, with the fields most requests carry recognised without the general
+/// lower-casing parse.
+fn request_header_name(raw: &[u8]) -> Option<HeaderName> {
+    let known = match raw.len() {
+        4 if raw.eq_ignore_ascii_case(b"host") => Some(header::HOST),
+        6 if raw.eq_ignore_ascii_case(b"accept") => Some(header::ACCEPT),
+        6 if raw.eq_ignore_ascii_case(b"cookie") => Some(header::COOKIE),
+        6 if raw.eq_ignore_ascii_case(b"expect") => Some(header::EXPECT),
+        7 if raw.eq_ignore_ascii_case(b"upgrade") => Some(header::UPGRADE),
+        10 if raw.eq_ignore_ascii_case(b"user-agent") => Some(header::USER_AGENT),
+        10 if raw.eq_ignore_ascii_case(b"connection") => Some(header::CONNECTION),
+        12 if raw.eq_ignore_ascii_case(b"content-type") => Some(header::CONTENT_TYPE),
+        13 if raw.eq_ignore_ascii_case(b"authorization") => Some(header::AUTHORIZATION),
+        14 if raw.eq_ignore_ascii_case(b"content-length") => Some(header::CONTENT_LENGTH),
+        15 if raw.eq_ignore_ascii_case(b"accept-encoding") => Some(header::ACCEPT_ENCODING),
+        15 if raw.eq_ignore_ascii_case(b"accept-language") => Some(header::ACCEPT_LANGUAGE),
+        17 if raw.eq_ignore_ascii_case(b"transfer-encoding") => Some(header::TRANSFER_ENCODING),
+        _ => None,
+    };
+    known.or_else(|| HeaderName::from_bytes(raw).ok())
+}
+
+/// Parses a request head from the front of `buf`; `Ok(None)` while it is incomplete.
+/// `max_fields` is `LimitRequestFields` + 1 (the handler answers 400 above the limit itself),
+/// at most [`MAX_FIELDS`].
+fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, Refusal> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let slots = &mut slots[..max_fields.clamp(1, MAX_FIELDS)];
+    let mut r = httparse::Request::new(&mut []);
+    let base = buf.as_ptr() as usize;
+    let len = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut r, buf, slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > MAX_HEAD {
+                return Err(Refusal(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "The request head is too large.",
+                ));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refusal(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "The number of request header fields exceeds this server's limit.",
+            ));
+        }
+        Err(httparse::Error::Version) => {
+            return Err(Refusal(
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "Only HTTP/1.0 and HTTP/1.1 are spoken on this port.",
+            ));
+        }
+        Err(_) => {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                "Your browser sent a request that this server could not understand.",
+            ));
+        }
+    };
+    let method = Method::from_bytes(r.method.unwrap_or("").as_bytes())
+        .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "Invalid request method."))?;
+    let version = if r.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let path = r.path.unwrap_or("");
+    let p0 = path.as_ptr() as usize - base;
+    let p1 = p0 + path.len();
+    // Offsets into the head, so that the values can be slices of it once it is split off.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+    let count = r.headers.len();
+    for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
+        let n0 = h.name.as_ptr() as usize - base;
+        let v0 = h.value.as_ptr() as usize - base;
+        *span = (
+            n0 as u32,
+            (n0 + h.name.len()) as u32,
+            v0 as u32,
+            (v0 + h.value.len()) as u32,
+        );
+    }
+    let head = if len == buf.len() {
+        std::mem::take(buf).freeze()
+    } else {
+        buf.split_to(len).freeze()
+    };
+    let uri = Uri::from_maybe_shared(head.slice(p0..p1))
+        .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "Invalid request target."))?;
+    let bad_framing = |why| Refusal(StatusCode::BAD_REQUEST, why);
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut keep_alive = version == Version::HTTP_11;
+    let mut conn_upgrade = false;
+    let mut has_upgrade = false;
+    let mut expect_continue = false;
+    let (mut cl_count, mut te_count) = (0u32, 0u32);
+    let mut length = 0u64;
+    let mut te_chunked = false;
+    for &(n0, n1, v0, v1) in &spans[..count] {
+        let name = request_header_name(&head[n0 as usize..n1 as usize]).ok_or(Refusal(
+            StatusCode::BAD_REQUEST,
+            "Invalid header field name.",
+        ))?;
+        let raw = head.slice(v0 as usize..v1 as usize);
+        if name == header::CONTENT_LENGTH {
+            cl_count += 1;
+            length = parse_length(raw.trim_ascii())
+                .ok_or(bad_framing("Bad request framing: invalid Content-Length."))?;
+        } else if name == header::TRANSFER_ENCODING {
+            te_count += 1;
+            te_chunked = raw.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        } else if name == header::CONNECTION {
+            for t in raw.split(|b| *b == b',') {
+                let t = t.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
+                    keep_alive = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    conn_upgrade = true;
+                }
+            }
+        } else if name == header::UPGRADE {
+            has_upgrade = true;
+        } else if name == header::EXPECT {
+            expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+        let value = HeaderValue::from_maybe_shared(raw)
+            .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "Invalid header field value."))?;
+        headers.append(name, value);
+    }
+    let framing = if te_count > 0 {
+        if cl_count > 0 {
+            return Err(bad_framing(
+                "Bad request framing: conflicting Content-Length and Transfer-Encoding.",
+            ));
+        }
+        if version == Version::HTTP_10 {
+            return Err(bad_framing(
+                "Bad request framing: Transfer-Encoding in an HTTP/1.0 request.",
+            ));
+        }
+        if te_count > 1 || !te_chunked {
+            return Err(bad_framing(
+                "Bad request framing: Transfer-Encoding other than a single 'chunked'.",
+            ));
+        }
+        BodyFraming::Chunked
+    } else if cl_count > 1 {
+        return Err(bad_framing(
+            "Bad request framing: more than one Content-Length.",
+        ));
+    } else if cl_count == 1 && length > 0 {
+        BodyFraming::Length(length)
+    } else {
+        BodyFraming::None
+    };
+    Ok(Some(Parsed {
+        method,
+        uri,
+        version,
+        headers,
+        expect_continue: expect_continue && version == Version::HTTP_11,
+        framing,
+        keep_alive,
+        upgrade: conn_upgrade && has_upgrade,
+    }))
+}
+
+/// The socket's read side and the bytes read but not yet used, handed back by a request
+/// body when it ends or is dropped.
+#[derive(Debug)]
+struct Returned {
+    rd: OwnedReadHalf,
+    buf: BytesMut,
+    /// True when the body was read to its end (the connection can carry another request).
+    complete: bool,
+}
+
+/// Where a request body hands the read side back.
+type ReturnSlot = Arc<Mutex<Option<Returned>>>;
+
+#[derive(Debug)]
+enum BodyState {
+    Length(u64),
+    Chunked(Chunk),
+    Done,
+}
+
+/// A request body read from a plain client connection, frame by frame.
+#[derive(Debug)]
+pub struct RequestBody {
+    rd: Option<OwnedReadHalf>,
+    buf: BytesMut,
+    state: BodyState,
+    expect_continue: bool,
+    back: ReturnSlot,
+    next_read: usize,
+}
+
+impl RequestBody {
+    /// Gives the read side back; `complete` when the body was read to its end.
+    fn hand_back(&mut self, complete: bool) {
+        if let Some(rd) = self.rd.take() {
+            let buf = std::mem::take(&mut self.buf);
+            if let Ok(mut slot) = self.back.lock() {
+                *slot = Some(Returned { rd, buf, complete });
+            }
+        }
+    }
+
+    fn fail(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.state = BodyState::Done;
+        self.hand_back(false);
+        Poll::Ready(Some(Err(io::Error::other(why))))
+    }
+
+    /// Reads more of the body into `buf`.
+    fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(rd) = self.rd.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        if self.expect_continue {
+            // The client waits for this before sending the body (hyper's behaviour: only
+            // when the body is wanted). A fresh socket's send buffer always has room.
+            self.expect_continue = false;
+            let _ = rd.as_ref().try_write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let want = match self.state {
+            BodyState::Length(left) => (left as usize).min(self.next_read),
+            _ => self.next_read,
+        };
+        if want <= SMALL_READ {
+            return poll_read_small(rd, cx, &mut self.buf);
+        }
+        if self.buf.capacity() - self.buf.len() < want / 2 {
+            self.buf.reserve(want);
+        }
+        let dst = self.buf.spare_capacity_mut();
+        let mut rb = ReadBuf::uninit(dst);
+        ready!(Pin::new(rd).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        // SAFETY: `n` bytes of the spare capacity were just initialised by the read.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        if n >= want && want < MAX_BODY_READ {
+            self.next_read = (want * 2).min(MAX_BODY_READ);
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let me = self.get_mut();
+        loop {
+            match &mut me.state {
+                BodyState::Done => return Poll::Ready(None),
+                BodyState::Length(left) => {
+                    if !me.buf.is_empty() {
+                        let n = (*left).min(me.buf.len() as u64) as usize;
+                        let d = me.buf.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            me.state = BodyState::Done;
+                            me.hand_back(true);
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(d))));
+                    }
+                }
+                BodyState::Chunked(st) => match decode_chunked(st, &mut me.buf) {
+                    Ok(Decoded::Data(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                    Ok(Decoded::End) => {
+                        me.state = BodyState::Done;
+                        me.hand_back(true);
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return me.fail(format!("{e} from the client")),
+                },
+            }
+            match ready!(me.poll_more(cx)) {
+                Ok(0) => {
+                    return me.fail(
+                        "the client closed the connection before the request body ended".into(),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => return me.fail(format!("reading the request body: {e}")),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, BodyState::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            BodyState::Length(n) => SizeHint::with_exact(n),
+            BodyState::Done => SizeHint::with_exact(0),
+            BodyState::Chunked(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        let complete = matches!(self.state, BodyState::Done);
+        self.hand_back(complete);
+    }
+}
+
+/// One plain client connection.
+struct ClientConn {
+    /// The read side; `None` while a request body holds it.
+    rd: Option<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+    /// Bytes read but not used yet (pipelined requests); empty and unallocated when idle.
+    buf: BytesMut,
+    /// The header-read timer, created on first use and moved only when it fires.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// What waiting for the next request head gave. (Not boxed: one per request, moved once;
+/// a box would be an allocation per request.)
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Head(Parsed),
+    /// The client closed, went idle too long, or the server is stopping.
+    Closed,
+    Refused(Refusal),
+}
+
+impl ClientConn {
+    /// Waits for and parses the next request head, within `timeout`.
+    async fn next_head(
+        &mut self,
+        timeout: Duration,
+        max_fields: usize,
+        shutdown: &mut Shutdown,
+    ) -> Next {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.buf.is_empty() {
+                match parse_head(&mut self.buf, max_fields) {
+                    Ok(Some(p)) => {
+                        if self.buf.is_empty() {
+                            self.buf = BytesMut::new();
+                        }
+                        return Next::Head(p);
+                    }
+                    Ok(None) => {}
+                    Err(r) => return Next::Refused(r),
+                }
+            }
+            if *shutdown.borrow() {
+                return Next::Closed;
+            }
+            let Some(rd) = self.rd.as_mut() else {
+                return Next::Closed;
+            };
+            let buf = &mut self.buf;
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            tokio::select! {
+                biased;
+                r = std::future::poll_fn(|cx| poll_read_small(rd, cx, buf)) => match r {
+                    Ok(0) | Err(_) => return Next::Closed,
+                    Ok(_) => {}
+                },
+                () = timer.as_mut() => {
+                    if Instant::now() < deadline {
+                        timer.as_mut().reset(deadline);
+                    } else if self.buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                        return Next::Closed;
+                    } else {
+                        return Next::Refused(Refusal(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "Server timeout waiting for the HTTP request from the client.",
+                        ));
+                    }
+                }
+                _ = shutdown.changed() => return Next::Closed,
+            }
+        }
+    }
+
+    /// Takes the read side back from a finished request body; false when the connection
+    /// cannot carry another request (the body was not read to its end, or is still held).
+    fn reclaim(&mut self, slot: &ReturnSlot) -> bool {
+        let back = slot.lock().ok().and_then(|mut s| s.take());
+        match back {
+            Some(Returned { rd, buf, complete }) => {
+                self.rd = Some(rd);
+                self.buf = buf;
+                complete
+            }
+            None => false,
+        }
+    }
+
+    /// Closes after an early answer: the write side first, then what the client still
+    /// sends is read and dropped for a moment, so that it reads the answer, not a reset.
+    async fn linger(mut self) {
+        let _ = self.wr.shutdown().await;
+        let Some(mut rd) = self.rd.take() else {
+            return;
+        };
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            let mut total = 0usize;
+            while total < LINGER_BYTES {
+                match rd.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    }
+}
+
+/// Serves one plain client connection until it closes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown) {
+    let (rd, wr) = stream.into_split();
+    let mut conn = ClientConn {
+        rd: Some(rd),
+        wr,
+        buf: BytesMut::new(),
+        timer: None,
+    };
+    let info = ConnInfo::new(peer, Arc::new(Verdicts::default()));
+    loop {
+        let snap = shared.load_full();
+        let max_fields = match snap.server.limit_request_fields {
+            0 => MAX_FIELDS,
+            n => (n as usize).saturating_add(1),
+        };
+        let p = match conn
+            .next_head(snap.server.keepalive_timeout, max_fields, &mut shutdown)
+            .await
+        {
+            Next::Head(p) => p,
+            Next::Closed => return,
+            Next::Refused(Refusal(status, why)) => {
+                tracing::info!(client = %peer, "refused request: {why}");
+                let r = crate::http::synth::error_page(status, why);
+                let _ = write_response(&mut conn.wr, r, Version::HTTP_11, false, false).await;
+                conn.linger().await;
+                return;
+            }
+        };
+        let version = p.version;
+        let is_head = p.method == Method::HEAD;
+        let mut keep_alive = p.keep_alive;
+        // The body takes the read side; a request without one leaves it here, watched.
+        let slot = match p.framing {
+            BodyFraming::None => None,
+            _ => Some(ReturnSlot::default()),
+        };
+        let body = match (p.framing, &slot) {
+            (BodyFraming::None, _) | (_, None) => ClientBody::Empty,
+            (framing, Some(slot)) => ClientBody::Plain(RequestBody {
+                rd: conn.rd.take(),
+                buf: std::mem::take(&mut conn.buf),
+                state: match framing {
+                    BodyFraming::Length(n) => BodyState::Length(n),
+                    _ => BodyState::Chunked(Chunk::start()),
+                },
+                expect_continue: p.expect_continue,
+                back: slot.clone(),
+                next_read: SMALL_READ,
+            }),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = p.method;
+        *req.uri_mut() = p.uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = p.headers;
+        let mut upgrade_tx = None;
+        if p.upgrade {
+            let (tx, rx) = oneshot::channel();
+            req.extensions_mut()
+                .insert(ClientUpgrade::Plain(Arc::new(Mutex::new(Some(rx)))));
+            upgrade_tx = Some(tx);
+        }
+        // Boxed: the handler's state (~6 KiB) exists only while a request is in flight.
+        let mut handler = Box::pin(handle(req, &info, &snap));
+        let resp = if let Some(rd) = conn.rd.as_mut() {
+            let buf = &mut conn.buf;
+            let mut gone = false;
+            let watched = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = handler.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                // Watch the socket: buffer pipelined requests, notice a client that left.
+                while !gone && buf.len() < MAX_PIPELINED {
+                    match poll_read_small(rd, cx, buf) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => gone = true,
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Pending => break,
+                    }
+                }
+                if gone {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            });
+            match watched.await {
+                Some(r) => r,
+                None => {
+                    tracing::debug!(client = %peer, "client closed the connection; request cancelled");
+                    return;
+                }
+            }
+        } else {
+            handler.as_mut().await
+        };
+        drop(handler);
+        if let Some(slot) = &slot
+            && !conn.reclaim(slot)
+        {
+            keep_alive = false;
+        }
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(tx) = upgrade_tx
+        {
+            if write_response(&mut conn.wr, resp, version, is_head, true)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if let Some(rd) = conn.rd.take()
+                && let Ok(stream) = rd.reunite(conn.wr)
+            {
+                let _ = tx.send(PlainUpgraded {
+                    stream,
+                    early: conn.buf.freeze(),
+                });
+            }
+            return;
+        }
+        if *shutdown.borrow() {
+            keep_alive = false;
+        }
+        let keep = match write_response(&mut conn.wr, resp, version, is_head, keep_alive).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::debug!(client = %peer, "writing the response failed: {e}");
+                return;
+            }
+        };
+        if !keep {
+            if conn.rd.is_none() || !conn.buf.is_empty() || slot.is_some() {
+                conn.linger().await;
+            } else {
+                let _ = conn.wr.shutdown().await;
+            }
+            return;
+        }
+    }
+}
+
+/// How the response body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutFraming {
+    None,
+    Length,
+    Chunked,
+    UntilClose,
+}
+
+/// Writes `resp` (head and body); returns whether the connection stays open.
+async fn write_response(
+    wr: &mut OwnedWriteHalf,
+    resp: http::Response<DownBody>,
+    version: Version,
+    is_head: bool,
+    keep_alive: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let code = status.as_u16();
+    let mut keep = keep_alive;
+    let mut has_date = false;
+    let mut has_length = false;
+    let mut has_connection = false;
+    for (k, v) in &parts.headers {
+        if *k == header::CONNECTION {
+            has_connection = true;
+            if v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            {
+                keep = false;
+            }
+        } else if *k == header::DATE {
+            has_date = true;
+        } else if *k == header::CONTENT_LENGTH {
+            has_length = true;
+        }
+    }
+    let bodyless = is_head || status.is_informational() || code == 204 || code == 304;
+    let framing = if bodyless {
+        OutFraming::None
+    } else if body.size_hint().exact().is_some() {
+        OutFraming::Length
+    } else if version == Version::HTTP_11 {
+        OutFraming::Chunked
+    } else {
+        keep = false;
+        OutFraming::UntilClose
+    };
+
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(if version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (k, v) in &parts.headers {
+        if framing != OutFraming::None
+            && (*k == header::TRANSFER_ENCODING
+                || (*k == header::CONTENT_LENGTH && framing != OutFraming::Length))
+        {
+            continue;
+        }
+        head.extend_from_slice(k.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(v.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        head.extend_from_slice(b"date: ");
+        push_date(&mut head);
+        head.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        OutFraming::Length if !has_length => {
+            let n = body.size_hint().exact().unwrap_or(0);
+            use std::io::Write;
+            let _ = write!(head, "content-length: {n}\r\n");
+        }
+        OutFraming::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    if !has_connection && code != 101 {
+        if !keep {
+            head.extend_from_slice(b"connection: close\r\n");
+        } else if version == Version::HTTP_10 {
+            head.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    head.extend_from_slice(b"\r\n");
+
+    if framing == OutFraming::None {
+        write_all(wr, &mut [IoSlice::new(&head)]).await?;
+        return Ok(keep);
+    }
+    // The first frame goes out with the head when it is already there.
+    let mut pending_head = Some(head);
+    loop {
+        let frame = if pending_head.is_some() {
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    if let Some(h) = pending_head.take() {
+                        write_all(wr, &mut [IoSlice::new(&h)]).await?;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        };
+        let head = pending_head.take();
+        let head = head.as_deref().unwrap_or(&[]);
+        match frame {
+            Some(Ok(f)) => {
+                let Ok(data) = f.into_data() else {
+                    // Trailers are not forwarded.
+                    continue;
+                };
+                if data.is_empty() && head.is_empty() {
+                    continue;
+                }
+                if framing == OutFraming::Chunked && !data.is_empty() {
+                    let mut hex = [0u8; 18];
+                    let line = chunk_size_line(data.len(), &mut hex);
+                    write_all(
+                        wr,
+                        &mut [
+                            IoSlice::new(head),
+                            IoSlice::new(line),
+                            IoSlice::new(&data),
+                            IoSlice::new(b"\r\n"),
+                        ],
+                    )
+                    .await?;
+                } else {
+                    write_all(wr, &mut [IoSlice::new(head), IoSlice::new(&data)]).await?;
+                }
+            }
+            None => {
+                let end: &[u8] = if framing == OutFraming::Chunked {
+                    b"0\r\n\r\n"
+                } else {
+                    b""
+                };
+                write_all(wr, &mut [IoSlice::new(head), IoSlice::new(end)]).await?;
+                return Ok(keep);
+            }
+            Some(Err(e)) => {
+                // The member broke mid-body: the client sees a cut response.
+                if !head.is_empty() {
+                    write_all(wr, &mut [IoSlice::new(head)]).await?;
+                }
+                return Err(io::Error::other(e));
+            }
+        }
+    }
+}
+
+/// Writes every byte of `bufs`.
+async fn write_all(wr: &mut OwnedWriteHalf, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = wr.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+/// Appends the current `Date` value (IMF-fixdate), formatted at most once a second.
+fn push_date(out: &mut Vec<u8>) {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            let s = httpdate::fmt_http_date(now);
+            if s.len() == text.len() {
+                text.copy_from_slice(s.as_bytes());
+                *at = secs;
+            }
+        }
+        out.extend_from_slice(&text[..]);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[u8]) -> Result<Option<Parsed>, Refusal> {
+        let mut b = BytesMut::from(s);
+        parse_head(&mut b, 101)
+    }
+
+    #[test]
+    fn framing_is_decided_from_the_raw_fields() {
+        let p = parse(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.framing, BodyFraming::Length(5));
+        assert!(p.keep_alive);
+        let p = parse(b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.framing, BodyFraming::Chunked);
+        for bad in [
+            &b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
+        ] {
+            let r = parse(bad);
+            assert!(
+                matches!(r, Err(Refusal(StatusCode::BAD_REQUEST, _))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn keep_alive_and_upgrade_follow_connection() {
+        let p = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!p.keep_alive);
+        let p = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(p.keep_alive);
+        let p = parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!p.keep_alive);
+        let p = parse(
+            b"GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(p.upgrade && p.keep_alive);
+    }
+
+    #[test]
+    fn incomplete_heads_wait_and_oversized_ones_are_refused() {
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD + 1));
+        assert!(matches!(
+            parse(&big),
+            Err(Refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _))
+        ));
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..120 {
+            many.extend(format!("X-{i}: v\r\n").bytes());
+        }
+        many.extend(b"\r\n");
+        assert!(matches!(
+            parse(&many),
+            Err(Refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _))
+        ));
+    }
+
+    #[test]
+    fn pipelined_bytes_stay_in_the_buffer() {
+        let mut b = BytesMut::from(&b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"[..]);
+        let p = parse_head(&mut b, 101).unwrap().unwrap();
+        assert_eq!(p.uri, "/1");
+        let p = parse_head(&mut b, 101).unwrap().unwrap();
+        assert_eq!(p.uri, "/2");
+        assert!(b.is_empty());
+    }
+}

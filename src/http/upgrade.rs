@@ -1,0 +1,93 @@
+//! A client connection handed over to a tunnel after `101 Switching Protocols`, whichever
+//! server carried it: hyper (TLS, HTTP/2 front) or balancerd's own plain HTTP/1.1 server.
+
+use bytes::{Buf, Bytes};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// The byte stream a tunnel runs over, on the client side.
+pub trait TunnelIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> TunnelIo for T {}
+
+/// The promise of a client connection for a tunnel, put in the request's extensions by the
+/// server that read the request; kept when the handler answers `101`. (Cloneable, as request
+/// extensions must be; only one clone can receive the connection.)
+#[derive(Debug, Clone)]
+pub enum ClientUpgrade {
+    /// hyper's upgrade handle.
+    Hyper(hyper::upgrade::OnUpgrade),
+    /// The plain server's hand-over, sent once the `101` head is written.
+    Plain(Arc<Mutex<Option<oneshot::Receiver<PlainUpgraded>>>>),
+}
+
+impl ClientUpgrade {
+    /// Waits for the connection (after the `101` head has gone out).
+    pub async fn connection(self) -> Result<Box<dyn TunnelIo>, String> {
+        match self {
+            ClientUpgrade::Hyper(on) => match on.await {
+                Ok(u) => Ok(Box::new(hyper_util::rt::TokioIo::new(u))),
+                Err(e) => Err(e.to_string()),
+            },
+            ClientUpgrade::Plain(rx) => {
+                let rx = rx.lock().ok().and_then(|mut r| r.take());
+                match rx {
+                    Some(rx) => match rx.await {
+                        Ok(u) => Ok(Box::new(u)),
+                        Err(_) => Err("the client connection was not handed over".into()),
+                    },
+                    None => Err("the client connection was already taken".into()),
+                }
+            }
+        }
+    }
+}
+
+/// A plain client connection after `101`: the socket, and whatever the client sent after
+/// its request head (read before the hand-over), which the tunnel reads first.
+#[derive(Debug)]
+pub struct PlainUpgraded {
+    /// The client's socket.
+    pub stream: TcpStream,
+    /// Bytes already read from it.
+    pub early: Bytes,
+}
+
+impl AsyncRead for PlainUpgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if !me.early.is_empty() {
+            let n = me.early.len().min(buf.remaining());
+            buf.put_slice(&me.early[..n]);
+            me.early.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PlainUpgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
