@@ -549,6 +549,9 @@ impl ClientConn {
 }
 
 /// Serves one plain client connection until it closes.
+///
+/// Between requests the task holds only the connection and the wait for the next head
+/// (a few hundred bytes); the state of a request in flight lives in one box per request.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown) {
     let (rd, wr) = stream.into_split();
     let mut conn = ClientConn {
@@ -564,31 +567,51 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
             0 => MAX_FIELDS,
             n => (n as usize).saturating_add(1),
         };
-        let p = match conn
+        let next = conn
             .next_head(snap.server.keepalive_timeout, max_fields, &mut shutdown)
-            .await
-        {
+            .await;
+        let p = match next {
             Next::Head(p) => p,
             Next::Closed => return,
-            Next::Refused(Refusal(status, why)) => {
-                tracing::info!(client = %peer, "refused request: {why}");
-                let r = crate::http::synth::error_page(status, why);
-                let _ = write_response(&mut conn.wr, r, Version::HTTP_11, false, false).await;
-                conn.linger().await;
+            Next::Refused(refusal) => {
+                Box::pin(refuse(conn, refusal, peer)).await;
                 return;
             }
         };
-        let version = p.version;
-        let is_head = p.method == Method::HEAD;
-        let mut keep_alive = p.keep_alive;
-        // The body takes the read side; a request without one leaves it here, watched.
-        let slot = match p.framing {
-            BodyFraming::None => None,
-            _ => Some(ReturnSlot::default()),
-        };
-        let body = match (p.framing, &slot) {
-            (BodyFraming::None, _) | (_, None) => ClientBody::Empty,
-            (framing, Some(slot)) => ClientBody::Plain(RequestBody {
+        match Box::pin(exchange(conn, p, &info, &snap, &shutdown)).await {
+            Some(c) => conn = c,
+            None => return,
+        }
+    }
+}
+
+/// Answers a request head that cannot be served, and closes.
+async fn refuse(mut conn: ClientConn, Refusal(status, why): Refusal, peer: SocketAddr) {
+    tracing::info!(client = %peer, "refused request: {why}");
+    let r = crate::http::synth::error_page(status, why);
+    let _ = write_response(&mut conn.wr, r, Version::HTTP_11, false, false).await;
+    conn.linger().await;
+}
+
+/// One request: runs the handler (watching the socket), writes the response, and gives the
+/// connection back when it can carry another request.
+async fn exchange(
+    mut conn: ClientConn,
+    p: Parsed,
+    info: &ConnInfo,
+    snap: &Arc<crate::runtime::Snapshot>,
+    shutdown: &Shutdown,
+) -> Option<ClientConn> {
+    let peer = info.peer;
+    let version = p.version;
+    let is_head = p.method == Method::HEAD;
+    let mut keep_alive = p.keep_alive;
+    // The body takes the read side; a request without one leaves it here, watched.
+    let (body, slot) = match p.framing {
+        BodyFraming::None => (ClientBody::Empty, None),
+        framing => {
+            let slot = ReturnSlot::default();
+            let body = RequestBody {
                 rd: conn.rd.take(),
                 buf: std::mem::take(&mut conn.buf),
                 state: match framing {
@@ -598,96 +621,94 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
                 expect_continue: p.expect_continue,
                 back: slot.clone(),
                 next_read: SMALL_READ,
-            }),
-        };
-        let mut req = Request::new(body);
-        *req.method_mut() = p.method;
-        *req.uri_mut() = p.uri;
-        *req.version_mut() = version;
-        *req.headers_mut() = p.headers;
-        let mut upgrade_tx = None;
-        if p.upgrade {
-            let (tx, rx) = oneshot::channel();
-            req.extensions_mut()
-                .insert(ClientUpgrade::Plain(Arc::new(Mutex::new(Some(rx)))));
-            upgrade_tx = Some(tx);
+            };
+            (ClientBody::Plain(body), Some(slot))
         }
-        // Boxed: the handler's state (~6 KiB) exists only while a request is in flight.
-        let mut handler = Box::pin(handle(req, &info, &snap));
-        let resp = if let Some(rd) = conn.rd.as_mut() {
-            let buf = &mut conn.buf;
-            let mut gone = false;
-            let watched = std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = handler.as_mut().poll(cx) {
-                    return Poll::Ready(Some(r));
-                }
-                // Watch the socket: buffer pipelined requests, notice a client that left.
-                while !gone && buf.len() < MAX_PIPELINED {
-                    match poll_read_small(rd, cx, buf) {
-                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => gone = true,
-                        Poll::Ready(Ok(_)) => {}
-                        Poll::Pending => break,
-                    }
-                }
-                if gone {
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
-            });
-            match watched.await {
-                Some(r) => r,
-                None => {
-                    tracing::debug!(client = %peer, "client closed the connection; request cancelled");
-                    return;
-                }
-            }
-        } else {
-            handler.as_mut().await
-        };
-        drop(handler);
-        if let Some(slot) = &slot
-            && !conn.reclaim(slot)
-        {
-            keep_alive = false;
-        }
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(tx) = upgrade_tx
-        {
-            if write_response(&mut conn.wr, resp, version, is_head, true)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            if let Some(rd) = conn.rd.take()
-                && let Ok(stream) = rd.reunite(conn.wr)
-            {
-                let _ = tx.send(PlainUpgraded {
-                    stream,
-                    early: conn.buf.freeze(),
-                });
-            }
-            return;
-        }
-        if *shutdown.borrow() {
-            keep_alive = false;
-        }
-        let keep = match write_response(&mut conn.wr, resp, version, is_head, keep_alive).await {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::debug!(client = %peer, "writing the response failed: {e}");
-                return;
-            }
-        };
-        if !keep {
-            if conn.rd.is_none() || !conn.buf.is_empty() || slot.is_some() {
-                conn.linger().await;
-            } else {
-                let _ = conn.wr.shutdown().await;
-            }
-            return;
-        }
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = p.method;
+    *req.uri_mut() = p.uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = p.headers;
+    let mut upgrade_tx = None;
+    if p.upgrade {
+        let (tx, rx) = oneshot::channel();
+        req.extensions_mut()
+            .insert(ClientUpgrade::Plain(Arc::new(Mutex::new(Some(rx)))));
+        upgrade_tx = Some(tx);
     }
+    let handler = handle(req, info, snap);
+    let resp = if let Some(rd) = conn.rd.as_mut() {
+        let buf = &mut conn.buf;
+        let mut gone = false;
+        let mut handler = std::pin::pin!(handler);
+        let watched = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = handler.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            // Watch the socket: buffer pipelined requests, notice a client that left.
+            while !gone && buf.len() < MAX_PIPELINED {
+                match poll_read_small(rd, cx, buf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => gone = true,
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+            if gone {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        });
+        match watched.await {
+            Some(r) => r,
+            None => {
+                tracing::debug!(client = %peer, "client closed the connection; request cancelled");
+                return None;
+            }
+        }
+    } else {
+        handler.await
+    };
+    if let Some(slot) = &slot
+        && !conn.reclaim(slot)
+    {
+        keep_alive = false;
+    }
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(tx) = upgrade_tx
+    {
+        write_response(&mut conn.wr, resp, version, is_head, true)
+            .await
+            .ok()?;
+        if let Some(rd) = conn.rd.take()
+            && let Ok(stream) = rd.reunite(conn.wr)
+        {
+            let _ = tx.send(PlainUpgraded {
+                stream,
+                early: conn.buf.freeze(),
+            });
+        }
+        return None;
+    }
+    if *shutdown.borrow() {
+        keep_alive = false;
+    }
+    let keep = match write_response(&mut conn.wr, resp, version, is_head, keep_alive).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::debug!(client = %peer, "writing the response failed: {e}");
+            return None;
+        }
+    };
+    if keep {
+        return Some(conn);
+    }
+    if conn.rd.is_none() || !conn.buf.is_empty() || slot.is_some() {
+        conn.linger().await;
+    } else {
+        let _ = conn.wr.shutdown().await;
+    }
+    None
 }
 
 /// How the response body is framed on the wire.
