@@ -36,6 +36,8 @@ use crate::http::handler::{ConnInfo, handle};
 use crate::http::server::Shutdown;
 use crate::http::upgrade::{ClientUpgrade, PlainUpgraded};
 use crate::net::framing::Verdicts;
+use crate::net::splice::{self, SPLICE_MIN, SpliceError};
+use crate::ops::stats::STATS;
 use crate::runtime::Shared;
 use crate::upstream::body::{ClientBody, DownBody};
 use bytes::{Bytes, BytesMut};
@@ -47,6 +49,7 @@ use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -330,6 +333,35 @@ impl RequestBody {
         }
     }
 
+    /// For zero-copy forwarding ([`crate::net::splice`]): when the rest of the body is a
+    /// `Content-Length` run of at least `min` bytes, the bytes already read (to send first),
+    /// the client's socket, and how many bytes of the body follow on it. Answers `Expect:
+    /// 100-continue` (the body is wanted now). Call [`RequestBody::plain_run_done`] after.
+    pub fn take_plain_run(&mut self, min: u64) -> Option<(Bytes, &TcpStream, u64)> {
+        let BodyState::Length(left) = self.state else {
+            return None;
+        };
+        if left < min {
+            return None;
+        }
+        let rd = self.rd.as_ref()?;
+        if self.expect_continue {
+            self.expect_continue = false;
+            let _ = rd.as_ref().try_write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let n = left.min(self.buf.len() as u64) as usize;
+        let buffered = self.buf.split_to(n).freeze();
+        self.state = BodyState::Length(left - n as u64);
+        Some((buffered, rd.as_ref(), left - n as u64))
+    }
+
+    /// Ends a run taken with [`RequestBody::take_plain_run`]; the connection can carry
+    /// another request only when every byte moved.
+    pub fn plain_run_done(&mut self, moved_all: bool) {
+        self.state = BodyState::Done;
+        self.hand_back(moved_all);
+    }
+
     fn fail(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.state = BodyState::Done;
         self.hand_back(false);
@@ -535,7 +567,8 @@ impl ClientConn {
             return;
         };
         let drain = async {
-            let mut sink = [0u8; 4096];
+            // On the heap: this future is part of every request's state.
+            let mut sink = vec![0u8; 4096];
             let mut total = 0usize;
             while total < LINGER_BYTES {
                 match rd.read(&mut sink).await {
@@ -810,6 +843,35 @@ async fn write_response(
     if framing == OutFraming::None {
         write_all(wr, &mut [IoSlice::new(&head)]).await?;
         return Ok(keep);
+    }
+    // A large member body on a plain socket moves socket to socket (splice), never through
+    // balancerd's memory.
+    if framing == OutFraming::Length
+        && let DownBody::Member {
+            inner,
+            member,
+            busy,
+            name,
+        } = &mut body
+        && let Some((buffered, src, rest)) = inner.take_plain_run(SPLICE_MIN)
+    {
+        let count = |n: usize| {
+            member.read.fetch_add(n as u64, Relaxed);
+            STATS.bytes.fetch_add(n as u64, Relaxed);
+        };
+        count(buffered.len());
+        write_all(wr, &mut [IoSlice::new(&head), IoSlice::new(&buffered)]).await?;
+        let r = splice::copy_exact(src, wr.as_ref(), rest, count).await;
+        inner.plain_run_done(r.is_ok());
+        busy.take();
+        return match r {
+            Ok(()) => Ok(keep),
+            Err(SpliceError::Source(e)) => {
+                tracing::warn!(member = %name, "member connection broke while sending the response body: {e}");
+                Err(e)
+            }
+            Err(SpliceError::Destination(e)) => Err(e),
+        };
     }
     // The first frame goes out with the head when it is already there.
     let mut pending_head = Some(head);

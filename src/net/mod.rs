@@ -1,5 +1,7 @@
-//! Network plumbing below HTTP: request framing checks, TLS, socket options.
+//! Network plumbing below HTTP: request framing checks, TLS, socket options, zero-copy
+//! forwarding.
 
 pub mod framing;
+pub mod splice;
 pub mod tls;
 pub mod tuning;

@@ -101,6 +101,42 @@ impl UpBody {
         matches!(self, UpBody::Client { touched: true, .. })
     }
 
+    /// For zero-copy forwarding: the rest of a plain client's `Content-Length` body of at
+    /// least `min` bytes, as a socket run (see [`crate::http::h1::RequestBody::take_plain_run`]).
+    /// The body counts as read from here on (no replay).
+    pub fn take_plain_run(&mut self, min: u64) -> Option<PlainRun<'_>> {
+        let UpBody::Client {
+            inner: ClientBody::Plain(body),
+            timeout,
+            member,
+            touched,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let (buffered, socket, rest) = body.take_plain_run(min)?;
+        *touched = true;
+        Some(PlainRun {
+            buffered,
+            socket,
+            rest,
+            timeout: *timeout,
+            member: member.clone(),
+        })
+    }
+
+    /// Ends a run taken with [`UpBody::take_plain_run`].
+    pub fn plain_run_done(&mut self, moved_all: bool) {
+        if let UpBody::Client {
+            inner: ClientBody::Plain(body),
+            ..
+        } = self
+        {
+            body.plain_run_done(moved_all);
+        }
+    }
+
     /// Counts the bytes sent to `member`.
     pub fn count_for(&mut self, m: &Arc<MemberState>) {
         if let UpBody::Client { member, .. } = self {
@@ -162,6 +198,21 @@ impl Body for UpBody {
             UpBody::Client { inner, .. } => inner.size_hint(),
         }
     }
+}
+
+/// The rest of a client's request body as bytes on its socket, for zero-copy forwarding.
+#[derive(Debug)]
+pub struct PlainRun<'a> {
+    /// Bytes of the body already read (sent first).
+    pub buffered: Bytes,
+    /// The client's socket.
+    pub socket: &'a tokio::net::TcpStream,
+    /// Bytes of the body still on the socket.
+    pub rest: u64,
+    /// How long the body may stall.
+    pub timeout: Duration,
+    /// Where to count the bytes sent (bytraffic).
+    pub member: Option<Arc<MemberState>>,
 }
 
 /// Decrements a member's in-flight count when the exchange ends.

@@ -19,11 +19,13 @@
 //! * **memory**: a plain connection waiting for an answer holds no read buffer (it waits for
 //!   readiness first), so a held long-poll costs its socket and a few hundred bytes of state.
 
+use super::body::{PlainRun, UpBody};
 use super::pool::PooledConn;
 use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
 use crate::http::headers::{
     ConnectionToken, connection_tokens, is_response_hop, push_connection_named,
 };
+use crate::net::splice::{SPLICE_MIN, SpliceError, SpliceRun};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
@@ -31,6 +33,7 @@ use http_body::{Body, SizeHint};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -340,17 +343,22 @@ impl Outgoing {
 /// the member answered early and the connection must not be reused).
 ///
 /// On error the body has been dropped or partly sent unless `body.touched()` is false.
-pub async fn exchange<B>(
+pub async fn exchange(
     conn: &mut MemberConn,
     head: Bytes,
-    body: &mut B,
+    body: &mut UpBody,
     framing: RequestFraming,
     method_is_head: bool,
-) -> Result<(MemberHead, bool), ExchangeError>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
+) -> Result<(MemberHead, bool), ExchangeError> {
+    // A large upload from a plain client to a plain member moves socket to socket.
+    if matches!(framing, RequestFraming::Length(_))
+        && matches!(conn.io, MemberIo::Plain(_))
+        && let Some(run) = body.take_plain_run(SPLICE_MIN)
+    {
+        let r = Box::pin(exchange_spliced(conn, head, run, method_is_head)).await;
+        body.plain_run_done(matches!(r, Ok((_, true))));
+        return r;
+    }
     let mut out = Outgoing::new();
     out.push(head);
     let chunked = framing == RequestFraming::Chunked;
@@ -440,6 +448,98 @@ where
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e))),
                     Poll::Pending => {}
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
+}
+
+/// [`exchange`] for a body that moves from the client's socket to the member's with
+/// splice(2): the head and the bytes already read go first, then the rest, while the
+/// response is listened for (an early answer stops the upload). A body that stalls for the
+/// client timeout fails the exchange.
+async fn exchange_spliced(
+    conn: &mut MemberConn,
+    head: Bytes,
+    run: PlainRun<'_>,
+    method_is_head: bool,
+) -> Result<(MemberHead, bool), ExchangeError> {
+    let count = |n: usize| {
+        if let Some(m) = &run.member {
+            m.transferred.fetch_add(n as u64, Relaxed);
+        }
+    };
+    let mut out = Outgoing::new();
+    out.push(head);
+    count(run.buffered.len());
+    out.push(run.buffered.clone());
+    let mut splice = SpliceRun::new(run.rest).map_err(|e| ExchangeError {
+        why: format!("no pipe for the request body: {e}"),
+        before_response: true,
+    })?;
+    let mut stall = Box::pin(tokio::time::sleep(run.timeout));
+    let mut got_bytes = false;
+    let mut write_done = false;
+    std::future::poll_fn(|cx| {
+        let mut read_pending = false;
+        loop {
+            let mut progress = false;
+            if !read_pending {
+                match poll_head(conn, cx, method_is_head, &mut got_bytes) {
+                    Poll::Ready(Ok(Some(h))) => return Poll::Ready(Ok((h, write_done))),
+                    Poll::Ready(Ok(None)) => progress = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => read_pending = true,
+                }
+            }
+            let send_failed = |e: io::Error| ExchangeError {
+                why: format!("sending to the member: {e}"),
+                before_response: !got_bytes,
+            };
+            if write_done {
+            } else if out.len() > 0 {
+                match out.poll_write(&mut conn.io, cx) {
+                    Poll::Ready(Ok(())) => progress = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e))),
+                    Poll::Pending => {}
+                }
+            } else {
+                let MemberIo::Plain(member_socket) = &conn.io else {
+                    return Poll::Ready(Err(send_failed(io::Error::other("not a plain socket"))));
+                };
+                let mut moved = false;
+                match splice.poll(cx, run.socket, member_socket, |n| {
+                    moved = true;
+                    count(n);
+                }) {
+                    Poll::Ready(Ok(())) => {
+                        write_done = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(SpliceError::Source(e))) => {
+                        return Poll::Ready(Err(ExchangeError {
+                            why: format!("request body: {e}"),
+                            before_response: false,
+                        }));
+                    }
+                    Poll::Ready(Err(SpliceError::Destination(e))) => {
+                        return Poll::Ready(Err(send_failed(e)));
+                    }
+                    Poll::Pending => {}
+                }
+                if moved {
+                    stall
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + run.timeout);
+                } else if !write_done && stall.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(ExchangeError {
+                        why: format!("the request body stalled for {:?}", run.timeout),
+                        before_response: false,
+                    }));
                 }
             }
             if !progress {
@@ -695,6 +795,37 @@ impl MemberBody {
     fn abort(&mut self) {
         self.state = BodyState::Done;
         self.owner.take();
+    }
+
+    /// For zero-copy forwarding ([`crate::net::splice`]): when the rest of the body is a
+    /// `Content-Length` run of at least `min` bytes on a plain socket, the bytes already read
+    /// (to send first), the socket, and how many bytes of the body follow on it. Call
+    /// [`MemberBody::plain_run_done`] after moving them.
+    pub fn take_plain_run(&mut self, min: u64) -> Option<(Bytes, &TcpStream, u64)> {
+        let BodyState::Length(left) = self.state else {
+            return None;
+        };
+        if left < min {
+            return None;
+        }
+        let owner = self.owner.as_mut()?;
+        let MemberIo::Plain(socket) = &owner.conn.io else {
+            return None;
+        };
+        let n = left.min(owner.conn.rbuf.len() as u64) as usize;
+        let buffered = owner.conn.rbuf.split_to(n).freeze();
+        self.state = BodyState::Length(left - n as u64);
+        Some((buffered, socket, left - n as u64))
+    }
+
+    /// Ends a run taken with [`MemberBody::take_plain_run`]: the connection goes back to the
+    /// pool when every byte moved, and is dropped otherwise.
+    pub fn plain_run_done(&mut self, moved_all: bool) {
+        if moved_all {
+            self.finish();
+        } else {
+            self.abort();
+        }
     }
 
     /// True when the whole body has been read.
