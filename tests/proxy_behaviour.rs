@@ -476,3 +476,52 @@ async fn balancer_timeout_waits_for_a_member_to_come_back() {
         "{waited:?}"
     );
 }
+
+/// A client that closes its connection while its request waits at the member (an agent
+/// closing the browser during a long-poll) cancels the request: the member connection is
+/// closed at once, not held until the member answers, and the in-flight gauge drops back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_cancels_its_request_at_the_member() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let member_addr = l.local_addr().unwrap();
+    // The member reads the request and never answers; it reports when its connection closes.
+    let member = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let t = std::time::Instant::now();
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return Some(t.elapsed()),
+                Ok(_) => {}
+            }
+        }
+    });
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nProxyPass /metrics !\n<Location /metrics>\nSetHandler metrics\nRequire ip 127.0.0.1\n</Location>\nProxyPass /lp http://m:1/lp\n",
+        &[("m:1", member_addr)],
+    );
+    let mut c = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    c.write_all(b"GET /lp/poll HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(c);
+    let held = tokio::time::timeout(Duration::from_secs(5), member)
+        .await
+        .expect("the member connection was held after the client left")
+        .unwrap()
+        .expect("the member got the request");
+    assert!(held < Duration::from_secs(2), "held {held:?}");
+    let metrics = get(p.addr, "/metrics", &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    // The metrics request itself is the one in flight.
+    assert!(text.contains("balancerd_in_flight 1\n"), "{text}");
+}

@@ -252,3 +252,77 @@ async fn tenant_isolation_whatever_the_encoding() {
         );
     }
 }
+
+/// A request body that stalls is cut at `Timeout`, whether it moves frame by frame (small)
+/// or socket to socket (large: splice), even when the member may take longer
+/// (`ProxyTimeout 30`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_request_bodies_are_cut_at_timeout_small_or_large() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("A").await;
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nTimeout 1\nProxyTimeout 30\nProxyPass /up http://a:1/up\n",
+        &[("a:1", a.addr)],
+    );
+    for (len, sent) in [(100usize, 9usize), (10_000_000, 300_000)] {
+        let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        let mut first =
+            format!("PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").into_bytes();
+        first.extend(std::iter::repeat_n(b'x', sent));
+        s.write_all(&first).await.unwrap();
+        let t0 = std::time::Instant::now();
+        let mut out = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(8), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        let took = t0.elapsed();
+        assert!(
+            r.is_ok(),
+            "the proxy held a stalled body of {len} bytes: {:?} {}",
+            String::from_utf8_lossy(&out),
+            p.log_text()
+        );
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{len}: cut after {took:?}: {:?} {}",
+            String::from_utf8_lossy(&out),
+            p.log_text()
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 5") || text.starts_with("HTTP/1.1 4"),
+            "{len}: {text}"
+        );
+    }
+}
+
+/// A request head left unfinished is answered with 408 at `KeepAliveTimeout`, like httpd,
+/// and the connection closes; an idle connection just closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_request_head_gets_408() {
+    let (t1, _t2, p) = tenants().await;
+    let t0 = std::time::Instant::now();
+    let (out, closed) = raw(
+        p.addr,
+        b"GET /t1/api/x HTTP/1.1\r\nHost: x\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(closed);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
+    let (out, closed) = raw(p.addr, b"", Duration::from_secs(5)).await;
+    assert!(out.is_empty() && closed, "{out}");
+    assert_eq!(t1.count(), 0);
+}

@@ -860,8 +860,12 @@ async fn write_response(
             STATS.bytes.fetch_add(n as u64, Relaxed);
         };
         count(buffered.len());
+        let spliced = |n: usize| {
+            count(n);
+            STATS.spliced[1].fetch_add(n as u64, Relaxed);
+        };
         write_all(wr, &mut [IoSlice::new(&head), IoSlice::new(&buffered)]).await?;
-        let r = splice::copy_exact(src, wr.as_ref(), rest, count).await;
+        let r = splice::copy_exact(src, wr.as_ref(), rest, spliced).await;
         inner.plain_run_done(r.is_ok());
         busy.take();
         return match r {

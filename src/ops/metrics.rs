@@ -57,6 +57,12 @@ pub fn render(snap: &Snapshot) -> String {
     );
     let _ = writeln!(
         o,
+        "# HELP balancerd_spliced_bytes_total Body bytes moved socket to socket without passing through balancerd's memory.\n# TYPE balancerd_spliced_bytes_total counter\nbalancerd_spliced_bytes_total{{direction=\"request\"}} {}\nbalancerd_spliced_bytes_total{{direction=\"response\"}} {}",
+        STATS.spliced[0].load(Relaxed),
+        STATS.spliced[1].load(Relaxed)
+    );
+    let _ = writeln!(
+        o,
         "# HELP balancerd_member_requests_total Responses from each member, by status class.\n# TYPE balancerd_member_requests_total counter"
     );
     let mut hist = String::new();

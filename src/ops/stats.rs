@@ -30,6 +30,8 @@ pub struct Stats {
     pub by_class: [AtomicU64; 6],
     /// Response body bytes sent.
     pub bytes: AtomicU64,
+    /// Body bytes moved socket to socket (splice): request bodies, response bodies.
+    pub spliced: [AtomicU64; 2],
     /// Sum of request durations, µs.
     pub duration_us: AtomicU64,
     /// Requests in progress.
@@ -59,6 +61,7 @@ pub static STATS: LazyLock<Stats> = LazyLock::new(|| Stats {
     requests: AtomicU64::new(0),
     by_class: Default::default(),
     bytes: AtomicU64::new(0),
+    spliced: Default::default(),
     duration_us: AtomicU64::new(0),
     in_flight: AtomicI64::new(0),
     conns: AtomicI64::new(0),

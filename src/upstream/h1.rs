@@ -515,6 +515,7 @@ async fn exchange_spliced(
                 match splice.poll(cx, run.socket, member_socket, |n| {
                     moved = true;
                     count(n);
+                    crate::ops::stats::STATS.spliced[0].fetch_add(n as u64, Relaxed);
                 }) {
                     Poll::Ready(Ok(())) => {
                         write_done = true;
@@ -535,7 +536,9 @@ async fn exchange_spliced(
                     stall
                         .as_mut()
                         .reset(tokio::time::Instant::now() + run.timeout);
-                } else if !write_done && stall.as_mut().poll(cx).is_ready() {
+                }
+                // Polled after every reset too: a reset alone arms no wake-up.
+                if !write_done && stall.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Err(ExchangeError {
                         why: format!("the request body stalled for {:?}", run.timeout),
                         before_response: false,
