@@ -33,15 +33,16 @@
 
 use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
 use crate::http::handler::{ConnInfo, handle};
+use crate::http::headers::{ConnectionToken, connection_tokens, field_spans, wire_header_name};
 use crate::http::server::Shutdown;
 use crate::http::upgrade::{ClientUpgrade, PlainUpgraded};
-use crate::net::framing::Verdicts;
+use crate::net::read::{SMALL_READ, poll_fill, poll_read_small};
 use crate::net::splice::{self, SPLICE_MIN, SpliceError};
 use crate::ops::stats::STATS;
 use crate::runtime::Shared;
 use crate::upstream::body::{ClientBody, DownBody};
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use std::cell::RefCell;
@@ -53,7 +54,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
@@ -63,8 +64,6 @@ use tokio::time::{Instant, Sleep};
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in a request (HAProxy allows 101, httpd 100 by default); more get 431.
 const MAX_FIELDS: usize = 128;
-/// Reads of heads and small bodies land in the worker's scratch buffer of this size.
-const SMALL_READ: usize = 8 * 1024;
 /// Largest read of a request body.
 const MAX_BODY_READ: usize = 64 * 1024;
 /// Pipelined bytes buffered while a request is being handled.
@@ -74,25 +73,8 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
 
 thread_local! {
-    /// Per-worker landing area for small reads: bytes are copied out at their exact size, so
-    /// an idle connection holds no buffer and a request no 8 KiB one.
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SMALL_READ].into_boxed_slice());
     /// The `Date` value, formatted once a second.
     static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [b' '; 29])) };
-}
-
-/// Reads what is available through the scratch buffer and appends it to `buf`.
-fn poll_read_small(
-    rd: &mut OwnedReadHalf,
-    cx: &mut Context<'_>,
-    buf: &mut BytesMut,
-) -> Poll<io::Result<usize>> {
-    SCRATCH.with_borrow_mut(|scratch| {
-        let mut rb = ReadBuf::new(&mut scratch[..]);
-        ready!(Pin::new(rd).poll_read(cx, &mut rb))?;
-        buf.extend_from_slice(rb.filled());
-        Poll::Ready(Ok(rb.filled().len()))
-    })
 }
 
 /// Why a request head was refused: the status and the error page's text.
@@ -117,28 +99,6 @@ struct Parsed {
     keep_alive: bool,
     expect_continue: bool,
     upgrade: bool,
-}
-
-/// The header name, with the fields most requests carry recognised without the general
-/// lower-casing parse.
-fn request_header_name(raw: &[u8]) -> Option<HeaderName> {
-    let known = match raw.len() {
-        4 if raw.eq_ignore_ascii_case(b"host") => Some(header::HOST),
-        6 if raw.eq_ignore_ascii_case(b"accept") => Some(header::ACCEPT),
-        6 if raw.eq_ignore_ascii_case(b"cookie") => Some(header::COOKIE),
-        6 if raw.eq_ignore_ascii_case(b"expect") => Some(header::EXPECT),
-        7 if raw.eq_ignore_ascii_case(b"upgrade") => Some(header::UPGRADE),
-        10 if raw.eq_ignore_ascii_case(b"user-agent") => Some(header::USER_AGENT),
-        10 if raw.eq_ignore_ascii_case(b"connection") => Some(header::CONNECTION),
-        12 if raw.eq_ignore_ascii_case(b"content-type") => Some(header::CONTENT_TYPE),
-        13 if raw.eq_ignore_ascii_case(b"authorization") => Some(header::AUTHORIZATION),
-        14 if raw.eq_ignore_ascii_case(b"content-length") => Some(header::CONTENT_LENGTH),
-        15 if raw.eq_ignore_ascii_case(b"accept-encoding") => Some(header::ACCEPT_ENCODING),
-        15 if raw.eq_ignore_ascii_case(b"accept-language") => Some(header::ACCEPT_LANGUAGE),
-        17 if raw.eq_ignore_ascii_case(b"transfer-encoding") => Some(header::TRANSFER_ENCODING),
-        _ => None,
-    };
-    known.or_else(|| HeaderName::from_bytes(raw).ok())
 }
 
 /// Parses a request head from the front of `buf`; `Ok(None)` while it is incomplete.
@@ -191,19 +151,8 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
     let path = r.path.unwrap_or("");
     let p0 = path.as_ptr() as usize - base;
     let p1 = p0 + path.len();
-    // Offsets into the head, so that the values can be slices of it once it is split off.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
-    let count = r.headers.len();
-    for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
-        let n0 = h.name.as_ptr() as usize - base;
-        let v0 = h.value.as_ptr() as usize - base;
-        *span = (
-            n0 as u32,
-            (n0 + h.name.len()) as u32,
-            v0 as u32,
-            (v0 + h.value.len()) as u32,
-        );
-    }
+    let mut spans = [(0, 0, 0, 0); MAX_FIELDS];
+    let count = field_spans(r.headers, base, &mut spans);
     let head = if len == buf.len() {
         std::mem::take(buf).freeze()
     } else {
@@ -221,7 +170,7 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
     let mut length = 0u64;
     let mut te_chunked = false;
     for &(n0, n1, v0, v1) in &spans[..count] {
-        let name = request_header_name(&head[n0 as usize..n1 as usize]).ok_or(Refusal(
+        let name = wire_header_name(&head[n0 as usize..n1 as usize]).ok_or(Refusal(
             StatusCode::BAD_REQUEST,
             "Invalid header field name.",
         ))?;
@@ -234,14 +183,12 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
             te_count += 1;
             te_chunked = raw.trim_ascii().eq_ignore_ascii_case(b"chunked");
         } else if name == header::CONNECTION {
-            for t in raw.split(|b| *b == b',') {
-                let t = t.trim_ascii();
-                if t.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    keep_alive = true;
-                } else if t.eq_ignore_ascii_case(b"upgrade") {
-                    conn_upgrade = true;
+            for t in connection_tokens(&raw) {
+                match t {
+                    ConnectionToken::Close => keep_alive = false,
+                    ConnectionToken::KeepAlive if version == Version::HTTP_10 => keep_alive = true,
+                    ConnectionToken::Upgrade => conn_upgrade = true,
+                    _ => {}
                 }
             }
         } else if name == header::UPGRADE {
@@ -301,6 +248,12 @@ struct Returned {
     complete: bool,
 }
 
+/// Answers `Expect: 100-continue` when the body is first wanted (hyper's behaviour: the
+/// client waits for this before sending). A fresh socket's send buffer always has room.
+fn send_continue(rd: &OwnedReadHalf) {
+    let _ = rd.as_ref().try_write(b"HTTP/1.1 100 Continue\r\n\r\n");
+}
+
 /// Where a request body hands the read side back.
 type ReturnSlot = Arc<Mutex<Option<Returned>>>;
 
@@ -341,18 +294,22 @@ impl RequestBody {
         let BodyState::Length(left) = self.state else {
             return None;
         };
-        if left < min {
+        if !self.can_splice(min) {
             return None;
         }
         let rd = self.rd.as_ref()?;
-        if self.expect_continue {
-            self.expect_continue = false;
-            let _ = rd.as_ref().try_write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if std::mem::take(&mut self.expect_continue) {
+            send_continue(rd);
         }
         let n = left.min(self.buf.len() as u64) as usize;
         let buffered = self.buf.split_to(n).freeze();
         self.state = BodyState::Length(left - n as u64);
         Some((buffered, rd.as_ref(), left - n as u64))
+    }
+
+    /// True when [`RequestBody::take_plain_run`] would give a run.
+    pub fn can_splice(&self, min: u64) -> bool {
+        matches!(self.state, BodyState::Length(left) if left >= min) && self.rd.is_some()
     }
 
     /// Ends a run taken with [`RequestBody::take_plain_run`]; the connection can carry
@@ -373,28 +330,14 @@ impl RequestBody {
         let Some(rd) = self.rd.as_mut() else {
             return Poll::Ready(Ok(0));
         };
-        if self.expect_continue {
-            // The client waits for this before sending the body (hyper's behaviour: only
-            // when the body is wanted). A fresh socket's send buffer always has room.
-            self.expect_continue = false;
-            let _ = rd.as_ref().try_write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if std::mem::take(&mut self.expect_continue) {
+            send_continue(rd);
         }
         let want = match self.state {
             BodyState::Length(left) => (left as usize).min(self.next_read),
             _ => self.next_read,
         };
-        if want <= SMALL_READ {
-            return poll_read_small(rd, cx, &mut self.buf);
-        }
-        if self.buf.capacity() - self.buf.len() < want / 2 {
-            self.buf.reserve(want);
-        }
-        let dst = self.buf.spare_capacity_mut();
-        let mut rb = ReadBuf::uninit(dst);
-        ready!(Pin::new(rd).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        // SAFETY: `n` bytes of the spare capacity were just initialised by the read.
-        unsafe { self.buf.set_len(self.buf.len() + n) };
+        let n = ready!(poll_fill(rd, cx, &mut self.buf, want))?;
         if n >= want && want < MAX_BODY_READ {
             self.next_read = (want * 2).min(MAX_BODY_READ);
         }
@@ -593,7 +536,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
         buf: BytesMut::new(),
         timer: None,
     };
-    let info = ConnInfo::new(peer, Arc::new(Verdicts::default()));
+    let info = ConnInfo::new(peer, None);
     loop {
         let snap = shared.load_full();
         let max_fields = match snap.server.limit_request_fields {
@@ -771,10 +714,7 @@ async fn write_response(
     for (k, v) in &parts.headers {
         if *k == header::CONNECTION {
             has_connection = true;
-            if v.as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-            {
+            if connection_tokens(v.as_bytes()).any(|t| t == ConnectionToken::Close) {
                 keep = false;
             }
         } else if *k == header::DATE {

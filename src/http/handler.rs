@@ -47,13 +47,15 @@ pub struct ConnInfo {
     pub peer_ip_value: HeaderValue,
     /// Requests served on this connection (for `MaxKeepAliveRequests`).
     pub requests: AtomicU32,
-    /// Framing verdicts from the byte-level tracker, one per request.
-    pub framing: Arc<crate::net::framing::Verdicts>,
+    /// Framing verdicts from the byte-level tracker, one per request, for requests read by
+    /// hyper; `None` when the server refused ambiguous framing itself (the plain HTTP/1.1
+    /// server), so there is nothing left to check.
+    pub framing: Option<Arc<crate::net::framing::Verdicts>>,
 }
 
 impl ConnInfo {
     /// Info for a new connection.
-    pub fn new(peer: SocketAddr, framing: Arc<crate::net::framing::Verdicts>) -> Self {
+    pub fn new(peer: SocketAddr, framing: Option<Arc<crate::net::framing::Verdicts>>) -> Self {
         let peer_ip = peer.ip().to_string();
         ConnInfo {
             peer,
@@ -196,20 +198,23 @@ async fn handle_inner(
     started: Instant,
 ) -> Response<DownBody> {
     let (mut parts, body) = req.into_parts();
-    let conflict = conn.framing.next_conflicts();
-    if conflict {
-        tracing::info!(client = %conn.peer, "refused request: conflicting Content-Length / Transfer-Encoding");
-        return close(error_page(
-            StatusCode::BAD_REQUEST,
-            "Bad request framing: conflicting Content-Length and Transfer-Encoding.",
-        ));
-    }
-    if let Err(why) = check_framing(&parts.headers) {
-        tracing::info!(client = %conn.peer, "refused request: {why}");
-        return close(error_page(
-            StatusCode::BAD_REQUEST,
-            &format!("Bad request framing: {why}."),
-        ));
+    // Requests read by hyper get a second look at their framing; the plain server refused
+    // ambiguous framing itself (`framing` is `None` there).
+    if let Some(verdicts) = &conn.framing {
+        if verdicts.next_conflicts() {
+            tracing::info!(client = %conn.peer, "refused request: conflicting Content-Length / Transfer-Encoding");
+            return close(error_page(
+                StatusCode::BAD_REQUEST,
+                "Bad request framing: conflicting Content-Length and Transfer-Encoding.",
+            ));
+        }
+        if let Err(why) = check_framing(&parts.headers) {
+            tracing::info!(client = %conn.peer, "refused request: {why}");
+            return close(error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("Bad request framing: {why}."),
+            ));
+        }
     }
     if let Some(r) = check_limits(&parts, snap) {
         return r;

@@ -158,7 +158,7 @@ where
     }
     drop(snap);
     let (io, verdicts) = Tracked::new(stream);
-    let info = Arc::new(ConnInfo::new(peer, verdicts));
+    let info = Arc::new(ConnInfo::new(peer, Some(verdicts)));
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();
@@ -187,7 +187,7 @@ where
         .keep_alive_interval(Some(keepalive.max(Duration::from_secs(5))))
         .max_concurrent_streams(256);
     // HTTP/2 framing is hyper's own: no HTTP/1 smuggling verdicts to take.
-    let info = Arc::new(ConnInfo::new(peer, Arc::new(Verdicts::default())));
+    let info = Arc::new(ConnInfo::new(peer, Some(Arc::new(Verdicts::default()))));
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();

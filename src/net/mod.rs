@@ -2,6 +2,7 @@
 //! forwarding.
 
 pub mod framing;
+pub mod read;
 pub mod splice;
 pub mod tls;
 pub mod tuning;

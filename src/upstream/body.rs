@@ -126,6 +126,11 @@ impl UpBody {
         })
     }
 
+    /// True when [`UpBody::take_plain_run`] would give a run.
+    pub fn can_splice(&self, min: u64) -> bool {
+        matches!(self, UpBody::Client { inner: ClientBody::Plain(body), .. } if body.can_splice(min))
+    }
+
     /// Ends a run taken with [`UpBody::take_plain_run`].
     pub fn plain_run_done(&mut self, moved_all: bool) {
         if let UpBody::Client {

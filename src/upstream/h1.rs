@@ -23,10 +23,12 @@ use super::body::{PlainRun, UpBody};
 use super::pool::PooledConn;
 use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
 use crate::http::headers::{
-    ConnectionToken, connection_tokens, is_response_hop, push_connection_named,
+    ConnectionToken, connection_tokens, field_spans, is_response_hop, push_connection_named,
+    wire_header_name,
 };
+use crate::net::read::{SMALL_READ, poll_fill};
 use crate::net::splice::{SPLICE_MIN, SpliceError, SpliceRun};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 use http_body::{Body, SizeHint};
@@ -42,8 +44,9 @@ use tokio::net::TcpStream;
 const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in a member's response.
 const MAX_HEADERS: usize = 128;
-/// First read size; doubled while reads fill it, up to [`MAX_READ`].
-const FIRST_READ: usize = 8 * 1024;
+/// First read size (a head, a small body: through the worker's scratch buffer); doubled
+/// while reads fill it, up to [`MAX_READ`].
+const FIRST_READ: usize = SMALL_READ;
 /// Largest read (a 100 MB download moves in 64 KiB steps: as fast as 256 KiB steps here, and
 /// a quarter of the memory per download).
 const MAX_READ: usize = 64 * 1024;
@@ -55,63 +58,6 @@ pub enum MemberIo {
     Plain(TcpStream),
     /// TLS (boxed: the session state is large and rare).
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl MemberIo {
-    /// Reads what is available into `buf`, reserving `want` bytes first when it has less
-    /// room. A plain connection waits for readiness before reserving, so a connection waiting
-    /// for a long-poll's answer holds no buffer.
-    ///
-    /// Reads go through `poll_read`, which clears the socket's readiness after a short read:
-    /// the pool's liveness check then costs no system call (`try_read` would leave the
-    /// readiness set, and the check would pay one `recv` returning EAGAIN per request).
-    fn poll_fill(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-        want: usize,
-    ) -> Poll<io::Result<usize>> {
-        if want <= FIRST_READ {
-            return self.poll_fill_small(cx, buf);
-        }
-        if buf.capacity() - buf.len() < want / 2 {
-            buf.reserve(want);
-        }
-        let dst = buf.chunk_mut();
-        // SAFETY: `UninitSlice` is a `[MaybeUninit<u8>]` under another name; `ReadBuf` only
-        // writes initialised bytes into it and reports how many.
-        let dst = unsafe { &mut *(dst as *mut _ as *mut [MaybeUninit<u8>]) };
-        let mut rb = ReadBuf::uninit(dst);
-        ready!(Pin::new(&mut *self).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        // SAFETY: `n` bytes were just initialised by the read.
-        unsafe { buf.advance_mut(n) };
-        Poll::Ready(Ok(n))
-    }
-
-    /// A read of at most [`FIRST_READ`] bytes (a response head, a small body) through the
-    /// worker's scratch buffer, copied into `buf` at its exact size: a fresh 8 KiB buffer per
-    /// response kept the allocator's slabs churning (~1.7k instructions per request), and a
-    /// connection waiting for a long-poll's answer holds no buffer at all.
-    fn poll_fill_small(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-    ) -> Poll<io::Result<usize>> {
-        SCRATCH.with_borrow_mut(|scratch| {
-            let mut rb = ReadBuf::new(&mut scratch[..]);
-            ready!(Pin::new(&mut *self).poll_read(cx, &mut rb))?;
-            buf.extend_from_slice(rb.filled());
-            Poll::Ready(Ok(rb.filled().len()))
-        })
-    }
-}
-
-thread_local! {
-    /// Per-worker landing area for small reads (see [`MemberIo::poll_fill_small`]); a read
-    /// never yields half-way, so one per thread is enough.
-    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
-        std::cell::RefCell::new(vec![0u8; FIRST_READ].into_boxed_slice());
 }
 
 impl AsyncRead for MemberIo {
@@ -350,23 +296,29 @@ pub async fn exchange(
     framing: RequestFraming,
     method_is_head: bool,
 ) -> Result<(MemberHead, bool), ExchangeError> {
-    // A large upload from a plain client to a plain member moves socket to socket.
-    if matches!(framing, RequestFraming::Length(_))
-        && matches!(conn.io, MemberIo::Plain(_))
-        && let Some(run) = body.take_plain_run(SPLICE_MIN)
-    {
-        let r = Box::pin(exchange_spliced(conn, head, run, method_is_head)).await;
-        body.plain_run_done(matches!(r, Ok((_, true))));
-        return r;
-    }
     let mut out = Outgoing::new();
     out.push(head);
+    // A large upload from a plain client to a plain member moves socket to socket.
+    let spliced = matches!(framing, RequestFraming::Length(_))
+        && matches!(conn.io, MemberIo::Plain(_))
+        && body.can_splice(SPLICE_MIN);
+    let mut upload = if spliced {
+        let Some(run) = body.take_plain_run(SPLICE_MIN) else {
+            return Err(ExchangeError {
+                why: "the request body went away".into(),
+                before_response: true,
+            });
+        };
+        Upload::Spliced(SplicedUpload::new(run, &mut out)?)
+    } else {
+        Upload::Frames(&mut *body)
+    };
     let chunked = framing == RequestFraming::Chunked;
     let mut body_open = matches!(framing, RequestFraming::Length(_) | RequestFraming::Chunked);
     let mut write_done = false;
     let mut frame_queued = false;
     let mut got_bytes = false;
-    std::future::poll_fn(|cx| {
+    let r = std::future::poll_fn(|cx| {
         // Once the read side is pending in this poll, its waker is registered: asking again
         // after writing would only repeat the readiness check.
         let mut read_pending = false;
@@ -387,49 +339,65 @@ pub async fn exchange(
                 }
                 return Poll::Pending;
             }
-            // One body frame in flight at a time (memory stays one frame per upload); the
-            // first frame may join the head in one write.
-            if body_open && !frame_queued {
-                match Pin::new(&mut *body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(f))) => {
-                        progress = true;
-                        if let Ok(d) = f.into_data()
-                            && !d.is_empty()
-                        {
-                            frame_queued = true;
-                            if chunked {
-                                let mut hex = [0u8; 18];
-                                out.push(Bytes::copy_from_slice(chunk_size_line(
-                                    d.len(),
-                                    &mut hex,
-                                )));
-                                out.push(d);
-                                out.push(Bytes::from_static(b"\r\n"));
-                            } else {
-                                out.push(d);
-                            }
-                        }
-                    }
-                    Poll::Ready(None) => {
-                        progress = true;
-                        body_open = false;
-                        if chunked {
-                            out.push(Bytes::from_static(b"0\r\n\r\n"));
-                        }
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        return Poll::Ready(Err(ExchangeError {
-                            why: format!("request body: {e}"),
-                            before_response: false,
-                        }));
-                    }
-                    Poll::Pending => {}
-                }
-            }
             let send_failed = |e: io::Error| ExchangeError {
                 why: format!("sending to the member: {e}"),
                 before_response: !got_bytes,
             };
+            let body_failed = |e: &dyn std::fmt::Display| ExchangeError {
+                why: format!("request body: {e}"),
+                before_response: false,
+            };
+            match &mut upload {
+                // One body frame in flight at a time (memory stays one frame per upload);
+                // the first frame may join the head in one write.
+                Upload::Frames(body) if body_open && !frame_queued => {
+                    match Pin::new(&mut **body).poll_frame(cx) {
+                        Poll::Ready(Some(Ok(f))) => {
+                            progress = true;
+                            if let Ok(d) = f.into_data()
+                                && !d.is_empty()
+                            {
+                                frame_queued = true;
+                                if chunked {
+                                    let mut hex = [0u8; 18];
+                                    out.push(Bytes::copy_from_slice(chunk_size_line(
+                                        d.len(),
+                                        &mut hex,
+                                    )));
+                                    out.push(d);
+                                    out.push(Bytes::from_static(b"\r\n"));
+                                } else {
+                                    out.push(d);
+                                }
+                            }
+                        }
+                        Poll::Ready(None) => {
+                            progress = true;
+                            body_open = false;
+                            if chunked {
+                                out.push(Bytes::from_static(b"0\r\n\r\n"));
+                            }
+                        }
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(body_failed(&e))),
+                        Poll::Pending => {}
+                    }
+                }
+                // The spliced rest follows the head and the bytes already read.
+                Upload::Spliced(up) if body_open && out.len() == 0 => match up.poll(cx, &conn.io) {
+                    Poll::Ready(Ok(())) => {
+                        progress = true;
+                        body_open = false;
+                    }
+                    Poll::Ready(Err(SpliceError::Source(e))) => {
+                        return Poll::Ready(Err(body_failed(&e)));
+                    }
+                    Poll::Ready(Err(SpliceError::Destination(e))) => {
+                        return Poll::Ready(Err(send_failed(e)));
+                    }
+                    Poll::Pending => {}
+                },
+                _ => {}
+            }
             if out.len() > 0 {
                 match out.poll_write(&mut conn.io, cx) {
                     Poll::Ready(Ok(())) => {
@@ -455,102 +423,81 @@ pub async fn exchange(
             }
         }
     })
-    .await
+    .await;
+    drop(upload);
+    if spliced {
+        body.plain_run_done(matches!(r, Ok((_, true))));
+    }
+    r
 }
 
-/// [`exchange`] for a body that moves from the client's socket to the member's with
-/// splice(2): the head and the bytes already read go first, then the rest, while the
-/// response is listened for (an early answer stops the upload). A body that stalls for the
-/// client timeout fails the exchange.
-async fn exchange_spliced(
-    conn: &mut MemberConn,
-    head: Bytes,
-    run: PlainRun<'_>,
-    method_is_head: bool,
-) -> Result<(MemberHead, bool), ExchangeError> {
-    let count = |n: usize| {
+/// Where the request body comes from in an [`exchange`].
+enum Upload<'a> {
+    /// Frame by frame from the body (re-framed as `Content-Length` or `chunked`).
+    Frames(&'a mut UpBody),
+    /// Socket to socket.
+    Spliced(SplicedUpload<'a>),
+}
+
+/// A request body moving from the client's socket to the member's with splice(2). A body
+/// that stalls for the client timeout fails the exchange.
+struct SplicedUpload<'a> {
+    run: PlainRun<'a>,
+    splice: SpliceRun,
+    stall: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<'a> SplicedUpload<'a> {
+    /// Queues the bytes of the body already read behind the head in `out`.
+    fn new(run: PlainRun<'a>, out: &mut Outgoing) -> Result<Self, ExchangeError> {
+        let splice = SpliceRun::new(run.rest).map_err(|e| ExchangeError {
+            why: format!("no pipe for the request body: {e}"),
+            before_response: true,
+        })?;
         if let Some(m) = &run.member {
-            m.transferred.fetch_add(n as u64, Relaxed);
+            m.transferred.fetch_add(run.buffered.len() as u64, Relaxed);
         }
-    };
-    let mut out = Outgoing::new();
-    out.push(head);
-    count(run.buffered.len());
-    out.push(run.buffered.clone());
-    let mut splice = SpliceRun::new(run.rest).map_err(|e| ExchangeError {
-        why: format!("no pipe for the request body: {e}"),
-        before_response: true,
-    })?;
-    let mut stall = Box::pin(tokio::time::sleep(run.timeout));
-    let mut got_bytes = false;
-    let mut write_done = false;
-    std::future::poll_fn(|cx| {
-        let mut read_pending = false;
-        loop {
-            let mut progress = false;
-            if !read_pending {
-                match poll_head(conn, cx, method_is_head, &mut got_bytes) {
-                    Poll::Ready(Ok(Some(h))) => return Poll::Ready(Ok((h, write_done))),
-                    Poll::Ready(Ok(None)) => progress = true,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => read_pending = true,
-                }
+        out.push(run.buffered.clone());
+        Ok(SplicedUpload {
+            stall: Box::pin(tokio::time::sleep(run.timeout)),
+            run,
+            splice,
+        })
+    }
+
+    /// Moves what can be moved now; `Ready(Ok)` once the whole rest reached the member.
+    fn poll(&mut self, cx: &mut Context<'_>, member: &MemberIo) -> Poll<Result<(), SpliceError>> {
+        let MemberIo::Plain(member_socket) = member else {
+            return Poll::Ready(Err(SpliceError::Destination(io::Error::other(
+                "not a plain socket",
+            ))));
+        };
+        let mut moved = false;
+        let counter = self.run.member.as_ref();
+        let r = self.splice.poll(cx, self.run.socket, member_socket, |n| {
+            moved = true;
+            if let Some(m) = counter {
+                m.transferred.fetch_add(n as u64, Relaxed);
             }
-            let send_failed = |e: io::Error| ExchangeError {
-                why: format!("sending to the member: {e}"),
-                before_response: !got_bytes,
-            };
-            if write_done {
-            } else if out.len() > 0 {
-                match out.poll_write(&mut conn.io, cx) {
-                    Poll::Ready(Ok(())) => progress = true,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e))),
-                    Poll::Pending => {}
-                }
-            } else {
-                let MemberIo::Plain(member_socket) = &conn.io else {
-                    return Poll::Ready(Err(send_failed(io::Error::other("not a plain socket"))));
-                };
-                let mut moved = false;
-                match splice.poll(cx, run.socket, member_socket, |n| {
-                    moved = true;
-                    count(n);
-                    crate::ops::stats::STATS.spliced[0].fetch_add(n as u64, Relaxed);
-                }) {
-                    Poll::Ready(Ok(())) => {
-                        write_done = true;
-                        progress = true;
-                    }
-                    Poll::Ready(Err(SpliceError::Source(e))) => {
-                        return Poll::Ready(Err(ExchangeError {
-                            why: format!("request body: {e}"),
-                            before_response: false,
-                        }));
-                    }
-                    Poll::Ready(Err(SpliceError::Destination(e))) => {
-                        return Poll::Ready(Err(send_failed(e)));
-                    }
-                    Poll::Pending => {}
-                }
-                if moved {
-                    stall
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + run.timeout);
-                }
-                // Polled after every reset too: a reset alone arms no wake-up.
-                if !write_done && stall.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(ExchangeError {
-                        why: format!("the request body stalled for {:?}", run.timeout),
-                        before_response: false,
-                    }));
-                }
-            }
-            if !progress {
-                return Poll::Pending;
-            }
+            crate::ops::stats::STATS.spliced[0].fetch_add(n as u64, Relaxed);
+        });
+        if r.is_ready() {
+            return r;
         }
-    })
-    .await
+        if moved {
+            self.stall
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.run.timeout);
+        }
+        // Polled after every reset too: a reset alone arms no wake-up.
+        if self.stall.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(SpliceError::Source(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("stalled for {:?}", self.run.timeout),
+            ))));
+        }
+        Poll::Pending
+    }
 }
 
 /// Reads and parses; `Ok(None)` means bytes arrived but the head is not complete yet.
@@ -560,7 +507,7 @@ fn poll_head(
     method_is_head: bool,
     got_bytes: &mut bool,
 ) -> Poll<Result<Option<MemberHead>, ExchangeError>> {
-    let n = match ready!(conn.io.poll_fill(cx, &mut conn.rbuf, FIRST_READ)) {
+    let n = match ready!(poll_fill(&mut conn.io, cx, &mut conn.rbuf, FIRST_READ)) {
         Ok(n) => n,
         Err(e) => {
             return Poll::Ready(Err(ExchangeError {
@@ -619,19 +566,8 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
     } else {
         Version::HTTP_11
     };
-    // Offsets into the head, so that the values can be slices of it once it is split off.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let count = r.headers.len();
-    for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
-        let n0 = h.name.as_ptr() as usize - base;
-        let v0 = h.value.as_ptr() as usize - base;
-        *span = (
-            n0 as u32,
-            (n0 + h.name.len()) as u32,
-            v0 as u32,
-            (v0 + h.value.len()) as u32,
-        );
-    }
+    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+    let count = field_spans(r.headers, base, &mut spans);
     let head = buf.split_to(len).freeze();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut connection_named = Vec::new();
@@ -640,7 +576,7 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
     let mut te_chunked = None;
     let mut length: Option<u64> = None;
     for &(n0, n1, v0, v1) in &spans[..count] {
-        let name = header_name(&head[n0 as usize..n1 as usize])
+        let name = wire_header_name(&head[n0 as usize..n1 as usize])
             .ok_or_else(|| "invalid header name from the member".to_string())?;
         let raw = head.slice(v0 as usize..v1 as usize);
         if name == header::CONNECTION {
@@ -709,28 +645,6 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
         keep_alive,
         connection_named,
     }))
-}
-
-/// The header name, with the fields nearly every response carries recognised without the
-/// general lower-casing parse (~150 instructions each).
-fn header_name(raw: &[u8]) -> Option<HeaderName> {
-    let known = match raw.len() {
-        4 if raw.eq_ignore_ascii_case(b"date") => Some(header::DATE),
-        4 if raw.eq_ignore_ascii_case(b"etag") => Some(header::ETAG),
-        4 if raw.eq_ignore_ascii_case(b"vary") => Some(header::VARY),
-        6 if raw.eq_ignore_ascii_case(b"server") => Some(header::SERVER),
-        7 if raw.eq_ignore_ascii_case(b"expires") => Some(header::EXPIRES),
-        8 if raw.eq_ignore_ascii_case(b"location") => Some(header::LOCATION),
-        10 if raw.eq_ignore_ascii_case(b"connection") => Some(header::CONNECTION),
-        10 if raw.eq_ignore_ascii_case(b"set-cookie") => Some(header::SET_COOKIE),
-        12 if raw.eq_ignore_ascii_case(b"content-type") => Some(header::CONTENT_TYPE),
-        13 if raw.eq_ignore_ascii_case(b"cache-control") => Some(header::CACHE_CONTROL),
-        13 if raw.eq_ignore_ascii_case(b"last-modified") => Some(header::LAST_MODIFIED),
-        14 if raw.eq_ignore_ascii_case(b"content-length") => Some(header::CONTENT_LENGTH),
-        17 if raw.eq_ignore_ascii_case(b"transfer-encoding") => Some(header::TRANSFER_ENCODING),
-        _ => None,
-    };
-    known.or_else(|| HeaderName::from_bytes(raw).ok())
 }
 
 /// Reading state of a response body.
@@ -888,7 +802,7 @@ impl MemberBody {
                 }
             }
             let want = self.next_read;
-            match ready!(conn.io.poll_fill(cx, &mut conn.rbuf, want)) {
+            match ready!(poll_fill(&mut conn.io, cx, &mut conn.rbuf, want)) {
                 Ok(0) => {
                     if matches!(self.state, BodyState::UntilClose) {
                         self.keep_alive = false;
