@@ -326,3 +326,27 @@ async fn an_unfinished_request_head_gets_408() {
     assert!(out.is_empty() && closed, "{out}");
     assert_eq!(t1.count(), 0);
 }
+
+/// Request lines the plain server cannot serve get a status that says why, and nothing
+/// reaches a member: an HTTP version other than 1.0/1.1 (505), garbage (400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_versions_and_garbage_request_lines_get_a_status() {
+    let (t1, _t2, p) = tenants().await;
+    let (out, closed) = raw(
+        p.addr,
+        b"GET /t1/api/x HTTP/2.0\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 505"), "{out}");
+    assert!(closed);
+    let (out, closed) = raw(
+        p.addr,
+        b"\x16\x03\x01\x02\x00\x01\x00\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(closed);
+    assert_eq!(t1.count(), 0);
+}
