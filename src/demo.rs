@@ -157,7 +157,7 @@ pub async fn run(config: Config, path: PathBuf, opts: LoadOptions) -> i32 {
             .params
             .sticky
             .as_ref()
-            .is_some_and(|s| s.cookie == "JSESSIONID");
+            .is_some_and(|s| &*s.cookie == "JSESSIONID");
         for m in &b.members {
             let ip: Option<std::net::IpAddr> = if m.url.host == "localhost" {
                 Some([127, 0, 0, 1].into())

@@ -215,3 +215,91 @@ async fn garbage_from_a_member_is_a_502_or_an_aborted_body_never_a_hang() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_fields_go_to_the_client_as_received_without_hop_by_hop_ones() {
+    let answer = b"HTTP/1.1 200 OK\r\nX-Mixed-Case: v\r\nKeep-Alive: timeout=5\r\n\
+Proxy-Connection: keep-alive\r\nTrailer: X-T\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\
+Content-Length: 2\r\n\r\nok"
+        .to_vec();
+    let m = RawMember::start(answer, false, true).await;
+    let p = proxy_to(&m);
+    let (text, _) = raw(
+        p.addr,
+        b"GET /m/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole response");
+    assert_eq!(body, "ok");
+    // Written through: the member's spelling, its Date (no second one), its length.
+    assert!(head.contains("\r\nX-Mixed-Case: v\r\n"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert_eq!(lower.matches("\r\ndate: ").count(), 1, "{head}");
+    assert!(
+        head.contains("\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n"),
+        "{head}"
+    );
+    assert_eq!(
+        lower.matches("\r\ncontent-length: 2\r\n").count(),
+        1,
+        "{head}"
+    );
+    for hop in ["keep-alive:", "proxy-connection:", "trailer:"] {
+        assert!(!lower.contains(hop), "{hop} must not cross: {head}");
+    }
+
+    // A Header rule that applies still sees (and edits) the fields.
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nTimeout 5\nProxyPass /m http://m:1/m\nHeader set X-Added 1\n",
+        &[("m:1", m.addr)],
+    );
+    let g = get(p.addr, "/m/a", &[]).await;
+    assert_eq!(g.headers["x-added"], "1");
+    assert_eq!(g.headers["x-mixed-case"], "v");
+    assert!(g.headers.get("keep-alive").is_none());
+    assert!(g.headers.get("trailer").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_member_connection_still_times_out() {
+    // Answers the first request on a connection, then never again.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = false;
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if !answered && buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        answered = true;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nProxyTimeout 1\nProxyPass /m http://m:1/m\n",
+        &[("m:1", addr)],
+    );
+    let mut c = Client::connect(p.addr).await;
+    assert_eq!(c.get("/m/a", &[]).await.status, 200);
+    // The second request reuses the pooled connection and its timer.
+    let t0 = std::time::Instant::now();
+    let g = c.get("/m/a", &[]).await;
+    let took = t0.elapsed();
+    assert_eq!(g.status, 504);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}

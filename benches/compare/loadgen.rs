@@ -9,6 +9,8 @@
 //!   connection is still busy at that time, its latency is measured from the due time, not
 //!   from when the connection became free, so a stalled proxy cannot hide its stall (no
 //!   coordinated omission).
+//! * `rate-mix` — `rate` against several targets in one run, interleaved in slices over kept
+//!   connections, so that the machine's noise falls on every target alike.
 //! * `longpoll` — N connections each re-issuing a held `GET` at once, plus constant-rate API
 //!   requests on separate connections; reports errors and the API latency percentiles.
 //! * `idle`     — N keep-alive connections that make one request each and then stay open.
@@ -39,7 +41,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = args.first().cloned() else {
-        eprintln!("usage: loadgen backend|rate|longpoll|idle|bulk|report [options]");
+        eprintln!("usage: loadgen backend|rate|rate-mix|longpoll|idle|bulk|report [options]");
         std::process::exit(2);
     };
     let opts = Opts::parse(&args[1..]);
@@ -52,6 +54,7 @@ fn main() {
         match mode.as_str() {
             "backend" => backend(&opts).await,
             "rate" => rate(&opts).await,
+            "rate-mix" => rate_mix(&opts).await,
             "longpoll" => longpoll(&opts).await,
             "idle" => idle(&opts).await,
             "bulk" => bulk(&opts).await,
@@ -536,11 +539,12 @@ impl RssWatch {
 
 /// One result line for `report`: `workload target key=value…`.
 fn emit(o: &Opts, fields: &[(&str, String)]) {
-    let mut line = format!(
-        "{} {}",
-        o.get("workload").unwrap_or("-"),
-        o.get("label").unwrap_or("-")
-    );
+    emit_as(o, o.get("label").unwrap_or("-"), fields);
+}
+
+/// [`emit`] for the target `label`.
+fn emit_as(o: &Opts, label: &str, fields: &[(&str, String)]) {
+    let mut line = format!("{} {}", o.get("workload").unwrap_or("-"), label);
     for (k, v) in fields {
         line.push_str(&format!(" {k}={v}"));
     }
@@ -569,6 +573,21 @@ async fn open_loop(
     conns: u64,
     stop_early: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> (Hist, u64, u64) {
+    let pool = (0..conns).map(|_| None).collect();
+    let (h, ok, errors, _) = open_loop_on(t, head, rate, secs, pool, stop_early).await;
+    (h, ok, errors)
+}
+
+/// [`open_loop`] over the connections of `pool` (one task each; `None` connects on first
+/// use), which come back at the end for the next run.
+async fn open_loop_on(
+    t: &Target,
+    head: Arc<Vec<u8>>,
+    rate: f64,
+    secs: f64,
+    pool: Vec<Option<Conn>>,
+    stop_early: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> (Hist, u64, u64, Vec<Option<Conn>>) {
     let total = (rate * secs) as u64;
     let next = Arc::new(AtomicU64::new(0));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
@@ -576,13 +595,13 @@ async fn open_loop(
     // answered by then counts as an error.
     let end = start + Duration::from_secs_f64(secs) + Duration::from_secs(10);
     let mut tasks = Vec::new();
-    for _ in 0..conns {
+    for conn in pool {
         let (t, head, next) = (t.clone(), head.clone(), next.clone());
         let stop = stop_early.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
-            let mut conn: Option<Conn> = None;
+            let mut conn: Option<Conn> = conn;
             loop {
                 let i = next.fetch_add(1, Relaxed);
                 if i >= total
@@ -625,19 +644,85 @@ async fn open_loop(
                     }
                 }
             }
-            (lat, errors)
+            (lat, errors, conn)
         }));
     }
     let mut h = Hist::default();
     let mut errors = 0;
+    let mut back = Vec::with_capacity(tasks.len());
     for t in tasks {
-        if let Ok((l, e)) = t.await {
+        if let Ok((l, e, c)) = t.await {
             h.0.extend(l);
             errors += e;
+            back.push(c);
         }
     }
     let ok = h.0.len() as u64;
-    (h, ok, total.saturating_sub(ok).max(errors))
+    (h, ok, total.saturating_sub(ok).max(errors), back)
+}
+
+/// `rate` against several targets (`--target label=url`, repeated) in one run, interleaved:
+/// the run is cut into `--slices` slices, and each slice gives every target `duration /
+/// slices` seconds in turn (the order rotating), over connections kept from slice to slice.
+/// The machine is shared: a burst of someone else's work lasting a second decided whole
+/// p99s when the targets ran one after another; interleaved, it lands on each target alike.
+async fn rate_mix(o: &Opts) -> Result<(), BoxError> {
+    let mut targets = Vec::new();
+    for spec in o.all("target") {
+        let (label, url) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--target {spec}: want label=url"))?;
+        let (t, path) = Target::parse(url, o.get("ca"))?;
+        let head = Arc::new(get_head(&t, &path, &o.all("header")));
+        targets.push((label.to_string(), t, head));
+    }
+    if targets.is_empty() {
+        return Err("--target label=url is required".into());
+    }
+    let r = o.float("rate", 1000.0);
+    let secs = o.float("duration", 10.0);
+    let slices = o.num("slices", 10).max(1);
+    let conns = o.num("conns", 64);
+    let n = targets.len();
+    let mut pools: Vec<Vec<Option<Conn>>> =
+        (0..n).map(|_| (0..conns).map(|_| None).collect()).collect();
+    let mut hists: Vec<Hist> = (0..n).map(|_| Hist::default()).collect();
+    let mut counts = vec![(0u64, 0u64, 0f64); n];
+    for slice in 0..slices as usize {
+        for k in 0..n {
+            let i = (slice + k) % n;
+            let (_, t, head) = &targets[i];
+            let pool = std::mem::take(&mut pools[i]);
+            let began = Instant::now();
+            let (h, ok, errors, back) =
+                open_loop_on(t, head.clone(), r, secs / slices as f64, pool, None).await;
+            hists[i].0.extend(h.0);
+            counts[i].0 += ok;
+            counts[i].1 += errors;
+            counts[i].2 += began.elapsed().as_secs_f64();
+            pools[i] = back;
+        }
+    }
+    for (i, (label, _, _)) in targets.iter().enumerate() {
+        let (ok, errors, took) = counts[i];
+        let h = &mut hists[i];
+        emit_as(
+            o,
+            label,
+            &[
+                ("rate", format!("{r}")),
+                ("ok", ok.to_string()),
+                ("errors", errors.to_string()),
+                ("achieved", format!("{:.0}", ok as f64 / took.max(1e-9))),
+                ("p50_ms", format!("{:.3}", h.pct(50.0))),
+                ("p99_ms", format!("{:.3}", h.pct(99.0))),
+                ("p999_ms", format!("{:.3}", h.pct(99.9))),
+                ("max_ms", format!("{:.3}", h.pct(100.0))),
+                ("slices", slices.to_string()),
+            ],
+        );
+    }
+    Ok(())
 }
 
 async fn rate(o: &Opts) -> Result<(), BoxError> {

@@ -256,10 +256,12 @@ rate() { # round
     [ -z "$RATE" ] || [ "$RATE" = 0 ] && RATE=5000
     echo "constant rate: $RATE req/s (50% of the slowest proxy's maximum)"
   fi
-  for t in direct $PROXIES; do
-    $LG rate --workload rate --label $t --url "$(base $t api)/x" --rate $RATE --duration $DUR --conns 64 \
-      --header 'Cookie: ROUTEID=.T1RWS1' $(pidargs $t) --out $RES
-  done
+  # All targets in one interleaved run (1-second slices, connections kept): a burst of the
+  # machine's other work then lands on every target alike.
+  local targets=()
+  for t in direct $PROXIES; do targets+=(--target "$t=$(base $t api)/x"); done
+  $LG rate-mix --workload rate "${targets[@]}" --rate $RATE --duration $DUR --slices $DUR --conns 64 \
+    --header 'Cookie: ROUTEID=.T1RWS1' --out $RES
 }
 
 longpoll() {

@@ -5,12 +5,13 @@
 //! Everything here borrows from the request head: no allocation.
 
 use crate::config::model::StickySession;
+use std::sync::Arc;
 
 /// A session route found in the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionRoute<'a> {
     /// The cookie or parameter name used (`BALANCER_SESSION_STICKY`).
-    pub sticky: &'a str,
+    pub sticky: &'a Arc<str>,
     /// The route (`BALANCER_SESSION_ROUTE`): the text after the first separator.
     pub route: &'a str,
 }
@@ -134,12 +135,12 @@ where
     I: IntoIterator<Item = &'a str>,
 {
     let (value, used) = match url_param(path, query, &sticky.url_param, scolon) {
-        Some(v) => (v, sticky.url_param.as_str()),
+        Some(v) => (v, &sticky.url_param),
         None => {
             let v = cookies
                 .into_iter()
                 .find_map(|c| cookie_param(c, &sticky.cookie))?;
-            (v, sticky.cookie.as_str())
+            (v, &sticky.cookie)
         }
     };
     let route = match sep {
@@ -238,7 +239,7 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!((got.sticky, got.route), ("jsessionid", "RCS2"));
+        assert_eq!((&**got.sticky, got.route), ("jsessionid", "RCS2"));
         let got = session_route(&j, None, false, "/rcs", None, ["JSESSIONID=abc.RCS2"]).unwrap();
         assert_eq!(got.route, "abc.RCS2");
     }

@@ -297,7 +297,7 @@ fn cookies(c: &Config, diags: &mut Diagnostics) {
                 continue;
             };
             if let Some(s) = &b.params.sticky
-                && s.cookie != rc.name
+                && *s.cookie != *rc.name
             {
                 diags
                         .warning(

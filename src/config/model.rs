@@ -522,10 +522,11 @@ impl Default for MemberParams {
 /// `stickysession=COOKIE|URLPARAM` (or one name for both).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StickySession {
-    /// The cookie name.
-    pub cookie: String,
+    /// The cookie name (shared: each request that carries a session names it in
+    /// `BALANCER_SESSION_STICKY` without copying it).
+    pub cookie: std::sync::Arc<str>,
     /// The URL parameter name.
-    pub url_param: String,
+    pub url_param: std::sync::Arc<str>,
 }
 
 /// The load-balancing method.

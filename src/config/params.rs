@@ -415,7 +415,10 @@ pub fn set_balancer_param(p: &mut BalancerParams, key: &str, v: &str) -> ParamRe
             if cookie.is_empty() {
                 return Err(ParamIssue::error("stickysession needs a name"));
             }
-            p.sticky = Some(StickySession { cookie, url_param });
+            p.sticky = Some(StickySession {
+                cookie: cookie.into(),
+                url_param: url_param.into(),
+            });
         }
         "stickysessionsep" => {
             if v.len() == 1 {
@@ -547,10 +550,7 @@ mod tests {
         let mut b = BalancerParams::default();
         set_balancer_param(&mut b, "stickysession", "JSESSIONID|jsessionid").unwrap();
         let s = b.sticky.clone().unwrap();
-        assert_eq!(
-            (s.cookie.as_str(), s.url_param.as_str()),
-            ("JSESSIONID", "jsessionid")
-        );
+        assert_eq!((&*s.cookie, &*s.url_param), ("JSESSIONID", "jsessionid"));
         let long = "A".repeat(80);
         let w = set_balancer_param(&mut b, "stickysession", &long).unwrap();
         assert!(w.is_some());

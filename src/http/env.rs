@@ -18,9 +18,9 @@ pub struct BalancerVars {
     /// `BALANCER_WORKER_ROUTE` ("" when the member has none).
     pub worker_route: Option<Arc<str>>,
     /// `BALANCER_SESSION_STICKY`.
-    pub session_sticky: Option<String>,
+    pub session_sticky: Option<Arc<str>>,
     /// `BALANCER_SESSION_ROUTE`.
-    pub session_route: Option<String>,
+    pub session_route: Option<Arc<str>>,
     /// `BALANCER_ROUTE_CHANGED` (set to "1").
     pub route_changed: bool,
 }
@@ -87,6 +87,17 @@ fn condition_holds(c: &HeaderCondition, vars: Option<&BalancerVars>) -> bool {
         HeaderCondition::Env(v) => vars.and_then(|x| x.get(v)).is_some(),
         HeaderCondition::NotEnv(v) => vars.and_then(|x| x.get(v)).is_none(),
     }
+}
+
+/// True when one of `rules` would act on a member's response (its condition holds), i.e.
+/// the response's fields cannot be passed on as received.
+pub fn any_rule_applies<'a>(
+    rules: impl IntoIterator<Item = &'a HeaderRule>,
+    vars: Option<&BalancerVars>,
+) -> bool {
+    rules
+        .into_iter()
+        .any(|r| condition_holds(&r.condition, vars))
 }
 
 /// Applies `rules` to `headers`. On balancerd's own error responses only `always` rules

@@ -33,9 +33,12 @@
 
 use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
 use crate::http::handler::{ConnInfo, handle};
-use crate::http::headers::{ConnectionToken, connection_tokens, field_spans, wire_header_name};
+use crate::http::headers::{
+    ConnectionToken, FieldRole, connection_tokens, field_spans, wire_header_name,
+};
 use crate::http::server::Shutdown;
 use crate::http::upgrade::{ClientUpgrade, PlainUpgraded};
+use crate::net::clock::coarse_ms;
 use crate::net::read::{SMALL_READ, poll_fill, poll_read_small};
 use crate::net::splice::{self, SPLICE_MIN, SpliceError};
 use crate::ops::stats::STATS;
@@ -151,8 +154,8 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
     let path = r.path.unwrap_or("");
     let p0 = path.as_ptr() as usize - base;
     let p1 = p0 + path.len();
-    let mut spans = [(0, 0, 0, 0); MAX_FIELDS];
-    let count = field_spans(r.headers, base, &mut spans);
+    let mut spans = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let spans = field_spans(r.headers, base, &mut spans);
     let head = if len == buf.len() {
         std::mem::take(buf).freeze()
     } else {
@@ -161,7 +164,7 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
     let uri = Uri::from_maybe_shared(head.slice(p0..p1))
         .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "Invalid request target."))?;
     let bad_framing = |why| Refusal(StatusCode::BAD_REQUEST, why);
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = HeaderMap::with_capacity(spans.len());
     let mut keep_alive = version == Version::HTTP_11;
     let mut conn_upgrade = false;
     let mut has_upgrade = false;
@@ -169,7 +172,7 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
     let (mut cl_count, mut te_count) = (0u32, 0u32);
     let mut length = 0u64;
     let mut te_chunked = false;
-    for &(n0, n1, v0, v1) in &spans[..count] {
+    for &(n0, n1, v0, v1) in spans {
         let name = wire_header_name(&head[n0 as usize..n1 as usize]).ok_or(Refusal(
             StatusCode::BAD_REQUEST,
             "Invalid header field name.",
@@ -441,7 +444,9 @@ impl ClientConn {
         max_fields: usize,
         shutdown: &mut Shutdown,
     ) -> Next {
-        let deadline = Instant::now() + timeout;
+        // The deadline on the coarse clock; the precise one is read only to arm the
+        // connection's timer the first time, and when it fires.
+        let deadline_ms = coarse_ms().saturating_add(timeout.as_millis() as u64);
         loop {
             if !self.buf.is_empty() {
                 match parse_head(&mut self.buf, max_fields) {
@@ -464,7 +469,7 @@ impl ClientConn {
             let buf = &mut self.buf;
             let timer = self
                 .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
             tokio::select! {
                 biased;
                 r = std::future::poll_fn(|cx| poll_read_small(rd, cx, buf)) => match r {
@@ -472,8 +477,10 @@ impl ClientConn {
                     Ok(_) => {}
                 },
                 () = timer.as_mut() => {
-                    if Instant::now() < deadline {
-                        timer.as_mut().reset(deadline);
+                    let now_ms = coarse_ms();
+                    if now_ms < deadline_ms {
+                        let left = Duration::from_millis(deadline_ms - now_ms);
+                        timer.as_mut().reset(Instant::now() + left);
                     } else if self.buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
                         return Next::Closed;
                     } else {
@@ -536,7 +543,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
         buf: BytesMut::new(),
         timer: None,
     };
-    let info = ConnInfo::new(peer, None);
+    let info = ConnInfo::plain(peer);
     loop {
         let snap = shared.load_full();
         let max_fields = match snap.server.limit_request_fields {
@@ -711,6 +718,20 @@ async fn write_response(
     let mut has_date = false;
     let mut has_length = false;
     let mut has_connection = false;
+    // A member's fields written through as received (hop-by-hop ones already marked).
+    let member_fields = match &mut body {
+        DownBody::Member { fields, .. } => fields.take(),
+        DownBody::Full(_) => None,
+    };
+    if let Some(f) = &member_fields {
+        for (_, _, role) in f.passed() {
+            match role {
+                FieldRole::Date => has_date = true,
+                FieldRole::ContentLength => has_length = true,
+                _ => {}
+            }
+        }
+    }
     for (k, v) in &parts.headers {
         if *k == header::CONNECTION {
             has_connection = true;
@@ -745,6 +766,20 @@ async fn write_response(
     head.push(b' ');
     head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
+    if let Some(f) = &member_fields {
+        for (name, value, role) in f.passed() {
+            if role == FieldRole::ContentLength
+                && framing != OutFraming::None
+                && framing != OutFraming::Length
+            {
+                continue;
+            }
+            head.extend_from_slice(name);
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
+        }
+    }
     for (k, v) in &parts.headers {
         if framing != OutFraming::None
             && (*k == header::TRANSFER_ENCODING
@@ -792,6 +827,7 @@ async fn write_response(
             member,
             busy,
             name,
+            ..
         } = &mut body
         && let Some((buffered, src, rest)) = inner.take_plain_run(SPLICE_MIN)
     {
@@ -885,7 +921,9 @@ async fn write_response(
 async fn write_all(wr: &mut OwnedWriteHalf, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
-        let n = wr.write_vectored(bufs).await?;
+        let n =
+            std::future::poll_fn(|cx| crate::net::send::poll_send_vectored(wr.as_ref(), cx, bufs))
+                .await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -896,13 +934,12 @@ async fn write_all(wr: &mut OwnedWriteHalf, mut bufs: &mut [IoSlice<'_>]) -> io:
 
 /// Appends the current `Date` value (IMF-fixdate), formatted at most once a second.
 fn push_date(out: &mut Vec<u8>) {
-    let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = crate::net::clock::coarse_unix_secs();
     DATE.with_borrow_mut(|(at, text)| {
         if *at != secs {
-            let s = httpdate::fmt_http_date(now);
+            let s = httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            );
             if s.len() == text.len() {
                 text.copy_from_slice(s.as_bytes());
                 *at = secs;

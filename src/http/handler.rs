@@ -15,7 +15,7 @@
 use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
-use crate::http::env::{BalancerVars, apply_rules};
+use crate::http::env::{BalancerVars, any_rule_applies, apply_rules};
 use crate::http::headers::{HeadWriter, UpstreamHead, max_forwards, write_upstream_headers};
 use crate::http::rewrite::{map_cookie, map_location};
 use crate::http::synth::error_page;
@@ -31,9 +31,11 @@ use crate::upstream::pool::PooledConn;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Body;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Facts about the client connection a request arrived on.
@@ -51,10 +53,13 @@ pub struct ConnInfo {
     /// hyper; `None` when the server refused ambiguous framing itself (the plain HTTP/1.1
     /// server), so there is nothing left to check.
     pub framing: Option<Arc<crate::net::framing::Verdicts>>,
+    /// The response is written by balancerd's own HTTP/1.1 server, which can write a
+    /// member's header fields through as received; hyper needs them in a `HeaderMap`.
+    pub writes_member_fields: bool,
 }
 
 impl ConnInfo {
-    /// Info for a new connection.
+    /// Info for a connection served by hyper (TLS, HTTP/2), with its framing verdicts.
     pub fn new(peer: SocketAddr, framing: Option<Arc<crate::net::framing::Verdicts>>) -> Self {
         let peer_ip = peer.ip().to_string();
         ConnInfo {
@@ -64,6 +69,15 @@ impl ConnInfo {
             peer_ip,
             requests: AtomicU32::new(0),
             framing,
+            writes_member_fields: false,
+        }
+    }
+
+    /// Info for a connection served by the plain HTTP/1.1 server.
+    pub fn plain(peer: SocketAddr) -> Self {
+        ConnInfo {
+            writes_member_fields: true,
+            ..ConnInfo::new(peer, None)
         }
     }
 }
@@ -96,6 +110,7 @@ pub async fn handle(
         b.body(()).map(|r| r.into_parts().0)
     });
     let mut resp = handle_inner(req, conn, snap, started).await;
+    let took = started.elapsed();
     if let (Some(log), Some(Ok(parts))) = (&snap.access_log, &head) {
         let vars = resp.extensions_mut().remove::<BalancerVars>();
         log.log(&crate::ops::access_log::Entry {
@@ -104,7 +119,7 @@ pub async fn handle(
             status: resp.status().as_u16(),
             resp_headers: resp.headers(),
             vars: vars.as_ref(),
-            took: started.elapsed(),
+            took,
             server_name: &snap.server_name,
         });
     }
@@ -112,7 +127,7 @@ pub async fn handle(
     STATS.by_class[(resp.status().as_u16() / 100).min(5) as usize].fetch_add(1, Relaxed);
     STATS
         .duration_us
-        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        .fetch_add(took.as_micros() as u64, Relaxed);
     let max = snap.server.max_keepalive_requests;
     if !snap.server.keepalive || (max > 0 && n >= max) {
         resp.headers_mut()
@@ -541,8 +556,13 @@ async fn forward(
         vars.worker_name = Some(m.name.clone());
         vars.worker_route = Some(m.route.clone());
         if let Some(s) = session {
-            vars.session_sticky = Some(s.sticky.to_string());
-            vars.session_route = Some(s.route.to_string());
+            vars.session_sticky = Some(s.sticky.clone());
+            // The route the client sent is usually the chosen member's: share its name.
+            vars.session_route = Some(if *m.route == *s.route {
+                m.route.clone()
+            } else {
+                Arc::from(s.route)
+            });
         }
 
         let conn = match acquire(m, default_timeout, snap.upstream_tls.as_ref()).await {
@@ -583,8 +603,14 @@ async fn forward(
             Ok(r) => r,
             Err(resp) => return resp,
         };
-        let sent_at = Instant::now();
-        let (result, conn) = send(conn, &head, bodyv, member_timeout).await;
+        // A pooled connection was ready at once: the request's start is the send time
+        // (one clock read fewer); a new connection may have taken a while.
+        let sent_at = if conn.reused {
+            cx.started
+        } else {
+            Instant::now()
+        };
+        let (result, conn) = send(conn, &head, bodyv, sent_at + member_timeout).await;
         let result = match result {
             Err((SendFail::Broken(why), Some(recovered), true)) => {
                 // A reused connection died before answering: once more on a fresh one.
@@ -599,7 +625,8 @@ async fn forward(
                 {
                     Ok(c) => {
                         // Rare path, boxed: keeps every request's future small.
-                        let (r2, c2) = Box::pin(send(c, &head, recovered, member_timeout)).await;
+                        let deadline = Instant::now() + member_timeout;
+                        let (r2, c2) = Box::pin(send(c, &head, recovered, deadline)).await;
                         r2.map(|resp| (resp, c2))
                     }
                     Err(e) => {
@@ -849,20 +876,31 @@ async fn send(
     mut conn: PooledConn,
     req: &MemberRequest,
     mut body: UpBody,
-    timeout: Duration,
+    deadline: Instant,
 ) -> (SendResult, Option<PooledConn>) {
     let reused = conn.reused;
-    let fut = h1::exchange(
-        &mut conn.conn,
-        req.head.clone(),
-        &mut body,
-        req.framing,
-        req.is_head,
-    );
-    let outcome = tokio::time::timeout(timeout, fut).await;
+    let mut timer = conn.conn.take_timer(deadline.into());
+    let outcome = {
+        let fut = h1::exchange(
+            &mut conn.conn,
+            &req.head,
+            &mut body,
+            req.framing,
+            req.is_head,
+        );
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await
+    };
+    conn.conn.put_timer(timer);
     match outcome {
-        Err(_) => (Err((SendFail::Timeout, None, reused)), None),
-        Ok(Ok((head, body_sent))) => {
+        None => (Err((SendFail::Timeout, None, reused)), None),
+        Some(Ok((head, body_sent))) => {
             if !body_sent {
                 // The member answered before the whole body was sent: the rest is not sent,
                 // and the connection cannot carry another request.
@@ -870,7 +908,7 @@ async fn send(
             }
             (Ok(head), Some(conn))
         }
-        Ok(Err(e)) => {
+        Some(Err(e)) => {
             let recovered = (e.before_response && !body.touched()).then_some(body);
             (Err((SendFail::Broken(e.why), recovered, reused)), None)
         }
@@ -931,67 +969,47 @@ fn respond(
             }
         }
     }
-    // Hop-by-hop fields were left out while parsing; those the member's Connection named go
-    // now.
-    let mut headers = head.headers;
-    for name in &head.connection_named {
-        headers.remove(name);
-    }
     // ProxyPassReverse and the cookie maps: this balancer's, the location's, the server's.
     let any_reverse = !b.reverse.is_empty()
         || !cx.host.reverse.is_empty()
         || cx.locations.iter().any(|l| !l.reverse.is_empty());
-    if any_reverse {
-        let mut rule_sets: Vec<&ReverseRules> = Vec::with_capacity(2 + cx.locations.len());
-        rule_sets.push(&b.reverse);
-        rule_sets.extend(cx.locations.iter().map(|l| &l.reverse));
-        rule_sets.push(&cx.host.reverse);
-        let client_host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("");
-        for h in ["location", "content-location", "uri"] {
-            if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok())
-                && let Some(nv) = map_location(v, &rule_sets, &cx.snap.balancers, client_host)
-                && let Ok(hv) = HeaderValue::from_str(&nv)
-            {
-                headers.insert(h, hv);
-            }
+    let rules = || {
+        cx.host
+            .response_headers
+            .iter()
+            .chain(b.response_headers.iter())
+            .chain(cx.locations.iter().flat_map(|l| l.response_headers.iter()))
+    };
+    // Nothing to change (the usual case): the plain server writes the member's fields
+    // through as they arrived, with no HeaderMap built.
+    let pass_through = cx.conn.writes_member_fields
+        && !switching
+        && head.connection_named.is_empty()
+        && !any_reverse
+        && cx.snap.access_log.is_none()
+        && !any_rule_applies(rules(), Some(vars));
+    let mut headers = http::HeaderMap::new();
+    let mut fields = None;
+    if pass_through {
+        fields = Some(head.fields);
+    } else {
+        // Hop-by-hop fields are left out; those the member's Connection named go now.
+        headers = head.fields.to_header_map();
+        for name in &head.connection_named {
+            headers.remove(name);
         }
-        if headers.contains_key(header::SET_COOKIE) {
-            let cookies: Vec<HeaderValue> = headers
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .map(|v| {
-                    v.to_str()
-                        .ok()
-                        .and_then(|s| map_cookie(s, &rule_sets))
-                        .and_then(|s| HeaderValue::from_str(&s).ok())
-                        .unwrap_or_else(|| v.clone())
-                })
-                .collect();
-            headers.remove(header::SET_COOKIE);
-            for c in cookies {
-                headers.append(header::SET_COOKIE, c);
-            }
+        if any_reverse {
+            reverse_map(cx, parts, &mut headers);
         }
+        apply_rules(
+            rules(),
+            &mut headers,
+            Some(vars),
+            &parts.headers,
+            false,
+            cx.started,
+        );
     }
-    let rules = cx
-        .host
-        .response_headers
-        .iter()
-        .chain(b.response_headers.iter())
-        .chain(cx.locations.iter().flat_map(|l| l.response_headers.iter()));
-    apply_rules(
-        rules,
-        &mut headers,
-        Some(vars),
-        &parts.headers,
-        false,
-        cx.started,
-    );
     let inner = match conn {
         Some(c) => MemberBody::new(c, head.framing, head.keep_alive),
         None => MemberBody::none(),
@@ -1001,6 +1019,7 @@ fn respond(
         busy: Some(busy),
         member: m.state.clone(),
         name: m.name.clone(),
+        fields,
     });
     *r.status_mut() = status;
     // The client gets its own protocol version, whatever the member spoke.
@@ -1010,6 +1029,46 @@ fn respond(
         r.extensions_mut().insert(vars.clone());
     }
     r
+}
+
+/// `ProxyPassReverse` and the cookie maps (this balancer's, the locations', the server's)
+/// applied to a member's `Location`, `Content-Location`, `URI` and `Set-Cookie` fields.
+fn reverse_map(cx: &Ctx<'_>, parts: &http::request::Parts, headers: &mut http::HeaderMap) {
+    let mut rule_sets: Vec<&ReverseRules> = Vec::with_capacity(2 + cx.locations.len());
+    rule_sets.push(&cx.balancer.reverse);
+    rule_sets.extend(cx.locations.iter().map(|l| &l.reverse));
+    rule_sets.push(&cx.host.reverse);
+    let client_host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    for h in ["location", "content-location", "uri"] {
+        if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok())
+            && let Some(nv) = map_location(v, &rule_sets, &cx.snap.balancers, client_host)
+            && let Ok(hv) = HeaderValue::from_str(&nv)
+        {
+            headers.insert(h, hv);
+        }
+    }
+    if headers.contains_key(header::SET_COOKIE) {
+        let cookies: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|s| map_cookie(s, &rule_sets))
+                    .and_then(|s| HeaderValue::from_str(&s).ok())
+                    .unwrap_or_else(|| v.clone())
+            })
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for c in cookies {
+            headers.append(header::SET_COOKIE, c);
+        }
+    }
 }
 
 /// One of balancerd's own error responses, with the `always` header rules applied.

@@ -1,8 +1,10 @@
 //! Network plumbing below HTTP: request framing checks, TLS, socket options, zero-copy
-//! forwarding.
+//! forwarding, cheap clocks.
 
+pub mod clock;
 pub mod framing;
 pub mod read;
+pub mod send;
 pub mod splice;
 pub mod tls;
 pub mod tuning;

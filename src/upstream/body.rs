@@ -7,7 +7,7 @@
 //!   releases the member's busy count when it ends or is dropped.
 
 use crate::balancer::member::MemberState;
-use crate::upstream::h1::MemberBody;
+use crate::upstream::h1::{MemberBody, MemberFields};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -231,6 +231,9 @@ impl Drop for BusyGuard {
 }
 
 /// The body sent to the client.
+// `Member` is the common case and `Full` the rare one (balancerd's own pages): boxing the
+// member's state would be an allocation per proxied request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum DownBody {
     /// A body balancerd made (error pages, status).
@@ -245,6 +248,10 @@ pub enum DownBody {
         member: Arc<MemberState>,
         /// The member's name, for logs.
         name: Arc<str>,
+        /// The member's header fields when they go to the client as received (the plain
+        /// HTTP/1.1 server writes them through); `None` when they are in the response's
+        /// `HeaderMap`.
+        fields: Option<MemberFields>,
     },
 }
 
@@ -280,6 +287,7 @@ impl Body for DownBody {
                 busy,
                 member,
                 name,
+                ..
             } => match ready!(inner.poll_data(cx)) {
                 Some(Ok(d)) => {
                     member.read.fetch_add(d.len() as u64, Relaxed);

@@ -23,13 +23,13 @@ use super::body::{PlainRun, UpBody};
 use super::pool::PooledConn;
 use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
 use crate::http::headers::{
-    ConnectionToken, connection_tokens, field_spans, is_response_hop, push_connection_named,
-    wire_header_name,
+    ConnectionToken, FieldRole, FieldSpan, connection_tokens, field_span, push_connection_named,
+    response_field_role, wire_header_name,
 };
 use crate::net::read::{SMALL_READ, poll_fill};
 use crate::net::splice::{SPLICE_MIN, SpliceError, SpliceRun};
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 use http_body::{Body, SizeHint};
 use std::io::{self, IoSlice};
@@ -39,6 +39,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Largest response head accepted from a member (httpd: 100 fields of 8 KiB at most).
 const MAX_HEAD: usize = 64 * 1024;
@@ -91,7 +92,7 @@ impl AsyncWrite for MemberIo {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            MemberIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MemberIo::Plain(s) => crate::net::send::poll_send_vectored(s, cx, bufs),
             MemberIo::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
@@ -121,6 +122,8 @@ pub struct MemberConn {
     io: MemberIo,
     /// Bytes read and not consumed yet (empty between exchanges).
     rbuf: BytesMut,
+    /// The response timer, kept from one exchange to the next (see [`Self::take_timer`]).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl MemberConn {
@@ -129,7 +132,30 @@ impl MemberConn {
         MemberConn {
             io,
             rbuf: BytesMut::new(),
+            timer: None,
         }
+    }
+
+    /// The timer for the response to the next request, set to `deadline`; give it back with
+    /// [`Self::put_timer`]. One timer serves every exchange on the connection: moving it to a
+    /// later deadline is one atomic update (the timer wheel moves it only when the old
+    /// deadline comes), where a new timer per request was a wheel insert and removal, ~600
+    /// instructions.
+    pub fn take_timer(&mut self, deadline: tokio::time::Instant) -> Pin<Box<Sleep>> {
+        match self.timer.take() {
+            Some(mut t) => {
+                if t.deadline() != deadline {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keeps the response timer for the next exchange.
+    pub fn put_timer(&mut self, timer: Pin<Box<Sleep>>) {
+        self.timer = Some(timer);
     }
 
     /// True when an idle connection can carry a request: the member has not closed it, reset
@@ -197,7 +223,7 @@ pub struct MemberHead {
     /// The member's HTTP version.
     pub version: Version,
     /// The header fields as received.
-    pub headers: HeaderMap,
+    pub fields: MemberFields,
     /// How the body is delimited.
     pub framing: Framing,
     /// The connection may carry another request after this response.
@@ -205,6 +231,52 @@ pub struct MemberHead {
     /// Further hop-by-hop fields the member's `Connection` named, to remove after the
     /// response rules ran (the usual hop-by-hop fields are already left out of `headers`).
     pub connection_named: Vec<HeaderName>,
+}
+
+/// A member's response fields as they arrived: the head's bytes and where each field lies
+/// in them. Most responses go to the client unchanged, so the fields are written through
+/// from here; a `HeaderMap` is built only when rules or rewrites change them.
+#[derive(Debug)]
+pub struct MemberFields {
+    raw: Bytes,
+    fields: Vec<(FieldSpan, FieldRole)>,
+}
+
+impl MemberFields {
+    /// The fields passed on (hop-by-hop ones left out): name as received, value, role.
+    pub fn passed(&self) -> impl Iterator<Item = (&[u8], &[u8], FieldRole)> {
+        self.fields
+            .iter()
+            .filter(|(_, role)| *role != FieldRole::Drop)
+            .map(|&((n0, n1, v0, v1), role)| {
+                (
+                    &self.raw[n0 as usize..n1 as usize],
+                    &self.raw[v0 as usize..v1 as usize],
+                    role,
+                )
+            })
+    }
+
+    /// The fields passed on, as a `HeaderMap` (values share the head's bytes). httparse
+    /// accepted exactly the names and values `http` accepts, so nothing is lost here.
+    pub fn to_header_map(&self) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(self.fields.len());
+        for &((n0, n1, v0, v1), role) in &self.fields {
+            if role == FieldRole::Drop {
+                continue;
+            }
+            let Some(name) = wire_header_name(&self.raw[n0 as usize..n1 as usize]) else {
+                continue;
+            };
+            let Ok(value) =
+                HeaderValue::from_maybe_shared(self.raw.slice(v0 as usize..v1 as usize))
+            else {
+                continue;
+            };
+            h.append(name, value);
+        }
+        h
+    }
 }
 
 /// Why an exchange failed.
@@ -217,17 +289,40 @@ pub struct ExchangeError {
     pub before_response: bool,
 }
 
+/// One buffer of an [`Outgoing`] write: the request head, borrowed from the caller (which
+/// keeps it for a replay), or body bytes.
+enum Piece<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Bytes),
+}
+
+impl Piece<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Borrowed(b) => b,
+            Piece::Owned(b) => b,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Piece::Borrowed(b) => *b = &b[n..],
+            Piece::Owned(b) => b.advance(n),
+        }
+    }
+}
+
 /// The write side of an exchange: up to four buffers sent with one vectored write.
-struct Outgoing {
-    bufs: [Bytes; 4],
+struct Outgoing<'a> {
+    bufs: [Piece<'a>; 4],
     start: usize,
     end: usize,
 }
 
-impl Outgoing {
+impl<'a> Outgoing<'a> {
     fn new() -> Self {
         Outgoing {
-            bufs: Default::default(),
+            bufs: [const { Piece::Borrowed(&[]) }; 4],
             start: 0,
             end: 0,
         }
@@ -238,7 +333,11 @@ impl Outgoing {
     }
 
     fn push(&mut self, b: Bytes) {
-        if b.is_empty() {
+        self.push_piece(Piece::Owned(b));
+    }
+
+    fn push_piece(&mut self, b: Piece<'a>) {
+        if b.bytes().is_empty() {
             return;
         }
         if self.end == self.bufs.len() {
@@ -260,7 +359,7 @@ impl Outgoing {
             let mut slices = [IoSlice::new(&[]); 4];
             let n = self.len();
             for (i, s) in slices.iter_mut().enumerate().take(n) {
-                *s = IoSlice::new(&self.bufs[self.start + i]);
+                *s = IoSlice::new(self.bufs[self.start + i].bytes());
             }
             let mut written = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
             if written == 0 {
@@ -268,9 +367,10 @@ impl Outgoing {
             }
             while written > 0 && self.start < self.end {
                 let first = &mut self.bufs[self.start];
-                if written >= first.len() {
-                    written -= first.len();
-                    *first = Bytes::new();
+                let len = first.bytes().len();
+                if written >= len {
+                    written -= len;
+                    *first = Piece::Borrowed(&[]);
                     self.start += 1;
                 } else {
                     first.advance(written);
@@ -291,13 +391,13 @@ impl Outgoing {
 /// On error the body has been dropped or partly sent unless `body.touched()` is false.
 pub async fn exchange(
     conn: &mut MemberConn,
-    head: Bytes,
+    head: &[u8],
     body: &mut UpBody,
     framing: RequestFraming,
     method_is_head: bool,
 ) -> Result<(MemberHead, bool), ExchangeError> {
     let mut out = Outgoing::new();
-    out.push(head);
+    out.push_piece(Piece::Borrowed(head));
     // A large upload from a plain client to a plain member moves socket to socket.
     let spliced = matches!(framing, RequestFraming::Length(_))
         && matches!(conn.io, MemberIo::Plain(_))
@@ -566,21 +666,18 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
     } else {
         Version::HTTP_11
     };
-    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
-    let count = field_spans(r.headers, base, &mut spans);
-    let head = buf.split_to(len).freeze();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut connection_named = Vec::new();
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut fields = Vec::with_capacity(r.headers.len());
     let mut keep_alive = version == Version::HTTP_11;
     let mut te_chunked = None;
     let mut length: Option<u64> = None;
-    for &(n0, n1, v0, v1) in &spans[..count] {
-        let name = wire_header_name(&head[n0 as usize..n1 as usize])
-            .ok_or_else(|| "invalid header name from the member".to_string())?;
-        let raw = head.slice(v0 as usize..v1 as usize);
-        if name == header::CONNECTION {
-            for t in connection_tokens(&raw) {
+    for f in r.headers.iter() {
+        let (name, raw) = (f.name.as_bytes(), f.value);
+        // httparse checked names and values against the same rules as `http` does.
+        let role = response_field_role(name, switching);
+        if name.eq_ignore_ascii_case(b"connection") {
+            for t in connection_tokens(raw) {
                 match t {
                     ConnectionToken::Close => keep_alive = false,
                     ConnectionToken::KeepAlive if version == Version::HTTP_10 => keep_alive = true,
@@ -588,9 +685,9 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
                 }
             }
             if !switching {
-                push_connection_named(&raw, &mut connection_named);
+                push_connection_named(raw, &mut connection_named);
             }
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only the final coding matters: chunked, or the body runs until close.
             let last = raw
                 .rsplit(|b| *b == b',')
@@ -598,7 +695,7 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
                 .unwrap_or(&[])
                 .trim_ascii();
             te_chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONTENT_LENGTH {
+        } else if role == FieldRole::ContentLength {
             for part in raw.split(|b| *b == b',') {
                 let v = parse_length(part.trim_ascii())
                     .ok_or_else(|| "invalid Content-Length from the member".to_string())?;
@@ -608,21 +705,20 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
                 length = Some(v);
             }
         }
-        let value = HeaderValue::from_maybe_shared(raw)
-            .map_err(|_| "invalid header value from the member".to_string())?;
-        // Hop-by-hop fields stop here (one check per field, no removal later).
-        if is_response_hop(&name, switching) {
-            continue;
-        }
-        headers.append(name, value);
+        fields.push((field_span(f, base), role));
     }
+    let head = buf.split_to(len).freeze();
     let code = status.as_u16();
     let framing = if method_is_head || status.is_informational() || code == 204 || code == 304 {
         Framing::Empty
     } else if let Some(chunked) = te_chunked {
         // Transfer-Encoding overrides Content-Length (which then must not be passed on).
         if length.is_some() {
-            headers.remove(header::CONTENT_LENGTH);
+            for (_, role) in &mut fields {
+                if *role == FieldRole::ContentLength {
+                    *role = FieldRole::Drop;
+                }
+            }
             keep_alive = false;
         }
         if chunked {
@@ -640,7 +736,7 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
     Ok(Some(MemberHead {
         status,
         version,
-        headers,
+        fields: MemberFields { raw: head, fields },
         framing,
         keep_alive,
         connection_named,
@@ -843,7 +939,16 @@ mod tests {
         assert_eq!(h.status, 200);
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
-        assert_eq!(h.headers["x-a"], "b");
+        assert_eq!(h.fields.to_header_map()["x-a"], "b");
+        let passed: Vec<_> = h.fields.passed().collect();
+        assert_eq!(
+            passed,
+            [
+                (&b"Content-Length"[..], &b"5"[..], FieldRole::ContentLength),
+                (&b"X-A"[..], &b"b"[..], FieldRole::Pass)
+            ],
+            "written through as received"
+        );
         assert_eq!(&b[..], b"hello");
 
         let mut b = BytesMut::from(
@@ -852,17 +957,27 @@ mod tests {
         let h = parse_head(&mut b, false).unwrap().unwrap();
         assert_eq!(h.framing, Framing::Chunked);
         assert!(!h.keep_alive, "TE with CL: close after");
-        assert!(h.headers.get("content-length").is_none());
+        assert!(h.fields.to_header_map().get("content-length").is_none());
+        assert_eq!(
+            h.fields.passed().count(),
+            0,
+            "neither TE nor the overridden CL passes"
+        );
 
         let mut b = BytesMut::from(
             &b"HTTP/1.1 200 OK\r\nConnection: X-A\r\nKeep-Alive: 5\r\nConnection: x-b, close\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nContent-Length: 0\r\n\r\n"[..],
         );
         let h = parse_head(&mut b, false).unwrap().unwrap();
         assert!(!h.keep_alive);
-        assert!(h.headers.get("connection").is_none());
-        assert!(h.headers.get("keep-alive").is_none());
+        let mut hm = h.fields.to_header_map();
+        assert!(hm.get("connection").is_none());
+        assert!(hm.get("keep-alive").is_none());
+        assert!(
+            h.fields
+                .passed()
+                .all(|(n, _, _)| !n.eq_ignore_ascii_case(b"keep-alive"))
+        );
         assert_eq!(h.connection_named, ["x-a", "x-b"]);
-        let mut hm = h.headers;
         for n in &h.connection_named {
             hm.remove(n);
         }
@@ -873,11 +988,9 @@ mod tests {
             &b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"[..],
         );
         let h = parse_head(&mut b, false).unwrap().unwrap();
-        assert_eq!(
-            h.headers["upgrade"], "websocket",
-            "a 101 keeps its upgrade pair"
-        );
-        assert_eq!(h.headers["connection"], "Upgrade");
+        let hm = h.fields.to_header_map();
+        assert_eq!(hm["upgrade"], "websocket", "a 101 keeps its upgrade pair");
+        assert_eq!(hm["connection"], "Upgrade");
 
         let mut b = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\nabc"[..]);
         let h = parse_head(&mut b, false).unwrap().unwrap();

@@ -6,10 +6,11 @@
 //! returned only after its response body ended, so a pooled connection is always idle.
 
 use super::h1::MemberConn;
+use crate::net::clock::coarse_ms;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Idle lifetime when the member sets no `ttl`: below Jetty's 30 s and nginx's 75 s.
@@ -23,7 +24,7 @@ const MAX_IDLE: usize = 16_384;
 
 struct Idle {
     conn: MemberConn,
-    since: Instant,
+    since_ms: u64,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -67,11 +68,13 @@ impl Pool {
     /// Takes the most recent live idle connection, dropping expired and closed ones.
     pub fn take(&self, max_idle: Duration) -> Option<(MemberConn, Option<OwnedSemaphorePermit>)> {
         let mut v = self.idle.lock().ok()?;
-        let now = Instant::now();
+        // The coarse clock: idle limits are seconds; a few ms of slack costs nothing.
+        let now = coarse_ms();
+        let max_idle = max_idle.as_millis() as u64;
         // Expired connections are the oldest: at the front.
         let expired = v
             .iter()
-            .take_while(|i| now.duration_since(i.since) >= max_idle)
+            .take_while(|i| now.saturating_sub(i.since_ms) >= max_idle)
             .count();
         if expired > 0 {
             v.drain(..expired);
@@ -93,7 +96,7 @@ impl Pool {
             }
             v.push(Idle {
                 conn,
-                since: Instant::now(),
+                since_ms: coarse_ms(),
                 permit,
             });
         }
