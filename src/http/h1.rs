@@ -620,11 +620,11 @@ async fn exchange(
             .insert(ClientUpgrade::Plain(Arc::new(Mutex::new(Some(rx)))));
         upgrade_tx = Some(tx);
     }
-    let handler = handle(req, info, snap);
+    // Pinned where it is made: moving the handler's future (kilobytes) costs a copy.
+    let mut handler = std::pin::pin!(handle(req, info, snap));
     let resp = if let Some(rd) = conn.rd.as_mut() {
         let buf = &mut conn.buf;
         let mut gone = false;
-        let mut handler = std::pin::pin!(handler);
         let watched = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = handler.as_mut().poll(cx) {
                 return Poll::Ready(Some(r));

@@ -98,18 +98,35 @@ pub async fn handle(
     let n = conn.requests.fetch_add(1, Relaxed) + 1;
     // Counted down on drop too: a request whose client left is cancelled mid-way.
     let _in_flight = InFlight::count();
-    // The access log needs the request head after the handler consumed the request.
+    let (mut parts, body) = req.into_parts();
+    // The access log needs the request head as it arrived (request rules may change it).
     let head = snap.access_log.as_ref().map(|_| {
         let mut b = Request::builder()
-            .method(req.method().clone())
-            .uri(req.uri().clone())
-            .version(req.version());
+            .method(parts.method.clone())
+            .uri(parts.uri.clone())
+            .version(parts.version);
         if let Some(h) = b.headers_mut() {
-            *h = req.headers().clone();
+            *h = parts.headers.clone();
         }
         b.body(()).map(|r| r.into_parts().0)
     });
-    let mut resp = handle_inner(req, conn, snap, started).await;
+    // Everything up to the member choice is synchronous; only forwarding waits. (One async
+    // layer less: each layer kept its own copy of the request and was copied when awaited.)
+    let mut resp = match prepare(&mut parts, conn, snap, started) {
+        Err(resp) => resp,
+        Ok(plan) => {
+            let cx = Ctx {
+                snap,
+                host: plan.host,
+                route: plan.route,
+                balancer: plan.balancer,
+                locations: &plan.locations,
+                conn,
+                started,
+            };
+            forward(&cx, &parts, body, &plan.fwd_path, plan.client_upgrade).await
+        }
+    };
     let took = started.elapsed();
     if let (Some(log), Some(Ok(parts))) = (&snap.access_log, &head) {
         let vars = resp.extensions_mut().remove::<BalancerVars>();
@@ -206,33 +223,47 @@ fn check_limits(parts: &http::request::Parts, snap: &Snapshot) -> Option<Respons
     None
 }
 
-async fn handle_inner(
-    req: Request<ClientBody>,
+/// Where a request goes, when it is proxied: what [`prepare`] found.
+struct Plan<'s> {
+    host: &'s HostRt,
+    route: &'s Route,
+    balancer: &'s BalancerRt,
+    /// The `<Location>` sections matching the path, outermost first.
+    locations: Vec<&'s LocationSection>,
+    /// The balancer-relative path, canonically encoded (raw with `nocanon`).
+    fwd_path: String,
+    client_upgrade: Option<ClientUpgrade>,
+}
+
+/// Phases 1–3 (check, route, request filters): the plan for a proxied request, or the
+/// response when there is nothing to forward (an error, a built-in handler).
+#[allow(clippy::result_large_err)]
+fn prepare<'s>(
+    parts: &mut http::request::Parts,
     conn: &ConnInfo,
-    snap: &Snapshot,
+    snap: &'s Snapshot,
     started: Instant,
-) -> Response<DownBody> {
-    let (mut parts, body) = req.into_parts();
+) -> Result<Plan<'s>, Response<DownBody>> {
     // Requests read by hyper get a second look at their framing; the plain server refused
     // ambiguous framing itself (`framing` is `None` there).
     if let Some(verdicts) = &conn.framing {
         if verdicts.next_conflicts() {
             tracing::info!(client = %conn.peer, "refused request: conflicting Content-Length / Transfer-Encoding");
-            return close(error_page(
+            return Err(close(error_page(
                 StatusCode::BAD_REQUEST,
                 "Bad request framing: conflicting Content-Length and Transfer-Encoding.",
-            ));
+            )));
         }
         if let Err(why) = check_framing(&parts.headers) {
             tracing::info!(client = %conn.peer, "refused request: {why}");
-            return close(error_page(
+            return Err(close(error_page(
                 StatusCode::BAD_REQUEST,
                 &format!("Bad request framing: {why}."),
-            ));
+            )));
         }
     }
-    if let Some(r) = check_limits(&parts, snap) {
-        return r;
+    if let Some(r) = check_limits(parts, snap) {
+        return Err(r);
     }
     let host_header = parts
         .headers
@@ -244,16 +275,16 @@ async fn handle_inner(
     let uri = match route::normalize(raw_path) {
         Ok(u) => u,
         Err(PathError::EncodedSlash) => {
-            return error_page(
+            return Err(error_page(
                 StatusCode::NOT_FOUND,
                 "The requested URL was not found on this server.",
-            );
+            ));
         }
         Err(PathError::BadRequest(why)) => {
-            return close(error_page(
+            return Err(close(error_page(
                 StatusCode::BAD_REQUEST,
                 &format!("Bad request path: {why}."),
-            ));
+            )));
         }
     };
     let matched = host.route_index.find(&host.routes, &uri);
@@ -265,10 +296,13 @@ async fn handle_inner(
     }) = matched
     else {
         // Not proxied: a built-in handler of a matching <Location>, else 404.
-        return builtin(&parts, conn, snap, host, &uri);
+        return Err(builtin(parts, conn, snap, host, &uri));
     };
     if !max_forwards(&mut parts.headers, &parts.method) {
-        return error_page(StatusCode::BAD_REQUEST, "Max-Forwards has reached zero.");
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "Max-Forwards has reached zero.",
+        ));
     }
     let r = &host.routes[ri];
     let b = &snap.balancers[bi];
@@ -292,10 +326,10 @@ async fn handle_inner(
             .as_ref()
             .is_some_and(|a| !access::allowed(a, ip));
     if denied {
-        return error_page(
+        return Err(error_page(
             StatusCode::FORBIDDEN,
             "You don't have permission to access this resource.",
-        );
+        ));
     }
 
     // The balancer-relative path, canonically re-encoded (or raw with nocanon).
@@ -320,10 +354,10 @@ async fn handle_inner(
     if let Some(q) = parts.uri.query()
         && q.bytes().any(|c| c <= b' ' || c == 0x7f)
     {
-        return error_page(
+        return Err(error_page(
             StatusCode::FORBIDDEN,
             "Control characters or spaces in the query.",
-        );
+        ));
     }
 
     // RequestHeader rules run before a member is chosen (BALANCER_* are not set yet).
@@ -347,17 +381,14 @@ async fn handle_inner(
         );
     }
 
-    let client_upgrade = parts.extensions.remove::<ClientUpgrade>();
-    let ctx = Ctx {
-        snap,
+    Ok(Plan {
         host,
         route: r,
         balancer: b,
-        locations: &locations,
-        conn,
-        started,
-    };
-    forward(ctx, parts, body, fwd_path, client_upgrade).await
+        locations,
+        fwd_path,
+        client_upgrade: parts.extensions.remove::<ClientUpgrade>(),
+    })
 }
 
 /// The built-in handlers (`server-status`, `metrics`) behind their location's access rules.
@@ -463,10 +494,10 @@ enum SendFail {
 }
 
 async fn forward(
-    cx: Ctx<'_>,
-    parts: http::request::Parts,
+    cx: &Ctx<'_>,
+    parts: &http::request::Parts,
     body: ClientBody,
-    fwd_path: String,
+    fwd_path: &str,
     client_upgrade: Option<ClientUpgrade>,
 ) -> Response<DownBody> {
     let b = cx.balancer;
@@ -486,7 +517,7 @@ async fn forward(
             s,
             b.params.separator(),
             b.params.scolon_path_delim,
-            &fwd_path,
+            fwd_path,
             query,
             cookies,
         )
@@ -512,7 +543,7 @@ async fn forward(
             Pick::NoFailover => {
                 tracing::error!(balancer = %b.full_name, route = session.map_or("", |s| s.route), "all workers are in error state for the route (nofailover)");
                 return own_error(
-                    &cx,
+                    cx,
                     None,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The server is temporarily unable to service your request: the member holding your session is unavailable.",
@@ -530,7 +561,7 @@ async fn forward(
                     };
                     tracing::error!(balancer = %b.full_name, "{what}");
                     let mut r = own_error(
-                        &cx,
+                        cx,
                         Some(&vars),
                         StatusCode::SERVICE_UNAVAILABLE,
                         &format!(
@@ -570,7 +601,7 @@ async fn forward(
             Err(ConnectError::Dns(msg)) => {
                 m.mark_error(&msg);
                 return own_error(
-                    &cx,
+                    cx,
                     Some(&vars),
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &msg,
@@ -582,7 +613,7 @@ async fn forward(
                 if connect_failed(m, b, &mut attempts, &e) {
                     continue;
                 }
-                return no_member_reached(&cx, &vars);
+                return no_member_reached(cx, &vars);
             }
         };
 
@@ -591,7 +622,7 @@ async fn forward(
         let member_timeout = m.spec.params.timeout.unwrap_or(default_timeout);
         let Some(mut bodyv) = up_body.take() else {
             return own_error(
-                &cx,
+                cx,
                 Some(&vars),
                 StatusCode::BAD_GATEWAY,
                 "The request body was lost.",
@@ -599,7 +630,7 @@ async fn forward(
             );
         };
         bodyv.count_for(&m.state);
-        let head = match build_request(&cx, &parts, m, &fwd_path, query, wants_upgrade, &bodyv) {
+        let head = match build_request(cx, parts, m, fwd_path, query, wants_upgrade, &bodyv) {
             Ok(r) => r,
             Err(resp) => return resp,
         };
@@ -636,7 +667,7 @@ async fn forward(
                         if connect_failed(m, b, &mut attempts, &e) {
                             continue;
                         }
-                        return no_member_reached(&cx, &vars);
+                        return no_member_reached(cx, &vars);
                     }
                 }
             }
@@ -647,8 +678,8 @@ async fn forward(
             Ok((resp, conn)) => {
                 m.record(resp.status.as_u16(), sent_at.elapsed());
                 respond(
-                    &cx,
-                    &parts,
+                    cx,
+                    parts,
                     m,
                     resp,
                     conn,
@@ -664,7 +695,7 @@ async fn forward(
                 }
                 tracing::error!(member = %m.name, "timeout waiting for the member's response after {:?}", member_timeout);
                 own_error(
-                    &cx,
+                    cx,
                     Some(&vars),
                     StatusCode::GATEWAY_TIMEOUT,
                     "The member did not answer in time.",
@@ -674,7 +705,7 @@ async fn forward(
             Err((SendFail::Broken(why), _, _)) => {
                 tracing::error!(member = %m.name, "error reading from the member: {why}");
                 own_error(
-                    &cx,
+                    cx,
                     Some(&vars),
                     StatusCode::BAD_GATEWAY,
                     "Error reading from remote server.",

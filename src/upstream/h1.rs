@@ -676,7 +676,9 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
         let (name, raw) = (f.name.as_bytes(), f.value);
         // httparse checked names and values against the same rules as `http` does.
         let role = response_field_role(name, switching);
-        if name.eq_ignore_ascii_case(b"connection") {
+        // Connection and Transfer-Encoding are dropped (Connection passes in a 101).
+        let maybe_framing = role == FieldRole::Drop || switching;
+        if maybe_framing && name.eq_ignore_ascii_case(b"connection") {
             for t in connection_tokens(raw) {
                 match t {
                     ConnectionToken::Close => keep_alive = false,
@@ -687,7 +689,7 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
             if !switching {
                 push_connection_named(raw, &mut connection_named);
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if maybe_framing && name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only the final coding matters: chunked, or the body runs until close.
             let last = raw
                 .rsplit(|b| *b == b',')
