@@ -188,8 +188,16 @@ mod tests {
         assert_eq!(find_sub("ROUTEID=.B", "ROUTEID"), Some(0));
         assert_eq!(find_sub("a; RROUTEID=.B", "ROUTEID"), Some(4));
         assert_eq!(find_sub("xROUTEI", "ROUTEID"), None, "a prefix at the end");
-        assert_eq!(find_sub("abcROUTEID", "ROUTEID"), Some(3), "at the very end");
-        assert_eq!(find_sub("ROUTE", "ROUTEID"), None, "needle longer than haystack");
+        assert_eq!(
+            find_sub("abcROUTEID", "ROUTEID"),
+            Some(3),
+            "at the very end"
+        );
+        assert_eq!(
+            find_sub("ROUTE", "ROUTEID"),
+            None,
+            "needle longer than haystack"
+        );
         assert_eq!(find_sub("abc", ""), None);
         assert_eq!(find_sub("RRRRRRRRROUTEID", "ROUTEID"), Some(8));
         assert_eq!(find_sub("xéé=1", "é="), Some(3));
