@@ -377,16 +377,8 @@ pub fn response_field_role(raw: &[u8], switching: bool) -> FieldRole {
 /// True for a response field that never crosses the proxy (`Content-Length` stays; a `101`
 /// keeps its `Upgrade`/`Connection` pair). The member client drops these while parsing.
 pub fn is_response_hop(k: &HeaderName, switching: bool) -> bool {
-    if *k == header::CONNECTION || *k == header::UPGRADE {
-        !switching
-    } else {
-        *k == KEEP_ALIVE
-            || *k == header::PROXY_AUTHENTICATE
-            || *k == header::TE
-            || *k == header::TRAILER
-            || *k == PROXY_CONNECTION
-            || *k == header::TRANSFER_ENCODING
-    }
+    // One list of hop-by-hop fields, shared with the write-through path.
+    response_field_role(k.as_str().as_bytes(), switching) == FieldRole::Drop
 }
 
 /// `Max-Forwards`: decremented; `0` (or garbage) refuses the request (400), except for
