@@ -561,7 +561,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
                 return;
             }
         };
-        match Box::pin(exchange(conn, p, &info, &snap, &shutdown)).await {
+        // Allocated first, then written: the future is built in the box (`Box::pin` of a
+        // finished value copies all of its kilobytes).
+        let boxed = Box::write(
+            Box::new_uninit(),
+            exchange(conn, p, &info, &snap, &shutdown),
+        );
+        match Box::into_pin(boxed).await {
             Some(c) => conn = c,
             None => return,
         }
