@@ -6,7 +6,9 @@
 use balancerd::balancer::sticky;
 use balancerd::config::model::StickySession;
 use balancerd::config::{self, LoadOptions};
-use balancerd::http::headers::{HeadWriter, UpstreamHead, clean_response, write_upstream_headers};
+use balancerd::http::headers::{
+    HeadWriter, ReqFields, UpstreamHead, clean_response, write_upstream_headers,
+};
 use balancerd::route::{self, Matched};
 use balancerd::runtime::Snapshot;
 use balancerd::upstream::h1::RequestFraming;
@@ -160,15 +162,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("member_request_head", |b| {
         b.iter(|| {
             let h = black_box(&h);
-            let mut w = HeadWriter::new(&http::Method::GET, "/api/v2/me", HeadWriter::room_for(h));
+            let f = ReqFields::Map(h);
+            let mut w = HeadWriter::new(&http::Method::GET, "/api/v2/me", HeadWriter::room_for(f));
             write_upstream_headers(
-                h,
+                f,
                 &UpstreamHead {
-                    host: member.host_header.as_ref(),
+                    host: member.host_header.as_ref().map(HeaderValue::as_bytes),
                     add_forwarded: true,
-                    client_ip: &ip,
-                    client_host: h.get("host"),
-                    server_name: &lb,
+                    client_ip: ip.as_bytes(),
+                    client_host: h.get("host").map(HeaderValue::as_bytes),
+                    server_name: lb.as_bytes(),
                     close: false,
                     upgrade: None,
                     replace: None,

@@ -34,7 +34,8 @@
 use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
 use crate::http::handler::{ConnInfo, handle};
 use crate::http::headers::{
-    ConnectionToken, FieldRole, connection_tokens, field_spans, wire_header_name,
+    ConnectionToken, FieldRole, ReqName, RequestFields, connection_tokens, field_spans,
+    request_field_name,
 };
 use crate::http::server::Shutdown;
 use crate::http::upgrade::{ClientUpgrade, PlainUpgraded};
@@ -45,7 +46,7 @@ use crate::ops::stats::STATS;
 use crate::runtime::Shared;
 use crate::upstream::body::{ClientBody, DownBody};
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header;
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use std::cell::RefCell;
@@ -97,7 +98,7 @@ struct Parsed {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    fields: RequestFields,
     framing: BodyFraming,
     keep_alive: bool,
     expect_continue: bool,
@@ -164,7 +165,7 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
     let uri = Uri::from_maybe_shared(head.slice(p0..p1))
         .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "Invalid request target."))?;
     let bad_framing = |why| Refusal(StatusCode::BAD_REQUEST, why);
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut fields = Vec::with_capacity(spans.len());
     let mut keep_alive = version == Version::HTTP_11;
     let mut conn_upgrade = false;
     let mut has_upgrade = false;
@@ -172,36 +173,41 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
     let (mut cl_count, mut te_count) = (0u32, 0u32);
     let mut length = 0u64;
     let mut te_chunked = false;
-    for &(n0, n1, v0, v1) in spans {
-        let name = wire_header_name(&head[n0 as usize..n1 as usize]).ok_or(Refusal(
-            StatusCode::BAD_REQUEST,
-            "Invalid header field name.",
-        ))?;
-        let raw = head.slice(v0 as usize..v1 as usize);
-        if name == header::CONTENT_LENGTH {
-            cl_count += 1;
-            length = parse_length(raw.trim_ascii())
-                .ok_or(bad_framing("Bad request framing: invalid Content-Length."))?;
-        } else if name == header::TRANSFER_ENCODING {
-            te_count += 1;
-            te_chunked = raw.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if name == header::CONNECTION {
-            for t in connection_tokens(&raw) {
-                match t {
-                    ConnectionToken::Close => keep_alive = false,
-                    ConnectionToken::KeepAlive if version == Version::HTTP_10 => keep_alive = true,
-                    ConnectionToken::Upgrade => conn_upgrade = true,
-                    _ => {}
+    // Names and values were checked by httparse (the same bytes `http` accepts); each field
+    // gets its role once, here.
+    for &span in spans {
+        let (n0, n1, v0, v1) = span;
+        let role = request_field_name(&head[n0 as usize..n1 as usize]);
+        let raw = &head[v0 as usize..v1 as usize];
+        match role {
+            ReqName::ContentLength => {
+                cl_count += 1;
+                length = parse_length(raw.trim_ascii())
+                    .ok_or(bad_framing("Bad request framing: invalid Content-Length."))?;
+            }
+            ReqName::TransferEncoding => {
+                te_count += 1;
+                te_chunked = raw.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            }
+            ReqName::Connection => {
+                for t in connection_tokens(raw) {
+                    match t {
+                        ConnectionToken::Close => keep_alive = false,
+                        ConnectionToken::KeepAlive if version == Version::HTTP_10 => {
+                            keep_alive = true
+                        }
+                        ConnectionToken::Upgrade => conn_upgrade = true,
+                        _ => {}
+                    }
                 }
             }
-        } else if name == header::UPGRADE {
-            has_upgrade = true;
-        } else if name == header::EXPECT {
-            expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            ReqName::Upgrade => has_upgrade = true,
+            ReqName::Expect => {
+                expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
         }
-        let value = HeaderValue::from_maybe_shared(raw)
-            .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "Invalid header field value."))?;
-        headers.append(name, value);
+        fields.push((span, role));
     }
     let framing = if te_count > 0 {
         if cl_count > 0 {
@@ -233,7 +239,7 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
         method,
         uri,
         version,
-        headers,
+        fields: RequestFields::new(head, fields),
         expect_continue: expect_continue && version == Version::HTTP_11,
         framing,
         keep_alive,
@@ -618,7 +624,6 @@ async fn exchange(
     *req.method_mut() = p.method;
     *req.uri_mut() = p.uri;
     *req.version_mut() = version;
-    *req.headers_mut() = p.headers;
     let mut upgrade_tx = None;
     if p.upgrade {
         let (tx, rx) = oneshot::channel();
@@ -627,7 +632,7 @@ async fn exchange(
         upgrade_tx = Some(tx);
     }
     // Pinned where it is made: moving the handler's future (kilobytes) costs a copy.
-    let mut handler = std::pin::pin!(handle(req, info, snap));
+    let mut handler = std::pin::pin!(handle(req, Some(p.fields), info, snap));
     let resp = if let Some(rd) = conn.rd.as_mut() {
         let buf = &mut conn.buf;
         let mut gone = false;

@@ -16,7 +16,10 @@ use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
 use crate::http::env::{BalancerVars, any_rule_applies, apply_rules};
-use crate::http::headers::{HeadWriter, UpstreamHead, max_forwards, write_upstream_headers};
+use crate::http::headers::{
+    HeadWriter, ReqFields, ReqName, RequestFields, UpstreamHead, max_forwards,
+    write_upstream_headers,
+};
 use crate::http::rewrite::{map_cookie, map_location};
 use crate::http::synth::error_page;
 use crate::http::upgrade::ClientUpgrade;
@@ -88,9 +91,11 @@ fn close(mut r: Response<DownBody>) -> Response<DownBody> {
     r
 }
 
-/// Handles one request on `snap`.
+/// Handles one request on `snap`. The plain HTTP/1.1 server hands the header fields over
+/// as parsed (`raw`, with `req`'s `HeaderMap` empty); hyper's servers give them in `req`.
 pub async fn handle(
     req: Request<ClientBody>,
+    raw: Option<RequestFields>,
     conn: &ConnInfo,
     snap: &Snapshot,
 ) -> Response<DownBody> {
@@ -99,6 +104,10 @@ pub async fn handle(
     // Counted down on drop too: a request whose client left is cancelled mid-way.
     let _in_flight = InFlight::count();
     let (mut parts, body) = req.into_parts();
+    let mut raw = raw;
+    if snap.access_log.is_some() {
+        to_map(&mut parts.headers, &mut raw);
+    }
     // The access log needs the request head as it arrived (request rules may change it).
     let head = snap.access_log.as_ref().map(|_| {
         let mut b = Request::builder()
@@ -112,10 +121,14 @@ pub async fn handle(
     });
     // Everything up to the member choice is synchronous; only forwarding waits. (One async
     // layer less: each layer kept its own copy of the request and was copied when awaited.)
-    let mut resp = match prepare(&mut parts, conn, snap, started) {
+    let mut resp = match prepare(&mut parts, &mut raw, conn, snap, started) {
         Err(resp) => resp,
         Ok(plan) => {
             let cx = Ctx {
+                req: match &raw {
+                    Some(r) => ReqFields::Raw(r),
+                    None => ReqFields::Map(&parts.headers),
+                },
                 snap,
                 host: plan.host,
                 route: plan.route,
@@ -151,6 +164,13 @@ pub async fn handle(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// Moves raw request fields into the request's `HeaderMap`, for what needs one.
+fn to_map(headers: &mut http::HeaderMap, raw: &mut Option<RequestFields>) {
+    if let Some(r) = raw.take() {
+        *headers = r.to_header_map();
+    }
 }
 
 /// One request in flight, for the status page and metrics.
@@ -193,7 +213,11 @@ fn check_framing(h: &http::HeaderMap) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_limits(parts: &http::request::Parts, snap: &Snapshot) -> Option<Response<DownBody>> {
+fn check_limits(
+    parts: &http::request::Parts,
+    fields: ReqFields<'_>,
+    snap: &Snapshot,
+) -> Option<Response<DownBody>> {
     let s = &snap.server;
     let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if s.limit_request_line > 0
@@ -204,15 +228,15 @@ fn check_limits(parts: &http::request::Parts, snap: &Snapshot) -> Option<Respons
             "The requested URL's length exceeds the capacity limit for this server.",
         )));
     }
-    if s.limit_request_fields > 0 && parts.headers.len() > s.limit_request_fields as usize {
+    if s.limit_request_fields > 0 && fields.len() > s.limit_request_fields as usize {
         return Some(close(error_page(
             StatusCode::BAD_REQUEST,
             "The number of request header fields exceeds this server's limit.",
         )));
     }
     if s.limit_request_field_size > 0 {
-        for (k, v) in &parts.headers {
-            if k.as_str().len() + v.len() + 2 > s.limit_request_field_size as usize {
+        for (k, v, _) in fields.iter() {
+            if k.len() + v.len() + 2 > s.limit_request_field_size as usize {
                 return Some(close(error_page(
                     StatusCode::BAD_REQUEST,
                     "Size of a request header field exceeds server limit.",
@@ -240,6 +264,7 @@ struct Plan<'s> {
 #[allow(clippy::result_large_err)]
 fn prepare<'s>(
     parts: &mut http::request::Parts,
+    raw: &mut Option<RequestFields>,
     conn: &ConnInfo,
     snap: &'s Snapshot,
     started: Instant,
@@ -262,13 +287,16 @@ fn prepare<'s>(
             )));
         }
     }
-    if let Some(r) = check_limits(parts, snap) {
+    let fields = match &*raw {
+        Some(r) => ReqFields::Raw(r),
+        None => ReqFields::Map(&parts.headers),
+    };
+    if let Some(r) = check_limits(parts, fields, snap) {
         return Err(r);
     }
-    let host_header = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
+    let host_header = fields
+        .role_value(ReqName::Host)
+        .and_then(|v| std::str::from_utf8(v).ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     let host = snap.host_for(host_header);
     let raw_path = parts.uri.path();
@@ -296,8 +324,11 @@ fn prepare<'s>(
     }) = matched
     else {
         // Not proxied: a built-in handler of a matching <Location>, else 404.
-        return Err(builtin(parts, conn, snap, host, &uri));
+        return Err(builtin(parts, fields, conn, snap, host, &uri));
     };
+    if raw.as_ref().is_some_and(|r| r.has(ReqName::MaxForwards)) {
+        to_map(&mut parts.headers, raw);
+    }
     if !max_forwards(&mut parts.headers, &parts.method) {
         return Err(error_page(
             StatusCode::BAD_REQUEST,
@@ -365,6 +396,7 @@ fn prepare<'s>(
         || !b.request_headers.is_empty()
         || locations.iter().any(|l| !l.request_headers.is_empty());
     if has_req_rules {
+        to_map(&mut parts.headers, raw);
         let req_rules = host
             .request_headers
             .iter()
@@ -394,6 +426,7 @@ fn prepare<'s>(
 /// The built-in handlers (`server-status`, `metrics`) behind their location's access rules.
 fn builtin(
     parts: &http::request::Parts,
+    fields: ReqFields<'_>,
     conn: &ConnInfo,
     snap: &Snapshot,
     host: &HostRt,
@@ -421,10 +454,9 @@ fn builtin(
             "You don't have permission to access this resource.",
         );
     }
-    let host_name = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
+    let host_name = fields
+        .role_value(ReqName::Host)
+        .and_then(|v| std::str::from_utf8(v).ok())
         .map(|h| {
             h.rsplit_once(':')
                 .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
@@ -476,6 +508,8 @@ fn location_matches(l: &LocationSection, uri: &str) -> bool {
 }
 
 struct Ctx<'a> {
+    /// The request's header fields (raw, or in `parts.headers`).
+    req: ReqFields<'a>,
     snap: &'a Snapshot,
     host: &'a HostRt,
     route: &'a Route,
@@ -508,11 +542,10 @@ async fn forward(
     };
     let snap = cx.snap;
     let session = b.params.sticky.as_ref().and_then(|s| {
-        let cookies = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok());
+        let cookies = cx
+            .req
+            .role_values(ReqName::Cookie)
+            .filter_map(|v| std::str::from_utf8(v).ok());
         sticky::session_route(
             s,
             b.params.separator(),
@@ -617,8 +650,7 @@ async fn forward(
             }
         };
 
-        let wants_upgrade =
-            client_upgrade.is_some() && upgrade_allowed(cx.route, m, &parts.headers);
+        let wants_upgrade = client_upgrade.is_some() && upgrade_allowed(cx.route, m, cx.req);
         let member_timeout = m.spec.params.timeout.unwrap_or(default_timeout);
         let Some(mut bodyv) = up_body.take() else {
             return own_error(
@@ -757,8 +789,11 @@ async fn wait_for_member(b: &BalancerRt, route: Option<&str>) -> Option<usize> {
 
 /// True when the client asks for a protocol upgrade that the route (`ProxyPass … upgrade=`)
 /// or the member (`upgrade=`) allows; otherwise `Upgrade` is stripped as hop-by-hop.
-fn upgrade_allowed(r: &Route, m: &MemberRt, h: &http::HeaderMap) -> bool {
-    let Some(proto) = h.get(header::UPGRADE).and_then(|v| v.to_str().ok()) else {
+fn upgrade_allowed(r: &Route, m: &MemberRt, h: ReqFields<'_>) -> bool {
+    let Some(proto) = h
+        .role_value(ReqName::Upgrade)
+        .and_then(|v| std::str::from_utf8(v).ok())
+    else {
         return false;
     };
     let ok = |u: &str| u.eq_ignore_ascii_case(proto) || u == "*";
@@ -798,26 +833,22 @@ fn build_request(
         ));
     }
     // The client's host: its Host header, or the :authority of an HTTP/2 request.
-    let authority_hv = parts
-        .uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-    let client_host: Option<&HeaderValue> =
-        parts.headers.get(header::HOST).or(authority_hv.as_ref());
-    static NO_HOST: HeaderValue = HeaderValue::from_static("");
+    let client_host: Option<&[u8]> = cx
+        .req
+        .role_value(ReqName::Host)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
     let host = if cx.snap.server.preserve_host {
-        client_host.or(Some(&NO_HOST))
+        client_host.or(Some(b""))
     } else {
-        m.host_header.as_ref()
+        m.host_header.as_ref().map(HeaderValue::as_bytes)
     };
-    static DESTINATION: header::HeaderName = header::HeaderName::from_static("destination");
+    const DESTINATION: &str = "destination";
     let mapped_destination = if parts.method.as_str() == "COPY" || parts.method.as_str() == "MOVE" {
-        parts
-            .headers
-            .get(&DESTINATION)
-            .and_then(|v| v.to_str().ok())
+        cx.req
+            .value(DESTINATION)
+            .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|d| map_destination(cx, d, m))
-            .and_then(|d| HeaderValue::from_str(&d).ok())
+            .filter(|d| HeaderValue::from_str(d).is_ok())
     } else {
         None
     };
@@ -828,7 +859,7 @@ fn build_request(
         },
         UpBody::Empty => {
             let m = &parts.method;
-            if parts.headers.contains_key(header::CONTENT_LENGTH)
+            if cx.req.role_value(ReqName::ContentLength).is_some()
                 || *m == http::Method::POST
                 || *m == http::Method::PUT
                 || m.as_str() == "PATCH"
@@ -839,22 +870,24 @@ fn build_request(
             }
         }
     };
-    let mut w = HeadWriter::new(&parts.method, &target, HeadWriter::room_for(&parts.headers));
+    let mut w = HeadWriter::new(&parts.method, &target, HeadWriter::room_for(cx.req));
     write_upstream_headers(
-        &parts.headers,
+        cx.req,
         &UpstreamHead {
             host,
             add_forwarded: cx.snap.server.add_headers,
-            client_ip: &cx.conn.peer_ip_value,
+            client_ip: cx.conn.peer_ip_value.as_bytes(),
             client_host,
-            server_name: &cx.snap.server_name_value,
+            server_name: cx.snap.server_name_value.as_bytes(),
             close: m.spec.params.disable_reuse,
             upgrade: if wants_upgrade {
-                parts.headers.get(header::UPGRADE)
+                cx.req.role_value(ReqName::Upgrade)
             } else {
                 None
             },
-            replace: mapped_destination.as_ref().map(|v| (&DESTINATION, v)),
+            replace: mapped_destination
+                .as_deref()
+                .map(|v| (DESTINATION, v.as_bytes())),
         },
         &mut w,
     );
@@ -1032,11 +1065,20 @@ fn respond(
         if any_reverse {
             reverse_map(cx, parts, &mut headers);
         }
+        // The rules' conditions may read request fields: a map of raw ones, for them.
+        let req_map;
+        let req_headers = match cx.req {
+            ReqFields::Map(m) => m,
+            ReqFields::Raw(r) => {
+                req_map = r.to_header_map();
+                &req_map
+            }
+        };
         apply_rules(
             rules(),
             &mut headers,
             Some(vars),
-            &parts.headers,
+            req_headers,
             false,
             cx.started,
         );
@@ -1069,10 +1111,10 @@ fn reverse_map(cx: &Ctx<'_>, parts: &http::request::Parts, headers: &mut http::H
     rule_sets.push(&cx.balancer.reverse);
     rule_sets.extend(cx.locations.iter().map(|l| &l.reverse));
     rule_sets.push(&cx.host.reverse);
-    let client_host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
+    let client_host = cx
+        .req
+        .role_value(ReqName::Host)
+        .and_then(|v| std::str::from_utf8(v).ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     for h in ["location", "content-location", "uri"] {

@@ -9,22 +9,267 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Headers that never cross the proxy towards a member (besides those named in
-/// `Connection`); `Host` is replaced, and `Content-Length`/`Transfer-Encoding` are set by the
-/// upstream connection from the body it actually sends.
-fn is_request_hop(k: &HeaderName) -> bool {
-    *k == header::CONNECTION
-        || *k == header::TE
-        || *k == header::TRAILER
-        || *k == header::UPGRADE
-        || *k == header::TRANSFER_ENCODING
-        || *k == header::CONTENT_LENGTH
-        || *k == header::HOST
-        || *k == KEEP_ALIVE
-        || *k == PROXY_CONNECTION
+/// What a client's request field is to the proxy, decided from its raw name (any case) once,
+/// when the head is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReqName {
+    /// Any other field: passed on.
+    Other,
+    /// `Host` (replaced by the member's, or kept with `ProxyPreserveHost`).
+    Host,
+    /// `Cookie` (sticky sessions).
+    Cookie,
+    /// `Connection` (hop-by-hop; may name more).
+    Connection,
+    /// `Upgrade` (hop-by-hop unless the upgrade is allowed).
+    Upgrade,
+    /// `Content-Length` (the upstream side sets the framing).
+    ContentLength,
+    /// `Transfer-Encoding` (likewise).
+    TransferEncoding,
+    /// `Expect` (only `100-continue` is passed on).
+    Expect,
+    /// `Max-Forwards` (decremented).
+    MaxForwards,
+    /// `TE`, `Trailer`, `Keep-Alive`, `Proxy-Connection`: hop-by-hop.
+    Hop,
+    /// `X-Forwarded-For`.
+    ForwardedFor,
+    /// `X-Forwarded-Host`.
+    ForwardedHost,
+    /// `X-Forwarded-Server`.
+    ForwardedServer,
+}
+
+impl ReqName {
+    /// Never crosses the proxy towards a member as the client sent it (besides the fields
+    /// named in `Connection`): `Host` is replaced, and `Content-Length`/`Transfer-Encoding`
+    /// are set by the upstream connection from the body it actually sends.
+    fn is_hop(self) -> bool {
+        matches!(
+            self,
+            ReqName::Connection
+                | ReqName::Upgrade
+                | ReqName::ContentLength
+                | ReqName::TransferEncoding
+                | ReqName::Host
+                | ReqName::Hop
+        )
+    }
+}
+
+/// The role of a request field named `raw` (any case).
+pub fn request_field_name(raw: &[u8]) -> ReqName {
+    let is = |s: &[u8]| raw.eq_ignore_ascii_case(s);
+    match raw.len() {
+        2 if is(b"te") => ReqName::Hop,
+        4 if is(b"host") => ReqName::Host,
+        6 if is(b"cookie") => ReqName::Cookie,
+        6 if is(b"expect") => ReqName::Expect,
+        7 if is(b"upgrade") => ReqName::Upgrade,
+        7 if is(b"trailer") => ReqName::Hop,
+        10 if is(b"connection") => ReqName::Connection,
+        10 if is(b"keep-alive") => ReqName::Hop,
+        12 if is(b"max-forwards") => ReqName::MaxForwards,
+        14 if is(b"content-length") => ReqName::ContentLength,
+        15 if is(b"x-forwarded-for") => ReqName::ForwardedFor,
+        16 if is(b"x-forwarded-host") => ReqName::ForwardedHost,
+        16 if is(b"proxy-connection") => ReqName::Hop,
+        17 if is(b"transfer-encoding") => ReqName::TransferEncoding,
+        18 if is(b"x-forwarded-server") => ReqName::ForwardedServer,
+        _ => ReqName::Other,
+    }
+}
+
+/// A request's header fields as they arrived on a plain HTTP/1.1 connection: the head's
+/// bytes and where each field lies in them, with its role. Most requests are forwarded with
+/// their fields unchanged, so the member's head is written from here; a `HeaderMap` is
+/// built only for what needs one (request rules, the access log, `Max-Forwards`).
+#[derive(Debug)]
+pub struct RequestFields {
+    raw: bytes::Bytes,
+    fields: Vec<(FieldSpan, ReqName)>,
+}
+
+impl RequestFields {
+    /// Fields parsed (and so validated: httparse accepts exactly the names and values
+    /// `http` accepts) from `raw`.
+    pub fn new(raw: bytes::Bytes, fields: Vec<(FieldSpan, ReqName)>) -> Self {
+        RequestFields { raw, fields }
+    }
+
+    /// Name (as received), value and role of each field, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], ReqName)> {
+        self.fields.iter().map(|&((n0, n1, v0, v1), role)| {
+            (
+                &self.raw[n0 as usize..n1 as usize],
+                &self.raw[v0 as usize..v1 as usize],
+                role,
+            )
+        })
+    }
+
+    /// True when a field has this role.
+    pub fn has(&self, role: ReqName) -> bool {
+        self.fields.iter().any(|(_, r)| *r == role)
+    }
+
+    /// The fields as a `HeaderMap` (values share the head's bytes).
+    pub fn to_header_map(&self) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(self.fields.len());
+        for &((n0, n1, v0, v1), _) in &self.fields {
+            let Some(name) = wire_header_name(&self.raw[n0 as usize..n1 as usize]) else {
+                continue;
+            };
+            let Ok(value) =
+                HeaderValue::from_maybe_shared(self.raw.slice(v0 as usize..v1 as usize))
+            else {
+                continue;
+            };
+            h.append(name, value);
+        }
+        h
+    }
+}
+
+/// A request's header fields, whichever way they are held: as parsed on a plain
+/// connection, or in hyper's `HeaderMap` (TLS, HTTP/2, or once rules needed a map).
+#[derive(Debug, Clone, Copy)]
+pub enum ReqFields<'a> {
+    /// A `HeaderMap`.
+    Map(&'a HeaderMap),
+    /// The raw fields of a plain HTTP/1.1 request.
+    Raw(&'a RequestFields),
+}
+
+impl<'a> ReqFields<'a> {
+    /// Name, value and role of each field, in order (names lower-case from a map, as
+    /// received from raw fields).
+    pub fn iter(self) -> FieldIter<'a> {
+        match self {
+            ReqFields::Map(m) => FieldIter::Map(m.iter()),
+            ReqFields::Raw(r) => FieldIter::Raw(r.fields.iter(), &r.raw),
+        }
+    }
+
+    /// How many fields there are.
+    pub fn len(self) -> usize {
+        match self {
+            ReqFields::Map(m) => m.len(),
+            ReqFields::Raw(r) => r.fields.len(),
+        }
+    }
+
+    /// True when there are none.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values of the fields with role `role` ([`ReqName::Other`] and [`ReqName::Hop`]
+    /// name several fields: use [`ReqFields::values`] for those).
+    pub fn role_values(self, role: ReqName) -> Values<'a> {
+        match (self, role.header_name()) {
+            (ReqFields::Map(m), Some(name)) => Values::Map(m.get_all(name).into_iter()),
+            (ReqFields::Map(_), None) => Values::None,
+            (ReqFields::Raw(r), _) => Values::Raw(r.fields.iter(), &r.raw, role),
+        }
+    }
+
+    /// The first value of the field with role `role`.
+    pub fn role_value(self, role: ReqName) -> Option<&'a [u8]> {
+        match self {
+            ReqFields::Map(m) => m.get(role.header_name()?).map(HeaderValue::as_bytes),
+            ReqFields::Raw(r) => r
+                .fields
+                .iter()
+                .find(|f| f.1 == role)
+                .map(|&((_, _, v0, v1), _)| &r.raw[v0 as usize..v1 as usize]),
+        }
+    }
+
+    /// The first value of the field named `name` (lower-case).
+    pub fn value(self, name: &str) -> Option<&'a [u8]> {
+        self.iter()
+            .find(|f| f.0.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| f.1)
+    }
+}
+
+impl ReqName {
+    /// The field's name, for roles that name one field.
+    fn header_name(self) -> Option<HeaderName> {
+        Some(match self {
+            ReqName::Other | ReqName::Hop => return None,
+            ReqName::Host => header::HOST,
+            ReqName::Cookie => header::COOKIE,
+            ReqName::Connection => header::CONNECTION,
+            ReqName::Upgrade => header::UPGRADE,
+            ReqName::ContentLength => header::CONTENT_LENGTH,
+            ReqName::TransferEncoding => header::TRANSFER_ENCODING,
+            ReqName::Expect => header::EXPECT,
+            ReqName::MaxForwards => header::MAX_FORWARDS,
+            ReqName::ForwardedFor => X_FORWARDED_FOR,
+            ReqName::ForwardedHost => X_FORWARDED_HOST,
+            ReqName::ForwardedServer => X_FORWARDED_SERVER,
+        })
+    }
+}
+
+/// The fields of a [`ReqFields`]: name, value, role.
+pub enum FieldIter<'a> {
+    /// Over a map.
+    Map(http::header::Iter<'a, HeaderValue>),
+    /// Over raw fields and their head.
+    Raw(std::slice::Iter<'a, (FieldSpan, ReqName)>, &'a [u8]),
+}
+
+impl<'a> Iterator for FieldIter<'a> {
+    type Item = (&'a [u8], &'a [u8], ReqName);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            FieldIter::Map(it) => it.next().map(|(k, v)| {
+                let n = k.as_str().as_bytes();
+                (n, v.as_bytes(), request_field_name(n))
+            }),
+            FieldIter::Raw(it, raw) => it.next().map(|&((n0, n1, v0, v1), role)| {
+                (
+                    &raw[n0 as usize..n1 as usize],
+                    &raw[v0 as usize..v1 as usize],
+                    role,
+                )
+            }),
+        }
+    }
+}
+
+/// The values of one field of a [`ReqFields`].
+pub enum Values<'a> {
+    /// From a map.
+    Map(http::header::ValueIter<'a, HeaderValue>),
+    /// From raw fields: those with the role.
+    Raw(
+        std::slice::Iter<'a, (FieldSpan, ReqName)>,
+        &'a [u8],
+        ReqName,
+    ),
+    /// None.
+    None,
+}
+
+impl<'a> Iterator for Values<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match self {
+            Values::Map(it) => it.next().map(HeaderValue::as_bytes),
+            Values::Raw(it, raw, role) => it
+                .find(|f| f.1 == *role)
+                .map(|&((_, _, v0, v1), _)| &raw[v0 as usize..v1 as usize]),
+            Values::None => None,
+        }
+    }
 }
 
 /// A header field name from the wire, with the fields nearly every request or response
@@ -146,76 +391,86 @@ fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
     out
 }
 
-/// What the request to a member needs besides the client's headers. Values are prepared
-/// `HeaderValue`s (per member, per connection, per snapshot) so that writing the member's
-/// head formats nothing.
+/// What the request to a member needs besides the client's headers, as ready-made bytes
+/// (per member, per connection, per snapshot) so that writing the member's head formats
+/// nothing.
 pub struct UpstreamHead<'a> {
     /// The `Host` to send.
-    pub host: Option<&'a HeaderValue>,
+    pub host: Option<&'a [u8]>,
     /// Append X-Forwarded-For/-Host/-Server.
     pub add_forwarded: bool,
     /// Client address for X-Forwarded-For.
-    pub client_ip: &'a HeaderValue,
+    pub client_ip: &'a [u8],
     /// The client's Host, for X-Forwarded-Host.
-    pub client_host: Option<&'a HeaderValue>,
+    pub client_host: Option<&'a [u8]>,
     /// ServerName, for X-Forwarded-Server.
-    pub server_name: &'a HeaderValue,
+    pub server_name: &'a [u8],
     /// `disablereuse=On`: send `Connection: close`.
     pub close: bool,
-    /// A WebSocket upgrade is allowed and requested.
-    pub upgrade: Option<&'a HeaderValue>,
-    /// A header whose client value is replaced (the mapped WebDAV `Destination`).
-    pub replace: Option<(&'a HeaderName, &'a HeaderValue)>,
+    /// A WebSocket upgrade is allowed and requested: the protocol asked for.
+    pub upgrade: Option<&'a [u8]>,
+    /// A header (lower-case name) whose client value is replaced (the mapped WebDAV
+    /// `Destination`).
+    pub replace: Option<(&'a str, &'a [u8])>,
 }
 
 /// Writes the member-bound header fields straight from the client's into the request head
 /// (no intermediate header map): hop-by-hop fields and those named in `Connection` are
 /// left out, `Host` is the member's (or the client's with `ProxyPreserveHost`), and the
 /// X-Forwarded-* lists get the client's address, host and this server appended on one line.
-pub fn write_upstream_headers(client: &HeaderMap, u: &UpstreamHead<'_>, w: &mut HeadWriter) {
-    let named = if client.contains_key(header::CONNECTION) {
-        connection_named(client)
-    } else {
-        Vec::new()
-    };
+pub fn write_upstream_headers(client: ReqFields<'_>, u: &UpstreamHead<'_>, w: &mut HeadWriter) {
+    // Extra names listed in Connection (rare): left out as hop-by-hop.
+    let mut named: Vec<&[u8]> = Vec::new();
+    for v in client.role_values(ReqName::Connection) {
+        for t in connection_tokens(v) {
+            if let ConnectionToken::Named(n) = t {
+                named.push(n);
+            }
+        }
+    }
     if let Some(host) = u.host {
-        w.header(header::HOST.as_str(), host.as_bytes());
+        w.header(b"host", host);
     }
     let mut forwarded_seen = false;
-    for (k, v) in client {
-        if is_request_hop(k) || (!named.is_empty() && named.contains(k)) {
+    for (k, v, role) in client.iter() {
+        if role.is_hop() || (!named.is_empty() && named.iter().any(|n| n.eq_ignore_ascii_case(k))) {
             continue;
         }
-        if *k == header::EXPECT && !v.as_bytes().eq_ignore_ascii_case(b"100-continue") {
-            continue;
-        }
-        if u.add_forwarded
-            && (*k == X_FORWARDED_FOR || *k == X_FORWARDED_HOST || *k == X_FORWARDED_SERVER)
-        {
-            forwarded_seen = true;
-            continue;
+        match role {
+            ReqName::Expect if !v.eq_ignore_ascii_case(b"100-continue") => continue,
+            ReqName::ForwardedFor | ReqName::ForwardedHost | ReqName::ForwardedServer
+                if u.add_forwarded =>
+            {
+                forwarded_seen = true;
+                continue;
+            }
+            _ => {}
         }
         if let Some((rk, _)) = u.replace
-            && rk == k
+            && k.eq_ignore_ascii_case(rk.as_bytes())
         {
             continue;
         }
-        w.header(k.as_str(), v.as_bytes());
+        w.header(k, v);
     }
     if let Some((rk, rv)) = u.replace {
-        w.header(rk.as_str(), rv.as_bytes());
+        w.header(rk.as_bytes(), rv);
     }
     if u.add_forwarded {
         let forwarded = [
-            (X_FORWARDED_FOR, Some(u.client_ip)),
-            (X_FORWARDED_HOST, u.client_host),
-            (X_FORWARDED_SERVER, Some(u.server_name)),
+            (X_FORWARDED_FOR, ReqName::ForwardedFor, Some(u.client_ip)),
+            (X_FORWARDED_HOST, ReqName::ForwardedHost, u.client_host),
+            (
+                X_FORWARDED_SERVER,
+                ReqName::ForwardedServer,
+                Some(u.server_name),
+            ),
         ];
-        for (name, ours) in forwarded {
+        for (name, role, ours) in forwarded {
             w.list_header(
-                name.as_str(),
+                name.as_str().as_bytes(),
                 forwarded_seen
-                    .then(|| client.get_all(&name))
+                    .then(|| client.role_values(role))
                     .into_iter()
                     .flatten(),
                 ours,
@@ -223,10 +478,10 @@ pub fn write_upstream_headers(client: &HeaderMap, u: &UpstreamHead<'_>, w: &mut 
         }
     }
     if let Some(up) = u.upgrade {
-        w.header(header::UPGRADE.as_str(), up.as_bytes());
-        w.header(header::CONNECTION.as_str(), b"Upgrade");
+        w.header(b"upgrade", up);
+        w.header(b"connection", b"Upgrade");
     } else if u.close {
-        w.header(header::CONNECTION.as_str(), b"close");
+        w.header(b"connection", b"close");
     }
 }
 
@@ -247,17 +502,21 @@ impl HeadWriter {
     }
 
     /// Room to reserve for `client`'s fields plus the few balancerd adds.
-    pub fn room_for(client: &HeaderMap) -> usize {
-        client
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>()
-            + 160
+    pub fn room_for(client: ReqFields<'_>) -> usize {
+        match client {
+            ReqFields::Raw(r) => r.raw.len() + 160,
+            ReqFields::Map(m) => {
+                m.iter()
+                    .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                    .sum::<usize>()
+                    + 160
+            }
+        }
     }
 
     /// One field.
-    pub fn header(&mut self, name: &str, value: &[u8]) {
-        self.out.extend_from_slice(name.as_bytes());
+    pub fn header(&mut self, name: &[u8], value: &[u8]) {
+        self.out.extend_from_slice(name);
         self.out.extend_from_slice(b": ");
         self.out.extend_from_slice(value);
         self.out.extend_from_slice(b"\r\n");
@@ -267,18 +526,15 @@ impl HeadWriter {
     /// apr_table_mergen); nothing when there are none.
     pub fn list_header<'v>(
         &mut self,
-        name: &str,
-        theirs: impl Iterator<Item = &'v HeaderValue>,
-        ours: Option<&'v HeaderValue>,
+        name: &[u8],
+        theirs: impl Iterator<Item = &'v [u8]>,
+        ours: Option<&'v [u8]>,
     ) {
         let start = self.out.len();
         let mut first = true;
-        for v in theirs
-            .map(HeaderValue::as_bytes)
-            .chain(ours.map(HeaderValue::as_bytes))
-        {
+        for v in theirs.chain(ours) {
             if first {
-                self.out.extend_from_slice(name.as_bytes());
+                self.out.extend_from_slice(name);
                 self.out.extend_from_slice(b": ");
                 first = false;
             } else {
@@ -309,7 +565,7 @@ impl HeadWriter {
                         break;
                     }
                 }
-                self.header("content-length", &digits[i..]);
+                self.header(b"content-length", &digits[i..]);
             }
             RequestFraming::Chunked => self
                 .out
@@ -403,6 +659,10 @@ mod tests {
 
     /// The member-bound head for `c`, parsed back into (name, value) lines.
     fn member_head(c: &HeaderMap, u: &UpstreamHead<'_>) -> Vec<(String, String)> {
+        member_head_of(ReqFields::Map(c), u)
+    }
+
+    fn member_head_of(c: ReqFields<'_>, u: &UpstreamHead<'_>) -> Vec<(String, String)> {
         let mut w = HeadWriter::new(&http::Method::GET, "/x", HeadWriter::room_for(c));
         write_upstream_headers(c, u, &mut w);
         let head = w.finish(RequestFraming::None);
@@ -426,7 +686,22 @@ mod tests {
         v
     }
 
-    fn head<'a>(ip: &'a HeaderValue, lb: &'a HeaderValue) -> UpstreamHead<'a> {
+    /// The fields of a raw request head, as the plain HTTP/1.1 server parses them.
+    fn raw_fields(head: &'static str) -> RequestFields {
+        let raw = bytes::Bytes::from_static(head.as_bytes());
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Request::new(&mut slots);
+        assert!(r.parse(&raw).unwrap().is_complete());
+        let base = raw.as_ptr() as usize;
+        let fields = r
+            .headers
+            .iter()
+            .map(|h| (field_span(h, base), request_field_name(h.name.as_bytes())))
+            .collect();
+        RequestFields::new(raw.clone(), fields)
+    }
+
+    fn head<'a>(ip: &'a [u8], lb: &'a [u8]) -> UpstreamHead<'a> {
         UpstreamHead {
             host: None,
             add_forwarded: true,
@@ -455,18 +730,13 @@ mod tests {
         c.insert("host", HeaderValue::from_static("front"));
         c.insert("content-length", HeaderValue::from_static("12"));
         c.insert("x-keep", HeaderValue::from_static("yes"));
-        let front = HeaderValue::from_static("front");
-        let member = HeaderValue::from_static("127.0.0.1:18102");
-        let (ip, lb) = (
-            HeaderValue::from_static("127.0.0.1"),
-            HeaderValue::from_static("lb"),
-        );
+        let (ip, lb) = (b"127.0.0.1".as_slice(), b"lb".as_slice());
         let h = member_head(
             &c,
             &UpstreamHead {
-                host: Some(&member),
-                client_host: Some(&front),
-                ..head(&ip, &lb)
+                host: Some(b"127.0.0.1:18102"),
+                client_host: Some(b"front"),
+                ..head(ip, lb)
             },
         );
         for n in [
@@ -487,17 +757,68 @@ mod tests {
         assert_eq!(one(&h, "x-keep"), Some("yes"));
     }
 
+    /// Raw fields (the plain server's) get the same treatment as a map's, in any case
+    /// spelling, and keep the client's spelling of the names they pass on.
+    #[test]
+    fn raw_fields_are_forwarded_like_a_map() {
+        let f = raw_fields(
+            "GET /x HTTP/1.1\r\nHost: front\r\nConnection: Keep-Alive, X-Foo\r\n\
+             X-Foo: 1\r\nX-Forwarded-For: 10.0.0.1\r\nTE: trailers\r\nUpgrade: h2c\r\n\
+             Keep-Alive: 5\r\nContent-Length: 12\r\nX-Keep: yes\r\nexpect: 100-continue\r\n\
+             Cookie: a=1\r\ncookie: ROUTEID=.r2\r\nX-FORWARDED-for: 10.0.0.2\r\n\r\n",
+        );
+        let c = ReqFields::Raw(&f);
+        assert_eq!(c.len(), 13);
+        assert_eq!(c.role_value(ReqName::Host), Some(b"front".as_slice()));
+        assert_eq!(
+            c.role_values(ReqName::Cookie).collect::<Vec<_>>(),
+            [b"a=1".as_slice(), b"ROUTEID=.r2"]
+        );
+        assert_eq!(c.value("x-keep"), Some(b"yes".as_slice()));
+        let (ip, lb) = (b"127.0.0.1".as_slice(), b"lb".as_slice());
+        let h = member_head_of(
+            c,
+            &UpstreamHead {
+                host: Some(b"member:80"),
+                client_host: c.role_value(ReqName::Host),
+                ..head(ip, lb)
+            },
+        );
+        for n in [
+            "X-Foo",
+            "TE",
+            "Upgrade",
+            "Keep-Alive",
+            "Connection",
+            "Content-Length",
+        ] {
+            assert!(
+                !h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n)),
+                "{n} passed: {h:?}"
+            );
+        }
+        assert_eq!(one(&h, "host"), Some("member:80"));
+        assert_eq!(one(&h, "X-Keep"), Some("yes"));
+        assert_eq!(one(&h, "expect"), Some("100-continue"));
+        assert_eq!(
+            one(&h, "x-forwarded-for"),
+            Some("10.0.0.1, 10.0.0.2, 127.0.0.1")
+        );
+        assert_eq!(one(&h, "x-forwarded-host"), Some("front"));
+        // The map built for rules holds the same fields.
+        let m = f.to_header_map();
+        assert_eq!(m.len(), 13);
+        assert_eq!(m.get_all("cookie").iter().count(), 2);
+    }
+
     #[test]
     fn forwarded_lists_are_joined_on_one_line() {
         let mut c = HeaderMap::new();
         c.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         c.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
         c.append("x-forwarded-server", HeaderValue::from_static("edge"));
-        let (ip, lb) = (
-            HeaderValue::from_static("127.0.0.1"),
-            HeaderValue::from_static("lb"),
-        );
-        let h = member_head(&c, &head(&ip, &lb));
+        let (ip, lb) = (b"127.0.0.1".as_slice(), b"lb".as_slice());
+        let h = member_head(&c, &head(ip, lb));
         assert_eq!(
             one(&h, "x-forwarded-for"),
             Some("10.0.0.1, 10.0.0.2, 127.0.0.1")
@@ -512,20 +833,14 @@ mod tests {
         let mut c = HeaderMap::new();
         c.insert("destination", HeaderValue::from_static("http://front/a"));
         c.insert("expect", HeaderValue::from_static("100-continue"));
-        let (ip, lb) = (
-            HeaderValue::from_static("127.0.0.1"),
-            HeaderValue::from_static("lb"),
-        );
-        let dest = HeaderName::from_static("destination");
-        let mapped = HeaderValue::from_static("http://member/a");
-        let ws = HeaderValue::from_static("websocket");
+        let (ip, lb) = (b"127.0.0.1".as_slice(), b"lb".as_slice());
         let h = member_head(
             &c,
             &UpstreamHead {
                 add_forwarded: false,
-                replace: Some((&dest, &mapped)),
-                upgrade: Some(&ws),
-                ..head(&ip, &lb)
+                replace: Some(("destination", b"http://member/a")),
+                upgrade: Some(b"websocket"),
+                ..head(ip, lb)
             },
         );
         assert_eq!(one(&h, "destination"), Some("http://member/a"));
@@ -537,7 +852,7 @@ mod tests {
             &c,
             &UpstreamHead {
                 close: true,
-                ..head(&ip, &lb)
+                ..head(ip, lb)
             },
         );
         assert_eq!(one(&h, "connection"), Some("close"));

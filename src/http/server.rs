@@ -167,7 +167,7 @@ where
             let req = from_hyper(req);
             // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
             // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
-            Ok::<_, Infallible>(Box::pin(handle(req, &info, &snap)).await)
+            Ok::<_, Infallible>(Box::pin(handle(req, None, &info, &snap)).await)
         }
     });
     let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
@@ -196,7 +196,7 @@ where
             let req = from_hyper(req);
             // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
             // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
-            Ok::<_, Infallible>(Box::pin(handle(req, &info, &snap)).await)
+            Ok::<_, Infallible>(Box::pin(handle(req, None, &info, &snap)).await)
         }
     });
     let conn = b.serve_connection(TokioIo::new(stream), svc);

@@ -1012,7 +1012,7 @@ mod tests {
     #[test]
     fn head_encoding_frames_the_body() {
         let mut w = crate::http::headers::HeadWriter::new(&Method::PUT, "/a?b", 0);
-        w.header("host", b"m:1");
+        w.header(b"host", b"m:1");
         let b = w.finish(RequestFraming::Length(1234));
         assert_eq!(
             &b[..],
