@@ -47,7 +47,7 @@ use crate::runtime::Shared;
 use crate::upstream::body::{ClientBody, DownBody};
 use bytes::{Bytes, BytesMut};
 use http::header;
-use http::{Method, Request, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
@@ -588,19 +588,21 @@ async fn refuse(mut conn: ClientConn, Refusal(status, why): Refusal, peer: Socke
     conn.linger().await;
 }
 
-/// One request: runs the handler (watching the socket), writes the response, and gives the
-/// connection back when it can carry another request.
-async fn exchange(
-    mut conn: ClientConn,
-    p: Parsed,
-    info: &ConnInfo,
-    snap: &Arc<crate::runtime::Snapshot>,
-    shutdown: &Shutdown,
-) -> Option<ClientConn> {
-    let peer = info.peer;
-    let version = p.version;
-    let is_head = p.method == Method::HEAD;
-    let mut keep_alive = p.keep_alive;
+/// A parsed request as the handler takes it, with what the connection keeps to finish it.
+struct Request {
+    parts: http::request::Parts,
+    body: ClientBody,
+    fields: RequestFields,
+    /// Where the request body hands the socket back (`None`: no body).
+    slot: Option<ReturnSlot>,
+    /// Where the socket goes when the member agrees to an upgrade.
+    upgrade_tx: Option<oneshot::Sender<PlainUpgraded>>,
+}
+
+/// Builds the handler's request from a parsed head. A plain function, not part of
+/// [`exchange`]: the pieces are moved into the handler, and locals an async fn borrows
+/// keep their room in its state for the whole request.
+fn into_request(p: Parsed, conn: &mut ClientConn) -> Request {
     // The body takes the read side; a request without one leaves it here, watched.
     let (body, slot) = match p.framing {
         BodyFraming::None => (ClientBody::Empty, None),
@@ -620,19 +622,49 @@ async fn exchange(
             (ClientBody::Plain(body), Some(slot))
         }
     };
-    let mut req = Request::new(body);
-    *req.method_mut() = p.method;
-    *req.uri_mut() = p.uri;
-    *req.version_mut() = version;
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = p.method;
+    parts.uri = p.uri;
+    parts.version = p.version;
     let mut upgrade_tx = None;
     if p.upgrade {
         let (tx, rx) = oneshot::channel();
-        req.extensions_mut()
+        parts
+            .extensions
             .insert(ClientUpgrade::Plain(Arc::new(Mutex::new(Some(rx)))));
         upgrade_tx = Some(tx);
     }
+    Request {
+        parts,
+        body,
+        fields: p.fields,
+        slot,
+        upgrade_tx,
+    }
+}
+
+/// One request: runs the handler (watching the socket), writes the response, and gives the
+/// connection back when it can carry another request.
+async fn exchange(
+    mut conn: ClientConn,
+    p: Parsed,
+    info: &ConnInfo,
+    snap: &Arc<crate::runtime::Snapshot>,
+    shutdown: &Shutdown,
+) -> Option<ClientConn> {
+    let peer = info.peer;
+    let version = p.version;
+    let is_head = p.method == Method::HEAD;
+    let mut keep_alive = p.keep_alive;
+    let Request {
+        parts,
+        body,
+        fields,
+        slot,
+        upgrade_tx,
+    } = into_request(p, &mut conn);
     // Pinned where it is made: moving the handler's future (kilobytes) costs a copy.
-    let mut handler = std::pin::pin!(handle(req, Some(p.fields), info, snap));
+    let mut handler = std::pin::pin!(handle(parts, body, Some(fields), info, snap));
     let resp = if let Some(rd) = conn.rd.as_mut() {
         let buf = &mut conn.buf;
         let mut gone = false;

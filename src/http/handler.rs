@@ -94,8 +94,9 @@ fn close(mut r: Response<DownBody>) -> Response<DownBody> {
 /// Handles one request on `snap`. The plain HTTP/1.1 server hands the header fields over
 /// as parsed (`raw`, with `req`'s `HeaderMap` empty); hyper's servers give them in `req`.
 pub async fn handle(
-    req: Request<ClientBody>,
-    raw: Option<RequestFields>,
+    mut parts: http::request::Parts,
+    body: ClientBody,
+    mut raw: Option<RequestFields>,
     conn: &ConnInfo,
     snap: &Snapshot,
 ) -> Response<DownBody> {
@@ -103,13 +104,12 @@ pub async fn handle(
     let n = conn.requests.fetch_add(1, Relaxed) + 1;
     // Counted down on drop too: a request whose client left is cancelled mid-way.
     let _in_flight = InFlight::count();
-    let (mut parts, body) = req.into_parts();
-    let mut raw = raw;
     if snap.access_log.is_some() {
         to_map(&mut parts.headers, &mut raw);
     }
     // The access log needs the request head as it arrived (request rules may change it).
-    let head = snap.access_log.as_ref().map(|_| {
+    // Boxed: it would otherwise take room in every request's state.
+    let head = snap.access_log.as_ref().and_then(|_| {
         let mut b = Request::builder()
             .method(parts.method.clone())
             .uri(parts.uri.clone())
@@ -117,13 +117,18 @@ pub async fn handle(
         if let Some(h) = b.headers_mut() {
             *h = parts.headers.clone();
         }
-        b.body(()).map(|r| r.into_parts().0)
+        b.body(()).ok().map(|r| Box::new(r.into_parts().0))
     });
     // Everything up to the member choice is synchronous; only forwarding waits. (One async
     // layer less: each layer kept its own copy of the request and was copied when awaited.)
-    let mut resp = match prepare(&mut parts, &mut raw, conn, snap, started) {
-        Err(resp) => resp,
-        Ok(plan) => {
+    let mut resp = 'resp: {
+        // The plan or the answer, taken apart before the wait (a `match` would keep the
+        // whole result in the request's state while forwarding).
+        let plan = match prepare(&mut parts, &mut raw, conn, snap, started) {
+            Ok(plan) => plan,
+            Err(resp) => break 'resp resp,
+        };
+        {
             let cx = Ctx {
                 req: match &raw {
                     Some(r) => ReqFields::Raw(r),
@@ -141,7 +146,7 @@ pub async fn handle(
         }
     };
     let took = started.elapsed();
-    if let (Some(log), Some(Ok(parts))) = (&snap.access_log, &head) {
+    if let (Some(log), Some(parts)) = (&snap.access_log, &head) {
         let vars = resp.extensions_mut().remove::<BalancerVars>();
         log.log(&crate::ops::access_log::Entry {
             client: conn.peer.ip(),

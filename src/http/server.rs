@@ -164,10 +164,10 @@ where
         let info = info.clone();
         async move {
             let snap = shared.load_full();
-            let req = from_hyper(req);
+            let (parts, body) = from_hyper(req).into_parts();
             // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
             // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
-            Ok::<_, Infallible>(Box::pin(handle(req, None, &info, &snap)).await)
+            Ok::<_, Infallible>(Box::pin(handle(parts, body, None, &info, &snap)).await)
         }
     });
     let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
@@ -193,10 +193,10 @@ where
         let info = info.clone();
         async move {
             let snap = shared.load_full();
-            let req = from_hyper(req);
+            let (parts, body) = from_hyper(req).into_parts();
             // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
             // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
-            Ok::<_, Infallible>(Box::pin(handle(req, None, &info, &snap)).await)
+            Ok::<_, Infallible>(Box::pin(handle(parts, body, None, &info, &snap)).await)
         }
     });
     let conn = b.serve_connection(TokioIo::new(stream), svc);

@@ -441,6 +441,16 @@ impl Backend {
         for t in self.conn_tasks.lock().unwrap().iter() {
             t.abort();
         }
+        // Aborting is asynchronous: the listening socket closes when another worker drops
+        // the accept task. Until then a connect still succeeds (and is reset later), so a
+        // test expecting "connection refused" could see a broken connection instead.
+        // (Every test using this runs on the multi-thread runtime.)
+        for _ in 0..400 {
+            match std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(50)) {
+                Err(_) => break,
+                Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
         n
     }
 
