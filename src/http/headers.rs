@@ -100,14 +100,8 @@ impl RequestFields {
     }
 
     /// Name (as received), value and role of each field, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], ReqName)> {
-        self.fields.iter().map(|&((n0, n1, v0, v1), role)| {
-            (
-                &self.raw[n0 as usize..n1 as usize],
-                &self.raw[v0 as usize..v1 as usize],
-                role,
-            )
-        })
+    pub fn iter(&self) -> FieldIter<'_> {
+        FieldIter::Raw(self.fields.iter(), &self.raw)
     }
 
     /// True when a field has this role.
@@ -117,20 +111,40 @@ impl RequestFields {
 
     /// The fields as a `HeaderMap` (values share the head's bytes).
     pub fn to_header_map(&self) -> HeaderMap {
-        let mut h = HeaderMap::with_capacity(self.fields.len());
-        for &((n0, n1, v0, v1), _) in &self.fields {
-            let Some(name) = wire_header_name(&self.raw[n0 as usize..n1 as usize]) else {
-                continue;
-            };
-            let Ok(value) =
-                HeaderValue::from_maybe_shared(self.raw.slice(v0 as usize..v1 as usize))
-            else {
-                continue;
-            };
-            h.append(name, value);
-        }
-        h
+        spans_to_header_map(
+            &self.raw,
+            self.fields.iter().map(|f| f.0),
+            self.fields.len(),
+        )
     }
+}
+
+/// Name and value of the field at `span` in `raw`.
+pub fn span_field(raw: &[u8], (n0, n1, v0, v1): FieldSpan) -> (&[u8], &[u8]) {
+    (
+        &raw[n0 as usize..n1 as usize],
+        &raw[v0 as usize..v1 as usize],
+    )
+}
+
+/// A `HeaderMap` of the fields at `spans` in a parsed head (values share its bytes). The
+/// parsers (httparse) accepted exactly the name and value characters `http` accepts.
+pub fn spans_to_header_map(
+    raw: &bytes::Bytes,
+    spans: impl Iterator<Item = FieldSpan>,
+    capacity: usize,
+) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(capacity);
+    for (n0, n1, v0, v1) in spans {
+        let Some(name) = wire_header_name(&raw[n0 as usize..n1 as usize]) else {
+            continue;
+        };
+        let Ok(value) = HeaderValue::from_maybe_shared(raw.slice(v0 as usize..v1 as usize)) else {
+            continue;
+        };
+        h.append(name, value);
+    }
+    h
 }
 
 /// A request's header fields, whichever way they are held: as parsed on a plain
@@ -149,7 +163,7 @@ impl<'a> ReqFields<'a> {
     pub fn iter(self) -> FieldIter<'a> {
         match self {
             ReqFields::Map(m) => FieldIter::Map(m.iter()),
-            ReqFields::Raw(r) => FieldIter::Raw(r.fields.iter(), &r.raw),
+            ReqFields::Raw(r) => r.iter(),
         }
     }
 
@@ -184,7 +198,7 @@ impl<'a> ReqFields<'a> {
                 .fields
                 .iter()
                 .find(|f| f.1 == role)
-                .map(|&((_, _, v0, v1), _)| &r.raw[v0 as usize..v1 as usize]),
+                .map(|f| span_field(&r.raw, f.0).1),
         }
     }
 
@@ -233,12 +247,9 @@ impl<'a> Iterator for FieldIter<'a> {
                 let n = k.as_str().as_bytes();
                 (n, v.as_bytes(), request_field_name(n))
             }),
-            FieldIter::Raw(it, raw) => it.next().map(|&((n0, n1, v0, v1), role)| {
-                (
-                    &raw[n0 as usize..n1 as usize],
-                    &raw[v0 as usize..v1 as usize],
-                    role,
-                )
+            FieldIter::Raw(it, raw) => it.next().map(|&(span, role)| {
+                let (name, value) = span_field(raw, span);
+                (name, value, role)
             }),
         }
     }
@@ -264,9 +275,7 @@ impl<'a> Iterator for Values<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         match self {
             Values::Map(it) => it.next().map(HeaderValue::as_bytes),
-            Values::Raw(it, raw, role) => it
-                .find(|f| f.1 == *role)
-                .map(|&((_, _, v0, v1), _)| &raw[v0 as usize..v1 as usize]),
+            Values::Raw(it, raw, role) => it.find(|f| f.1 == *role).map(|f| span_field(raw, f.0).1),
             Values::None => None,
         }
     }

@@ -24,12 +24,12 @@ use super::pool::PooledConn;
 use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
 use crate::http::headers::{
     ConnectionToken, FieldRole, FieldSpan, connection_tokens, field_span, push_connection_named,
-    response_field_role, wire_header_name,
+    response_field_role, span_field, spans_to_header_map,
 };
 use crate::net::read::{SMALL_READ, poll_fill};
 use crate::net::splice::{SPLICE_MIN, SpliceError, SpliceRun};
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 use http::{StatusCode, Version};
 use http_body::{Body, SizeHint};
 use std::io::{self, IoSlice};
@@ -248,34 +248,20 @@ impl MemberFields {
         self.fields
             .iter()
             .filter(|(_, role)| *role != FieldRole::Drop)
-            .map(|&((n0, n1, v0, v1), role)| {
-                (
-                    &self.raw[n0 as usize..n1 as usize],
-                    &self.raw[v0 as usize..v1 as usize],
-                    role,
-                )
+            .map(|&(span, role)| {
+                let (name, value) = span_field(&self.raw, span);
+                (name, value, role)
             })
     }
 
     /// The fields passed on, as a `HeaderMap` (values share the head's bytes). httparse
     /// accepted exactly the names and values `http` accepts, so nothing is lost here.
     pub fn to_header_map(&self) -> HeaderMap {
-        let mut h = HeaderMap::with_capacity(self.fields.len());
-        for &((n0, n1, v0, v1), role) in &self.fields {
-            if role == FieldRole::Drop {
-                continue;
-            }
-            let Some(name) = wire_header_name(&self.raw[n0 as usize..n1 as usize]) else {
-                continue;
-            };
-            let Ok(value) =
-                HeaderValue::from_maybe_shared(self.raw.slice(v0 as usize..v1 as usize))
-            else {
-                continue;
-            };
-            h.append(name, value);
-        }
-        h
+        let passed = self
+            .fields
+            .iter()
+            .filter(|(_, role)| *role != FieldRole::Drop);
+        spans_to_header_map(&self.raw, passed.map(|f| f.0), self.fields.len())
     }
 }
 
