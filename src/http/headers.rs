@@ -100,6 +100,7 @@ impl RequestFields {
     }
 
     /// Name (as received), value and role of each field, in order.
+    #[inline]
     pub fn iter(&self) -> FieldIter<'_> {
         FieldIter::Raw(self.fields.iter(), &self.raw)
     }
@@ -120,6 +121,7 @@ impl RequestFields {
 }
 
 /// Name and value of the field at `span` in `raw`.
+#[inline]
 pub fn span_field(raw: &[u8], (n0, n1, v0, v1): FieldSpan) -> (&[u8], &[u8]) {
     (
         &raw[n0 as usize..n1 as usize],
@@ -160,6 +162,7 @@ pub enum ReqFields<'a> {
 impl<'a> ReqFields<'a> {
     /// Name, value and role of each field, in order (names lower-case from a map, as
     /// received from raw fields).
+    #[inline]
     pub fn iter(self) -> FieldIter<'a> {
         match self {
             ReqFields::Map(m) => FieldIter::Map(m.iter()),
@@ -182,6 +185,7 @@ impl<'a> ReqFields<'a> {
 
     /// The values of the fields with role `role` ([`ReqName::Other`] and [`ReqName::Hop`]
     /// name several fields: use [`ReqFields::values`] for those).
+    #[inline]
     pub fn role_values(self, role: ReqName) -> Values<'a> {
         match (self, role.header_name()) {
             (ReqFields::Map(m), Some(name)) => Values::Map(m.get_all(name).into_iter()),
@@ -191,6 +195,7 @@ impl<'a> ReqFields<'a> {
     }
 
     /// The first value of the field with role `role`.
+    #[inline]
     pub fn role_value(self, role: ReqName) -> Option<&'a [u8]> {
         match self {
             ReqFields::Map(m) => m.get(role.header_name()?).map(HeaderValue::as_bytes),
@@ -241,6 +246,7 @@ pub enum FieldIter<'a> {
 impl<'a> Iterator for FieldIter<'a> {
     type Item = (&'a [u8], &'a [u8], ReqName);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             FieldIter::Map(it) => it.next().map(|(k, v)| {
@@ -272,6 +278,7 @@ pub enum Values<'a> {
 impl<'a> Iterator for Values<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         match self {
             Values::Map(it) => it.next().map(HeaderValue::as_bytes),
