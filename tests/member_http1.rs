@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 struct RawMember {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    /// The last request head received, as sent.
+    last_head: Arc<std::sync::Mutex<String>>,
 }
 
 impl RawMember {
@@ -26,6 +28,8 @@ impl RawMember {
         let connections = Arc::new(AtomicUsize::new(0));
         let count = connections.clone();
         let answer = Arc::new(answer);
+        let last_head = Arc::new(std::sync::Mutex::new(String::new()));
+        let last = last_head.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = l.accept().await else {
@@ -33,14 +37,24 @@ impl RawMember {
                 };
                 count.fetch_add(1, SeqCst);
                 let answer = answer.clone();
-                tokio::spawn(serve_raw(s, answer, close, read_body));
+                tokio::spawn(serve_raw(s, answer, close, read_body, last.clone()));
             }
         });
-        RawMember { addr, connections }
+        RawMember {
+            addr,
+            connections,
+            last_head,
+        }
     }
 }
 
-async fn serve_raw(mut s: TcpStream, answer: Arc<Vec<u8>>, close: bool, read_body: bool) {
+async fn serve_raw(
+    mut s: TcpStream,
+    answer: Arc<Vec<u8>>,
+    close: bool,
+    read_body: bool,
+    last_head: Arc<std::sync::Mutex<String>>,
+) {
     let mut buf = Vec::new();
     loop {
         // One request head.
@@ -54,7 +68,9 @@ async fn serve_raw(mut s: TcpStream, answer: Arc<Vec<u8>>, close: bool, read_bod
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let sent = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let head = sent.to_ascii_lowercase();
+        *last_head.lock().unwrap() = sent;
         buf.drain(..head_end);
         if read_body {
             let len: usize = head
@@ -213,6 +229,45 @@ async fn garbage_from_a_member_is_a_502_or_an_aborted_body_never_a_hang() {
                 "a cut body must abort the client's response: {what}"
             );
         }
+    }
+}
+
+/// A plain client's fields reach the member as the client spelled them (as httpd sends them),
+/// without the hop-by-hop ones and those its Connection names, with the member's Host and
+/// the X-Forwarded-* fields merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_fields_reach_the_member_in_their_spelling_without_hop_by_hop_ones() {
+    let m = RawMember::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        false,
+        true,
+    )
+    .await;
+    let p = proxy_to(&m);
+    let (text, _) = raw(
+        p.addr,
+        b"GET /m/a HTTP/1.1\r\nHost: front\r\nX-Mixed-Case: v\r\nConnection: close, X-Drop\r\n\
+X-Drop: 1\r\nKeep-Alive: 5\r\nX-Forwarded-For: 10.0.0.1\r\nCookie: a=1\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+    let head = m.last_head.lock().unwrap().clone();
+    assert!(head.starts_with("GET /m/a HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Mixed-Case: v\r\n"), "{head}");
+    assert!(head.contains("\r\nCookie: a=1\r\n"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains(&format!("\r\nhost: {}\r\n", "m:1")),
+        "{head}"
+    );
+    assert!(
+        lower.contains("\r\nx-forwarded-for: 10.0.0.1, 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert!(lower.contains("\r\nx-forwarded-host: front\r\n"), "{head}");
+    for gone in ["x-drop:", "keep-alive:", "connection:"] {
+        assert!(!lower.contains(gone), "{gone} must not cross: {head}");
     }
 }
 
