@@ -331,21 +331,46 @@ pub fn map_regex(re: &regex::Regex, target_path: &str, uri: &str) -> String {
 }
 
 /// Bytes httpd leaves unescaped in a canonical path: alphanumerics and `~$-_.+!*'(),;:@&=/`.
-fn path_safe(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"~$-_.+!*'(),;:@&=/".contains(&c)
-}
+/// A table: the path is re-encoded for every proxied request.
+const PATH_SAFE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric();
+        c += 1;
+    }
+    let extra = b"~$-_.+!*'(),;:@&=/";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
-/// Appends the canonical (re-encoded) form of a decoded path to `out`.
+/// Appends the canonical (re-encoded) form of a decoded path to `out`. Runs of safe bytes
+/// are copied whole; the rest become `%XX`.
 pub fn canon_encode_into(out: &mut String, decoded: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &c in decoded.as_bytes() {
-        if path_safe(c) {
-            out.push(c as char);
-        } else {
-            out.push('%');
-            out.push(HEX[(c >> 4) as usize] as char);
-            out.push(HEX[(c & 15) as usize] as char);
+    let bytes = decoded.as_bytes();
+    let mut run = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        if PATH_SAFE[c as usize] {
+            continue;
         }
+        // A safe run is ASCII and the byte after it starts a character: both ends are
+        // character boundaries.
+        if i > run {
+            out.push_str(&decoded[run..i]);
+        }
+        out.push('%');
+        out.push(HEX[(c >> 4) as usize] as char);
+        out.push(HEX[(c & 15) as usize] as char);
+        run = i + 1;
+    }
+    if bytes.len() > run {
+        out.push_str(&decoded[run..]);
     }
 }
 
@@ -480,6 +505,19 @@ mod tests {
         let mut s = String::new();
         canon_encode_into(&mut s, "/a b/%/é/~;x=1");
         assert_eq!(s, "/a%20b/%25/%C3%A9/~;x=1");
+        // Unsafe bytes at either end, side by side, and nothing safe at all.
+        for (decoded, canonical) in [
+            ("é/x", "%C3%A9/x"),
+            ("/x€", "/x%E2%82%AC"),
+            ("日本", "%E6%97%A5%E6%9C%AC"),
+            ("", ""),
+            ("/t1/api/x", "/t1/api/x"),
+            ("\"<>\\^`{|}#?", "%22%3C%3E%5C%5E%60%7B%7C%7D%23%3F"),
+        ] {
+            let mut s = String::from("/pre");
+            canon_encode_into(&mut s, decoded);
+            assert_eq!(s, format!("/pre{canonical}"), "{decoded:?}");
+        }
     }
 
     #[test]

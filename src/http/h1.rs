@@ -430,6 +430,10 @@ struct ClientConn {
     buf: BytesMut,
     /// The header-read timer, created on first use and moved only when it fires.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Resolves when the server starts shutting down. Made on first use and kept across
+    /// requests: a fresh `changed()` at every wait registered and removed a waiter (two
+    /// lock round trips) per request.
+    stopping: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// What waiting for the next request head gave. (Not boxed: one per request, moved once;
@@ -448,7 +452,7 @@ impl ClientConn {
         &mut self,
         timeout: Duration,
         max_fields: usize,
-        shutdown: &mut Shutdown,
+        shutdown: &Shutdown,
     ) -> Next {
         // The deadline on the coarse clock; the precise one is read only to arm the
         // connection's timer the first time, and when it fires.
@@ -476,6 +480,13 @@ impl ClientConn {
             let timer = self
                 .timer
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            let stopping = self.stopping.get_or_insert_with(|| {
+                let mut rx = shutdown.clone();
+                Box::pin(async move {
+                    // A closed channel (the server is gone) also means stop.
+                    let _ = rx.changed().await;
+                })
+            });
             tokio::select! {
                 biased;
                 r = std::future::poll_fn(|cx| poll_read_small(rd, cx, buf)) => match r {
@@ -496,7 +507,7 @@ impl ClientConn {
                         ));
                     }
                 }
-                _ = shutdown.changed() => return Next::Closed,
+                () = stopping.as_mut() => return Next::Closed,
             }
         }
     }
@@ -541,13 +552,14 @@ impl ClientConn {
 ///
 /// Between requests the task holds only the connection and the wait for the next head
 /// (a few hundred bytes); the state of a request in flight lives in one box per request.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown: Shutdown) {
     let (rd, wr) = stream.into_split();
     let mut conn = ClientConn {
         rd: Some(rd),
         wr,
         buf: BytesMut::new(),
         timer: None,
+        stopping: None,
     };
     let info = ConnInfo::plain(peer);
     loop {
@@ -557,7 +569,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, mut shut
             n => (n as usize).saturating_add(1),
         };
         let next = conn
-            .next_head(snap.server.keepalive_timeout, max_fields, &mut shutdown)
+            .next_head(snap.server.keepalive_timeout, max_fields, &shutdown)
             .await;
         let p = match next {
             Next::Head(p) => p,

@@ -17,7 +17,7 @@ use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
 use crate::http::env::{BalancerVars, any_rule_applies, apply_rules};
 use crate::http::headers::{
-    HeadWriter, ReqFields, ReqName, RequestFields, UpstreamHead, max_forwards,
+    HeadWriter, ReqFields, ReqName, RequestFields, UpstreamHead, field_str, max_forwards,
     write_upstream_headers,
 };
 use crate::http::rewrite::{map_cookie, map_location};
@@ -301,7 +301,7 @@ fn prepare<'s>(
     }
     let host_header = fields
         .role_value(ReqName::Host)
-        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| field_str(v))
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     let host = snap.host_for(host_header);
     let raw_path = parts.uri.path();
@@ -461,7 +461,7 @@ fn builtin(
     }
     let host_name = fields
         .role_value(ReqName::Host)
-        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| field_str(v))
         .map(|h| {
             h.rsplit_once(':')
                 .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
@@ -550,7 +550,7 @@ async fn forward(
         let cookies = cx
             .req
             .role_values(ReqName::Cookie)
-            .filter_map(|v| std::str::from_utf8(v).ok());
+            .filter_map(|v| field_str(v));
         sticky::session_route(
             s,
             b.params.separator(),
@@ -795,10 +795,7 @@ async fn wait_for_member(b: &BalancerRt, route: Option<&str>) -> Option<usize> {
 /// True when the client asks for a protocol upgrade that the route (`ProxyPass … upgrade=`)
 /// or the member (`upgrade=`) allows; otherwise `Upgrade` is stripped as hop-by-hop.
 fn upgrade_allowed(r: &Route, m: &MemberRt, h: ReqFields<'_>) -> bool {
-    let Some(proto) = h
-        .role_value(ReqName::Upgrade)
-        .and_then(|v| std::str::from_utf8(v).ok())
-    else {
+    let Some(proto) = h.role_value(ReqName::Upgrade).and_then(|v| field_str(v)) else {
         return false;
     };
     let ok = |u: &str| u.eq_ignore_ascii_case(proto) || u == "*";
@@ -851,7 +848,7 @@ fn build_request(
     let mapped_destination = if parts.method.as_str() == "COPY" || parts.method.as_str() == "MOVE" {
         cx.req
             .value(DESTINATION)
-            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| field_str(v))
             .and_then(|d| map_destination(cx, d, m))
             .filter(|d| HeaderValue::from_str(d).is_ok())
     } else {
@@ -1119,7 +1116,7 @@ fn reverse_map(cx: &Ctx<'_>, parts: &http::request::Parts, headers: &mut http::H
     let client_host = cx
         .req
         .role_value(ReqName::Host)
-        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| field_str(v))
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     for h in ["location", "content-location", "uri"] {

@@ -120,6 +120,19 @@ impl RequestFields {
     }
 }
 
+/// A field value as text, when it is UTF-8. Host and cookie values are read as text for
+/// every request and are nearly always ASCII, which `is_ascii` confirms a word at a time;
+/// `str::from_utf8` took ~120 instructions for a 14-byte Host.
+#[inline]
+pub fn field_str(v: &[u8]) -> Option<&str> {
+    if v.is_ascii() {
+        // SAFETY: ASCII bytes are UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(v) })
+    } else {
+        std::str::from_utf8(v).ok()
+    }
+}
+
 /// Name and value of the field at `span` in `raw`.
 #[inline]
 pub fn span_field(raw: &[u8], (n0, n1, v0, v1): FieldSpan) -> (&[u8], &[u8]) {
