@@ -16,6 +16,9 @@
 # httpd one child, balancerd --threads 1), keep-alive to the backends, logging off, bodies
 # streamed (nginx proxy_buffering/proxy_request_buffering off). Configs derive from
 # ../shared/bench-peers/. The machine is shared and noisy: compare ratios from the same run.
+# Equivalent work: every proxy adds X-Forwarded-For/-Host/-Server (httpd's and balancerd's
+# default, ProxyAddHeaders On) and keeps a client with ROUTEID=.T1RWS1 on member 1 (HAProxy
+# with that cookie value, nginx through a map of the cookie to a one-member upstream).
 # Output: one table per workload with ratios, in benches/compare/results.md. Memory
 # workloads (idle, longpoll) restart every proxy first, so RSS per connection is measured
 # from a fresh process.
@@ -73,10 +76,18 @@ http {
   access_log off;
   keepalive_requests 1000000;
   upstream t1rws { server 127.0.0.1:9101; server 127.0.0.1:9102; keepalive 128; }
+  # Stickiness as httpd does it: the member named after the ROUTEID cookie's first dot.
+  upstream t1rws1 { server 127.0.0.1:9101; keepalive 128; }
+  upstream t1rws2 { server 127.0.0.1:9102; keepalive 128; }
+  map \$cookie_ROUTEID \$t1rws_sticky { ~^[^.]*\\.T1RWS1$ t1rws1; ~^[^.]*\\.T1RWS2$ t1rws2; default t1rws; }
   upstream t1lp { server 127.0.0.1:9111; server 127.0.0.1:9112; keepalive 128; }
   upstream t1dav { server 127.0.0.1:9111; server 127.0.0.1:9112 backup; keepalive 128; }
   proxy_http_version 1.1;
   proxy_set_header Connection "";
+  # What httpd and balancerd add by default (ProxyAddHeaders On).
+  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+  proxy_set_header X-Forwarded-Host \$http_host;
+  proxy_set_header X-Forwarded-Server \$hostname;
   proxy_buffering off;
   proxy_request_buffering off;
   client_max_body_size 0;
@@ -85,7 +96,7 @@ http {
   ssl_session_cache shared:S:10m;
   server { listen 127.0.0.1:8201; listen 127.0.0.1:8211 ssl http2;
     ssl_certificate $CERT; ssl_certificate_key $KEY;
-    location /t1/api/ { proxy_pass http://t1rws/api/; }
+    location /t1/api/ { rewrite ^/t1/api/(.*)\$ /api/\$1 break; proxy_pass http://\$t1rws_sticky; }
     location /t1/lp/ { proxy_pass http://t1lp/; }
     location /t1/recordings/ { proxy_pass http://t1dav/recordings/; }
   }
@@ -99,6 +110,8 @@ global
 
 defaults
   mode http
+  # What httpd and balancerd add by default (ProxyAddHeaders On); Host and Server per backend.
+  option forwardfor
   timeout connect 5s
   timeout client 60s
   timeout server 60s
@@ -112,16 +125,24 @@ frontend fe
 backend t1rws
   balance roundrobin
   http-request replace-path /t1/api/(.*) /api/\1
+  http-request add-header X-Forwarded-Host %[req.hdr(host)]
+  http-request add-header X-Forwarded-Server %[hostname]
+  # The client's cookie is httpd's (ROUTEID=.T1RWS1): with the vendor's values (T1RWS1)
+  # HAProxy never matched it, balanced round robin and set a cookie on every answer.
   cookie ROUTEID insert indirect nocache
-  server s1 127.0.0.1:9101 cookie T1RWS1
-  server s2 127.0.0.1:9102 cookie T1RWS2
+  server s1 127.0.0.1:9101 cookie .T1RWS1
+  server s2 127.0.0.1:9102 cookie .T1RWS2
 backend t1lp
   balance roundrobin
+  http-request add-header X-Forwarded-Host %[req.hdr(host)]
+  http-request add-header X-Forwarded-Server %[hostname]
   http-request replace-path /t1/lp/(.*) /\1
   server s1 127.0.0.1:9111
   server s2 127.0.0.1:9112
 backend t1dav
   http-request replace-path /t1/recordings/(.*) /recordings/\1
+  http-request add-header X-Forwarded-Host %[req.hdr(host)]
+  http-request add-header X-Forwarded-Server %[hostname]
   server s1 127.0.0.1:9111
   server s2 127.0.0.1:9112 backup
 CONF
