@@ -490,6 +490,20 @@ impl Hist {
     }
 }
 
+/// User plus system CPU time of a process so far, in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |k: usize| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    num(11) + num(12)
+}
+
 /// Resident set sizes of the watched processes (KiB): at start, and the peak.
 struct RssWatch {
     base: u64,
@@ -679,11 +693,21 @@ async fn rate_mix(o: &Opts) -> Result<(), BoxError> {
     if targets.is_empty() {
         return Err("--target label=url is required".into());
     }
+    // `--cpu-pid label=pid`: the process whose CPU time is charged to that target's slices.
+    let mut cpu_pids = vec![None; targets.len()];
+    for spec in o.all("cpu-pid") {
+        if let Some((label, pid)) = spec.split_once('=')
+            && let Some(i) = targets.iter().position(|(l, _, _)| l == label)
+        {
+            cpu_pids[i] = pid.parse::<u32>().ok();
+        }
+    }
     let r = o.float("rate", 1000.0);
     let secs = o.float("duration", 10.0);
     let slices = o.num("slices", 10).max(1);
     let conns = o.num("conns", 64);
     let n = targets.len();
+    let mut ticks = vec![0u64; n];
     let mut pools: Vec<Vec<Option<Conn>>> =
         (0..n).map(|_| (0..conns).map(|_| None).collect()).collect();
     let mut hists: Vec<Hist> = (0..n).map(|_| Hist::default()).collect();
@@ -694,8 +718,12 @@ async fn rate_mix(o: &Opts) -> Result<(), BoxError> {
             let (_, t, head) = &targets[i];
             let pool = std::mem::take(&mut pools[i]);
             let began = Instant::now();
+            let cpu0 = cpu_pids[i].map(cpu_ticks);
             let (h, ok, errors, back) =
                 open_loop_on(t, head.clone(), r, secs / slices as f64, pool, None).await;
+            if let (Some(pid), Some(c0)) = (cpu_pids[i], cpu0) {
+                ticks[i] += cpu_ticks(pid).saturating_sub(c0);
+            }
             hists[i].0.extend(h.0);
             counts[i].0 += ok;
             counts[i].1 += errors;
@@ -703,14 +731,21 @@ async fn rate_mix(o: &Opts) -> Result<(), BoxError> {
             pools[i] = back;
         }
     }
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     for (i, (label, _, _)) in targets.iter().enumerate() {
         let (ok, errors, took) = counts[i];
         let h = &mut hists[i];
+        let cpu_us = match cpu_pids[i] {
+            Some(_) if ok > 0 => format!("{:.1}", ticks[i] as f64 / hz * 1e6 / ok as f64),
+            _ => "-".to_string(),
+        };
         emit_as(
             o,
             label,
             &[
                 ("rate", format!("{r}")),
+                ("cpu_us", cpu_us),
                 ("ok", ok.to_string()),
                 ("errors", errors.to_string()),
                 ("achieved", format!("{:.0}", ok as f64 / took.max(1e-9))),
@@ -1074,6 +1109,11 @@ fn report(o: &Opts) -> Result<(), BoxError> {
                 Col {
                     key: "p99_ms",
                     title: "p99 ms",
+                    higher_better: false,
+                },
+                Col {
+                    key: "cpu_us",
+                    title: "proxy CPU µs/req",
                     higher_better: false,
                 },
                 Col {

@@ -296,6 +296,7 @@ rate() { # round
   # machine's other work then lands on every target alike.
   local targets=()
   for t in direct $PROXIES; do targets+=(--target "$t=$(base $t api)/x"); done
+  for t in $PROXIES; do targets+=(--cpu-pid "$t=$(pid_of $t)"); done
   $LG rate-mix --workload rate "${targets[@]}" --rate $RATE --duration $DUR --slices $DUR --conns 64 \
     --header 'Cookie: ROUTEID=.T1RWS1' --out $RES
 }
