@@ -83,6 +83,44 @@ async fn a_tenant_file_dropped_in_comes_online_and_leaves_when_removed() {
     assert_eq!(get(p.addr, "/t1/api/x", &[]).await.status, 200);
 }
 
+/// A tenant folder made after start-up, under a folder an `Include` wildcard reaches
+/// (`conf.d/*/*.conf`): the new folder is watched from its creation, so the file written
+/// into it brings the tenant online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_folder_made_after_start_is_watched() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("conf.d/t1")).unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/t1/loadbalancer.conf"),
+        tenant(1, 1, &["a"]),
+    )
+    .unwrap();
+    let port = free_port();
+    let text = MAIN
+        .replace("{PORT}", &port.to_string())
+        .replace("conf.d/*.conf", "conf.d/*/*.conf");
+    std::fs::write(dir.path().join("main.conf"), text).unwrap();
+    let conf = ConfDir {
+        dir: tempfile::Builder::new().tempdir_in(dir.path()).unwrap(),
+    };
+    let p = Proxy::start_in(conf, "../main.conf", port, &[("a:1", a.addr)]);
+    assert_eq!(get(p.addr, "/t1/api/x", &[]).await.status, 200);
+    let t2 = dir.path().join("conf.d/t2");
+    std::fs::create_dir(&t2).unwrap();
+    // The folder's creation is itself a change (reload with nothing new); the file comes
+    // once that reload is done, so only a watch on the new folder can see it.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(get(p.addr, "/t2/api/x", &[]).await.status, 404);
+    std::fs::write(t2.join("loadbalancer.conf"), tenant(2, 1, &["a"])).unwrap();
+    let t = wait_for(
+        async || get(p.addr, "/t2/api/x", &[]).await.status == 200,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(t.is_some(), "tenant 2 online within 2 s: {}", p.log_text());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_reloads_under_load_drop_nothing() {
     let a = Backend::start("a").await;
