@@ -38,8 +38,19 @@ async fn wait_for(mut f: impl AsyncFnMut() -> bool, limit: Duration) -> Option<D
 }
 
 fn proxy_on(dir: &std::path::Path, map: &[(&str, std::net::SocketAddr)]) -> Proxy {
+    proxy_including(dir, "conf.d/*.conf", map)
+}
+
+/// A proxy on `MAIN` with its tenant files included from `include` instead.
+fn proxy_including(
+    dir: &std::path::Path,
+    include: &str,
+    map: &[(&str, std::net::SocketAddr)],
+) -> Proxy {
     let port = free_port();
-    let text = MAIN.replace("{PORT}", &port.to_string());
+    let text = MAIN
+        .replace("{PORT}", &port.to_string())
+        .replace("conf.d/*.conf", include);
     std::fs::write(dir.join("main.conf"), text).unwrap();
     let conf = ConfDir {
         dir: tempfile::Builder::new().tempdir_in(dir).unwrap(),
@@ -96,15 +107,7 @@ async fn a_tenant_folder_made_after_start_is_watched() {
         tenant(1, 1, &["a"]),
     )
     .unwrap();
-    let port = free_port();
-    let text = MAIN
-        .replace("{PORT}", &port.to_string())
-        .replace("conf.d/*.conf", "conf.d/*/*.conf");
-    std::fs::write(dir.path().join("main.conf"), text).unwrap();
-    let conf = ConfDir {
-        dir: tempfile::Builder::new().tempdir_in(dir.path()).unwrap(),
-    };
-    let p = Proxy::start_in(conf, "../main.conf", port, &[("a:1", a.addr)]);
+    let p = proxy_including(dir.path(), "conf.d/*/*.conf", &[("a:1", a.addr)]);
     assert_eq!(get(p.addr, "/t1/api/x", &[]).await.status, 200);
     let t2 = dir.path().join("conf.d/t2");
     std::fs::create_dir(&t2).unwrap();

@@ -110,7 +110,7 @@ global
 
 defaults
   mode http
-  # What httpd and balancerd add by default (ProxyAddHeaders On); Host and Server per backend.
+  # What httpd and balancerd add by default (ProxyAddHeaders On); Host and Server in the frontend.
   option forwardfor
   timeout connect 5s
   timeout client 60s
@@ -119,14 +119,14 @@ defaults
 frontend fe
   bind 127.0.0.1:8202
   bind 127.0.0.1:8212 ssl crt $WORK/certs/combined.pem alpn h2,http/1.1
+  http-request add-header X-Forwarded-Host %[req.hdr(host)]
+  http-request add-header X-Forwarded-Server %[hostname]
   use_backend t1rws if { path_beg /t1/api/ }
   use_backend t1lp if { path_beg /t1/lp/ }
   use_backend t1dav if { path_beg /t1/recordings/ }
 backend t1rws
   balance roundrobin
   http-request replace-path /t1/api/(.*) /api/\1
-  http-request add-header X-Forwarded-Host %[req.hdr(host)]
-  http-request add-header X-Forwarded-Server %[hostname]
   # The client's cookie is httpd's (ROUTEID=.T1RWS1): with the vendor's values (T1RWS1)
   # HAProxy never matched it, balanced round robin and set a cookie on every answer.
   cookie ROUTEID insert indirect nocache
@@ -134,15 +134,11 @@ backend t1rws
   server s2 127.0.0.1:9102 cookie .T1RWS2
 backend t1lp
   balance roundrobin
-  http-request add-header X-Forwarded-Host %[req.hdr(host)]
-  http-request add-header X-Forwarded-Server %[hostname]
   http-request replace-path /t1/lp/(.*) /\1
   server s1 127.0.0.1:9111
   server s2 127.0.0.1:9112
 backend t1dav
   http-request replace-path /t1/recordings/(.*) /recordings/\1
-  http-request add-header X-Forwarded-Host %[req.hdr(host)]
-  http-request add-header X-Forwarded-Server %[hostname]
   server s1 127.0.0.1:9111
   server s2 127.0.0.1:9112 backup
 CONF

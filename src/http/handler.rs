@@ -301,7 +301,7 @@ fn prepare<'s>(
     }
     let host_header = fields
         .role_value(ReqName::Host)
-        .and_then(|v| field_str(v))
+        .and_then(field_str)
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     let host = snap.host_for(host_header);
     let raw_path = parts.uri.path();
@@ -461,7 +461,7 @@ fn builtin(
     }
     let host_name = fields
         .role_value(ReqName::Host)
-        .and_then(|v| field_str(v))
+        .and_then(field_str)
         .map(|h| {
             h.rsplit_once(':')
                 .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
@@ -547,10 +547,7 @@ async fn forward(
     };
     let snap = cx.snap;
     let session = b.params.sticky.as_ref().and_then(|s| {
-        let cookies = cx
-            .req
-            .role_values(ReqName::Cookie)
-            .filter_map(|v| field_str(v));
+        let cookies = cx.req.role_values(ReqName::Cookie).filter_map(field_str);
         sticky::session_route(
             s,
             b.params.separator(),
@@ -795,7 +792,7 @@ async fn wait_for_member(b: &BalancerRt, route: Option<&str>) -> Option<usize> {
 /// True when the client asks for a protocol upgrade that the route (`ProxyPass … upgrade=`)
 /// or the member (`upgrade=`) allows; otherwise `Upgrade` is stripped as hop-by-hop.
 fn upgrade_allowed(r: &Route, m: &MemberRt, h: ReqFields<'_>) -> bool {
-    let Some(proto) = h.role_value(ReqName::Upgrade).and_then(|v| field_str(v)) else {
+    let Some(proto) = h.role_value(ReqName::Upgrade).and_then(field_str) else {
         return false;
     };
     let ok = |u: &str| u.eq_ignore_ascii_case(proto) || u == "*";
@@ -848,7 +845,7 @@ fn build_request(
     let mapped_destination = if parts.method.as_str() == "COPY" || parts.method.as_str() == "MOVE" {
         cx.req
             .value(DESTINATION)
-            .and_then(|v| field_str(v))
+            .and_then(field_str)
             .and_then(|d| map_destination(cx, d, m))
             .filter(|d| HeaderValue::from_str(d).is_ok())
     } else {
@@ -1116,7 +1113,7 @@ fn reverse_map(cx: &Ctx<'_>, parts: &http::request::Parts, headers: &mut http::H
     let client_host = cx
         .req
         .role_value(ReqName::Host)
-        .and_then(|v| field_str(v))
+        .and_then(field_str)
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     for h in ["location", "content-location", "uri"] {
