@@ -23,8 +23,8 @@ use super::body::{PlainRun, UpBody};
 use super::pool::PooledConn;
 use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
 use crate::http::headers::{
-    ConnectionToken, FieldRole, FieldSpan, connection_tokens, field_span, push_connection_named,
-    response_field_role, span_field, spans_to_header_map,
+    ConnectionToken, FieldRole, FieldSpan, connection_tokens, field_span, response_field_role,
+    span_field, spans_to_header_map,
 };
 use crate::net::read::{SMALL_READ, poll_fill};
 use crate::net::splice::{SPLICE_MIN, SpliceError, SpliceRun};
@@ -665,15 +665,18 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
         // Connection and Transfer-Encoding are dropped (Connection passes in a 101).
         let maybe_framing = role == FieldRole::Drop || switching;
         if maybe_framing && name.eq_ignore_ascii_case(b"connection") {
+            // One pass: framing tokens, and (outside a 101) the hop-by-hop names listed.
             for t in connection_tokens(raw) {
                 match t {
                     ConnectionToken::Close => keep_alive = false,
                     ConnectionToken::KeepAlive if version == Version::HTTP_10 => keep_alive = true,
+                    ConnectionToken::Named(n) if !switching => {
+                        if let Ok(n) = HeaderName::from_bytes(n) {
+                            connection_named.push(n);
+                        }
+                    }
                     _ => {}
                 }
-            }
-            if !switching {
-                push_connection_named(raw, &mut connection_named);
             }
         } else if maybe_framing && name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only the final coding matters: chunked, or the body runs until close.
