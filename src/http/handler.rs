@@ -149,7 +149,10 @@ pub async fn handle(
             forward(&cx, &parts, body, path, upgrade, &mut answered).await
         }
     };
-    let took = answered.map_or_else(|| started.elapsed(), |at| at.saturating_duration_since(started));
+    let took = answered.map_or_else(
+        || started.elapsed(),
+        |at| at.saturating_duration_since(started),
+    );
     if let (Some(log), Some(parts)) = (&snap.access_log, &head) {
         let vars = resp.extensions_mut().remove::<BalancerVars>();
         log.log(&crate::ops::access_log::Entry {
