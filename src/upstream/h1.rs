@@ -982,6 +982,14 @@ mod tests {
         let hm = h.fields.to_header_map();
         assert_eq!(hm["upgrade"], "websocket", "a 101 keeps its upgrade pair");
         assert_eq!(hm["connection"], "Upgrade");
+        let mut b = BytesMut::from(
+            &b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, X-A\r\nUpgrade: websocket\r\nX-A: 1\r\n\r\n"[..],
+        );
+        let h = parse_head(&mut b, false).unwrap().unwrap();
+        assert!(
+            h.connection_named.is_empty(),
+            "a 101's Connection passes whole, with the fields it names"
+        );
 
         let mut b = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\nabc"[..]);
         let h = parse_head(&mut b, false).unwrap().unwrap();
