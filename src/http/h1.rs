@@ -44,7 +44,7 @@ use crate::net::read::{SMALL_READ, poll_fill, poll_read_small};
 use crate::net::splice::{self, SPLICE_MIN, SpliceError};
 use crate::ops::stats::STATS;
 use crate::runtime::Shared;
-use crate::upstream::body::{ClientBody, DownBody};
+use crate::upstream::body::{ClientBody, DownBody, MemberDown};
 use bytes::{Bytes, BytesMut};
 use http::header;
 use http::{Method, StatusCode, Uri, Version};
@@ -778,7 +778,7 @@ async fn write_response(
     let mut has_connection = false;
     // A member's fields written through as received (hop-by-hop ones already marked).
     let member_fields = match &mut body {
-        DownBody::Member { fields, .. } => fields.take(),
+        DownBody::Member(m) => m.fields.take(),
         DownBody::Full(_) => None,
     };
     if let Some(f) = &member_fields {
@@ -880,13 +880,14 @@ async fn write_response(
     // A large member body on a plain socket moves socket to socket (splice), never through
     // balancerd's memory.
     if framing == OutFraming::Length
-        && let DownBody::Member {
+        && let DownBody::Member(m) = &mut body
+        && let MemberDown {
             inner,
             member,
             busy,
             name,
             ..
-        } = &mut body
+        } = &mut **m
         && let Some((buffered, src, rest)) = inner.take_plain_run(SPLICE_MIN)
     {
         let count = |n: usize| {

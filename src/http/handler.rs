@@ -27,7 +27,7 @@ use crate::ops::access;
 use crate::ops::stats::STATS;
 use crate::route::{self, Matched, PathError};
 use crate::runtime::{HostRt, Snapshot};
-use crate::upstream::body::{BusyGuard, ClientBody, DownBody, UpBody};
+use crate::upstream::body::{BusyGuard, ClientBody, DownBody, MemberDown, UpBody};
 use crate::upstream::connect::{ConnectError, acquire, acquire_fresh};
 use crate::upstream::h1::{self, MemberBody, MemberHead, RequestFraming};
 use crate::upstream::pool::PooledConn;
@@ -1096,13 +1096,13 @@ fn respond(
         Some(c) => MemberBody::new(c, head.framing, head.keep_alive),
         None => MemberBody::none(),
     };
-    let mut r = Response::new(DownBody::Member {
+    let mut r = Response::new(DownBody::Member(Box::new(MemberDown {
         inner,
         busy: Some(busy),
         member: m.state.clone(),
         name: m.name.clone(),
         fields,
-    });
+    })));
     *r.status_mut() = status;
     // The client gets its own protocol version, whatever the member spoke.
     *r.version_mut() = parts.version;
