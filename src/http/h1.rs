@@ -44,7 +44,7 @@ use crate::net::read::{SMALL_READ, poll_fill, poll_read_small};
 use crate::net::splice::{self, SPLICE_MIN, SpliceError};
 use crate::ops::stats::STATS;
 use crate::runtime::Shared;
-use crate::upstream::body::{ClientBody, DownBody, MemberDown};
+use crate::upstream::body::{ClientBody, DownBody, MemberDown, count_member_bytes};
 use bytes::{Bytes, BytesMut};
 use http::header;
 use http::{Method, StatusCode, Uri, Version};
@@ -890,10 +890,7 @@ async fn write_response(
         } = &mut **m
         && let Some((buffered, src, rest)) = inner.take_plain_run(SPLICE_MIN)
     {
-        let count = |n: usize| {
-            member.read.fetch_add(n as u64, Relaxed);
-            STATS.bytes.fetch_add(n as u64, Relaxed);
-        };
+        let count = |n: usize| count_member_bytes(member, n);
         count(buffered.len());
         let spliced = |n: usize| {
             count(n);

@@ -244,6 +244,13 @@ pub enum DownBody {
     Member(Box<MemberDown>),
 }
 
+/// Counts `n` bytes of a member's response body sent on: the member's own counter and the
+/// process total (the streamed and the spliced paths both count here).
+pub fn count_member_bytes(member: &MemberState, n: usize) {
+    member.read.fetch_add(n as u64, Relaxed);
+    crate::ops::stats::STATS.bytes.fetch_add(n as u64, Relaxed);
+}
+
 /// A member's body with what the response needs of its member.
 #[derive(Debug)]
 pub struct MemberDown {
@@ -290,10 +297,7 @@ impl Body for DownBody {
             })),
             DownBody::Member(m) => match ready!(m.inner.poll_data(cx)) {
                 Some(Ok(d)) => {
-                    m.member.read.fetch_add(d.len() as u64, Relaxed);
-                    crate::ops::stats::STATS
-                        .bytes
-                        .fetch_add(d.len() as u64, Relaxed);
+                    count_member_bytes(&m.member, d.len());
                     if m.inner.is_done() {
                         m.busy.take();
                     }
