@@ -358,7 +358,7 @@ const PATH_SAFE: [bool; 256] = {
 
 /// Appends the canonical (re-encoded) form of a decoded path to `out`. Runs of safe bytes
 /// are copied whole; the rest become `%XX`.
-pub fn canon_encode_into(out: &mut String, decoded: &str) {
+pub fn canon_encode_into(out: &mut impl PathSink, decoded: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = decoded.as_bytes();
     let mut run = 0;
@@ -371,9 +371,8 @@ pub fn canon_encode_into(out: &mut String, decoded: &str) {
         if i > run {
             out.push_str(&decoded[run..i]);
         }
-        out.push('%');
-        out.push(HEX[(c >> 4) as usize] as char);
-        out.push(HEX[(c & 15) as usize] as char);
+        let escape = [b'%', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]];
+        out.push_str(std::str::from_utf8(&escape).unwrap_or("%25"));
         run = i + 1;
     }
     if bytes.len() > run {
@@ -381,9 +380,121 @@ pub fn canon_encode_into(out: &mut String, decoded: &str) {
     }
 }
 
+/// Where [`canon_encode_into`] writes: a `String`, or a [`ForwardPath`].
+pub trait PathSink {
+    /// Appends `s`.
+    fn push_str(&mut self, s: &str);
+}
+
+impl PathSink for String {
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+}
+
+/// Bytes a [`ForwardPath`] holds without allocating: most paths a balancer forwards
+/// (`/api/v2/me`, a recording's file path) are shorter. Kept small: the path moves with the
+/// request's plan, and every move copies it.
+const FORWARD_PATH_INLINE: usize = 120;
+
+/// The balancer-relative path a request is forwarded with. Built once per proxied request,
+/// so it is kept inline when it fits (no allocation), on the heap when it does not.
+pub struct ForwardPath {
+    /// The first `len` bytes are written (whole `&str`s only); the rest is never read.
+    inline: [std::mem::MaybeUninit<u8>; FORWARD_PATH_INLINE],
+    len: usize,
+    /// Used (and then holds everything) once the path outgrew `inline`.
+    heap: String,
+}
+
+impl ForwardPath {
+    /// An empty path.
+    pub fn new() -> Self {
+        ForwardPath {
+            inline: [std::mem::MaybeUninit::uninit(); FORWARD_PATH_INLINE],
+            len: 0,
+            heap: String::new(),
+        }
+    }
+
+    fn inline_str(&self) -> &str {
+        let bytes = &self.inline[..self.len];
+        // SAFETY: the first `len` bytes were written by `push_str` from whole `&str`s (so
+        // they are initialised and UTF-8, ending on a character boundary);
+        // `MaybeUninit<u8>` has `u8`'s layout.
+        unsafe {
+            std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                bytes.as_ptr().cast::<u8>(),
+                bytes.len(),
+            ))
+        }
+    }
+
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        if self.heap.is_empty() {
+            self.inline_str()
+        } else {
+            &self.heap
+        }
+    }
+}
+
+impl Default for ForwardPath {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PathSink for ForwardPath {
+    fn push_str(&mut self, s: &str) {
+        if self.heap.is_empty() {
+            let end = self.len + s.len();
+            if let Some(room) = self.inline.get_mut(self.len..end) {
+                for (slot, &b) in room.iter_mut().zip(s.as_bytes()) {
+                    slot.write(b);
+                }
+                self.len = end;
+                return;
+            }
+            let mut heap = String::with_capacity(end * 2);
+            heap.push_str(self.inline_str());
+            self.heap = heap;
+        }
+        self.heap.push_str(s);
+    }
+}
+
+impl std::fmt::Debug for ForwardPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_path_is_inline_until_it_outgrows_its_room() {
+        let mut p = ForwardPath::new();
+        assert_eq!(p.as_str(), "");
+        canon_encode_into(&mut p, "/api");
+        canon_encode_into(&mut p, "/a b/é");
+        assert_eq!(p.as_str(), "/api/a%20b/%C3%A9");
+        assert!(p.heap.is_empty(), "short paths stay inline");
+        let long = "/seg".repeat(60);
+        canon_encode_into(&mut p, &long);
+        assert_eq!(p.as_str(), format!("/api/a%20b/%C3%A9{long}"));
+        assert!(!p.heap.is_empty());
+        p.push_str("/end");
+        assert!(p.as_str().ends_with("/seg/end"));
+        // A piece that exactly fills the inline room stays inline.
+        let mut q = ForwardPath::new();
+        q.push_str(&"x".repeat(FORWARD_PATH_INLINE));
+        assert!(q.heap.is_empty());
+        assert_eq!(q.as_str().len(), FORWARD_PATH_INLINE);
+    }
 
     #[test]
     fn first_segment_skips_leading_slashes_and_stops_at_the_next() {

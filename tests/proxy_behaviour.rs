@@ -77,6 +77,16 @@ async fn url_mapping_and_normalisation() {
         "{targets:?}"
     );
     assert!(targets.contains(&"/api/y".to_string()), "{targets:?}");
+    // A forwarded path longer than the room kept for it inline (it moves to the heap),
+    // re-encoded on both sides of that boundary, with its query.
+    let long = format!("/{}/%20/{}", "seg".repeat(40), "r".repeat(200));
+    get(p.addr, &format!("/t1/api{long}?q=1"), &[]).await;
+    let targets: Vec<String> = seen(&a, &b).iter().map(|s| s.target.clone()).collect();
+    assert!(
+        targets.contains(&format!("/api{long}?q=1")),
+        "{:?}",
+        targets.last()
+    );
     assert_eq!(get(p.addr, "/t1/api/a%2Fb", &[]).await.status, 404);
     assert_eq!(get(p.addr, "/ex/skip/x", &[]).await.status, 404);
     assert_eq!(get(p.addr, "/ex/skipx", &[]).await.status, 200);

@@ -777,9 +777,9 @@ async fn write_response(
     let mut has_length = false;
     let mut has_connection = false;
     // A member's fields written through as received (hop-by-hop ones already marked).
-    let member_fields = match &mut body {
-        DownBody::Member(m) => m.fields.take(),
-        DownBody::Full(_) => None,
+    let (member_fields, mut head) = match &mut body {
+        DownBody::Member(m) => (m.fields.take(), std::mem::take(&mut m.head_buf)),
+        DownBody::Full(_) => (None, Vec::new()),
     };
     if let Some(f) = &member_fields {
         for (_, _, role) in f.passed() {
@@ -814,7 +814,12 @@ async fn write_response(
         OutFraming::UntilClose
     };
 
-    let mut head = Vec::with_capacity(512);
+    // The request head's buffer when there was one (it grows if the answer's head is
+    // longer); a fresh one for balancerd's own answers.
+    head.clear();
+    if head.capacity() == 0 {
+        head.reserve(512);
+    }
     head.extend_from_slice(if version == Version::HTTP_10 {
         b"HTTP/1.0 "
     } else {

@@ -145,7 +145,7 @@ pub async fn handle(
                 conn,
                 started,
             };
-            let (path, upgrade) = (&plan.fwd_path, plan.client_upgrade);
+            let (path, upgrade) = (plan.fwd_path.as_str(), plan.client_upgrade);
             forward(&cx, &parts, body, path, upgrade, &mut answered).await
         }
     };
@@ -267,7 +267,7 @@ struct Plan<'s> {
     /// The `<Location>` sections matching the path, outermost first.
     locations: Vec<&'s LocationSection>,
     /// The balancer-relative path, canonically encoded (raw with `nocanon`).
-    fwd_path: String,
+    fwd_path: route::ForwardPath,
     client_upgrade: Option<ClientUpgrade>,
 }
 
@@ -376,7 +376,7 @@ fn prepare<'s>(
     }
 
     // The balancer-relative path, canonically re-encoded (or raw with nocanon).
-    let mut fwd_path = String::with_capacity(target_path.len() + rest.len() + 8);
+    let mut fwd_path = route::ForwardPath::new();
     match &r.matcher {
         RouteMatch::Regex(re) => {
             route::canon_encode_into(&mut fwd_path, &route::map_regex(re, target_path, &uri))
@@ -389,7 +389,7 @@ fn prepare<'s>(
             };
             route::canon_encode_into(&mut fwd_path, target_path);
             match raw_rest {
-                Some(raw) => fwd_path.push_str(raw),
+                Some(raw) => route::PathSink::push_str(&mut fwd_path, raw),
                 None => route::canon_encode_into(&mut fwd_path, rest),
             }
         }
@@ -731,6 +731,7 @@ async fn forward(
                     &vars,
                     client_upgrade,
                     wants_upgrade,
+                    head.head,
                 )
             }
             Err((SendFail::Timeout, _, _)) => {
@@ -811,7 +812,7 @@ fn upgrade_allowed(r: &Route, m: &MemberRt, h: ReqFields<'_>) -> bool {
 
 /// The member-bound request head, encoded, and how the body follows it.
 struct MemberRequest {
-    head: bytes::Bytes,
+    head: Vec<u8>,
     framing: RequestFraming,
     is_head: bool,
 }
@@ -827,20 +828,6 @@ fn build_request(
     body: &UpBody,
 ) -> Result<MemberRequest, Response<DownBody>> {
     let url = &m.spec.url;
-    let mut target =
-        String::with_capacity(url.path.len() + fwd_path.len() + query.map_or(0, |q| q.len() + 1));
-    target.push_str(&url.path);
-    target.push_str(fwd_path);
-    if let Some(q) = query {
-        target.push('?');
-        target.push_str(q);
-    }
-    if target.bytes().any(|c| c <= b' ' || c == 0x7f) || !target.starts_with('/') {
-        return Err(error_page(
-            StatusCode::BAD_REQUEST,
-            "The request cannot be forwarded.",
-        ));
-    }
     // The client's host: its Host header, or the :authority of an HTTP/2 request.
     let client_host: Option<&[u8]> = cx
         .req
@@ -879,7 +866,23 @@ fn build_request(
             }
         }
     };
-    let mut w = HeadWriter::new(&parts.method, &target, HeadWriter::room_for(cx.req));
+    // The target is written straight into the head, then checked there.
+    let q: [&[u8]; 2] = match query {
+        Some(q) => [b"?", q.as_bytes()],
+        None => [b"", b""],
+    };
+    let mut w = HeadWriter::with_target(
+        &parts.method,
+        &[url.path.as_bytes(), fwd_path.as_bytes(), q[0], q[1]],
+        HeadWriter::room_for(cx.req),
+    );
+    let target = w.target();
+    if target.iter().any(|&c| c <= b' ' || c == 0x7f) || !target.starts_with(b"/") {
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "The request cannot be forwarded.",
+        ));
+    }
     write_upstream_headers(
         cx.req,
         &UpstreamHead {
@@ -999,6 +1002,7 @@ fn respond(
     vars: &BalancerVars,
     client_upgrade: Option<ClientUpgrade>,
     wants_upgrade: bool,
+    mut head_buf: Vec<u8>,
 ) -> Response<DownBody> {
     let b = cx.balancer;
     let status = head.status;
@@ -1102,6 +1106,10 @@ fn respond(
         member: m.state.clone(),
         name: m.name.clone(),
         fields,
+        head_buf: {
+            head_buf.clear();
+            head_buf
+        },
     })));
     *r.status_mut() = status;
     // The client gets its own protocol version, whatever the member spoke.

@@ -522,12 +522,32 @@ pub struct HeadWriter {
 impl HeadWriter {
     /// Starts a head with its request line; `room` is the expected size of the fields.
     pub fn new(method: &http::Method, target: &str, room: usize) -> Self {
-        let mut out = Vec::with_capacity(method.as_str().len() + target.len() + room + 64);
+        Self::with_target(method, &[target.as_bytes()], room)
+    }
+
+    /// Starts a head whose request target is `target`'s pieces joined (the member's base
+    /// path, the forwarded path, the query): written in place, never assembled apart.
+    pub fn with_target(method: &http::Method, target: &[&[u8]], room: usize) -> Self {
+        let target_len: usize = target.iter().map(|p| p.len()).sum();
+        let mut out = Vec::with_capacity(method.as_str().len() + target_len + room + 64);
         out.extend_from_slice(method.as_str().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(target.as_bytes());
+        for piece in target {
+            out.extend_from_slice(piece);
+        }
         out.extend_from_slice(b" HTTP/1.1\r\n");
         HeadWriter { out }
+    }
+
+    /// The request target as written (between the method and the version).
+    pub fn target(&self) -> &[u8] {
+        let start = self
+            .out
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(0, |i| i + 1);
+        let end = self.out.len().saturating_sub(b" HTTP/1.1\r\n".len());
+        self.out.get(start..end).unwrap_or(&[])
     }
 
     /// Room to reserve for `client`'s fields plus the few balancerd adds.
@@ -577,8 +597,9 @@ impl HeadWriter {
     }
 
     /// Ends the head: the body framing field (`content-length: N`, `transfer-encoding:
-    /// chunked`, or none) and the blank line.
-    pub fn finish(mut self, framing: RequestFraming) -> bytes::Bytes {
+    /// chunked`, or none) and the blank line. The head stays a `Vec`: it is only ever
+    /// borrowed for writing, and `Bytes::from` a `Vec` with spare room allocates.
+    pub fn finish(mut self, framing: RequestFraming) -> Vec<u8> {
         match framing {
             RequestFraming::None => {}
             RequestFraming::Zero => self.out.extend_from_slice(b"content-length: 0\r\n"),
@@ -601,7 +622,7 @@ impl HeadWriter {
                 .extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
         self.out.extend_from_slice(b"\r\n");
-        bytes::Bytes::from(self.out)
+        self.out
     }
 }
 
