@@ -20,6 +20,7 @@ pub mod demo;
 pub mod http;
 pub mod net;
 pub mod ops;
+pub mod recycle;
 pub mod route;
 pub mod runtime;
 pub mod upstream;

@@ -1100,17 +1100,19 @@ fn respond(
         Some(c) => MemberBody::new(c, head.framing, head.keep_alive),
         None => MemberBody::none(),
     };
-    let mut r = Response::new(DownBody::Member(Box::new(MemberDown {
-        inner,
-        busy: Some(busy),
-        member: m.state.clone(),
-        name: m.name.clone(),
-        fields,
-        head_buf: {
-            head_buf.clear();
-            head_buf
+    let mut r = Response::new(DownBody::Member(crate::recycle::Recycled::new(
+        MemberDown {
+            inner,
+            busy: Some(busy),
+            member: m.state.clone(),
+            name: m.name.clone(),
+            fields,
+            head_buf: {
+                head_buf.clear();
+                head_buf
+            },
         },
-    })));
+    )));
     *r.status_mut() = status;
     // The client gets its own protocol version, whatever the member spoke.
     *r.version_mut() = parts.version;

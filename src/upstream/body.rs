@@ -233,15 +233,16 @@ impl Drop for BusyGuard {
 /// The body sent to the client.
 // The member's state is boxed although `Member` is the common case: a response is moved
 // ~9 times on its way out (each `async fn` layer returns it), and at 344 bytes each move
-// was a `memcpy` of ~64 instructions. Boxed, the response is ~150 bytes: one allocation
-// per proxied request, and 18.13k -> 17.89k instructions per proxied GET (20.52k -> 20.05k
-// with browser-sized fields; `benches/profile/instructions.sh`).
+// was a `memcpy` of ~64 instructions. Boxed, the response is ~150 bytes: 18.13k -> 17.89k
+// instructions per proxied GET (20.52k -> 20.05k with browser-sized fields;
+// `benches/profile/instructions.sh`). The box is a `Recycled` block, taken back from a
+// per-thread cache: no allocator call in steady state.
 #[derive(Debug)]
 pub enum DownBody {
     /// A body balancerd made (error pages, status).
     Full(Option<Bytes>),
     /// A member's body; its connection goes back to the pool at the end.
-    Member(Box<MemberDown>),
+    Member(crate::recycle::Recycled<MemberDown>),
 }
 
 /// Counts `n` bytes of a member's response body sent on: the member's own counter and the
