@@ -82,10 +82,13 @@ fn start_backend() -> SocketAddr {
                 let _ = s.set_nodelay(true);
                 let mut w = s.try_clone().expect("clone backend socket");
                 let mut r = BufReader::new(s);
-                let answer = format!(
+                // Head and body in one write, as nginx sends a small answer.
+                let mut answer = format!(
                     "HTTP/1.1 200 OK\r\nServer: test\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n",
                     BODY.len()
-                );
+                )
+                .into_bytes();
+                answer.extend_from_slice(BODY);
                 let mut line = String::new();
                 loop {
                     // Request heads only (GETs): read to the empty line.
@@ -97,7 +100,7 @@ fn start_backend() -> SocketAddr {
                             Ok(_) => {}
                         }
                     }
-                    if w.write_all(answer.as_bytes()).is_err() || w.write_all(BODY).is_err() {
+                    if w.write_all(&answer).is_err() {
                         return;
                     }
                 }
