@@ -5,7 +5,8 @@
 //!
 //! A dropped [`Recycled`] block goes to a small cache on the thread that dropped it, and the
 //! next request on that thread takes it back: in steady state neither block costs an
-//! allocator call. The cache keeps at most [`CACHED_PER_LAYOUT`] blocks of each layout, so a
+//! allocator call. [`take_vec`] and [`give_vec`] do the same for the field indexes of the
+//! request's and the member's heads (small `Vec`s). The cache keeps at most [`CACHED_PER_LAYOUT`] blocks of each layout, so a
 //! burst of requests leaves little behind. (HAProxy's per-thread pools do the same for its
 //! streams and buffers; `tests/alloc_per_request.rs` counts what remains per request.)
 
@@ -191,6 +192,47 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Recycled<T> {
     }
 }
 
+/// The largest `Vec` capacity [`give_vec`] keeps (a head of more fields is rare).
+const MAX_CACHED_VEC: usize = 128;
+
+/// The capacity a new `Vec` for [`take_vec`] gets at least: enough for most heads, so that a
+/// recycled one rarely has to grow.
+const MIN_NEW_VEC: usize = 16;
+
+/// A per-thread cache of empty `Vec<T>` buffers, for [`take_vec`] and [`give_vec`].
+pub type VecCache<T> = std::thread::LocalKey<RefCell<Vec<Vec<T>>>>;
+
+/// An empty `Vec` with room for `capacity` items: a recycled one when `cache` has one.
+pub fn take_vec<T>(cache: &'static VecCache<T>, capacity: usize) -> Vec<T> {
+    let cached = cache
+        .try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.pop()))
+        .ok()
+        .flatten();
+    match cached {
+        Some(mut v) => {
+            v.reserve(capacity);
+            v
+        }
+        None => Vec::with_capacity(capacity.max(MIN_NEW_VEC)),
+    }
+}
+
+/// Gives a `Vec`'s buffer back to `cache` (its items are dropped); freed instead when the
+/// cache is full or the buffer is large.
+pub fn give_vec<T>(cache: &'static VecCache<T>, mut v: Vec<T>) {
+    if v.capacity() == 0 || v.capacity() > MAX_CACHED_VEC {
+        return;
+    }
+    v.clear();
+    let _ = cache.try_with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut()
+            && c.len() < CACHED_PER_LAYOUT
+        {
+            c.push(v);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +249,35 @@ mod tests {
         let b = Recycled::new((Rc::clone(&marker), [9u64; 32]));
         assert_eq!(b.ptr.cast::<u8>(), first, "the block came back");
         assert_eq!(b.1[0], 9);
+    }
+
+    thread_local! {
+        static VECS: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    #[test]
+    fn vec_buffers_come_back_empty_and_bounded() {
+        let mut v = take_vec(&VECS, 3);
+        assert!(v.capacity() >= MIN_NEW_VEC);
+        v.extend([1, 2, 3]);
+        let buf = v.as_ptr();
+        give_vec(&VECS, v);
+        let w = take_vec(&VECS, 2);
+        assert!(w.is_empty());
+        assert_eq!(w.as_ptr(), buf, "the buffer came back");
+        // Grown when more room is asked for.
+        give_vec(&VECS, w);
+        assert!(take_vec(&VECS, 100).capacity() >= 100);
+        // Large buffers are not kept; the cache is bounded.
+        give_vec(&VECS, Vec::with_capacity(MAX_CACHED_VEC + 1));
+        for _ in 0..CACHED_PER_LAYOUT + 5 {
+            give_vec(&VECS, Vec::with_capacity(8));
+        }
+        VECS.with(|c| {
+            let c = c.borrow();
+            assert_eq!(c.len(), CACHED_PER_LAYOUT);
+            assert!(c.iter().all(|v| v.capacity() <= MAX_CACHED_VEC));
+        });
     }
 
     #[test]

@@ -364,14 +364,15 @@ fn hyper_pooled_proxy_per_request(backend: SocketAddr) -> f64 {
     per_request(|n| client(addr, "/t1/api/x", n))
 }
 
-/// Where balancerd stands (7.0; it made 13 before: separate buffers for the forwarded path,
-/// the request target and the response head, a `Bytes` made from the request head, and the
-/// request's future and the member's body state allocated afresh instead of recycled). A
+/// Where balancerd stands (5.0: the read buffers and their shared views, as hyper's; it made
+/// 13 before: separate buffers for the forwarded path, the request target and the response
+/// head, a `Bytes` made from the request head, and the request's future, the member's body
+/// state and the two heads' field indexes allocated afresh instead of recycled). A
 /// regression past it fails here.
-const BALANCERD_MAX: f64 = 7.5;
+const BALANCERD_MAX: f64 = 5.5;
 
 #[test]
-fn a_proxied_get_allocates_no_more_than_a_hyper_proxy() {
+fn a_proxied_get_allocates_less_than_a_hyper_proxy() {
     let backend = start_backend();
     let ours = balancerd_per_request(backend);
     let pooled = hyper_pooled_proxy_per_request(backend);
@@ -383,9 +384,9 @@ fn a_proxied_get_allocates_no_more_than_a_hyper_proxy() {
          by itself {server:.2}"
     );
     assert!(
-        ours <= pooled,
-        "balancerd made {ours:.2} allocations per proxied GET; a hyper proxy with a pooled \
-         client makes {pooled:.2}"
+        ours <= pooled && ours <= minimal,
+        "balancerd made {ours:.2} allocations per proxied GET; a hyper proxy makes {pooled:.2} \
+         with a pooled client, {minimal:.2} with a connection per client"
     );
     assert!(
         ours <= BALANCERD_MAX,

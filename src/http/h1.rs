@@ -166,7 +166,7 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
     let uri = Uri::from_maybe_shared(head.slice(p0..p1))
         .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "Invalid request target."))?;
     let bad_framing = |why| Refusal(StatusCode::BAD_REQUEST, why);
-    let mut fields = Vec::with_capacity(spans.len());
+    let mut fields = RequestFields::index_for(spans.len());
     let mut keep_alive = version == Version::HTTP_11;
     let mut conn_upgrade = false;
     let mut has_upgrade = false;

@@ -92,11 +92,29 @@ pub struct RequestFields {
     fields: Vec<(FieldSpan, ReqName)>,
 }
 
+impl Drop for RequestFields {
+    fn drop(&mut self) {
+        crate::recycle::give_vec(&REQUEST_FIELD_VECS, std::mem::take(&mut self.fields));
+    }
+}
+
+thread_local! {
+    /// Recycled index buffers for [`RequestFields`] (see [`crate::recycle`]).
+    static REQUEST_FIELD_VECS: std::cell::RefCell<Vec<Vec<(FieldSpan, ReqName)>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl RequestFields {
     /// Fields parsed (and so validated: httparse accepts exactly the names and values
     /// `http` accepts) from `raw`.
     pub fn new(raw: bytes::Bytes, fields: Vec<(FieldSpan, ReqName)>) -> Self {
         RequestFields { raw, fields }
+    }
+
+    /// An empty index for `n` fields, in a buffer recycled on this thread when there is one
+    /// (it goes back when the fields are dropped).
+    pub fn index_for(n: usize) -> Vec<(FieldSpan, ReqName)> {
+        crate::recycle::take_vec(&REQUEST_FIELD_VECS, n)
     }
 
     /// Name (as received), value and role of each field, in order.

@@ -242,6 +242,18 @@ pub struct MemberFields {
     fields: Vec<(FieldSpan, FieldRole)>,
 }
 
+thread_local! {
+    /// Recycled index buffers for [`MemberFields`] (see [`crate::recycle`]).
+    static MEMBER_FIELD_VECS: std::cell::RefCell<Vec<Vec<(FieldSpan, FieldRole)>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Drop for MemberFields {
+    fn drop(&mut self) {
+        crate::recycle::give_vec(&MEMBER_FIELD_VECS, std::mem::take(&mut self.fields));
+    }
+}
+
 impl MemberFields {
     /// The fields passed on (hop-by-hop ones left out): name as received, value, role.
     pub fn passed(&self) -> impl Iterator<Item = (&[u8], &[u8], FieldRole)> {
@@ -654,7 +666,7 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
     };
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut connection_named = Vec::new();
-    let mut fields = Vec::with_capacity(r.headers.len());
+    let mut fields = crate::recycle::take_vec(&MEMBER_FIELD_VECS, r.headers.len());
     let mut keep_alive = version == Version::HTTP_11;
     let mut te_chunked = None;
     let mut length: Option<u64> = None;
