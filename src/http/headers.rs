@@ -535,6 +535,8 @@ pub fn write_upstream_headers(client: ReqFields<'_>, u: &UpstreamHead<'_>, w: &m
 /// The request head being written for a member: request line, then header fields.
 pub struct HeadWriter {
     out: Vec<u8>,
+    /// Where the request target lies in `out`.
+    target: std::ops::Range<usize>,
 }
 
 impl HeadWriter {
@@ -550,22 +552,18 @@ impl HeadWriter {
         let mut out = Vec::with_capacity(method.as_str().len() + target_len + room + 64);
         out.extend_from_slice(method.as_str().as_bytes());
         out.push(b' ');
+        let start = out.len();
         for piece in target {
             out.extend_from_slice(piece);
         }
+        let target = start..out.len();
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        HeadWriter { out }
+        HeadWriter { out, target }
     }
 
     /// The request target as written (between the method and the version).
     pub fn target(&self) -> &[u8] {
-        let start = self
-            .out
-            .iter()
-            .position(|&b| b == b' ')
-            .map_or(0, |i| i + 1);
-        let end = self.out.len().saturating_sub(b" HTTP/1.1\r\n".len());
-        self.out.get(start..end).unwrap_or(&[])
+        self.out.get(self.target.clone()).unwrap_or(&[])
     }
 
     /// Room to reserve for `client`'s fields plus the few balancerd adds.
@@ -724,6 +722,24 @@ pub fn max_forwards(h: &mut HeaderMap, method: &http::Method) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_target_is_written_from_its_pieces_and_read_back() {
+        let mut w = HeadWriter::with_target(
+            &http::Method::PUT,
+            &[b"/base", b"/rec ord", b"?", b"q=1"],
+            0,
+        );
+        assert_eq!(w.target(), b"/base/rec ord?q=1");
+        w.header(b"host", b"h");
+        // Still the target once fields follow it.
+        assert_eq!(w.target(), b"/base/rec ord?q=1");
+        let head = w.finish(RequestFraming::Zero);
+        assert_eq!(
+            head,
+            b"PUT /base/rec ord?q=1 HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n"
+        );
+    }
 
     /// The member-bound head for `c`, parsed back into (name, value) lines.
     fn member_head(c: &HeaderMap, u: &UpstreamHead<'_>) -> Vec<(String, String)> {
