@@ -8,6 +8,8 @@
 #   BINARY  a balancerd release binary (default: target/release/balancerd, built if missing)
 #   ROUNDS  rounds of GET and PUT, direct then proxied (default 2)
 #
+# Environment: BAL_ARGS, more balancerd arguments (e.g. "--socket-buffer 1048576").
+#
 # Issue 6 asks for 100 MB transfers at 0.9x the direct rate. Through a proxy every byte
 # crosses loopback TCP twice on the same cores, so the proxied path costs the direct path's
 # CPU plus the proxy's (splice: no copy in user space) plus whatever the client pays more for
@@ -44,7 +46,8 @@ ProxyPass /t1/recordings balancer://t1dav/recordings
 CONF
 $LG backend --listen 127.0.0.1:9411 --listen 127.0.0.1:9412 --hold 8 --threads 1 --blob-bytes $BYTES &
 BK=$!
-RUST_LOG=warn "$BIN" --threads 1 --config "$W/balancerd.conf" 2>"$W/balancerd.err" &
+# shellcheck disable=SC2086
+RUST_LOG=warn "$BIN" --threads 1 ${BAL_ARGS:-} --config "$W/balancerd.conf" 2>"$W/balancerd.err" &
 BP=$!
 for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:8404/ && break; sleep 0.2; done
 
