@@ -33,18 +33,9 @@ thread_local! {
     static COUNTED: Cell<bool> = const { Cell::new(false) };
 }
 
-thread_local! { static IN: Cell<bool> = const { Cell::new(false) }; }
-static TRACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-static TRACES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 fn count_here() {
     if COUNTED.try_with(Cell::get).unwrap_or(false) {
         ALLOCS.fetch_add(1, Relaxed);
-        if TRACE.load(Relaxed) && !IN.with(Cell::get) {
-            IN.with(|c| c.set(true));
-            let b = std::backtrace::Backtrace::force_capture().to_string();
-            TRACES.lock().unwrap().push(b);
-            IN.with(|c| c.set(false));
-        }
     }
 }
 
@@ -213,44 +204,16 @@ fn balancerd_per_request(backend: SocketAddr) -> f64 {
     });
     let addr = addr_rx.recv().expect("proxy address");
     let n = per_request(|n| client(addr, "/t1/api/x", n));
-    {
-        let mut w = TcpStream::connect(addr).unwrap();
-        let mut r = BufReader::new(w.try_clone().unwrap());
-        let req = b"GET /t1/api/x HTTP/1.1\r\nHost: localhost\r\nCookie: ROUTEID=.T1RWS1\r\n\r\n";
-        let mut buf = [0u8; 4096];
-        for i in 0..3 {
-            std::thread::sleep(Duration::from_millis(50));
-            if i == 2 {
-                TRACE.store(true, Relaxed);
-            }
-            w.write_all(req).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            let _ = r.get_mut().read(&mut buf).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        TRACE.store(false, Relaxed);
-    }
-    for t in TRACES.lock().unwrap().iter() {
-        let fs: Vec<&str> = t
-            .lines()
-            .filter(|l| {
-                !l.trim_start().starts_with("at ")
-                    && (l.contains("balancerd")
-                        || l.contains("bytes")
-                        || l.contains("tokio")
-                        || l.contains("http"))
-                    && !l.contains("alloc_per_request")
-            })
-            .map(|l| l.trim())
-            .take(6)
-            .collect();
-        eprintln!("ALLOC:\n   {}", fs.join("\n   "));
-    }
     drop(dir);
     n
 }
 
-fn hyper_server_per_request() -> f64 {
+/// A hyper HTTP/1.1 server on a counted thread: `on_conn` serves each accepted connection.
+fn hyper_front<C, Fut>(on_conn: C) -> SocketAddr
+where
+    C: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     counted_runtime(move || async move {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -262,22 +225,26 @@ fn hyper_server_per_request() -> f64 {
                 continue;
             };
             let _ = s.set_nodelay(true);
-            tokio::task::spawn_local(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    let mut r = http::Response::new(Full::new(Bytes::from_static(BODY)));
-                    r.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("text/plain"),
-                    );
-                    Ok::<_, std::convert::Infallible>(r)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                    .await;
-            });
+            tokio::task::spawn_local(on_conn(s));
         }
     });
-    let addr = addr_rx.recv().expect("server address");
+    addr_rx.recv().expect("server address")
+}
+
+fn hyper_server_per_request() -> f64 {
+    let addr = hyper_front(|s| async move {
+        let svc = hyper::service::service_fn(|_req| async {
+            let mut r = http::Response::new(Full::new(Bytes::from_static(BODY)));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            );
+            Ok::<_, std::convert::Infallible>(r)
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+            .await;
+    });
     per_request(|n| client(addr, "/api/x", n))
 }
 
@@ -286,43 +253,28 @@ fn hyper_server_per_request() -> f64 {
 /// per client connection, no pool) sends it on; the answer streams back. No headers are
 /// added (balancerd adds three) and no route or member is chosen.
 fn hyper_proxy_per_request(backend: SocketAddr) -> f64 {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    counted_runtime(move || async move {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let _ = addr_tx.send(l.local_addr().expect("address"));
-        loop {
-            let Ok((s, _)) = l.accept().await else {
-                continue;
-            };
-            let _ = s.set_nodelay(true);
-            tokio::task::spawn_local(async move {
-                let Ok(m) = tokio::net::TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = m.set_nodelay(true);
-                let Ok((send, conn)) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(m)).await
-                else {
-                    return;
-                };
-                tokio::task::spawn_local(conn);
-                let send = std::rc::Rc::new(std::cell::RefCell::new(send));
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (mut parts, body) = req.into_parts();
-                        parts.uri = http::Uri::from_static("/api/x");
-                        send.borrow_mut()
-                            .send_request(http::Request::from_parts(parts, body))
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                    .await;
-            });
-        }
+    let addr = hyper_front(move |s| async move {
+        let Ok(m) = tokio::net::TcpStream::connect(backend).await else {
+            return;
+        };
+        let _ = m.set_nodelay(true);
+        let Ok((send, conn)) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(m)).await
+        else {
+            return;
+        };
+        tokio::task::spawn_local(conn);
+        let send = std::rc::Rc::new(std::cell::RefCell::new(send));
+        let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let (mut parts, body) = req.into_parts();
+            parts.uri = http::Uri::from_static("/api/x");
+            send.borrow_mut()
+                .send_request(http::Request::from_parts(parts, body))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+            .await;
     });
-    let addr = addr_rx.recv().expect("proxy address");
     per_request(|n| client(addr, "/t1/api/x", n))
 }
 
@@ -330,37 +282,25 @@ fn hyper_proxy_per_request(backend: SocketAddr) -> f64 {
 /// and hyper-util's pooled client (keep-alive connections shared by all client connections).
 /// Like the minimal one, it adds no headers and chooses no route or member.
 fn hyper_pooled_proxy_per_request(backend: SocketAddr) -> f64 {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    counted_runtime(move || async move {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let _ = addr_tx.send(l.local_addr().expect("address"));
-        let client: hyper_util::client::legacy::Client<_, hyper::body::Incoming> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        let target: http::Uri = format!("http://{backend}/api/x").parse().expect("uri");
-        loop {
-            let Ok((s, _)) = l.accept().await else {
-                continue;
-            };
-            let _ = s.set_nodelay(true);
-            let client = client.clone();
-            let target = target.clone();
-            tokio::task::spawn_local(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (mut parts, body) = req.into_parts();
-                        parts.uri = target.clone();
-                        client.request(http::Request::from_parts(parts, body))
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                    .await;
-            });
+    let pool: hyper_util::client::legacy::Client<_, hyper::body::Incoming> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let target: http::Uri = format!("http://{backend}/api/x").parse().expect("uri");
+    let addr = hyper_front(move |s| {
+        let pool = pool.clone();
+        let target = target.clone();
+        async move {
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (mut parts, body) = req.into_parts();
+                    parts.uri = target.clone();
+                    pool.request(http::Request::from_parts(parts, body))
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                .await;
         }
     });
-    let addr = addr_rx.recv().expect("proxy address");
     per_request(|n| client(addr, "/t1/api/x", n))
 }
 

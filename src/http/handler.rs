@@ -1002,7 +1002,7 @@ fn respond(
     vars: &BalancerVars,
     client_upgrade: Option<ClientUpgrade>,
     wants_upgrade: bool,
-    mut head_buf: Vec<u8>,
+    head_buf: Vec<u8>,
 ) -> Response<DownBody> {
     let b = cx.balancer;
     let status = head.status;
@@ -1107,10 +1107,7 @@ fn respond(
             member: m.state.clone(),
             name: m.name.clone(),
             fields,
-            head_buf: {
-                head_buf.clear();
-                head_buf
-            },
+            head_buf,
         },
     )));
     *r.status_mut() = status;

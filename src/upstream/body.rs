@@ -267,8 +267,8 @@ pub struct MemberDown {
     /// HTTP/1.1 server writes them through); `None` when they are in the response's
     /// `HeaderMap`.
     pub fields: Option<MemberFields>,
-    /// The request head's buffer, emptied: the plain server writes the response head into
-    /// it, so one head buffer serves both directions of a request.
+    /// The request head's buffer: the plain server empties it and writes the response head
+    /// into it, so one head buffer serves both directions of a request.
     pub head_buf: Vec<u8>,
 }
 
