@@ -251,16 +251,35 @@ done
 pidargs() { local p; p=$(pid_of $1); [ -n "$p" ] && echo "--pid $p"; }
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
 
+# slice_order N TARGET... -> the targets in the order for slice N: stepping through the list
+# by a step coprime with its length, from a start that moves, so that over the slices each
+# target follows each other target about equally often (the step decides who follows whom).
+slice_order() {
+  local n=$1; shift
+  local -a ts=("$@") steps=()
+  local len=${#ts[@]} k a b r i
+  for ((k = 1; k < len || k == 1; k++)); do
+    a=$k b=$len
+    while ((b)); do r=$((a % b)) a=$b b=$r; done
+    ((a == 1)) && steps+=($k)
+  done
+  k=${steps[$((n % ${#steps[@]}))]}
+  for ((i = 0; i < len; i++)); do echo "${ts[$(((n / ${#steps[@]} + i * k) % len))]}"; done
+}
+
 small() { # round
   # The targets take turns in 2-second wrk runs (SMALL_SLICE) for DUR seconds each, so a
   # burst of the shared machine's other work lands on every target alike (run one after
-  # another, the same build measured 0.80x and 1.01x HAProxy's CPU in two rounds).
+  # another, the same build measured 0.80x and 1.01x HAProxy's CPU in two rounds). The
+  # order changes from slice to slice (slice_order), so no target always runs right after
+  # the same other one: in a fixed order, balancerd always followed httpd and measured
+  # 50-51k req/s there, 62k right after HAProxy, in back-to-back runs of one build.
   local slice=${SMALL_SLICE:-2} slices s t
   slices=$(( (DUR + slice - 1) / slice ))
   local -A reqs secs ticks
   for t in direct $PROXIES; do reqs[$t]=0; secs[$t]=0; ticks[$t]=0; : > $WORK/small-$t.lat; done
   for s in $(seq $slices); do
-    for t in direct $PROXIES; do
+    for t in $(slice_order $(( (s - 1) + ($1 - 1) * slices )) direct $PROXIES); do
       local pid; pid=$(pid_of $t); local c0; c0=$(cpu_ticks "$pid")
       wrk -t1 -c64 -d${slice}s --latency -H 'Cookie: ROUTEID=.T1RWS1' "$(base $t api)/x" > $WORK/wrk.out
       local c1; c1=$(cpu_ticks "$pid")
