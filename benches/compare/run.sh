@@ -256,9 +256,9 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms
 # target follows each other target about equally often (the step decides who follows whom).
 slice_order() {
   local n=$1; shift
-  local -a ts=("$@") steps=()
+  local -a ts=("$@") steps=(1)
   local len=${#ts[@]} k a b r i
-  for ((k = 1; k < len || k == 1; k++)); do
+  for ((k = 2; k < len; k++)); do
     a=$k b=$len
     while ((b)); do r=$((a % b)) a=$b b=$r; done
     ((a == 1)) && steps+=($k)
