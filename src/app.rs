@@ -69,6 +69,7 @@ fn bind_one(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> 
         sock.set_reuse_port(true)?;
     }
     sock.set_tcp_nodelay(crate::net::tuning::get().nodelay)?;
+    crate::net::tuning::apply_congestion(&sock)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(4096)?;

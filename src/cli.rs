@@ -37,6 +37,10 @@ struct Cli {
     /// kernel's autotuning).
     #[arg(long, global = true, value_name = "BYTES")]
     socket_buffer: Option<usize>,
+    /// TCP congestion control for client and member connections (e.g. `cubic`; default:
+    /// the system's).
+    #[arg(long, global = true, value_name = "ALGO")]
+    congestion: Option<String>,
     /// Listening sockets per address, sharing it with SO_REUSEPORT (default 1).
     #[arg(long, global = true, value_name = "N")]
     listeners_per_addr: Option<usize>,
@@ -107,8 +111,15 @@ pub fn main() -> i32 {
     crate::net::tuning::set(crate::net::tuning::SocketTuning {
         nodelay: !cli.no_nodelay,
         buffer: cli.socket_buffer.filter(|b| *b > 0),
+        congestion: cli.congestion.clone(),
         listeners_per_addr: cli.listeners_per_addr.unwrap_or(1).clamp(1, 64),
     });
+    if let Some(cc) = &cli.congestion
+        && let Err(e) = crate::net::tuning::check_congestion(cc)
+    {
+        eprintln!("balancerd: --congestion {cc}: {e}");
+        return 2;
+    }
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { strict, format } => check(&path, &opts, strict, format),
         Command::Run => run(&path, &opts, false, cli.threads),

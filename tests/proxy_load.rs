@@ -340,3 +340,86 @@ async fn several_listening_sockets_share_an_address_when_asked() {
     assert_eq!(listening_sockets(one.addr.port()), 1);
     assert_eq!(get(one.addr, "/x/y", &[]).await.status, 200);
 }
+
+/// The congestion-control algorithms `ss` reports for the established TCP sockets that match
+/// `filter` (an `ss` filter expression), one entry per socket.
+fn congestion_of(filter: &str) -> Vec<String> {
+    let out = std::process::Command::new("ss")
+        .args(["-tinH", "state", "established", filter])
+        .output()
+        .expect("ss (iproute2) runs; .ci/run installs it");
+    assert!(out.status.success(), "ss failed: {out:?}");
+    // Each socket is a line of addresses, then an indented line of details opening with
+    // the algorithm's name.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(char::is_whitespace))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Opens a keep-alive connection, makes one request on it and returns it still open.
+async fn held_connection(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer in 5 s")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    s
+}
+
+/// `--congestion ALGO` puts both of the proxy's legs on that algorithm: the client-side
+/// sockets (set on the listening socket, so connections are born with it) and the member-side
+/// ones (set before connecting). Without the option both legs keep the system's default. A
+/// name the kernel refuses stops start-up with exit code 2 and the allowed list, before any
+/// socket is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn congestion_control_is_chosen_for_both_legs_when_asked() {
+    let a = Backend::start("A").await;
+    let conf = "Listen 127.0.0.1:{PORT}\nProxyPass /x http://a:1/x\n";
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .unwrap()
+        .trim()
+        .to_string();
+    // reno is always built in and allowed; pick another algorithm if it is the default.
+    let wanted = if system == "reno" { "cubic" } else { "reno" };
+    for (args, expect) in [
+        (vec!["--congestion", wanted], wanted),
+        (vec![], system.as_str()),
+    ] {
+        let p = Proxy::start_with_args(conf, &[("a:1", a.addr)], &args);
+        let _held = held_connection(p.addr, "/x/y").await;
+        let client_side = congestion_of(&format!("sport = :{}", p.addr.port()));
+        let member_side = congestion_of(&format!("dport = :{}", a.addr.port()));
+        assert_eq!(client_side, vec![expect.to_string()], "args {args:?}");
+        assert!(
+            !member_side.is_empty() && member_side.iter().all(|c| c == expect),
+            "args {args:?}: member side {member_side:?}"
+        );
+    }
+    let dir = ConfDir::new();
+    let path = dir.write("b.conf", &conf.replace("{PORT}", &free_port().to_string()));
+    let run = balancerd(&[
+        "--congestion",
+        "no-such-algorithm",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--congestion no-such-algorithm")
+            && run.stderr.contains("tcp_allowed_congestion_control"),
+        "{}",
+        run.stderr
+    );
+}

@@ -169,7 +169,7 @@ async fn connect(
     for a in addrs {
         // One deadline for TCP and TLS together (connectiontimeout).
         let attempt = async {
-            let s = TcpStream::connect(a)
+            let s = connect_tcp(a)
                 .await
                 .map_err(|e| format!("connect to {a} failed: {e}"))?;
             crate::net::tuning::apply(&s);
@@ -195,4 +195,15 @@ async fn connect(
         }
     }
     Err(ConnectError::Failed(format!("{}: {last}", m.name)))
+}
+
+/// Opens a TCP connection with the socket options that must be set before connecting.
+async fn connect_tcp(a: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = if a.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    crate::net::tuning::apply_congestion(&sock)?;
+    sock.connect(a).await
 }
