@@ -10,7 +10,16 @@
 # Environment: DUR (seconds per closed-loop run, 10), LP_CONNS (8000), LP_SECS (40), HOLD (30),
 # API_RATE (200), BULK_CONNS (20), BULK_BYTES (104857600), RATE (fixed constant rate; default
 # 50% of the slowest proxy's small-GET maximum measured in round 1), PROXIES (subset of
-# "haproxy nginx httpd balancerd" to run, for a quick check; the report needs all four).
+# "haproxy nginx httpd balancerd" to run, for a quick check; the report needs all four),
+# BENCH_CC (TCP congestion control of every proxy's own sockets, default cubic; empty keeps
+# the system's everywhere).
+#
+# Congestion control: on a host whose default is bbr with no fq qdisc (this one), the kernel
+# paces every bbr socket with timers, and 100 MB transfers through a proxy lose half their
+# speed to it (README, "Socket options"). balancerd sets BENCH_CC with --congestion; HAProxy
+# 2.6, nginx and httpd have no such setting, so they get it from cc_shim.c (LD_PRELOAD: the
+# same setsockopt on each TCP socket they open, before it listens or connects). Clients,
+# backends and the direct runs keep the system's algorithm.
 #
 # Fairness: one worker process/thread per proxy (nginx worker_processes 1, HAProxy nbthread 1,
 # httpd one child, balancerd --threads 1), keep-alive to the backends, logging off, bodies
@@ -52,6 +61,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 cargo build --release -q --bin balancerd --example loadgen
 BAL=target/release/balancerd
+BENCH_CC=${BENCH_CC-cubic}
+PRE=() BAL_CC=()
+if [ -n "$BENCH_CC" ]; then
+  cc -O2 -shared -fPIC -o $WORK/cc_shim.so benches/compare/cc_shim.c -ldl
+  PRE=(env LD_PRELOAD=$WORK/cc_shim.so BENCH_CC=$BENCH_CC)
+  BAL_CC=(--congestion $BENCH_CC)
+fi
 LG=target/release/examples/loadgen
 $BAL gen-certs $WORK/certs >/dev/null
 cat $WORK/certs/localhost.pem $WORK/certs/localhost.key > $WORK/certs/combined.pem
@@ -195,10 +211,10 @@ Include $WORK/routes.conf
 CONF
 
 start_proxies() {
-  nginx -c $WORK/nginx.conf -p $WORK -g 'daemon on;'
-  haproxy -f $WORK/haproxy.cfg -D -p $WORK/haproxy.pid
-  APACHE_RUN_DIR=$WORK apache2 -f $WORK/httpd.conf -k start
-  RUST_LOG=warn $BAL --threads 1 --config $WORK/balancerd.conf 2>>$WORK/balancerd.err &
+  "${PRE[@]}" nginx -c $WORK/nginx.conf -p $WORK -g 'daemon on;'
+  "${PRE[@]}" haproxy -f $WORK/haproxy.cfg -D -p $WORK/haproxy.pid
+  APACHE_RUN_DIR=$WORK "${PRE[@]}" apache2 -f $WORK/httpd.conf -k start
+  RUST_LOG=warn $BAL --threads 1 "${BAL_CC[@]}" --config $WORK/balancerd.conf 2>>$WORK/balancerd.err &
   echo $! > $WORK/balancerd.pid
   sleep 1.5
 }
@@ -377,6 +393,9 @@ done
   echo "\`benches/compare/run.sh $ROUNDS $WORKLOADS\`. One worker per proxy; backends and load"
   echo "generators share the same two cores. The last column is balancerd's ratio against that"
   echo "row on the first metric, oriented so that above 1.00× means balancerd is better."
+  sys_cc=$(cat /proc/sys/net/ipv4/tcp_congestion_control)
+  echo "TCP congestion control of every proxy's own sockets: ${BENCH_CC:-$sys_cc}; clients, backends"
+  echo "and the direct runs keep the system default, $sys_cc (see cc_shim.c)."
   echo
   $LG report --in $RES
   echo "Versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(apache2 -v | head -1 | sed 's/.*: //'), balancerd $(git rev-parse --short HEAD)."
