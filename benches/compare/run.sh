@@ -351,12 +351,14 @@ idle() {
   done
 }
 
-bulk() {
-  for t in direct $PROXIES; do
+bulk() { # round
+  # The order moves from round to round, as in small: run in a fixed order, each target
+  # always came right after the same other one.
+  for t in $(slice_order $(($1 - 1)) direct $PROXIES); do
     $LG bulk --workload put --label $t --url "$(base $t dav)/upload.mp3" --method PUT --conns $BULK_CONNS --bytes $BULK_BYTES $(pidargs $t) --out $RES
     $LG bulk --workload get --label $t --url "$(base $t dav)/blob.mp3" --method GET --conns $BULK_CONNS --bytes $BULK_BYTES $(pidargs $t) --out $RES
   done
-  for t in $PROXIES; do
+  for t in $(slice_order $(($1 - 1)) $PROXIES); do
     local u=https://127.0.0.1:${TPORT[$t]}/t1/recordings
     $LG bulk --workload put-tls --label $t --url "$u/upload.mp3" --ca $CA --method PUT --conns $BULK_CONNS --bytes $BULK_BYTES $(pidargs $t) --out $RES
     $LG bulk --workload get-tls --label $t --url "$u/blob.mp3" --ca $CA --method GET --conns $BULK_CONNS --bytes $BULK_BYTES $(pidargs $t) --out $RES
