@@ -62,7 +62,7 @@ pub fn apply(s: &tokio::net::TcpStream) {
 /// a connection born under `bbr` keeps the kernel's per-socket pacing timers after a switch
 /// (`bbr` turns pacing on when it starts and nothing turns it off), and accepted connections
 /// take the listening socket's algorithm.
-pub fn apply_congestion(s: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
+pub fn apply_congestion(s: &impl std::os::fd::AsFd) -> std::io::Result<()> {
     match &get().congestion {
         Some(cc) => set_congestion(s, cc),
         None => Ok(()),
@@ -90,20 +90,6 @@ pub fn check_congestion(algo: &str) -> Result<(), String> {
 }
 
 /// Sets `TCP_CONGESTION` on one socket.
-pub fn set_congestion(s: &impl std::os::fd::AsRawFd, algo: &str) -> std::io::Result<()> {
-    // SAFETY: the descriptor is open for the borrow; the kernel reads `len` bytes.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CONGESTION,
-            algo.as_ptr().cast(),
-            algo.len() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+fn set_congestion(s: &impl std::os::fd::AsFd, algo: &str) -> std::io::Result<()> {
+    socket2::SockRef::from(s).set_tcp_congestion(algo.as_bytes())
 }
