@@ -40,31 +40,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat > "$W/backend.conf" <<CONF
-worker_processes 1;
-pid $W/backend.pid;
-error_log $W/backend.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:9301; location / { return 200 "backend-1 ok\n"; } }
-  server { listen 127.0.0.1:9302; location / { return 200 "backend-2 ok\n"; } }
-}
-CONF
-cat > "$W/balancerd.conf" <<CONF
-Listen 127.0.0.1:8304
-KeepAliveTimeout 60
-MaxKeepAliveRequests 0
-<Proxy balancer://t1rws>
-BalancerMember http://127.0.0.1:9301 route=T1RWS1
-BalancerMember http://127.0.0.1:9302 route=T1RWS2
-Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/t1" env=BALANCER_ROUTE_CHANGED
-ProxySet stickysession=ROUTEID
-</Proxy>
-ProxyPass /t1/api balancer://t1rws/api
-CONF
-nginx -c "$W/backend.conf" -p "$W" -g 'daemon on;'
+# shellcheck source=benches/profile/small_setup.sh
+. benches/profile/small_setup.sh
+small_setup "$W" 9301 9302 8304
 
 headers=(-H 'Cookie: ROUTEID=.T1RWS1')
 if [ "$REQ" = browser ]; then

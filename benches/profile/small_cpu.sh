@@ -41,18 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat > "$W/backend.conf" <<CONF
-worker_processes 1;
-pid $W/backend.pid;
-error_log $W/backend.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:9501; location / { return 200 "backend-1 ok\n"; } }
-  server { listen 127.0.0.1:9502; location / { return 200 "backend-2 ok\n"; } }
-}
-CONF
 cat > "$W/haproxy.cfg" <<CONF
 global
   nbthread 1
@@ -76,19 +64,9 @@ backend t1rws
   server s1 127.0.0.1:9501 cookie .T1RWS1
   server s2 127.0.0.1:9502 cookie .T1RWS2
 CONF
-cat > "$W/balancerd.conf" <<CONF
-Listen 127.0.0.1:8504
-KeepAliveTimeout 60
-MaxKeepAliveRequests 0
-<Proxy balancer://t1rws>
-BalancerMember http://127.0.0.1:9501 route=T1RWS1
-BalancerMember http://127.0.0.1:9502 route=T1RWS2
-Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/t1" env=BALANCER_ROUTE_CHANGED
-ProxySet stickysession=ROUTEID
-</Proxy>
-ProxyPass /t1/api balancer://t1rws/api
-CONF
-nginx -c "$W/backend.conf" -p "$W" -g 'daemon on;'
+# shellcheck source=benches/profile/small_setup.sh
+. benches/profile/small_setup.sh
+small_setup "$W" 9501 9502 8504
 haproxy -f "$W/haproxy.cfg" -D -p "$W/haproxy.pid"
 RUST_LOG=warn "$BIN" --threads 1 --config "$W/balancerd.conf" >/dev/null 2>"$W/balancerd.err" &
 BP=$!
