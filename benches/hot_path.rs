@@ -6,12 +6,12 @@
 use balancerd::balancer::sticky;
 use balancerd::config::model::StickySession;
 use balancerd::config::{self, LoadOptions};
-use balancerd::http::headers::{
+use balancerd::h1::fields::{
     HeadWriter, ReqFields, UpstreamHead, clean_response, write_upstream_headers,
 };
 use balancerd::route::{self, Matched};
 use balancerd::runtime::Snapshot;
-use balancerd::upstream::h1::RequestFraming;
+use balancerd::upstream::exchange::RequestFraming;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use std::hint::black_box;

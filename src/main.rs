@@ -1,4 +1,4 @@
-//! The `balancerd` binary: parses the command line and hands over to [`balancerd::cli`].
+//! The `balancerd` binary: parses the command line and hands over to [`balancerd::app::cli`].
 
 /// jemalloc, chosen by measurement (benches/compare, issue 6): against glibc malloc it holds
 /// an idle keep-alive connection in 15.8 KiB of RSS instead of 19.7 and a held long-poll in
@@ -24,5 +24,5 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: &[u8; 57] = b"slab_sizes:4097-16384:16,tcache_gc_incr_bytes:1073741824\0";
 
 fn main() {
-    std::process::exit(balancerd::cli::main());
+    std::process::exit(balancerd::app::cli::main());
 }

@@ -200,7 +200,7 @@ fn balancerd_per_request(backend: SocketAddr) -> f64 {
         let addr = listener.local_addr().expect("proxy address");
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let _ = addr_tx.send(addr);
-        balancerd::http::server::serve(listener, addr, shared, stop_rx).await;
+        balancerd::server::serve(listener, addr, shared, stop_rx).await;
     });
     let addr = addr_rx.recv().expect("proxy address");
     let n = per_request(|n| client(addr, "/t1/api/x", n));

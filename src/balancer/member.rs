@@ -49,7 +49,7 @@ pub struct MemberState {
     /// Responses by status class (1xx..5xx at 1..=5).
     pub by_class: [AtomicU64; 6],
     /// Upstream response-head latency histogram (buckets of `ops::metrics`, last = +Inf).
-    pub latency: [AtomicU64; 11],
+    pub latency: [AtomicU64; crate::telemetry::LATENCY_BUCKETS.len() + 1],
     /// Sum of latencies, µs.
     pub latency_sum_us: AtomicU64,
     /// Health checks passed / failed.
@@ -175,10 +175,10 @@ impl MemberRt {
         let class = (status / 100).min(5) as usize;
         self.state.by_class[class].fetch_add(1, Relaxed);
         let secs = latency.as_secs_f64();
-        let i = crate::ops::metrics::LATENCY_BUCKETS
+        let i = crate::telemetry::LATENCY_BUCKETS
             .iter()
             .position(|b| secs <= *b)
-            .unwrap_or(crate::ops::metrics::LATENCY_BUCKETS.len());
+            .unwrap_or(crate::telemetry::LATENCY_BUCKETS.len());
         self.state.latency[i].fetch_add(1, Relaxed);
         self.state
             .latency_sum_us

@@ -362,11 +362,11 @@ impl Walker<'_> {
                             .and_then(|f| f.get_ref().as_str().map(str::to_string))
                             .unwrap_or_else(|| "combined".into());
                         let fmt = match fmt.as_str() {
-                            "common" => crate::ops::access_log::COMMON.to_string(),
-                            "combined" => crate::ops::access_log::COMBINED.to_string(),
+                            "common" => crate::telemetry::access_log::COMMON.to_string(),
+                            "combined" => crate::telemetry::access_log::COMBINED.to_string(),
                             _ => fmt,
                         };
-                        if let Err(e) = crate::ops::access_log::check_format(&fmt) {
+                        if let Err(e) = crate::telemetry::access_log::check_format(&fmt) {
                             self.err(val.span().start, e);
                         }
                         self.ctx.builder.config.server.access_log = Some((p, fmt));

@@ -1,8 +1,6 @@
 //! Network plumbing below HTTP: request framing checks, TLS, socket options, zero-copy
 //! forwarding, cheap clocks.
 
-pub mod clock;
-pub mod framing;
 pub mod read;
 pub mod send;
 pub mod splice;

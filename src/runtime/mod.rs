@@ -4,6 +4,8 @@
 //! Member state (error timers, counters, pools) is keyed by (balancer, member URL) and
 //! carried from the previous snapshot, so a reload never forgets that a member is down.
 
+pub mod health;
+
 use crate::balancer::BalancerRt;
 use crate::balancer::member::{MemberRt, MemberState};
 use crate::config::Config;
@@ -68,7 +70,7 @@ pub struct Snapshot {
     /// `ProxyHCExpr` definitions.
     pub hc_exprs: Vec<(String, String)>,
     /// The access log, reopened at every build.
-    pub access_log: Option<crate::ops::access_log::AccessLog>,
+    pub access_log: Option<crate::telemetry::access_log::AccessLog>,
 }
 
 /// True when a `<VirtualHost>` address list names `port` (or no port at all).
@@ -150,7 +152,7 @@ impl Snapshot {
     pub fn build(config: Config, prev: Option<&Snapshot>) -> Result<Snapshot, String> {
         let front_tls = front_tls(&config)?;
         let access_log = match &config.server.access_log {
-            Some((p, f)) => Some(crate::ops::access_log::AccessLog::open(p, f)?),
+            Some((p, f)) => Some(crate::telemetry::access_log::AccessLog::open(p, f)?),
             None => None,
         };
         let upstream_tls = if config.upstream_tls.engine {

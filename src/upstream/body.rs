@@ -7,7 +7,7 @@
 //!   releases the member's busy count when it ends or is dropped.
 
 use crate::balancer::member::MemberState;
-use crate::upstream::h1::{MemberBody, MemberFields};
+use crate::upstream::exchange::{MemberBody, MemberFields};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -29,7 +29,7 @@ pub enum ClientBody {
     /// Read by hyper's server (TLS, HTTP/2).
     Hyper(Incoming),
     /// Read by balancerd's plain HTTP/1.1 server.
-    Plain(crate::http::h1::RequestBody),
+    Plain(crate::server::h1::RequestBody),
 }
 
 impl Body for ClientBody {
@@ -102,7 +102,7 @@ impl UpBody {
     }
 
     /// For zero-copy forwarding: the rest of a plain client's `Content-Length` body of at
-    /// least `min` bytes, as a socket run (see [`crate::http::h1::RequestBody::take_plain_run`]).
+    /// least `min` bytes, as a socket run (see [`crate::server::h1::RequestBody::take_plain_run`]).
     /// The body counts as read from here on (no replay).
     pub fn take_plain_run(&mut self, min: u64) -> Option<PlainRun<'_>> {
         let UpBody::Client {
@@ -242,14 +242,14 @@ pub enum DownBody {
     /// A body balancerd made (error pages, status).
     Full(Option<Bytes>),
     /// A member's body; its connection goes back to the pool at the end.
-    Member(crate::recycle::Recycled<MemberDown>),
+    Member(crate::util::recycle::Recycled<MemberDown>),
 }
 
 /// Counts `n` bytes of a member's response body sent on: the member's own counter and the
 /// process total (the streamed and the spliced paths both count here).
 pub fn count_member_bytes(member: &MemberState, n: usize) {
     member.read.fetch_add(n as u64, Relaxed);
-    crate::ops::stats::STATS.bytes.fetch_add(n as u64, Relaxed);
+    crate::telemetry::stats::STATS.bytes.fetch_add(n as u64, Relaxed);
 }
 
 /// A member's body with what the response needs of its member.
@@ -294,7 +294,7 @@ impl Body for DownBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             DownBody::Full(b) => Poll::Ready(b.take().map(|d| {
-                crate::ops::stats::STATS
+                crate::telemetry::stats::STATS
                     .bytes
                     .fetch_add(d.len() as u64, Relaxed);
                 Ok(Frame::data(d))

@@ -1,7 +1,7 @@
 //! Opening a connection to a member: DNS (with `--map-host` overrides), TCP connect with
 //! `connectiontimeout`, TCP options and the TLS handshake.
 
-use super::h1::{MemberConn, MemberIo};
+use super::exchange::{MemberConn, MemberIo};
 use super::pool::PooledConn;
 use crate::balancer::member::MemberRt;
 use std::collections::HashMap;

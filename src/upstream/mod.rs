@@ -3,8 +3,7 @@
 
 pub mod body;
 pub mod connect;
-pub mod h1;
-pub mod health;
+pub mod exchange;
 pub mod pool;
 
 pub use body::UpBody;

@@ -5,8 +5,8 @@
 //! at 30 s) or at the member's `ttl`; `max` caps connections per member. A connection is
 //! returned only after its response body ended, so a pooled connection is always idle.
 
-use super::h1::MemberConn;
-use crate::net::clock::coarse_ms;
+use super::exchange::MemberConn;
+use crate::util::clock::coarse_ms;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

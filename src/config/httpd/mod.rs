@@ -919,7 +919,7 @@ impl<'a> HttpdParser<'a> {
                     self.err(&o, "LogFormat takes a format and an optional nickname");
                     return;
                 };
-                if let Err(e) = crate::ops::access_log::check_format(fmt) {
+                if let Err(e) = crate::telemetry::access_log::check_format(fmt) {
                     self.err(&d.arg_origin(0), e);
                     return;
                 }
@@ -949,13 +949,13 @@ impl<'a> HttpdParser<'a> {
                         .log_formats
                         .get("common")
                         .cloned()
-                        .unwrap_or_else(|| crate::ops::access_log::COMMON.to_string()),
+                        .unwrap_or_else(|| crate::telemetry::access_log::COMMON.to_string()),
                     "combined" => self
                         .ctx
                         .log_formats
                         .get("combined")
                         .cloned()
-                        .unwrap_or_else(|| crate::ops::access_log::COMBINED.to_string()),
+                        .unwrap_or_else(|| crate::telemetry::access_log::COMBINED.to_string()),
                     other => match self.ctx.log_formats.get(other) {
                         Some(x) => x.clone(),
                         None if other.contains('%') => other.to_string(),
@@ -968,7 +968,7 @@ impl<'a> HttpdParser<'a> {
                         }
                     },
                 };
-                if let Err(e) = crate::ops::access_log::check_format(&fmt) {
+                if let Err(e) = crate::telemetry::access_log::check_format(&fmt) {
                     self.err(&d.arg_origin(1), e);
                     return;
                 }

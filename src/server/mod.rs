@@ -6,9 +6,11 @@
 //! it bounds both the idle time between keep-alive requests and a slow header (slowloris).
 //! It is set to `KeepAliveTimeout`. A TLS handshake must finish within 10 s.
 
-use crate::http::handler::{ConnInfo, handle};
-use crate::http::upgrade::ClientUpgrade;
-use crate::net::framing::{Tracked, Verdicts};
+pub mod h1;
+
+use crate::proxy::handler::{ConnInfo, handle};
+use crate::proxy::tunnel::ClientUpgrade;
+use crate::h1::framing_check::{Tracked, Verdicts};
 use crate::runtime::Shared;
 use crate::upstream::body::ClientBody;
 use hyper::service::service_fn;
@@ -56,7 +58,7 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
         let Some(cfg) = tls else {
             tokio::spawn(async move {
                 let _conn = ConnCount::open();
-                crate::http::h1::serve(stream, peer, shared, shutdown).await
+                crate::server::h1::serve(stream, peer, shared, shutdown).await
             });
             continue;
         };
@@ -85,15 +87,15 @@ struct ConnCount;
 impl ConnCount {
     fn open() -> Self {
         use std::sync::atomic::Ordering::Relaxed;
-        crate::ops::stats::STATS.conns.fetch_add(1, Relaxed);
-        crate::ops::stats::STATS.conns_total.fetch_add(1, Relaxed);
+        crate::telemetry::stats::STATS.conns.fetch_add(1, Relaxed);
+        crate::telemetry::stats::STATS.conns_total.fetch_add(1, Relaxed);
         ConnCount
     }
 }
 
 impl Drop for ConnCount {
     fn drop(&mut self) {
-        crate::ops::stats::STATS
+        crate::telemetry::stats::STATS
             .conns
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -135,7 +137,7 @@ pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 pub async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown: Shutdown) {
     crate::net::tuning::apply(&stream);
     let _conn = ConnCount::open();
-    crate::http::h1::serve(stream, peer, shared, shutdown).await;
+    crate::server::h1::serve(stream, peer, shared, shutdown).await;
 }
 
 async fn serve_http1<S>(stream: S, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown)

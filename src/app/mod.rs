@@ -12,8 +12,11 @@
 //!                                      ──▶ exit 0
 //! ```
 
+pub mod cli;
+pub mod demo;
+
 use crate::config::{self, LoadOptions};
-use crate::ops::stats::{ReloadResult, STATS};
+use crate::telemetry::stats::{ReloadResult, STATS};
 use crate::runtime::{Shared, Snapshot};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeSet, HashMap};
@@ -119,7 +122,7 @@ impl App {
     fn serve_all(&self, tl: Vec<TcpListener>, addr: SocketAddr) -> Vec<JoinHandle<()>> {
         tl.into_iter()
             .map(|l| {
-                tokio::spawn(crate::http::server::serve(
+                tokio::spawn(crate::server::serve(
                     l,
                     addr,
                     self.shared.clone(),
@@ -512,7 +515,7 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
             return 1;
         }
     }
-    let hc = tokio::spawn(crate::upstream::health::run(shared.clone()));
+    let hc = tokio::spawn(crate::runtime::health::run(shared.clone()));
     let (mut parents, mut wdirs) = watch_set(&sources, &dirs);
     let mut watcher = ConfigWatch::start(&parents, &wdirs);
     wait_loop(&mut app, &mut watcher, &mut parents, &mut wdirs, signals).await;

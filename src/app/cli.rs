@@ -218,7 +218,7 @@ fn run(path: &Path, opts: &LoadOptions, demo: bool, threads: Option<usize>) -> i
     let opts = opts.clone();
     rt.block_on(async move {
         if demo {
-            crate::demo::run(cfg, path, opts).await
+            crate::app::demo::run(cfg, path, opts).await
         } else {
             crate::app::serve(cfg, path, opts).await
         }

@@ -2,7 +2,7 @@
 //! hop-by-hop headers and every header named in `Connection` are removed *before*
 //! `X-Forwarded-*` are appended (so a client cannot strip them: CVE-2022-31813).
 
-use crate::upstream::h1::RequestFraming;
+use crate::upstream::exchange::RequestFraming;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// `X-Forwarded-For`, `-Host` and `-Server`, named once.
@@ -94,12 +94,12 @@ pub struct RequestFields {
 
 impl Drop for RequestFields {
     fn drop(&mut self) {
-        crate::recycle::give_vec(&REQUEST_FIELD_VECS, std::mem::take(&mut self.fields));
+        crate::util::recycle::give_vec(&REQUEST_FIELD_VECS, std::mem::take(&mut self.fields));
     }
 }
 
 thread_local! {
-    /// Recycled index buffers for [`RequestFields`] (see [`crate::recycle`]).
+    /// Recycled index buffers for [`RequestFields`] (see [`crate::util::recycle`]).
     static REQUEST_FIELD_VECS: std::cell::RefCell<Vec<Vec<(FieldSpan, ReqName)>>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -114,7 +114,7 @@ impl RequestFields {
     /// An empty index for `n` fields, in a buffer recycled on this thread when there is one
     /// (it goes back when the fields are dropped).
     pub fn index_for(n: usize) -> Vec<(FieldSpan, ReqName)> {
-        crate::recycle::take_vec(&REQUEST_FIELD_VECS, n)
+        crate::util::recycle::take_vec(&REQUEST_FIELD_VECS, n)
     }
 
     /// Name (as received), value and role of each field, in order.

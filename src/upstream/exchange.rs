@@ -21,8 +21,8 @@
 
 use super::body::{PlainRun, UpBody};
 use super::pool::PooledConn;
-use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
-use crate::http::headers::{
+use crate::h1::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
+use crate::h1::fields::{
     ConnectionToken, FieldRole, FieldSpan, connection_tokens, field_span, response_field_role,
     span_field, spans_to_header_map,
 };
@@ -243,14 +243,14 @@ pub struct MemberFields {
 }
 
 thread_local! {
-    /// Recycled index buffers for [`MemberFields`] (see [`crate::recycle`]).
+    /// Recycled index buffers for [`MemberFields`] (see [`crate::util::recycle`]).
     static MEMBER_FIELD_VECS: std::cell::RefCell<Vec<Vec<(FieldSpan, FieldRole)>>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Drop for MemberFields {
     fn drop(&mut self) {
-        crate::recycle::give_vec(&MEMBER_FIELD_VECS, std::mem::take(&mut self.fields));
+        crate::util::recycle::give_vec(&MEMBER_FIELD_VECS, std::mem::take(&mut self.fields));
     }
 }
 
@@ -577,7 +577,7 @@ impl<'a> SplicedUpload<'a> {
             if let Some(m) = counter {
                 m.transferred.fetch_add(n as u64, Relaxed);
             }
-            crate::ops::stats::STATS.spliced[0].fetch_add(n as u64, Relaxed);
+            crate::telemetry::stats::STATS.spliced[0].fetch_add(n as u64, Relaxed);
         });
         if r.is_ready() {
             return r;
@@ -666,7 +666,7 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
     };
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut connection_named = Vec::new();
-    let mut fields = crate::recycle::take_vec(&MEMBER_FIELD_VECS, r.headers.len());
+    let mut fields = crate::util::recycle::take_vec(&MEMBER_FIELD_VECS, r.headers.len());
     let mut keep_alive = version == Version::HTTP_11;
     let mut te_chunked = None;
     let mut length: Option<u64> = None;
@@ -1020,7 +1020,7 @@ mod tests {
 
     #[test]
     fn head_encoding_frames_the_body() {
-        let mut w = crate::http::headers::HeadWriter::new(&Method::PUT, "/a?b", 0);
+        let mut w = crate::h1::fields::HeadWriter::new(&Method::PUT, "/a?b", 0);
         w.header(b"host", b"m:1");
         let b = w.finish(RequestFraming::Length(1234));
         assert_eq!(

@@ -15,21 +15,21 @@
 use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
-use crate::http::env::{BalancerVars, any_rule_applies, apply_rules};
-use crate::http::headers::{
+use crate::proxy::env::{BalancerVars, any_rule_applies, apply_rules};
+use crate::h1::fields::{
     HeadWriter, ReqFields, ReqName, RequestFields, UpstreamHead, field_str, max_forwards,
     write_upstream_headers,
 };
-use crate::http::rewrite::{map_cookie, map_location};
-use crate::http::synth::error_page;
-use crate::http::upgrade::ClientUpgrade;
-use crate::ops::access;
-use crate::ops::stats::STATS;
+use crate::proxy::rewrite::{map_cookie, map_location};
+use crate::proxy::error_page::error_page;
+use crate::proxy::tunnel::ClientUpgrade;
+use crate::proxy::access;
+use crate::telemetry::stats::STATS;
 use crate::route::{self, Matched, PathError};
 use crate::runtime::{HostRt, Snapshot};
 use crate::upstream::body::{BusyGuard, ClientBody, DownBody, MemberDown, UpBody};
 use crate::upstream::connect::{ConnectError, acquire, acquire_fresh};
-use crate::upstream::h1::{self, MemberBody, MemberHead, RequestFraming};
+use crate::upstream::exchange::{self, MemberBody, MemberHead, RequestFraming};
 use crate::upstream::pool::PooledConn;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -55,7 +55,7 @@ pub struct ConnInfo {
     /// Framing verdicts from the byte-level tracker, one per request, for requests read by
     /// hyper; `None` when the server refused ambiguous framing itself (the plain HTTP/1.1
     /// server), so there is nothing left to check.
-    pub framing: Option<Arc<crate::net::framing::Verdicts>>,
+    pub framing: Option<Arc<crate::h1::framing_check::Verdicts>>,
     /// The response is written by balancerd's own HTTP/1.1 server, which can write a
     /// member's header fields through as received; hyper needs them in a `HeaderMap`.
     pub writes_member_fields: bool,
@@ -63,7 +63,7 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     /// Info for a connection served by hyper (TLS, HTTP/2), with its framing verdicts.
-    pub fn new(peer: SocketAddr, framing: Option<Arc<crate::net::framing::Verdicts>>) -> Self {
+    pub fn new(peer: SocketAddr, framing: Option<Arc<crate::h1::framing_check::Verdicts>>) -> Self {
         let peer_ip = peer.ip().to_string();
         ConnInfo {
             peer,
@@ -155,7 +155,7 @@ pub async fn handle(
     );
     if let (Some(log), Some(parts)) = (&snap.access_log, &head) {
         let vars = resp.extensions_mut().remove::<BalancerVars>();
-        log.log(&crate::ops::access_log::Entry {
+        log.log(&crate::telemetry::access_log::Entry {
             client: conn.peer.ip(),
             req: parts,
             status: resp.status().as_u16(),
@@ -485,18 +485,18 @@ fn builtin(
             }
             if parts.uri.query().is_some_and(|q| q.contains("auto")) {
                 (
-                    crate::ops::status::auto(snap, host_name),
+                    crate::admin::status::auto(snap, host_name),
                     "text/plain; charset=ISO-8859-1",
                 )
             } else {
                 (
-                    crate::ops::status::html(snap, host_name),
+                    crate::admin::status::html(snap, host_name),
                     "text/html; charset=ISO-8859-1",
                 )
             }
         }
         Handler::Metrics => (
-            crate::ops::metrics::render(snap),
+            crate::admin::metrics::render(snap),
             "text/plain; version=0.0.4",
         ),
         Handler::BalancerManager => {
@@ -957,7 +957,7 @@ async fn send(
     let reused = conn.reused;
     let mut timer = conn.conn.take_timer(deadline.into());
     let outcome = {
-        let fut = h1::exchange(
+        let fut = exchange::exchange(
             &mut conn.conn,
             &req.head,
             &mut body,
@@ -1100,7 +1100,7 @@ fn respond(
         Some(c) => MemberBody::new(c, head.framing, head.keep_alive),
         None => MemberBody::none(),
     };
-    let mut r = Response::new(DownBody::Member(crate::recycle::Recycled::new(
+    let mut r = Response::new(DownBody::Member(crate::util::recycle::Recycled::new(
         MemberDown {
             inner,
             busy: Some(busy),

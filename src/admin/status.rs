@@ -3,15 +3,15 @@
 //! httpd's machine-readable `Key: value` lines plus balancer and member lines.
 //! Everything here reads counters only: it answers at once even when every member hangs.
 
-use super::stats::STATS;
-use crate::http::synth::escape_html;
+use crate::telemetry::stats::STATS;
+use crate::util::html::escape_html;
 use crate::runtime::Snapshot;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 
 fn fmt_time(t: SystemTime) -> String {
-    let (y, m, d, hh, mm, ss) = super::utc_parts(t);
+    let (y, m, d, hh, mm, ss) = crate::util::clock::utc_parts(t);
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
 

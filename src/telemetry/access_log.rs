@@ -5,7 +5,7 @@
 //! request path; when the channel is full the line is dropped and counted. The file is
 //! reopened on every reload (so logrotate can move it and send SIGHUP).
 
-use crate::http::env::BalancerVars;
+use crate::proxy::env::BalancerVars;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -137,7 +137,7 @@ fn clf_time(t: SystemTime) -> String {
     const MON: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let (y, m, d, hh, mm, ss) = super::utc_parts(t);
+    let (y, m, d, hh, mm, ss) = crate::util::clock::utc_parts(t);
     format!(
         "[{d:02}/{}/{y}:{hh:02}:{mm:02}:{ss:02} +0000]",
         MON[(m - 1) as usize]

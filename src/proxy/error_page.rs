@@ -11,7 +11,7 @@ pub fn error_page(status: StatusCode, detail: &str) -> Response<DownBody> {
         status.as_u16(),
         reason,
         reason,
-        escape_html(detail)
+        crate::util::html::escape_html(detail)
     );
     let mut r = Response::new(DownBody::full(body));
     *r.status_mut() = status;
@@ -22,18 +22,3 @@ pub fn error_page(status: StatusCode, detail: &str) -> Response<DownBody> {
     r
 }
 
-/// Escapes `& < > " '` for HTML output.
-pub fn escape_html(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            _ => o.push(c),
-        }
-    }
-    o
-}

@@ -31,19 +31,19 @@
 //!   is shut first and the rest of the request drained for a moment (lingering close), so the
 //!   client reads the answer instead of a reset.
 
-use crate::http::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
-use crate::http::handler::{ConnInfo, handle};
-use crate::http::headers::{
+use crate::h1::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
+use crate::proxy::handler::{ConnInfo, handle};
+use crate::h1::fields::{
     ConnectionToken, FieldRole, ReqName, RequestFields, connection_tokens, field_spans,
     request_field_name,
 };
-use crate::http::server::Shutdown;
-use crate::http::upgrade::{ClientUpgrade, PlainUpgraded};
-use crate::net::clock::coarse_ms;
+use crate::server::Shutdown;
+use crate::proxy::tunnel::{ClientUpgrade, PlainUpgraded};
+use crate::util::clock::coarse_ms;
 use crate::net::read::{SMALL_READ, poll_fill, poll_read_small};
 use crate::net::splice::{self, SPLICE_MIN, SpliceError};
-use crate::ops::stats::STATS;
-use crate::recycle::Recycled;
+use crate::telemetry::stats::STATS;
+use crate::util::recycle::Recycled;
 use crate::runtime::Shared;
 use crate::upstream::body::{ClientBody, DownBody, MemberDown, count_member_bytes};
 use bytes::{Bytes, BytesMut};
@@ -596,7 +596,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown
 /// Answers a request head that cannot be served, and closes.
 async fn refuse(mut conn: ClientConn, Refusal(status, why): Refusal, peer: SocketAddr) {
     tracing::info!(client = %peer, "refused request: {why}");
-    let r = crate::http::synth::error_page(status, why);
+    let r = crate::proxy::error_page::error_page(status, why);
     let _ = write_response(&mut conn.wr, r, Version::HTTP_11, false, false).await;
     conn.linger().await;
 }
@@ -1007,7 +1007,7 @@ async fn write_all(wr: &mut OwnedWriteHalf, mut bufs: &mut [IoSlice<'_>]) -> io:
 
 /// Appends the current `Date` value (IMF-fixdate), formatted at most once a second.
 fn push_date(out: &mut Vec<u8>) {
-    let secs = crate::net::clock::coarse_unix_secs();
+    let secs = crate::util::clock::coarse_unix_secs();
     DATE.with_borrow_mut(|(at, text)| {
         if *at != secs {
             let s = httpdate::fmt_http_date(

@@ -1,13 +1,11 @@
 //! Prometheus exposition at a `<Location>` with `SetHandler metrics`.
 
-use super::stats::STATS;
+use crate::telemetry::stats::STATS;
 use crate::runtime::Snapshot;
+use crate::telemetry::LATENCY_BUCKETS;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Upper bounds (seconds) of the upstream latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 10] =
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0];
 
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")

@@ -1,0 +1,12 @@
+//! Layer 4, `h1`: the one HTTP/1.1 codec, used by the client side (`server::h1`) and the
+//! member side (`upstream::exchange`).
+//!
+//! Owns: fields kept as received with a role each ([`fields`]), chunked coding and
+//! `Content-Length` values ([`chunked`]), the head writer ([`fields::HeadWriter`]) and the
+//! second look at request framing under hyper's server ([`framing_check`]).
+//!
+//! May import: `util`, `telemetry`, `net`, `config`.
+
+pub mod chunked;
+pub mod fields;
+pub mod framing_check;

@@ -1,0 +1,16 @@
+//! Layer 10, `proxy`: one request, phase by phase ([`handler`]), and what the phases use:
+//! access rules ([`access`]), `BALANCER_*` variables and `Header` rules ([`env`]), response
+//! rewriting ([`rewrite`]), the balancer's own error pages ([`error_page`]) and the tunnel
+//! after `101 Switching Protocols` ([`tunnel`]).
+//!
+//! The servers above hand each request to [`handler::handle`]; nothing here knows which server
+//! (hyper or balancerd's own HTTP/1.1 server) carried it.
+//!
+//! May import: every layer below it (`util` … `admin`).
+
+pub mod access;
+pub mod env;
+pub mod error_page;
+pub mod handler;
+pub mod rewrite;
+pub mod tunnel;

@@ -1,0 +1,10 @@
+//! Layer 0, `util`: small tools with no knowledge of HTTP, config or members.
+//!
+//! Owns: per-thread recycling of heap blocks ([`recycle`]), cheap clocks and calendar
+//! arithmetic ([`clock`]), HTML escaping ([`html`]).
+//!
+//! May import: nothing of the crate (see `tests/layering.rs`).
+
+pub mod clock;
+pub mod html;
+pub mod recycle;
