@@ -9,9 +9,9 @@ use balancerd::config::{self, LoadOptions};
 use balancerd::h1::fields::{
     HeadWriter, ReqFields, UpstreamHead, clean_response, write_upstream_headers,
 };
+use balancerd::h1::framing::BodyFraming;
 use balancerd::route::{self, Matched};
 use balancerd::runtime::Snapshot;
-use balancerd::upstream::exchange::RequestFraming;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use std::hint::black_box;
@@ -178,7 +178,7 @@ fn bench(c: &mut Criterion) {
                 },
                 &mut w,
             );
-            w.finish(RequestFraming::None)
+            w.finish(BodyFraming::None)
         })
     });
     let resp = member_response();

@@ -68,7 +68,10 @@ fn code_only(src: &str) -> String {
                     i += 1;
                 }
             }
-        } else if c == b'r' && matches!(b.get(i + 1), Some(b'"') | Some(b'#')) && !ident_byte(prev(b, i)) {
+        } else if c == b'r'
+            && matches!(b.get(i + 1), Some(b'"') | Some(b'#'))
+            && !ident_byte(prev(b, i))
+        {
             // Raw string r"…" or r#"…"#.
             let mut j = i + 1;
             let mut hashes = 0;
@@ -82,7 +85,9 @@ fn code_only(src: &str) -> String {
                 continue;
             }
             j += 1;
-            let close: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
+            let close: Vec<u8> = std::iter::once(b'"')
+                .chain(std::iter::repeat_n(b'#', hashes))
+                .collect();
             while j < b.len() && !b[j..].starts_with(&close) {
                 j += 1;
             }
@@ -109,7 +114,10 @@ fn code_only(src: &str) -> String {
         } else if c == b'\'' {
             // A char literal ('a', '\n', '\u{..}') or a lifetime ('a).
             let end = if b.get(i + 1) == Some(&b'\\') {
-                b[i + 2..].iter().position(|&x| x == b'\'').map(|p| i + 2 + p)
+                b[i + 2..]
+                    .iter()
+                    .position(|&x| x == b'\'')
+                    .map(|p| i + 2 + p)
             } else {
                 let len = src[i + 1..].chars().next().map_or(1, char::len_utf8);
                 (b.get(i + 1 + len) == Some(&b'\'')).then_some(i + 1 + len)
@@ -214,7 +222,10 @@ fn references(src: &str, depth: usize) -> Vec<Reference> {
     let mut out = Vec::new();
     let mut push = |pos: usize, target: String| {
         if !target.is_empty() && target != "self" && target != "super" {
-            out.push(Reference { line: line_of(pos), target });
+            out.push(Reference {
+                line: line_of(pos),
+                target,
+            });
         }
     };
     let mut i = 0;
@@ -260,7 +271,10 @@ fn references(src: &str, depth: usize) -> Vec<Reference> {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -273,7 +287,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// (top-level module, module depth) of a file under `src/`; `None` for the crate roots.
 fn module_of(rel: &Path) -> Option<(String, usize)> {
-    let parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     if parts.len() == 1 {
         let stem = parts[0].trim_end_matches(".rs");
         if stem == "lib" || stem == "main" {
@@ -281,7 +298,11 @@ fn module_of(rel: &Path) -> Option<(String, usize)> {
         }
         return Some((stem.to_string(), 1));
     }
-    let depth = if parts.last().is_some_and(|f| f == "mod.rs") { parts.len() - 1 } else { parts.len() };
+    let depth = if parts.last().is_some_and(|f| f == "mod.rs") {
+        parts.len() - 1
+    } else {
+        parts.len()
+    };
     Some((parts[0].clone(), depth))
 }
 
@@ -292,7 +313,9 @@ fn check(files: &[(PathBuf, String)]) -> Vec<String> {
     let mut problems = Vec::new();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (rel, text) in files {
-        let Some((top, depth)) = module_of(rel) else { continue };
+        let Some((top, depth)) = module_of(rel) else {
+            continue;
+        };
         let Some(from) = rank(&top) else {
             problems.push(format!(
                 "src/{}: top-level module `{top}` has no place in LAYERS (tests/layering.rs and src/lib.rs)",
@@ -363,7 +386,11 @@ fn crate_files() -> Vec<(PathBuf, String)> {
 #[test]
 fn every_import_points_down_the_layers() {
     let problems = check(&crate_files());
-    assert!(problems.is_empty(), "layering broken:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "layering broken:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -374,7 +401,10 @@ fn the_layer_list_matches_lib_rs() {
         .filter_map(|l| l.strip_prefix("pub mod "))
         .map(|l| l.trim_end_matches(';'))
         .collect();
-    assert_eq!(declared, LAYERS, "src/lib.rs declares its modules in layer order");
+    assert_eq!(
+        declared, LAYERS,
+        "src/lib.rs declares its modules in layer order"
+    );
 }
 
 #[test]
@@ -402,7 +432,10 @@ fn a_back_edge_is_named_with_file_and_line() {
 
 #[test]
 fn an_unplaced_module_is_named() {
-    let files = vec![(PathBuf::from("extra/mod.rs"), "use crate::util::clock;\n".to_string())];
+    let files = vec![(
+        PathBuf::from("extra/mod.rs"),
+        "use crate::util::clock;\n".to_string(),
+    )];
     let p = check(&files);
     assert_eq!(p.len(), 1);
     assert!(p[0].contains("`extra` has no place in LAYERS"), "{p:?}");

@@ -1,11 +1,10 @@
 //! Prometheus exposition at a `<Location>` with `SetHandler metrics`.
 
-use crate::telemetry::stats::STATS;
 use crate::runtime::Snapshot;
 use crate::telemetry::LATENCY_BUCKETS;
+use crate::telemetry::stats::STATS;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
-
 
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -81,7 +80,7 @@ pub fn render(snap: &Snapshot) -> String {
                 esc(&b.full_name),
                 esc(&m.name)
             );
-            for (i, c) in s.by_class.iter().enumerate().skip(1) {
+            for (i, c) in s.peer.by_class.iter().enumerate().skip(1) {
                 let _ = writeln!(
                     o,
                     "balancerd_member_requests_total{{{l},class=\"{i}xx\"}} {}",
@@ -90,13 +89,13 @@ pub fn render(snap: &Snapshot) -> String {
             }
             let mut cum = 0;
             for (i, ub) in LATENCY_BUCKETS.iter().enumerate() {
-                cum += s.latency[i].load(Relaxed);
+                cum += s.peer.latency[i].load(Relaxed);
                 let _ = writeln!(
                     hist,
                     "balancerd_upstream_latency_seconds_bucket{{{l},le=\"{ub}\"}} {cum}"
                 );
             }
-            cum += s.latency[LATENCY_BUCKETS.len()].load(Relaxed);
+            cum += s.peer.latency[LATENCY_BUCKETS.len()].load(Relaxed);
             let _ = writeln!(
                 hist,
                 "balancerd_upstream_latency_seconds_bucket{{{l},le=\"+Inf\"}} {cum}"
@@ -104,7 +103,7 @@ pub fn render(snap: &Snapshot) -> String {
             let _ = writeln!(
                 hist,
                 "balancerd_upstream_latency_seconds_sum{{{l}}} {}",
-                s.latency_sum_us.load(Relaxed) as f64 / 1e6
+                s.peer.latency_sum_us.load(Relaxed) as f64 / 1e6
             );
             let _ = writeln!(
                 hist,
@@ -118,7 +117,7 @@ pub fn render(snap: &Snapshot) -> String {
             let _ = writeln!(
                 gauges,
                 "balancerd_member_in_flight{{{l}}} {}",
-                s.busy.load(Relaxed)
+                s.peer.busy.load(Relaxed)
             );
             let _ = writeln!(
                 gauges,
@@ -143,17 +142,17 @@ pub fn render(snap: &Snapshot) -> String {
             let _ = writeln!(
                 gauges,
                 "balancerd_upstream_connections_opened_total{{{l}}} {}",
-                s.pool.opened.load(Relaxed)
+                s.peer.pool.opened.load(Relaxed)
             );
             let _ = writeln!(
                 gauges,
                 "balancerd_upstream_connections_reused_total{{{l}}} {}",
-                s.pool.reused.load(Relaxed)
+                s.peer.pool.reused.load(Relaxed)
             );
             let _ = writeln!(
                 gauges,
                 "balancerd_upstream_connections_idle{{{l}}} {}",
-                s.pool.idle_count()
+                s.peer.pool.idle_count()
             );
         }
     }

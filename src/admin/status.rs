@@ -3,9 +3,9 @@
 //! httpd's machine-readable `Key: value` lines plus balancer and member lines.
 //! Everything here reads counters only: it answers at once even when every member hangs.
 
+use crate::runtime::Snapshot;
 use crate::telemetry::stats::STATS;
 use crate::util::html::escape_html;
-use crate::runtime::Snapshot;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
@@ -143,7 +143,7 @@ pub fn auto(snap: &Snapshot, host: &str) -> String {
             let _ = writeln!(
                 o,
                 "ProxyBalancer[{i}]Worker[{j}]Busy: {}",
-                s.busy.load(Relaxed)
+                s.peer.busy.load(Relaxed)
             );
             let _ = writeln!(
                 o,
@@ -225,13 +225,13 @@ pub fn html(snap: &Snapshot, host: &str) -> String {
                 m.spec.params.lbset,
                 member_flags(m),
                 s.elected.load(Relaxed),
-                s.busy.load(Relaxed),
+                s.peer.busy.load(Relaxed),
                 s.errors.load(Relaxed),
                 m.retry_in()
                     .map_or("-".to_string(), |d| format!("{}s", d.as_secs())),
                 hc,
-                s.transferred.load(Relaxed),
-                s.read.load(Relaxed),
+                s.peer.transferred.load(Relaxed),
+                s.peer.read.load(Relaxed),
             );
         }
         o.push_str("</table>\n");

@@ -16,8 +16,8 @@ pub mod cli;
 pub mod demo;
 
 use crate::config::{self, LoadOptions};
-use crate::telemetry::stats::{ReloadResult, STATS};
 use crate::runtime::{Shared, Snapshot};
+use crate::telemetry::stats::{ReloadResult, STATS};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;

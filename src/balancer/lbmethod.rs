@@ -31,13 +31,16 @@ pub fn is_best(
             let s = cur.state.lbstatus.fetch_add(cur.factor(), Relaxed) + cur.factor();
             baton.total_factor += cur.factor();
             let Some(b) = best else { return true };
-            let (cb, bb) = (cur.state.busy.load(Relaxed), b.state.busy.load(Relaxed));
+            let (cb, bb) = (
+                cur.state.peer.busy.load(Relaxed),
+                b.state.peer.busy.load(Relaxed),
+            );
             cb < bb || (cb == bb && s > b.state.lbstatus.load(Relaxed))
         }
         LbMethod::ByTraffic => {
             let f = cur.factor().max(1) as u64;
-            let traffic =
-                cur.state.transferred.load(Relaxed) / f + cur.state.read.load(Relaxed) / f;
+            let traffic = cur.state.peer.transferred.load(Relaxed) / f
+                + cur.state.peer.read.load(Relaxed) / f;
             if best.is_none() || traffic < baton.min_traffic {
                 baton.min_traffic = traffic;
                 true

@@ -12,10 +12,10 @@
 //! reload never forgets that a member is down, nor resets its balancing counters.
 
 use crate::config::model::{Member, StatusFlags};
-use crate::upstream::pool::Pool;
+use crate::upstream::peer::Peer;
 use std::sync::Arc;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -34,24 +34,12 @@ pub struct MemberState {
     pub error_time: AtomicU64,
     /// Failed its active health check (C flag).
     pub hc_failed: AtomicBool,
-    /// Requests in flight.
-    pub busy: AtomicU32,
     /// byrequests/bybusyness counter (changed only under the balancer's lock).
     pub lbstatus: AtomicI64,
     /// Times chosen.
     pub elected: AtomicU64,
-    /// Bytes sent to the member.
-    pub transferred: AtomicU64,
-    /// Bytes read from the member.
-    pub read: AtomicU64,
     /// Failures recorded.
     pub errors: AtomicU64,
-    /// Responses by status class (1xx..5xx at 1..=5).
-    pub by_class: [AtomicU64; 6],
-    /// Upstream response-head latency histogram (buckets of `ops::metrics`, last = +Inf).
-    pub latency: [AtomicU64; crate::telemetry::LATENCY_BUCKETS.len() + 1],
-    /// Sum of latencies, µs.
-    pub latency_sum_us: AtomicU64,
     /// Health checks passed / failed.
     pub hc_passes: AtomicU64,
     /// Health checks failed.
@@ -62,8 +50,8 @@ pub struct MemberState {
     pub hc_running: AtomicBool,
     /// When the next check is due (`now_ms`).
     pub hc_next: AtomicU64,
-    /// Keep-alive connections to the member.
-    pub pool: Pool,
+    /// The member's connections and traffic counters (the upstream layer's part).
+    pub peer: Arc<Peer>,
 }
 
 /// A member in a snapshot: config spec + shared live state.
@@ -167,22 +155,12 @@ impl MemberRt {
                 self.spec.params.retry.as_secs()
             );
         }
-        self.state.pool.clear();
+        self.state.peer.pool.clear();
     }
 
     /// Records a member response (status class and response-head latency).
     pub fn record(&self, status: u16, latency: Duration) {
-        let class = (status / 100).min(5) as usize;
-        self.state.by_class[class].fetch_add(1, Relaxed);
-        let secs = latency.as_secs_f64();
-        let i = crate::telemetry::LATENCY_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(crate::telemetry::LATENCY_BUCKETS.len());
-        self.state.latency[i].fetch_add(1, Relaxed);
-        self.state
-            .latency_sum_us
-            .fetch_add(latency.as_micros() as u64, Relaxed);
+        self.state.peer.record(status, latency);
     }
 
     /// Time until an in-error member becomes eligible again.

@@ -420,21 +420,21 @@ mod tests {
             member("http://b", "", "", 1, 0),
         ]);
         b.params.lbmethod = crate::config::model::LbMethod::ByBusyness;
-        b.members[0].state.busy.store(3, Relaxed);
+        b.members[0].state.peer.busy.store(3, Relaxed);
         assert_eq!(picks(&b, 3), vec![1, 1, 1]);
-        b.members[0].state.busy.store(0, Relaxed);
-        b.members[1].state.busy.store(1, Relaxed);
+        b.members[0].state.peer.busy.store(0, Relaxed);
+        b.members[1].state.peer.busy.store(1, Relaxed);
         assert_eq!(picks(&b, 2), vec![0, 0]);
         let mut t = bal(vec![
             member("http://a", "", "", 1, 0),
             member("http://b", "", "", 2, 0),
         ]);
         t.params.lbmethod = crate::config::model::LbMethod::ByTraffic;
-        t.members[0].state.read.store(1000, Relaxed);
-        t.members[1].state.read.store(1500, Relaxed);
+        t.members[0].state.peer.read.store(1000, Relaxed);
+        t.members[1].state.peer.read.store(1500, Relaxed);
         // b: 1500/2 = 750 < a: 1000/1.
         assert_eq!(picks(&t, 1), vec![1]);
-        t.members[1].state.transferred.store(1000, Relaxed);
+        t.members[1].state.peer.transferred.store(1000, Relaxed);
         assert_eq!(picks(&t, 1), vec![0]);
     }
 

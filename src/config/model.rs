@@ -8,6 +8,7 @@ use super::diag::Origin;
 use ipnet::IpNet;
 use regex::Regex;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A whole config: what `balancerd check` validates and `balancerd run` serves.
@@ -897,5 +898,37 @@ impl Default for UpstreamTls {
             client_key_file: None,
             protocols: None,
         }
+    }
+}
+
+impl FrontTls {
+    /// Loads the certificate chain and key this server serves (`SSLEngine on` needs
+    /// `SSLCertificateFile`).
+    pub fn certified_key(&self) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+        let cert = self
+            .cert_file
+            .as_deref()
+            .ok_or("SSLEngine on needs SSLCertificateFile")?;
+        crate::net::tls::certified_key(cert, self.key_file.as_deref(), self.chain_file.as_deref())
+    }
+}
+
+impl UpstreamTls {
+    /// The settings of TLS to members, as the net layer takes them.
+    pub fn client_settings(&self) -> crate::net::tls::ClientSettings<'_> {
+        crate::net::tls::ClientSettings {
+            protocols: self.protocols.as_deref(),
+            verify: self.verify,
+            ca_file: self.ca_file.as_deref(),
+            check_name: self.check_peer_name && self.check_peer_cn,
+            check_expire: self.check_peer_expire,
+            client_cert_file: self.client_cert_file.as_deref(),
+            client_key_file: self.client_key_file.as_deref(),
+        }
+    }
+
+    /// Builds the client config for `https://` members.
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        crate::net::tls::client_config(&self.client_settings())
     }
 }

@@ -419,7 +419,7 @@ impl Walker<'_> {
                 _ => {}
             }
         }
-        if let Err(e) = crate::net::tls::client_config(&u) {
+        if let Err(e) = u.client_config() {
             let o = self.origin(v.span().start);
             self.ctx.diags.error(&o, e);
         }
@@ -510,7 +510,7 @@ impl Walker<'_> {
                     self.ctx
                         .diags
                         .error(&co, "a [[listen.tls]] entry needs cert = \"file.pem\"");
-                } else if let Err(e) = crate::net::tls::certified_key(&f) {
+                } else if let Err(e) = f.certified_key() {
                     self.ctx.diags.error(&co, e);
                 }
                 tls.push(f);

@@ -2,7 +2,7 @@
 //! hop-by-hop headers and every header named in `Connection` are removed *before*
 //! `X-Forwarded-*` are appended (so a client cannot strip them: CVE-2022-31813).
 
-use crate::upstream::exchange::RequestFraming;
+use crate::h1::framing::BodyFraming;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// `X-Forwarded-For`, `-Host` and `-Server`, named once.
@@ -615,11 +615,10 @@ impl HeadWriter {
     /// Ends the head: the body framing field (`content-length: N`, `transfer-encoding:
     /// chunked`, or none) and the blank line. The head stays a `Vec`: it is only ever
     /// borrowed for writing, and `Bytes::from` a `Vec` with spare room allocates.
-    pub fn finish(mut self, framing: RequestFraming) -> Vec<u8> {
+    pub fn finish(mut self, framing: BodyFraming) -> Vec<u8> {
         match framing {
-            RequestFraming::None => {}
-            RequestFraming::Zero => self.out.extend_from_slice(b"content-length: 0\r\n"),
-            RequestFraming::Length(n) => {
+            BodyFraming::None | BodyFraming::UntilClose => {}
+            BodyFraming::Length(n) => {
                 let mut digits = [0u8; 20];
                 let mut i = digits.len();
                 let mut v = n;
@@ -633,7 +632,7 @@ impl HeadWriter {
                 }
                 self.header(b"content-length", &digits[i..]);
             }
-            RequestFraming::Chunked => self
+            BodyFraming::Chunked => self
                 .out
                 .extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
@@ -734,7 +733,7 @@ mod tests {
         w.header(b"host", b"h");
         // Still the target once fields follow it.
         assert_eq!(w.target(), b"/base/rec ord?q=1");
-        let head = w.finish(RequestFraming::Zero);
+        let head = w.finish(BodyFraming::Length(0));
         assert_eq!(
             head,
             b"PUT /base/rec ord?q=1 HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n"
@@ -749,7 +748,7 @@ mod tests {
     fn member_head_of(c: ReqFields<'_>, u: &UpstreamHead<'_>) -> Vec<(String, String)> {
         let mut w = HeadWriter::new(&http::Method::GET, "/x", HeadWriter::room_for(c));
         write_upstream_headers(c, u, &mut w);
-        let head = w.finish(RequestFraming::None);
+        let head = w.finish(BodyFraming::None);
         let text = String::from_utf8(head.to_vec()).unwrap();
         assert!(text.starts_with("GET /x HTTP/1.1\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n"), "{text}");

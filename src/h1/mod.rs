@@ -9,4 +9,6 @@
 
 pub mod chunked;
 pub mod fields;
+pub mod framing;
 pub mod framing_check;
+pub mod request_body;

@@ -25,8 +25,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::model::{FrontTls, UpstreamTls};
-
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -55,17 +53,18 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     })
 }
 
-/// A certificate chain and key, ready to serve.
-pub fn certified_key(t: &FrontTls) -> Result<Arc<CertifiedKey>, String> {
-    let cert = t
-        .cert_file
-        .as_deref()
-        .ok_or("SSLEngine on needs SSLCertificateFile")?;
+/// A certificate chain and key, ready to serve: the certificate file, its key (default: in
+/// the certificate file) and an optional chain file.
+pub fn certified_key(
+    cert: &Path,
+    key: Option<&Path>,
+    chain: Option<&Path>,
+) -> Result<Arc<CertifiedKey>, String> {
     let mut certs = load_certs(cert)?;
-    if let Some(chain) = &t.chain_file {
+    if let Some(chain) = chain {
         certs.extend(load_certs(chain)?);
     }
-    let key = load_key(t.key_file.as_deref().unwrap_or(cert))?;
+    let key = load_key(key.unwrap_or(cert))?;
     let signing = provider()
         .key_provider
         .load_private_key(key)
@@ -187,12 +186,14 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// One TLS server: the names it answers to and its settings.
+/// One TLS server: the names it answers to, its certificate and its protocols.
 pub struct FrontEntry<'a> {
     /// SNI names.
     pub names: Vec<String>,
-    /// Certificates and protocol settings.
-    pub tls: &'a FrontTls,
+    /// The certificate chain and key.
+    pub key: Arc<CertifiedKey>,
+    /// `SSLProtocol`, as written.
+    pub protocols: Option<&'a str>,
 }
 
 /// Builds the server config of one listener (ALPN `h2`, `http/1.1`).
@@ -200,9 +201,9 @@ pub fn server_config(entries: &[FrontEntry<'_>]) -> Result<Arc<ServerConfig>, St
     let mut r = SniResolver::default();
     let mut versions = None;
     for e in entries {
-        r.add(&e.names, certified_key(e.tls)?);
+        r.add(&e.names, e.key.clone());
         if versions.is_none() {
-            versions = Some(protocol_versions(e.tls.protocols.as_deref())?);
+            versions = Some(protocol_versions(e.protocols)?);
         }
     }
     if r.is_empty() {
@@ -303,16 +304,35 @@ impl ServerCertVerifier for Relaxed {
     }
 }
 
+/// How balancerd speaks TLS to `https://` members (httpd's `SSLProxy*` directives).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSettings<'a> {
+    /// `SSLProxyProtocol`, as written.
+    pub protocols: Option<&'a str>,
+    /// `SSLProxyVerify require`.
+    pub verify: bool,
+    /// `SSLProxyCACertificateFile` (else the system roots).
+    pub ca_file: Option<&'a Path>,
+    /// `SSLProxyCheckPeerName` and `SSLProxyCheckPeerCN`, both on.
+    pub check_name: bool,
+    /// `SSLProxyCheckPeerExpire`.
+    pub check_expire: bool,
+    /// `SSLProxyMachineCertificateFile`.
+    pub client_cert_file: Option<&'a Path>,
+    /// A separate client key file.
+    pub client_key_file: Option<&'a Path>,
+}
+
 /// Builds the client config for `https://` members.
-pub fn client_config(u: &UpstreamTls) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(u: &ClientSettings<'_>) -> Result<Arc<ClientConfig>, String> {
     let p = provider();
-    let versions = protocol_versions(u.protocols.as_deref())?;
+    let versions = protocol_versions(u.protocols)?;
     let builder = ClientConfig::builder_with_provider(p.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?;
     let verifier: Arc<dyn ServerCertVerifier> = if u.verify {
         let mut roots = RootCertStore::empty();
-        match &u.ca_file {
+        match u.ca_file {
             Some(ca) => {
                 for c in load_certs(ca)? {
                     roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
@@ -330,8 +350,8 @@ pub fn client_config(u: &UpstreamTls) -> Result<Arc<ClientConfig>, String> {
                 .map_err(|e| format!("member certificate verification: {e}"))?;
         Arc::new(Relaxed {
             inner,
-            check_name: u.check_peer_name && u.check_peer_cn,
-            check_expire: u.check_peer_expire,
+            check_name: u.check_name,
+            check_expire: u.check_expire,
         })
     } else {
         Arc::new(NoVerify(p.clone()))
@@ -339,10 +359,10 @@ pub fn client_config(u: &UpstreamTls) -> Result<Arc<ClientConfig>, String> {
     let b = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut cfg = match &u.client_cert_file {
+    let mut cfg = match u.client_cert_file {
         Some(cert) => {
             let certs = load_certs(cert)?;
-            let key = load_key(u.client_key_file.as_deref().unwrap_or(cert))?;
+            let key = load_key(u.client_key_file.unwrap_or(cert))?;
             b.with_client_auth_cert(certs, key)
                 .map_err(|e| format!("{}: {e}", cert.display()))?
         }

@@ -212,6 +212,12 @@ fn has_token(value: &str, token: &str) -> bool {
     false
 }
 
+impl crate::telemetry::access_log::LogVars for BalancerVars {
+    fn get(&self, name: &str) -> Option<&str> {
+        BalancerVars::get(self, name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,4 +21,3 @@ pub fn error_page(status: StatusCode, detail: &str) -> Response<DownBody> {
     );
     r
 }
-

@@ -15,21 +15,22 @@
 use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
-use crate::proxy::env::{BalancerVars, any_rule_applies, apply_rules};
 use crate::h1::fields::{
     HeadWriter, ReqFields, ReqName, RequestFields, UpstreamHead, field_str, max_forwards,
     write_upstream_headers,
 };
-use crate::proxy::rewrite::{map_cookie, map_location};
-use crate::proxy::error_page::error_page;
-use crate::proxy::tunnel::ClientUpgrade;
+use crate::h1::framing::BodyFraming;
 use crate::proxy::access;
-use crate::telemetry::stats::STATS;
+use crate::proxy::env::{BalancerVars, any_rule_applies, apply_rules};
+use crate::proxy::error_page::error_page;
+use crate::proxy::rewrite::{map_cookie, map_location};
+use crate::proxy::tunnel::ClientUpgrade;
 use crate::route::{self, Matched, PathError};
 use crate::runtime::{HostRt, Snapshot};
+use crate::telemetry::stats::STATS;
 use crate::upstream::body::{BusyGuard, ClientBody, DownBody, MemberDown, UpBody};
 use crate::upstream::connect::{ConnectError, acquire, acquire_fresh};
-use crate::upstream::exchange::{self, MemberBody, MemberHead, RequestFraming};
+use crate::upstream::exchange::{self, MemberBody, MemberHead};
 use crate::upstream::pool::PooledConn;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -160,7 +161,9 @@ pub async fn handle(
             req: parts,
             status: resp.status().as_u16(),
             resp_headers: resp.headers(),
-            vars: vars.as_ref(),
+            vars: vars
+                .as_ref()
+                .map(|v| v as &dyn crate::telemetry::access_log::LogVars),
             took,
             server_name: &snap.server_name,
         });
@@ -624,8 +627,8 @@ async fn forward(
             vars.route_changed = true;
         }
         let m = &b.members[idx];
-        m.state.busy.fetch_add(1, Relaxed);
-        let busy = BusyGuard(m.state.clone());
+        m.state.peer.busy.fetch_add(1, Relaxed);
+        let busy = BusyGuard(m.state.peer.clone());
         vars.name = Some(b.full_name.clone());
         vars.worker_name = Some(m.name.clone());
         vars.worker_route = Some(m.route.clone());
@@ -639,7 +642,14 @@ async fn forward(
             });
         }
 
-        let conn = match acquire(m, default_timeout, snap.upstream_tls.as_ref()).await {
+        let conn = match acquire(
+            &m.spec,
+            &m.state.peer,
+            default_timeout,
+            snap.upstream_tls.as_ref(),
+        )
+        .await
+        {
             Ok(c) => c,
             Err(ConnectError::Dns(msg)) => {
                 m.mark_error(&msg);
@@ -671,7 +681,7 @@ async fn forward(
                 true,
             );
         };
-        bodyv.count_for(&m.state);
+        bodyv.count_for(&m.state.peer);
         let head = match build_request(cx, parts, m, fwd_path, query, wants_upgrade, &bodyv) {
             Ok(r) => r,
             Err(resp) => return resp,
@@ -690,7 +700,8 @@ async fn forward(
                 tracing::debug!(member = %m.name, "reused connection failed ({why}); retrying on a fresh connection");
                 drop(conn);
                 match Box::pin(acquire_fresh(
-                    m,
+                    &m.spec,
+                    &m.state.peer,
                     default_timeout,
                     snap.upstream_tls.as_ref(),
                 ))
@@ -813,7 +824,7 @@ fn upgrade_allowed(r: &Route, m: &MemberRt, h: ReqFields<'_>) -> bool {
 /// The member-bound request head, encoded, and how the body follows it.
 struct MemberRequest {
     head: Vec<u8>,
-    framing: RequestFraming,
+    framing: BodyFraming,
     is_head: bool,
 }
 
@@ -850,8 +861,8 @@ fn build_request(
     };
     let framing = match body {
         UpBody::Client { inner, .. } => match inner.size_hint().exact() {
-            Some(n) => RequestFraming::Length(n),
-            None => RequestFraming::Chunked,
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::Chunked,
         },
         UpBody::Empty => {
             let m = &parts.method;
@@ -860,9 +871,9 @@ fn build_request(
                 || *m == http::Method::PUT
                 || m.as_str() == "PATCH"
             {
-                RequestFraming::Zero
+                BodyFraming::Length(0)
             } else {
-                RequestFraming::None
+                BodyFraming::None
             }
         }
     };
@@ -1104,7 +1115,7 @@ fn respond(
         MemberDown {
             inner,
             busy: Some(busy),
-            member: m.state.clone(),
+            member: m.state.peer.clone(),
             name: m.name.clone(),
             fields,
             head_buf,

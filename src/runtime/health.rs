@@ -65,7 +65,7 @@ fn apply(m: &MemberRt, ok: Result<u16, String>) {
             let streak = st.hc_streak.load(Relaxed).min(0) - 1;
             st.hc_streak.store(streak, Relaxed);
             if -streak >= i64::from(hc.fails) && !st.hc_failed.swap(true, Relaxed) {
-                st.pool.clear();
+                st.peer.pool.clear();
                 tracing::error!(member = %m.name, "health check failed {} time(s): {why}; member set to C (not used)", -streak);
             }
         }

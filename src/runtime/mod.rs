@@ -94,15 +94,22 @@ fn front_tls(
         let mut entries: Vec<FrontEntry<'_>> = l
             .tls
             .iter()
-            .map(|t| FrontEntry {
-                names: t.sni_names.clone(),
-                tls: t,
+            .map(|t| {
+                Ok(FrontEntry {
+                    names: t.sni_names.clone(),
+                    key: t.certified_key()?,
+                    protocols: t.protocols.as_deref(),
+                })
             })
-            .collect();
+            .collect::<Result<_, String>>()
+            .map_err(|e| format!("{}: {e}", l.origin))?;
         if let Some(t) = config.main.tls.as_ref().filter(|t| t.engine) {
             entries.push(FrontEntry {
                 names: config.server.server_name.iter().cloned().collect(),
-                tls: t,
+                key: t
+                    .certified_key()
+                    .map_err(|e| format!("{}: {e}", l.origin))?,
+                protocols: t.protocols.as_deref(),
             });
         }
         for v in &config.vhosts {
@@ -116,7 +123,10 @@ fn front_tls(
                         .chain(v.aliases.iter())
                         .cloned()
                         .collect(),
-                    tls: t,
+                    key: t
+                        .certified_key()
+                        .map_err(|e| format!("{}: {e}", l.origin))?,
+                    protocols: t.protocols.as_deref(),
                 });
             }
         }
@@ -156,7 +166,7 @@ impl Snapshot {
             None => None,
         };
         let upstream_tls = if config.upstream_tls.engine {
-            Some(crate::net::tls::client_config(&config.upstream_tls)?)
+            Some(config.upstream_tls.client_config()?)
         } else {
             None
         };

@@ -31,25 +31,27 @@
 //!   is shut first and the rest of the request drained for a moment (lingering close), so the
 //!   client reads the answer instead of a reset.
 
-use crate::h1::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
-use crate::proxy::handler::{ConnInfo, handle};
+use crate::h1::chunked::{chunk_size_line, parse_length};
 use crate::h1::fields::{
     ConnectionToken, FieldRole, ReqName, RequestFields, connection_tokens, field_spans,
     request_field_name,
 };
-use crate::server::Shutdown;
-use crate::proxy::tunnel::{ClientUpgrade, PlainUpgraded};
-use crate::util::clock::coarse_ms;
-use crate::net::read::{SMALL_READ, poll_fill, poll_read_small};
+use crate::h1::framing::BodyFraming;
+use crate::h1::request_body::{RequestBody, ReturnSlot, Returned};
+use crate::net::read::poll_read_small;
 use crate::net::splice::{self, SPLICE_MIN, SpliceError};
-use crate::telemetry::stats::STATS;
-use crate::util::recycle::Recycled;
+use crate::proxy::handler::{ConnInfo, handle};
+use crate::proxy::tunnel::{ClientUpgrade, PlainUpgraded};
 use crate::runtime::Shared;
+use crate::server::Shutdown;
+use crate::telemetry::stats::STATS;
 use crate::upstream::body::{ClientBody, DownBody, MemberDown, count_member_bytes};
-use bytes::{Bytes, BytesMut};
+use crate::util::clock::coarse_ms;
+use crate::util::recycle::Recycled;
+use bytes::BytesMut;
 use http::header;
 use http::{Method, StatusCode, Uri, Version};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -57,7 +59,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -69,8 +71,6 @@ use tokio::time::{Instant, Sleep};
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in a request (HAProxy allows 101, httpd 100 by default); more get 431.
 const MAX_FIELDS: usize = 128;
-/// Largest read of a request body.
-const MAX_BODY_READ: usize = 64 * 1024;
 /// Pipelined bytes buffered while a request is being handled.
 const MAX_PIPELINED: usize = 64 * 1024;
 /// How long, and how much, the rest of a request is drained after an early answer.
@@ -85,14 +85,6 @@ thread_local! {
 /// Why a request head was refused: the status and the error page's text.
 #[derive(Debug)]
 struct Refusal(StatusCode, &'static str);
-
-/// How the request body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyFraming {
-    None,
-    Length(u64),
-    Chunked,
-}
 
 /// A parsed request head, with what the connection loop needs to know about it.
 struct Parsed {
@@ -246,180 +238,6 @@ fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, R
         keep_alive,
         upgrade: conn_upgrade && has_upgrade,
     }))
-}
-
-/// The socket's read side and the bytes read but not yet used, handed back by a request
-/// body when it ends or is dropped.
-#[derive(Debug)]
-struct Returned {
-    rd: OwnedReadHalf,
-    buf: BytesMut,
-    /// True when the body was read to its end (the connection can carry another request).
-    complete: bool,
-}
-
-/// Answers `Expect: 100-continue` when the body is first wanted (hyper's behaviour: the
-/// client waits for this before sending). A fresh socket's send buffer always has room.
-fn send_continue(rd: &OwnedReadHalf) {
-    let _ = rd.as_ref().try_write(b"HTTP/1.1 100 Continue\r\n\r\n");
-}
-
-/// Where a request body hands the read side back.
-type ReturnSlot = Arc<Mutex<Option<Returned>>>;
-
-#[derive(Debug)]
-enum BodyState {
-    Length(u64),
-    Chunked(Chunk),
-    Done,
-}
-
-/// A request body read from a plain client connection, frame by frame.
-#[derive(Debug)]
-pub struct RequestBody {
-    rd: Option<OwnedReadHalf>,
-    buf: BytesMut,
-    state: BodyState,
-    expect_continue: bool,
-    back: ReturnSlot,
-    next_read: usize,
-}
-
-impl RequestBody {
-    /// Gives the read side back; `complete` when the body was read to its end.
-    fn hand_back(&mut self, complete: bool) {
-        if let Some(rd) = self.rd.take() {
-            let buf = std::mem::take(&mut self.buf);
-            if let Ok(mut slot) = self.back.lock() {
-                *slot = Some(Returned { rd, buf, complete });
-            }
-        }
-    }
-
-    /// For zero-copy forwarding ([`crate::net::splice`]): when the rest of the body is a
-    /// `Content-Length` run of at least `min` bytes, the bytes already read (to send first),
-    /// the client's socket, and how many bytes of the body follow on it. Answers `Expect:
-    /// 100-continue` (the body is wanted now). Call [`RequestBody::plain_run_done`] after.
-    pub fn take_plain_run(&mut self, min: u64) -> Option<(Bytes, &TcpStream, u64)> {
-        let BodyState::Length(left) = self.state else {
-            return None;
-        };
-        if !self.can_splice(min) {
-            return None;
-        }
-        let rd = self.rd.as_ref()?;
-        if std::mem::take(&mut self.expect_continue) {
-            send_continue(rd);
-        }
-        let n = left.min(self.buf.len() as u64) as usize;
-        let buffered = self.buf.split_to(n).freeze();
-        self.state = BodyState::Length(left - n as u64);
-        Some((buffered, rd.as_ref(), left - n as u64))
-    }
-
-    /// True when [`RequestBody::take_plain_run`] would give a run.
-    pub fn can_splice(&self, min: u64) -> bool {
-        matches!(self.state, BodyState::Length(left) if left >= min) && self.rd.is_some()
-    }
-
-    /// Ends a run taken with [`RequestBody::take_plain_run`]; the connection can carry
-    /// another request only when every byte moved.
-    pub fn plain_run_done(&mut self, moved_all: bool) {
-        self.state = BodyState::Done;
-        self.hand_back(moved_all);
-    }
-
-    fn fail(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.state = BodyState::Done;
-        self.hand_back(false);
-        Poll::Ready(Some(Err(io::Error::other(why))))
-    }
-
-    /// Reads more of the body into `buf`.
-    fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let Some(rd) = self.rd.as_mut() else {
-            return Poll::Ready(Ok(0));
-        };
-        if std::mem::take(&mut self.expect_continue) {
-            send_continue(rd);
-        }
-        let want = match self.state {
-            BodyState::Length(left) => (left as usize).min(self.next_read),
-            _ => self.next_read,
-        };
-        let n = ready!(poll_fill(rd, cx, &mut self.buf, want))?;
-        if n >= want && want < MAX_BODY_READ {
-            self.next_read = (want * 2).min(MAX_BODY_READ);
-        }
-        Poll::Ready(Ok(n))
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let me = self.get_mut();
-        loop {
-            match &mut me.state {
-                BodyState::Done => return Poll::Ready(None),
-                BodyState::Length(left) => {
-                    if !me.buf.is_empty() {
-                        let n = (*left).min(me.buf.len() as u64) as usize;
-                        let d = me.buf.split_to(n).freeze();
-                        *left -= n as u64;
-                        if *left == 0 {
-                            me.state = BodyState::Done;
-                            me.hand_back(true);
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(d))));
-                    }
-                }
-                BodyState::Chunked(st) => match decode_chunked(st, &mut me.buf) {
-                    Ok(Decoded::Data(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
-                    Ok(Decoded::End) => {
-                        me.state = BodyState::Done;
-                        me.hand_back(true);
-                        return Poll::Ready(None);
-                    }
-                    Ok(Decoded::NeedMore) => {}
-                    Err(e) => return me.fail(format!("{e} from the client")),
-                },
-            }
-            match ready!(me.poll_more(cx)) {
-                Ok(0) => {
-                    return me.fail(
-                        "the client closed the connection before the request body ended".into(),
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => return me.fail(format!("reading the request body: {e}")),
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self.state, BodyState::Done)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.state {
-            BodyState::Length(n) => SizeHint::with_exact(n),
-            BodyState::Done => SizeHint::with_exact(0),
-            BodyState::Chunked(_) => SizeHint::default(),
-        }
-    }
-}
-
-impl Drop for RequestBody {
-    fn drop(&mut self) {
-        let complete = matches!(self.state, BodyState::Done);
-        self.hand_back(complete);
-    }
 }
 
 /// One plain client connection.
@@ -621,17 +439,13 @@ fn into_request(p: Parsed, conn: &mut ClientConn) -> Request {
         BodyFraming::None => (ClientBody::Empty, None),
         framing => {
             let slot = ReturnSlot::default();
-            let body = RequestBody {
-                rd: conn.rd.take(),
-                buf: std::mem::take(&mut conn.buf),
-                state: match framing {
-                    BodyFraming::Length(n) => BodyState::Length(n),
-                    _ => BodyState::Chunked(Chunk::start()),
-                },
-                expect_continue: p.expect_continue,
-                back: slot.clone(),
-                next_read: SMALL_READ,
-            };
+            let body = RequestBody::new(
+                conn.rd.take(),
+                std::mem::take(&mut conn.buf),
+                framing,
+                p.expect_continue,
+                slot.clone(),
+            );
             (ClientBody::Plain(body), Some(slot))
         }
     };
@@ -753,15 +567,6 @@ async fn exchange(
 /// A first body frame at most this long is copied behind the response head and sent with it.
 const COALESCE_MAX: usize = 2048;
 
-/// How the response body is framed on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutFraming {
-    None,
-    Length,
-    Chunked,
-    UntilClose,
-}
-
 /// Writes `resp` (head and body); returns whether the connection stays open.
 async fn write_response(
     wr: &mut OwnedWriteHalf,
@@ -805,14 +610,14 @@ async fn write_response(
     }
     let bodyless = is_head || status.is_informational() || code == 204 || code == 304;
     let framing = if bodyless {
-        OutFraming::None
-    } else if body.size_hint().exact().is_some() {
-        OutFraming::Length
+        BodyFraming::None
+    } else if let Some(n) = body.size_hint().exact() {
+        BodyFraming::Length(n)
     } else if version == Version::HTTP_11 {
-        OutFraming::Chunked
+        BodyFraming::Chunked
     } else {
         keep = false;
-        OutFraming::UntilClose
+        BodyFraming::UntilClose
     };
 
     // The request head's buffer when there was one (it grows if the answer's head is
@@ -833,8 +638,8 @@ async fn write_response(
     if let Some(f) = &member_fields {
         for (name, value, role) in f.passed() {
             if role == FieldRole::ContentLength
-                && framing != OutFraming::None
-                && framing != OutFraming::Length
+                && framing != BodyFraming::None
+                && !framing.is_length()
             {
                 continue;
             }
@@ -845,9 +650,9 @@ async fn write_response(
         }
     }
     for (k, v) in &parts.headers {
-        if framing != OutFraming::None
+        if framing != BodyFraming::None
             && (*k == header::TRANSFER_ENCODING
-                || (*k == header::CONTENT_LENGTH && framing != OutFraming::Length))
+                || (*k == header::CONTENT_LENGTH && !framing.is_length()))
         {
             continue;
         }
@@ -862,12 +667,12 @@ async fn write_response(
         head.extend_from_slice(b"\r\n");
     }
     match framing {
-        OutFraming::Length if !has_length => {
+        BodyFraming::Length(_) if !has_length => {
             let n = body.size_hint().exact().unwrap_or(0);
             use std::io::Write;
             let _ = write!(head, "content-length: {n}\r\n");
         }
-        OutFraming::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyFraming::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
     }
     if !has_connection && code != 101 {
@@ -879,13 +684,13 @@ async fn write_response(
     }
     head.extend_from_slice(b"\r\n");
 
-    if framing == OutFraming::None {
+    if framing == BodyFraming::None {
         write_all(wr, &mut [IoSlice::new(&head)]).await?;
         return Ok(keep);
     }
     // A large member body on a plain socket moves socket to socket (splice), never through
     // balancerd's memory.
-    if framing == OutFraming::Length
+    if framing.is_length()
         && let DownBody::Member(m) = &mut body
         && let MemberDown {
             inner,
@@ -935,7 +740,7 @@ async fn write_response(
         // A small first frame joins the head: one buffer goes out with `send`, which costs
         // the kernel less than `sendmsg` with two (no message header or vector to copy in).
         if let (Some(h), Some(Ok(f))) = (&mut head_buf, &frame)
-            && framing == OutFraming::Length
+            && framing.is_length()
             && let Some(data) = f.data_ref()
             && data.len() <= COALESCE_MAX
         {
@@ -953,7 +758,7 @@ async fn write_response(
                 if data.is_empty() && head.is_empty() {
                     continue;
                 }
-                if framing == OutFraming::Chunked && !data.is_empty() {
+                if framing == BodyFraming::Chunked && !data.is_empty() {
                     let mut hex = [0u8; 18];
                     let line = chunk_size_line(data.len(), &mut hex);
                     write_all(
@@ -971,7 +776,7 @@ async fn write_response(
                 }
             }
             None => {
-                let end: &[u8] = if framing == OutFraming::Chunked {
+                let end: &[u8] = if framing == BodyFraming::Chunked {
                     b"0\r\n\r\n"
                 } else {
                     b""

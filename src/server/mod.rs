@@ -8,9 +8,9 @@
 
 pub mod h1;
 
+use crate::h1::framing_check::{Tracked, Verdicts};
 use crate::proxy::handler::{ConnInfo, handle};
 use crate::proxy::tunnel::ClientUpgrade;
-use crate::h1::framing_check::{Tracked, Verdicts};
 use crate::runtime::Shared;
 use crate::upstream::body::ClientBody;
 use hyper::service::service_fn;
@@ -88,7 +88,9 @@ impl ConnCount {
     fn open() -> Self {
         use std::sync::atomic::Ordering::Relaxed;
         crate::telemetry::stats::STATS.conns.fetch_add(1, Relaxed);
-        crate::telemetry::stats::STATS.conns_total.fetch_add(1, Relaxed);
+        crate::telemetry::stats::STATS
+            .conns_total
+            .fetch_add(1, Relaxed);
         ConnCount
     }
 }

@@ -5,7 +5,6 @@
 //! request path; when the channel is full the line is dropped and counted. The file is
 //! reopened on every reload (so logrotate can move it and send SIGHUP).
 
-use crate::proxy::env::BalancerVars;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -126,7 +125,7 @@ pub struct Entry<'a> {
     /// Response headers.
     pub resp_headers: &'a http::HeaderMap,
     /// The BALANCER_* variables, when a balancer handled the request.
-    pub vars: Option<&'a BalancerVars>,
+    pub vars: Option<&'a dyn LogVars>,
     /// Time taken.
     pub took: Duration,
     /// ServerName.
@@ -249,6 +248,13 @@ impl AccessLog {
             DROPPED.fetch_add(1, Relaxed);
         }
     }
+}
+
+/// The request's environment variables as `%{VAR}e` reads them (the `BALANCER_*` variables,
+/// which the proxy layer owns and implements this for).
+pub trait LogVars {
+    /// The value of `name`, if set.
+    fn get(&self, name: &str) -> Option<&str>;
 }
 
 #[cfg(test)]

@@ -12,5 +12,5 @@ pub mod stats;
 
 /// Upper bounds (seconds) of the member response-head latency histogram; one more bucket
 /// (+Inf) follows the last.
-pub const LATENCY_BUCKETS: [f64; 10] = 
+pub const LATENCY_BUCKETS: [f64; 10] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0];

@@ -6,8 +6,8 @@
 //!   body ([`MemberBody`]), which returns the member connection to its pool when it ends and
 //!   releases the member's busy count when it ends or is dropped.
 
-use crate::balancer::member::MemberState;
 use crate::upstream::exchange::{MemberBody, MemberFields};
+use crate::upstream::peer::Peer;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -29,7 +29,7 @@ pub enum ClientBody {
     /// Read by hyper's server (TLS, HTTP/2).
     Hyper(Incoming),
     /// Read by balancerd's plain HTTP/1.1 server.
-    Plain(crate::server::h1::RequestBody),
+    Plain(crate::h1::request_body::RequestBody),
 }
 
 impl Body for ClientBody {
@@ -78,7 +78,7 @@ pub enum UpBody {
         /// Armed while waiting for a frame.
         sleep: Option<Pin<Box<Sleep>>>,
         /// Where to count bytes sent (bytraffic).
-        member: Option<Arc<MemberState>>,
+        member: Option<Arc<Peer>>,
         /// True once any frame was read: the body can no longer be replayed.
         touched: bool,
     },
@@ -102,7 +102,7 @@ impl UpBody {
     }
 
     /// For zero-copy forwarding: the rest of a plain client's `Content-Length` body of at
-    /// least `min` bytes, as a socket run (see [`crate::server::h1::RequestBody::take_plain_run`]).
+    /// least `min` bytes, as a socket run (see [`crate::h1::request_body::RequestBody::take_plain_run`]).
     /// The body counts as read from here on (no replay).
     pub fn take_plain_run(&mut self, min: u64) -> Option<PlainRun<'_>> {
         let UpBody::Client {
@@ -143,7 +143,7 @@ impl UpBody {
     }
 
     /// Counts the bytes sent to `member`.
-    pub fn count_for(&mut self, m: &Arc<MemberState>) {
+    pub fn count_for(&mut self, m: &Arc<Peer>) {
         if let UpBody::Client { member, .. } = self {
             *member = Some(m.clone());
         }
@@ -217,12 +217,12 @@ pub struct PlainRun<'a> {
     /// How long the body may stall.
     pub timeout: Duration,
     /// Where to count the bytes sent (bytraffic).
-    pub member: Option<Arc<MemberState>>,
+    pub member: Option<Arc<Peer>>,
 }
 
 /// Decrements a member's in-flight count when the exchange ends.
 #[derive(Debug)]
-pub struct BusyGuard(pub Arc<MemberState>);
+pub struct BusyGuard(pub Arc<Peer>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
@@ -247,9 +247,11 @@ pub enum DownBody {
 
 /// Counts `n` bytes of a member's response body sent on: the member's own counter and the
 /// process total (the streamed and the spliced paths both count here).
-pub fn count_member_bytes(member: &MemberState, n: usize) {
+pub fn count_member_bytes(member: &Peer, n: usize) {
     member.read.fetch_add(n as u64, Relaxed);
-    crate::telemetry::stats::STATS.bytes.fetch_add(n as u64, Relaxed);
+    crate::telemetry::stats::STATS
+        .bytes
+        .fetch_add(n as u64, Relaxed);
 }
 
 /// A member's body with what the response needs of its member.
@@ -260,7 +262,7 @@ pub struct MemberDown {
     /// Released on drop.
     pub busy: Option<BusyGuard>,
     /// Counts bytes read.
-    pub member: Arc<MemberState>,
+    pub member: Arc<Peer>,
     /// The member's name, for logs.
     pub name: Arc<str>,
     /// The member's header fields when they go to the client as received (the plain

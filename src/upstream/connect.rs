@@ -2,8 +2,9 @@
 //! `connectiontimeout`, TCP options and the TLS handshake.
 
 use super::exchange::{MemberConn, MemberIo};
+use super::peer::Peer;
 use super::pool::PooledConn;
-use crate::balancer::member::MemberRt;
+use crate::config::model::Member;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -70,17 +71,17 @@ pub async fn resolve_one(host: &str, port: u16) -> Result<SocketAddr, ConnectErr
 
 /// A pooled connection if one is idle, else a new one.
 pub async fn acquire(
-    m: &MemberRt,
+    m: &Member,
+    peer: &Arc<Peer>,
     default_timeout: Duration,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<PooledConn, ConnectError> {
-    let p = &m.spec.params;
+    let p = &m.params;
     let max_idle = p.ttl.unwrap_or(super::pool::DEFAULT_IDLE);
     if !p.disable_reuse
-        && let Some((conn, permit)) = m.state.pool.take(max_idle)
+        && let Some((conn, permit)) = peer.pool.take(max_idle)
     {
-        m.state
-            .pool
+        peer.pool
             .reused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(PooledConn {
@@ -88,10 +89,10 @@ pub async fn acquire(
             reused: true,
             poolable: true,
             permit,
-            member: m.state.clone(),
+            member: peer.clone(),
         });
     }
-    let permit = match m.state.pool.semaphore(p.max) {
+    let permit = match peer.pool.semaphore(p.max) {
         Some(s) => {
             let wait = p.acquire.unwrap_or(Duration::ZERO);
             match s.clone().try_acquire_owned() {
@@ -105,26 +106,28 @@ pub async fn acquire(
         }
         None => None,
     };
-    open(m, default_timeout, tls, permit).await
+    open(m, peer, default_timeout, tls, permit).await
 }
 
 /// A new connection, bypassing the pool (the retry after a reused connection failed).
 pub async fn acquire_fresh(
-    m: &MemberRt,
+    m: &Member,
+    peer: &Arc<Peer>,
     default_timeout: Duration,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<PooledConn, ConnectError> {
-    open(m, default_timeout, tls, None).await
+    open(m, peer, default_timeout, tls, None).await
 }
 
 /// Opens a new connection (within `connectiontimeout`) and wraps it for checkout.
 async fn open(
-    m: &MemberRt,
+    m: &Member,
+    peer: &Arc<Peer>,
     default_timeout: Duration,
     tls: Option<&Arc<rustls::ClientConfig>>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<PooledConn, ConnectError> {
-    let p = &m.spec.params;
+    let p = &m.params;
     let timeout = p
         .connection_timeout
         .or(p.timeout)
@@ -132,8 +135,7 @@ async fn open(
     // Boxed: connecting (TCP, TLS, HTTP handshake) is rare with pooling, and its state would
     // otherwise be part of every request's future (and of every held long-poll).
     let conn = Box::pin(connect(m, timeout, tls)).await?;
-    m.state
-        .pool
+    peer.pool
         .opened
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(PooledConn {
@@ -141,23 +143,23 @@ async fn open(
         reused: false,
         poolable: !p.disable_reuse,
         permit,
-        member: m.state.clone(),
+        member: peer.clone(),
     })
 }
 
 async fn connect(
-    m: &MemberRt,
+    m: &Member,
     timeout: Duration,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<MemberConn, ConnectError> {
-    let url = &m.spec.url;
+    let url = &m.url;
     let tls = if url.is_tls() {
         match tls {
             Some(t) => Some(t.clone()),
             None => {
                 return Err(ConnectError::Failed(format!(
                     "{}: https member but SSLProxyEngine is not On",
-                    m.name
+                    m.url
                 )));
             }
         }
@@ -173,7 +175,7 @@ async fn connect(
                 .await
                 .map_err(|e| format!("connect to {a} failed: {e}"))?;
             crate::net::tuning::apply(&s);
-            if m.spec.params.tcp_keepalive {
+            if m.params.tcp_keepalive {
                 let _ = socket2::SockRef::from(&s).set_keepalive(true);
             }
             match &tls {
@@ -194,7 +196,7 @@ async fn connect(
             Err(_) => last = format!("connect to {a} timed out after {timeout:?}"),
         }
     }
-    Err(ConnectError::Failed(format!("{}: {last}", m.name)))
+    Err(ConnectError::Failed(format!("{}: {last}", m.url)))
 }
 
 /// Opens a TCP connection with the socket options that must be set before connecting.

@@ -26,6 +26,7 @@ use crate::h1::fields::{
     ConnectionToken, FieldRole, FieldSpan, connection_tokens, field_span, response_field_role,
     span_field, spans_to_header_map,
 };
+use crate::h1::framing::BodyFraming;
 use crate::net::read::{SMALL_READ, poll_fill};
 use crate::net::splice::{SPLICE_MIN, SpliceError, SpliceRun};
 use bytes::{Buf, Bytes, BytesMut};
@@ -189,32 +190,6 @@ impl MemberConn {
     }
 }
 
-/// How the request body is framed towards the member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestFraming {
-    /// No body and no framing header.
-    None,
-    /// No body, `Content-Length: 0` (POST/PUT/PATCH, or the client said 0).
-    Zero,
-    /// `Content-Length: n`.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-}
-
-/// How a response body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body (HEAD, 1xx, 204, 304).
-    Empty,
-    /// `Content-Length`.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// Until the member closes (the connection cannot be reused).
-    UntilClose,
-}
-
 /// A member's response head.
 #[derive(Debug)]
 pub struct MemberHead {
@@ -225,7 +200,7 @@ pub struct MemberHead {
     /// The header fields as received.
     pub fields: MemberFields,
     /// How the body is delimited.
-    pub framing: Framing,
+    pub framing: BodyFraming,
     /// The connection may carry another request after this response.
     pub keep_alive: bool,
     /// Further hop-by-hop fields the member's `Connection` named, to remove after the
@@ -391,13 +366,14 @@ pub async fn exchange(
     conn: &mut MemberConn,
     head: &[u8],
     body: &mut UpBody,
-    framing: RequestFraming,
+    framing: BodyFraming,
     method_is_head: bool,
 ) -> Result<(MemberHead, bool), ExchangeError> {
+    let has_client_body = !matches!(body, UpBody::Empty);
     let mut out = Outgoing::new();
     out.push_piece(Piece::Borrowed(head));
     // A large upload from a plain client to a plain member moves socket to socket.
-    let spliced = matches!(framing, RequestFraming::Length(_))
+    let spliced = matches!(framing, BodyFraming::Length(_))
         && matches!(conn.io, MemberIo::Plain(_))
         && body.can_splice(SPLICE_MIN);
     let mut upload = if spliced {
@@ -411,8 +387,10 @@ pub async fn exchange(
     } else {
         Upload::Frames(&mut *body)
     };
-    let chunked = framing == RequestFraming::Chunked;
-    let mut body_open = matches!(framing, RequestFraming::Length(_) | RequestFraming::Chunked);
+    let chunked = framing == BodyFraming::Chunked;
+    // `Length(0)` with no client body is a bodiless POST/PUT: nothing to read.
+    let mut body_open =
+        matches!(framing, BodyFraming::Length(_) | BodyFraming::Chunked) && has_client_body;
     let mut write_done = false;
     let mut frame_queued = false;
     let mut got_bytes = false;
@@ -713,7 +691,7 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
     let head = buf.split_to(len).freeze();
     let code = status.as_u16();
     let framing = if method_is_head || status.is_informational() || code == 204 || code == 304 {
-        Framing::Empty
+        BodyFraming::None
     } else if let Some(chunked) = te_chunked {
         // Transfer-Encoding overrides Content-Length (which then must not be passed on).
         if length.is_some() {
@@ -725,16 +703,16 @@ fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberH
             keep_alive = false;
         }
         if chunked {
-            Framing::Chunked
+            BodyFraming::Chunked
         } else {
             keep_alive = false;
-            Framing::UntilClose
+            BodyFraming::UntilClose
         }
     } else if let Some(n) = length {
-        Framing::Length(n)
+        BodyFraming::Length(n)
     } else {
         keep_alive = false;
-        Framing::UntilClose
+        BodyFraming::UntilClose
     };
     Ok(Some(MemberHead {
         status,
@@ -767,12 +745,12 @@ pub struct MemberBody {
 
 impl MemberBody {
     /// The body of a response whose head was just read from `owner`'s connection.
-    pub fn new(owner: PooledConn, framing: Framing, keep_alive: bool) -> Self {
+    pub fn new(owner: PooledConn, framing: BodyFraming, keep_alive: bool) -> Self {
         let state = match framing {
-            Framing::Empty | Framing::Length(0) => BodyState::Done,
-            Framing::Length(n) => BodyState::Length(n),
-            Framing::Chunked => BodyState::Chunked(Chunk::start()),
-            Framing::UntilClose => BodyState::UntilClose,
+            BodyFraming::None | BodyFraming::Length(0) => BodyState::Done,
+            BodyFraming::Length(n) => BodyState::Length(n),
+            BodyFraming::Chunked => BodyState::Chunked(Chunk::start()),
+            BodyFraming::UntilClose => BodyState::UntilClose,
         };
         let mut b = MemberBody {
             owner: Some(owner),
@@ -940,7 +918,7 @@ mod tests {
             BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"[..]);
         let h = parse_head(&mut b, false).unwrap().unwrap();
         assert_eq!(h.status, 200);
-        assert_eq!(h.framing, Framing::Length(5));
+        assert_eq!(h.framing, BodyFraming::Length(5));
         assert!(h.keep_alive);
         assert_eq!(h.fields.to_header_map()["x-a"], "b");
         let passed: Vec<_> = h.fields.passed().collect();
@@ -958,7 +936,7 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"[..],
         );
         let h = parse_head(&mut b, false).unwrap().unwrap();
-        assert_eq!(h.framing, Framing::Chunked);
+        assert_eq!(h.framing, BodyFraming::Chunked);
         assert!(!h.keep_alive, "TE with CL: close after");
         assert!(h.fields.to_header_map().get("content-length").is_none());
         assert_eq!(
@@ -1005,12 +983,12 @@ mod tests {
 
         let mut b = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\nabc"[..]);
         let h = parse_head(&mut b, false).unwrap().unwrap();
-        assert_eq!(h.framing, Framing::UntilClose);
+        assert_eq!(h.framing, BodyFraming::UntilClose);
         assert!(!h.keep_alive);
 
         let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"[..]);
         let h = parse_head(&mut b, true).unwrap().unwrap();
-        assert_eq!(h.framing, Framing::Empty, "HEAD has no body");
+        assert_eq!(h.framing, BodyFraming::None, "HEAD has no body");
 
         let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n"[..]);
         assert!(parse_head(&mut b, false).is_err());
@@ -1022,7 +1000,7 @@ mod tests {
     fn head_encoding_frames_the_body() {
         let mut w = crate::h1::fields::HeadWriter::new(&Method::PUT, "/a?b", 0);
         w.header(b"host", b"m:1");
-        let b = w.finish(RequestFraming::Length(1234));
+        let b = w.finish(BodyFraming::Length(1234));
         assert_eq!(
             &b[..],
             b"PUT /a?b HTTP/1.1\r\nhost: m:1\r\ncontent-length: 1234\r\n\r\n"

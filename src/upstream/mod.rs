@@ -4,6 +4,7 @@
 pub mod body;
 pub mod connect;
 pub mod exchange;
+pub mod peer;
 pub mod pool;
 
 pub use body::UpBody;

@@ -135,7 +135,7 @@ pub struct PooledConn {
     /// The cap permit, held while the connection exists.
     pub permit: Option<OwnedSemaphorePermit>,
     /// The member whose pool takes it back.
-    pub member: Arc<crate::balancer::member::MemberState>,
+    pub member: Arc<crate::upstream::peer::Peer>,
 }
 
 impl std::fmt::Debug for PooledConn {

@@ -1,0 +1,220 @@
+//! A request body read from a plain client connection, frame by frame: `Content-Length` or
+//! chunked (through the one chunked decoder), with `Expect: 100-continue` answered when the
+//! body is first wanted. The socket's read half moves into the body and goes back to the
+//! connection through a [`ReturnSlot`] when the body ends or is dropped; a `Content-Length`
+//! run can instead be handed to splice(2) ([`RequestBody::take_plain_run`]).
+
+use super::chunked::{Chunk, Decoded, decode_chunked};
+use super::framing::BodyFraming;
+use crate::net::read::{SMALL_READ, poll_fill};
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+
+/// Largest read of a request body.
+const MAX_BODY_READ: usize = 64 * 1024;
+
+/// The socket's read side and the bytes read but not yet used, handed back by a request
+/// body when it ends or is dropped.
+#[derive(Debug)]
+pub struct Returned {
+    /// The read side.
+    pub rd: OwnedReadHalf,
+    /// Bytes read past the body (a pipelined request).
+    pub buf: BytesMut,
+    /// True when the body was read to its end (the connection can carry another request).
+    pub complete: bool,
+}
+
+/// Answers `Expect: 100-continue` when the body is first wanted (hyper's behaviour: the
+/// client waits for this before sending). A fresh socket's send buffer always has room.
+fn send_continue(rd: &OwnedReadHalf) {
+    let _ = rd.as_ref().try_write(b"HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+/// Where a request body hands the read side back.
+pub type ReturnSlot = Arc<Mutex<Option<Returned>>>;
+
+#[derive(Debug)]
+enum BodyState {
+    Length(u64),
+    Chunked(Chunk),
+    Done,
+}
+
+/// A request body read from a plain client connection, frame by frame.
+#[derive(Debug)]
+pub struct RequestBody {
+    rd: Option<OwnedReadHalf>,
+    buf: BytesMut,
+    state: BodyState,
+    expect_continue: bool,
+    back: ReturnSlot,
+    next_read: usize,
+}
+
+impl RequestBody {
+    /// A body of `framing` (`Length` or `Chunked`) read from `rd`, starting with the bytes
+    /// already in `buf`; the read side goes back through `back` when the body ends or is
+    /// dropped.
+    pub fn new(
+        rd: Option<OwnedReadHalf>,
+        buf: BytesMut,
+        framing: BodyFraming,
+        expect_continue: bool,
+        back: ReturnSlot,
+    ) -> Self {
+        RequestBody {
+            rd,
+            buf,
+            state: match framing {
+                BodyFraming::Length(n) => BodyState::Length(n),
+                BodyFraming::Chunked => BodyState::Chunked(Chunk::start()),
+                BodyFraming::None | BodyFraming::UntilClose => BodyState::Done,
+            },
+            expect_continue,
+            back,
+            next_read: SMALL_READ,
+        }
+    }
+
+    /// Gives the read side back; `complete` when the body was read to its end.
+    fn hand_back(&mut self, complete: bool) {
+        if let Some(rd) = self.rd.take() {
+            let buf = std::mem::take(&mut self.buf);
+            if let Ok(mut slot) = self.back.lock() {
+                *slot = Some(Returned { rd, buf, complete });
+            }
+        }
+    }
+
+    /// For zero-copy forwarding ([`crate::net::splice`]): when the rest of the body is a
+    /// `Content-Length` run of at least `min` bytes, the bytes already read (to send first),
+    /// the client's socket, and how many bytes of the body follow on it. Answers `Expect:
+    /// 100-continue` (the body is wanted now). Call [`RequestBody::plain_run_done`] after.
+    pub fn take_plain_run(&mut self, min: u64) -> Option<(Bytes, &TcpStream, u64)> {
+        let BodyState::Length(left) = self.state else {
+            return None;
+        };
+        if !self.can_splice(min) {
+            return None;
+        }
+        let rd = self.rd.as_ref()?;
+        if std::mem::take(&mut self.expect_continue) {
+            send_continue(rd);
+        }
+        let n = left.min(self.buf.len() as u64) as usize;
+        let buffered = self.buf.split_to(n).freeze();
+        self.state = BodyState::Length(left - n as u64);
+        Some((buffered, rd.as_ref(), left - n as u64))
+    }
+
+    /// True when [`RequestBody::take_plain_run`] would give a run.
+    pub fn can_splice(&self, min: u64) -> bool {
+        matches!(self.state, BodyState::Length(left) if left >= min) && self.rd.is_some()
+    }
+
+    /// Ends a run taken with [`RequestBody::take_plain_run`]; the connection can carry
+    /// another request only when every byte moved.
+    pub fn plain_run_done(&mut self, moved_all: bool) {
+        self.state = BodyState::Done;
+        self.hand_back(moved_all);
+    }
+
+    fn fail(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.state = BodyState::Done;
+        self.hand_back(false);
+        Poll::Ready(Some(Err(io::Error::other(why))))
+    }
+
+    /// Reads more of the body into `buf`.
+    fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(rd) = self.rd.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        if std::mem::take(&mut self.expect_continue) {
+            send_continue(rd);
+        }
+        let want = match self.state {
+            BodyState::Length(left) => (left as usize).min(self.next_read),
+            _ => self.next_read,
+        };
+        let n = ready!(poll_fill(rd, cx, &mut self.buf, want))?;
+        if n >= want && want < MAX_BODY_READ {
+            self.next_read = (want * 2).min(MAX_BODY_READ);
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let me = self.get_mut();
+        loop {
+            match &mut me.state {
+                BodyState::Done => return Poll::Ready(None),
+                BodyState::Length(left) => {
+                    if !me.buf.is_empty() {
+                        let n = (*left).min(me.buf.len() as u64) as usize;
+                        let d = me.buf.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            me.state = BodyState::Done;
+                            me.hand_back(true);
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(d))));
+                    }
+                }
+                BodyState::Chunked(st) => match decode_chunked(st, &mut me.buf) {
+                    Ok(Decoded::Data(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                    Ok(Decoded::End) => {
+                        me.state = BodyState::Done;
+                        me.hand_back(true);
+                        return Poll::Ready(None);
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return me.fail(format!("{e} from the client")),
+                },
+            }
+            match ready!(me.poll_more(cx)) {
+                Ok(0) => {
+                    return me.fail(
+                        "the client closed the connection before the request body ended".into(),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => return me.fail(format!("reading the request body: {e}")),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, BodyState::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            BodyState::Length(n) => SizeHint::with_exact(n),
+            BodyState::Done => SizeHint::with_exact(0),
+            BodyState::Chunked(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        let complete = matches!(self.state, BodyState::Done);
+        self.hand_back(complete);
+    }
+}
