@@ -126,10 +126,17 @@ impl RequestBody {
         self.hand_back(moved_all);
     }
 
-    fn fail(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    /// Ends the body with an error of `kind`: `InvalidData` for a malformed body,
+    /// `UnexpectedEof` for a client that closed early, the socket's own kind otherwise (the
+    /// member exchange tells the client's faults apart by it).
+    fn fail(
+        &mut self,
+        kind: io::ErrorKind,
+        why: String,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         self.state = BodyState::Done;
         self.hand_back(false);
-        Poll::Ready(Some(Err(io::Error::other(why))))
+        Poll::Ready(Some(Err(io::Error::new(kind, why))))
     }
 
     /// Reads more of the body into `buf`.
@@ -184,17 +191,20 @@ impl Body for RequestBody {
                         return Poll::Ready(None);
                     }
                     Ok(Decoded::NeedMore) => {}
-                    Err(e) => return me.fail(format!("{e} from the client")),
+                    Err(e) => {
+                        return me.fail(io::ErrorKind::InvalidData, format!("{e} from the client"));
+                    }
                 },
             }
             match ready!(me.poll_more(cx)) {
                 Ok(0) => {
                     return me.fail(
+                        io::ErrorKind::UnexpectedEof,
                         "the client closed the connection before the request body ended".into(),
                     );
                 }
                 Ok(_) => {}
-                Err(e) => return me.fail(format!("reading the request body: {e}")),
+                Err(e) => return me.fail(e.kind(), format!("reading the request body: {e}")),
             }
         }
     }

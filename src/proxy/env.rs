@@ -23,6 +23,9 @@ pub struct BalancerVars {
     pub session_route: Option<Arc<str>>,
     /// `BALANCER_ROUTE_CHANGED` (set to "1").
     pub route_changed: bool,
+    /// `BALANCERD_ERROR`: the kind of the failure when forwarding failed
+    /// (`upstream::error::ErrorKind::as_str`: `member-timeout`, `client-body-invalid`, …).
+    pub error: Option<&'static str>,
 }
 
 impl BalancerVars {
@@ -35,6 +38,7 @@ impl BalancerVars {
             "BALANCER_SESSION_STICKY" => self.session_sticky.as_deref(),
             "BALANCER_SESSION_ROUTE" => self.session_route.as_deref(),
             "BALANCER_ROUTE_CHANGED" => self.route_changed.then_some("1"),
+            "BALANCERD_ERROR" => self.error,
             _ => None,
         }
     }

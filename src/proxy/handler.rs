@@ -30,6 +30,7 @@ use crate::runtime::{HostRt, Snapshot};
 use crate::telemetry::stats::STATS;
 use crate::upstream::body::{BusyGuard, ClientBody, DownBody, MemberDown, UpBody};
 use crate::upstream::connect::{ConnectError, acquire, acquire_fresh};
+use crate::upstream::error::{Decision, ErrorKind, Origin, Phase, ProxyError};
 use crate::upstream::exchange::{self, MemberBody, MemberHead};
 use crate::upstream::pool::PooledConn;
 use http::header::{self, HeaderValue};
@@ -534,14 +535,6 @@ struct Ctx<'a> {
     started: Instant,
 }
 
-/// Why one exchange with a member failed.
-enum SendFail {
-    /// Timed out waiting for the response head.
-    Timeout,
-    /// The member closed or broke the connection, or answered garbage.
-    Broken(String),
-}
-
 async fn forward(
     cx: &Ctx<'_>,
     parts: &http::request::Parts,
@@ -695,9 +688,9 @@ async fn forward(
         };
         let (result, conn) = send(conn, &head, bodyv, sent_at + member_timeout).await;
         let result = match result {
-            Err((SendFail::Broken(why), Some(recovered), true)) => {
+            Err((e, Some(recovered))) if e.decide(true, false) == Decision::RetryFresh => {
                 // A reused connection died before answering: once more on a fresh one.
-                tracing::debug!(member = %m.name, "reused connection failed ({why}); retrying on a fresh connection");
+                tracing::debug!(member = %m.name, "reused connection failed ({e}); retrying on a fresh connection");
                 drop(conn);
                 match Box::pin(acquire_fresh(
                     &m.spec,
@@ -711,7 +704,7 @@ async fn forward(
                         // Rare path, boxed: keeps every request's future small.
                         let deadline = Instant::now() + member_timeout;
                         let (r2, c2) = Box::pin(send(c, &head, recovered, deadline)).await;
-                        r2.map(|resp| (resp, c2))
+                        r2.map(|resp| (resp, c2)).map_err(|(e, _)| e)
                     }
                     Err(e) => {
                         drop(busy);
@@ -724,7 +717,7 @@ async fn forward(
                     }
                 }
             }
-            Err(e) => Err(e),
+            Err((e, _)) => Err(e),
             Ok(resp) => Ok((resp, conn)),
         };
         return match result {
@@ -745,31 +738,57 @@ async fn forward(
                     head.head,
                 )
             }
-            Err((SendFail::Timeout, _, _)) => {
-                if b.params.fail_on_timeout {
-                    m.mark_error("timeout and failontimeout");
-                }
-                tracing::error!(member = %m.name, "timeout waiting for the member's response after {:?}", member_timeout);
-                own_error(
-                    cx,
-                    Some(&vars),
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "The member did not answer in time.",
-                    true,
-                )
-            }
-            Err((SendFail::Broken(why), _, _)) => {
-                tracing::error!(member = %m.name, "error reading from the member: {why}");
-                own_error(
-                    cx,
-                    Some(&vars),
-                    StatusCode::BAD_GATEWAY,
-                    "Error reading from remote server.",
-                    true,
-                )
+            Err(e) => {
+                vars.error = Some(e.kind.as_str());
+                exchange_failed(cx, m, &vars, &e, b.params.fail_on_timeout, member_timeout)
             }
         };
     }
+}
+
+/// The answer to a failed exchange, as the error's decision says: the status, whether the
+/// member is marked and whether the client connection closes. The log line names who
+/// caused it, so a client's fault is never logged against the member.
+fn exchange_failed(
+    cx: &Ctx<'_>,
+    m: &MemberRt,
+    vars: &BalancerVars,
+    e: &ProxyError,
+    fail_on_timeout: bool,
+    member_timeout: std::time::Duration,
+) -> Response<DownBody> {
+    // The body was read (or the exchange got that far): no replay from here.
+    let Decision::Answer {
+        status,
+        mark_member,
+        close: close_client,
+    } = e.decide(false, fail_on_timeout)
+    else {
+        // Unreachable for a non-replayable request; answer as a member failure.
+        return own_error(cx, Some(vars), StatusCode::BAD_GATEWAY, "Error reading from remote server.", true);
+    };
+    if mark_member {
+        m.mark_error(&e.detail);
+    }
+    let text = match e.kind {
+        ErrorKind::MemberTimeout => {
+            tracing::error!(member = %m.name, error = e.kind.as_str(), "timeout waiting for the member's response after {:?}", member_timeout);
+            "The member did not answer in time."
+        }
+        _ if e.origin() == Origin::Client => {
+            tracing::info!(member = %m.name, error = e.kind.as_str(), fault = "client", "request failed by the client: {}", e.detail);
+            match e.kind {
+                ErrorKind::ClientBodyTimeout => "The request body did not arrive in time.",
+                _ => "The request body was malformed or cut off.",
+            }
+        }
+        _ => {
+            tracing::error!(member = %m.name, error = e.kind.as_str(), fault = e.origin().as_str(), "error reading from the member: {}", e.detail);
+            "Error reading from remote server."
+        }
+    };
+    let r = own_error(cx, Some(vars), status, text, true);
+    if close_client { close(r) } else { r }
 }
 
 /// A connect failure (httpd's 503 case): the member goes into error, and the request moves
@@ -955,7 +974,9 @@ fn map_destination(cx: &Ctx<'_>, dest: &str, m: &MemberRt) -> Option<String> {
     }
 }
 
-type SendResult = Result<MemberHead, (SendFail, Option<UpBody>, bool)>;
+/// The member's response head, or the failure with the request body when it can be sent
+/// again (nothing of it was read).
+type SendResult = Result<MemberHead, (ProxyError, Option<UpBody>)>;
 
 /// Sends one request and waits for the response head; on failure reports whether the body
 /// came back (so the request can be replayed) and whether the connection was a reused one.
@@ -986,7 +1007,11 @@ async fn send(
     };
     conn.conn.put_timer(timer);
     match outcome {
-        None => (Err((SendFail::Timeout, None, reused)), None),
+        None => {
+            let mut e = ProxyError::new(ErrorKind::MemberTimeout, Phase::ResponseHead, "no response head in time").sent(true);
+            e.reused = reused;
+            (Err((e, None)), None)
+        }
         Some(Ok((head, body_sent))) => {
             if !body_sent {
                 // The member answered before the whole body was sent: the rest is not sent,
@@ -995,9 +1020,10 @@ async fn send(
             }
             (Ok(head), Some(conn))
         }
-        Some(Err(e)) => {
-            let recovered = (e.before_response && !body.touched()).then_some(body);
-            (Err((SendFail::Broken(e.why), recovered, reused)), None)
+        Some(Err(mut e)) => {
+            e.reused = reused;
+            let recovered = (!e.answer_started && !body.touched()).then_some(body);
+            (Err((e, recovered)), None)
         }
     }
 }

@@ -180,9 +180,10 @@ impl Body for UpBody {
                 Poll::Pending => {
                     let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
                     if s.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(
-                            "timed out reading the request body from the client".into(),
-                        )));
+                        return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "timed out reading the request body from the client",
+                        )))));
                     }
                     Poll::Pending
                 }

@@ -20,6 +20,7 @@
 //!   readiness first), so a held long-poll costs its socket and a few hundred bytes of state.
 
 use super::body::{PlainRun, UpBody};
+use super::error::{ErrorKind, Phase, ProxyError, client_body_kind};
 use super::pool::PooledConn;
 use crate::h1::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
 use crate::h1::fields::{
@@ -252,16 +253,6 @@ impl MemberFields {
     }
 }
 
-/// Why an exchange failed.
-#[derive(Debug)]
-pub struct ExchangeError {
-    /// What happened, for the log.
-    pub why: String,
-    /// True when the member certainly did not answer: no response byte arrived (a reused
-    /// connection closed by the member meanwhile looks like this).
-    pub before_response: bool,
-}
-
 /// One buffer of an [`Outgoing`] write: the request head, borrowed from the caller (which
 /// keeps it for a replay), or body bytes.
 enum Piece<'a> {
@@ -368,7 +359,7 @@ pub async fn exchange(
     body: &mut UpBody,
     framing: BodyFraming,
     method_is_head: bool,
-) -> Result<(MemberHead, bool), ExchangeError> {
+) -> Result<(MemberHead, bool), ProxyError> {
     let has_client_body = !matches!(body, UpBody::Empty);
     let mut out = Outgoing::new();
     out.push_piece(Piece::Borrowed(head));
@@ -378,10 +369,11 @@ pub async fn exchange(
         && body.can_splice(SPLICE_MIN);
     let mut upload = if spliced {
         let Some(run) = body.take_plain_run(SPLICE_MIN) else {
-            return Err(ExchangeError {
-                why: "the request body went away".into(),
-                before_response: true,
-            });
+            return Err(ProxyError::new(
+                ErrorKind::Internal,
+                Phase::Send,
+                "the request body went away",
+            ));
         };
         Upload::Spliced(SplicedUpload::new(run, &mut out)?)
     } else {
@@ -394,6 +386,8 @@ pub async fn exchange(
     let mut write_done = false;
     let mut frame_queued = false;
     let mut got_bytes = false;
+    // Some byte of the request reached the member's socket.
+    let mut sent = false;
     let r = std::future::poll_fn(|cx| {
         // Once the read side is pending in this poll, its waker is registered: asking again
         // after writing would only repeat the readiness check.
@@ -415,14 +409,6 @@ pub async fn exchange(
                 }
                 return Poll::Pending;
             }
-            let send_failed = |e: io::Error| ExchangeError {
-                why: format!("sending to the member: {e}"),
-                before_response: !got_bytes,
-            };
-            let body_failed = |e: &dyn std::fmt::Display| ExchangeError {
-                why: format!("request body: {e}"),
-                before_response: false,
-            };
             match &mut upload {
                 // One body frame in flight at a time (memory stays one frame per upload);
                 // the first frame may join the head in one write.
@@ -454,7 +440,7 @@ pub async fn exchange(
                                 out.push(Bytes::from_static(b"0\r\n\r\n"));
                             }
                         }
-                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(body_failed(&e))),
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(body_failed(&*e, sent, got_bytes))),
                         Poll::Pending => {}
                     }
                 }
@@ -465,22 +451,25 @@ pub async fn exchange(
                         body_open = false;
                     }
                     Poll::Ready(Err(SpliceError::Source(e))) => {
-                        return Poll::Ready(Err(body_failed(&e)));
+                        return Poll::Ready(Err(body_failed(&e, sent, got_bytes)));
                     }
                     Poll::Ready(Err(SpliceError::Destination(e))) => {
-                        return Poll::Ready(Err(send_failed(e)));
+                        return Poll::Ready(Err(send_failed(e, sent, got_bytes)));
                     }
                     Poll::Pending => {}
                 },
                 _ => {}
             }
             if out.len() > 0 {
-                match out.poll_write(&mut conn.io, cx) {
+                let before = out.len();
+                let w = out.poll_write(&mut conn.io, cx);
+                sent |= out.len() < before;
+                match w {
                     Poll::Ready(Ok(())) => {
                         progress = true;
                         frame_queued = false;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e))),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e, sent, got_bytes))),
                     Poll::Pending => {}
                 }
             }
@@ -490,7 +479,7 @@ pub async fn exchange(
                         write_done = true;
                         progress = true;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e))),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e, sent, got_bytes))),
                     Poll::Pending => {}
                 }
             }
@@ -505,6 +494,28 @@ pub async fn exchange(
         body.plain_run_done(matches!(r, Ok((_, true))));
     }
     r
+}
+
+/// Writing to the member failed: the member's fault.
+fn send_failed(e: io::Error, sent: bool, got_bytes: bool) -> ProxyError {
+    ProxyError::new(
+        ErrorKind::MemberIo,
+        Phase::Send,
+        format!("sending to the member: {e}"),
+    )
+    .sent(sent)
+    .answer_started(got_bytes)
+}
+
+/// The client's body failed (malformed, stalled or cut off): the client's fault.
+fn body_failed(e: &(dyn std::error::Error + 'static), sent: bool, got_bytes: bool) -> ProxyError {
+    ProxyError::new(
+        client_body_kind(e),
+        Phase::Send,
+        format!("request body from the client: {e}"),
+    )
+    .sent(sent)
+    .answer_started(got_bytes)
 }
 
 /// Where the request body comes from in an [`exchange`].
@@ -525,10 +536,13 @@ struct SplicedUpload<'a> {
 
 impl<'a> SplicedUpload<'a> {
     /// Queues the bytes of the body already read behind the head in `out`.
-    fn new(run: PlainRun<'a>, out: &mut Outgoing) -> Result<Self, ExchangeError> {
-        let splice = SpliceRun::new(run.rest).map_err(|e| ExchangeError {
-            why: format!("no pipe for the request body: {e}"),
-            before_response: true,
+    fn new(run: PlainRun<'a>, out: &mut Outgoing) -> Result<Self, ProxyError> {
+        let splice = SpliceRun::new(run.rest).map_err(|e| {
+            ProxyError::new(
+                ErrorKind::Internal,
+                Phase::Send,
+                format!("no pipe for the request body: {e}"),
+            )
         })?;
         if let Some(m) = &run.member {
             m.transferred.fetch_add(run.buffered.len() as u64, Relaxed);
@@ -582,30 +596,39 @@ fn poll_head(
     cx: &mut Context<'_>,
     method_is_head: bool,
     got_bytes: &mut bool,
-) -> Poll<Result<Option<MemberHead>, ExchangeError>> {
+) -> Poll<Result<Option<MemberHead>, ProxyError>> {
     let n = match ready!(poll_fill(&mut conn.io, cx, &mut conn.rbuf, FIRST_READ)) {
         Ok(n) => n,
         Err(e) => {
-            return Poll::Ready(Err(ExchangeError {
-                why: format!("reading from the member: {e}"),
-                before_response: !*got_bytes,
-            }));
+            return Poll::Ready(Err(ProxyError::new(
+                ErrorKind::MemberIo,
+                Phase::ResponseHead,
+                format!("reading from the member: {e}"),
+            )
+            .sent(true)
+            .answer_started(*got_bytes)));
         }
     };
     if n == 0 {
-        return Poll::Ready(Err(ExchangeError {
-            why: "the member closed the connection before answering".into(),
-            before_response: !*got_bytes,
-        }));
+        return Poll::Ready(Err(ProxyError::new(
+            ErrorKind::MemberClosed,
+            Phase::ResponseHead,
+            "the member closed the connection before answering",
+        )
+        .sent(true)
+        .answer_started(*got_bytes)));
     }
     *got_bytes = true;
     loop {
         match parse_head(&mut conn.rbuf, method_is_head) {
             Err(why) => {
-                return Poll::Ready(Err(ExchangeError {
+                return Poll::Ready(Err(ProxyError::new(
+                    ErrorKind::MemberInvalidHead,
+                    Phase::ResponseHead,
                     why,
-                    before_response: false,
-                }));
+                )
+                .sent(true)
+                .answer_started(true)));
             }
             Ok(None) => return Poll::Ready(Ok(None)),
             // Interim answers (100 Continue, 102, 103) are not forwarded.

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod error;
 pub mod exchange;
 pub mod peer;
 pub mod pool;
