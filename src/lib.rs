@@ -36,6 +36,8 @@
 //! 12 app        start-up, signals, reload, pid file, drain; the command line; the demo
 //! ```
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod util;
 
 pub mod telemetry;

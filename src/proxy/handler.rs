@@ -765,7 +765,13 @@ fn exchange_failed(
     } = e.decide(false, fail_on_timeout)
     else {
         // Unreachable for a non-replayable request; answer as a member failure.
-        return own_error(cx, Some(vars), StatusCode::BAD_GATEWAY, "Error reading from remote server.", true);
+        return own_error(
+            cx,
+            Some(vars),
+            StatusCode::BAD_GATEWAY,
+            "Error reading from remote server.",
+            true,
+        );
     };
     if mark_member {
         m.mark_error(&e.detail);
@@ -1008,7 +1014,12 @@ async fn send(
     conn.conn.put_timer(timer);
     match outcome {
         None => {
-            let mut e = ProxyError::new(ErrorKind::MemberTimeout, Phase::ResponseHead, "no response head in time").sent(true);
+            let mut e = ProxyError::new(
+                ErrorKind::MemberTimeout,
+                Phase::ResponseHead,
+                "no response head in time",
+            )
+            .sent(true);
             e.reused = reused;
             (Err((e, None)), None)
         }

@@ -307,7 +307,8 @@ mod tests {
 
     #[test]
     fn a_client_body_error_is_the_clients_fault() {
-        let e = ProxyError::new(ErrorKind::ClientBodyInvalid, Phase::Send, "bad chunk size").sent(true);
+        let e =
+            ProxyError::new(ErrorKind::ClientBodyInvalid, Phase::Send, "bad chunk size").sent(true);
         assert_eq!(e.origin(), Origin::Client);
         assert_eq!(e.decide(false, true), answer(400, false, true));
         let t = ProxyError::new(ErrorKind::ClientBodyTimeout, Phase::Send, "stalled").sent(true);
@@ -333,9 +334,21 @@ mod tests {
     #[test]
     fn client_body_errors_are_classified_from_their_io_kind() {
         let io = |k| std::io::Error::new(k, "x");
-        assert_eq!(client_body_kind(&io(std::io::ErrorKind::InvalidData)), ErrorKind::ClientBodyInvalid);
-        assert_eq!(client_body_kind(&io(std::io::ErrorKind::TimedOut)), ErrorKind::ClientBodyTimeout);
-        assert_eq!(client_body_kind(&io(std::io::ErrorKind::UnexpectedEof)), ErrorKind::ClientGone);
-        assert_eq!(client_body_kind(&io(std::io::ErrorKind::ConnectionReset)), ErrorKind::ClientGone);
+        assert_eq!(
+            client_body_kind(&io(std::io::ErrorKind::InvalidData)),
+            ErrorKind::ClientBodyInvalid
+        );
+        assert_eq!(
+            client_body_kind(&io(std::io::ErrorKind::TimedOut)),
+            ErrorKind::ClientBodyTimeout
+        );
+        assert_eq!(
+            client_body_kind(&io(std::io::ErrorKind::UnexpectedEof)),
+            ErrorKind::ClientGone
+        );
+        assert_eq!(
+            client_body_kind(&io(std::io::ErrorKind::ConnectionReset)),
+            ErrorKind::ClientGone
+        );
     }
 }

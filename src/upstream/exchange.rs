@@ -440,7 +440,9 @@ pub async fn exchange(
                                 out.push(Bytes::from_static(b"0\r\n\r\n"));
                             }
                         }
-                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(body_failed(&*e, sent, got_bytes))),
+                        Poll::Ready(Some(Err(e))) => {
+                            return Poll::Ready(Err(body_failed(&*e, sent, got_bytes)));
+                        }
                         Poll::Pending => {}
                     }
                 }
@@ -469,7 +471,9 @@ pub async fn exchange(
                         progress = true;
                         frame_queued = false;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e, sent, got_bytes))),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(send_failed(e, sent, got_bytes)));
+                    }
                     Poll::Pending => {}
                 }
             }
@@ -479,7 +483,9 @@ pub async fn exchange(
                         write_done = true;
                         progress = true;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_failed(e, sent, got_bytes))),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(send_failed(e, sent, got_bytes)));
+                    }
                     Poll::Pending => {}
                 }
             }

@@ -1,0 +1,206 @@
+//! The right party blamed: a failure of the client's request body is the client's fault.
+//! balancerd answers it 400 (malformed) or 408 (stalled), closes the member connection (its
+//! request is incomplete), leaves the member unmarked and logs the kind of the failure
+//! (`%{BALANCERD_ERROR}e`). A member that fails is still answered and logged as the member's.
+//! Raw bytes on real sockets, through a real balancer of real backends.
+
+mod support;
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config(log: &std::path::Path) -> String {
+    format!(
+        "Listen 127.0.0.1:{{PORT}}
+Timeout 1
+ProxyTimeout 30
+LogFormat \"%>s err=%{{BALANCERD_ERROR}}e member=%{{BALANCER_WORKER_ROUTE}}e\" blame
+CustomLog {} blame
+<Proxy balancer://up>
+BalancerMember http://a:1 route=A
+BalancerMember http://b:1 route=B
+</Proxy>
+ProxyPass /up balancer://up/up
+<Location /server-status>
+SetHandler server-status
+Require ip 127.0.0.1
+</Location>
+",
+        log.display()
+    )
+}
+
+/// Sends `bytes` and reads the whole answer until the proxy closes (or 6 s pass).
+async fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(6), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The process log without terminal colours.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn member_lines(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter(|l| l.contains("Worker[") && (l.contains("]Status: ") || l.contains("]Errors: ")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunked_bodies_are_the_clients_fault() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let p = Proxy::start(&config(&log), &[("a:1", a.addr), ("b:1", b.addr)]);
+    let bad_sizes: &[&[u8]] = &[
+        b" 5\r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"-5\r\nhello\r\n0\r\n\r\n",
+        b"\r\nhello\r\n0\r\n\r\n",
+        b"fffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhelloXX\r\n0\r\n\r\n",
+        b"5\r\nhello\n0\r\n\r\n",
+    ];
+    for body in bad_sizes {
+        let mut req =
+            b"POST /up/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(body);
+        let got = exchange(p.addr, &req).await;
+        assert!(
+            got.starts_with("HTTP/1.1 400 "),
+            "{:?}: {got}\n{}",
+            String::from_utf8_lossy(body),
+            p.log_text()
+        );
+        assert!(
+            got.to_ascii_lowercase().contains("connection: close"),
+            "{got}"
+        );
+    }
+    // Every member is still usable and has no error recorded.
+    let st = get(p.addr, "/server-status?auto", &[]).await.text();
+    for l in member_lines(&st) {
+        assert!(
+            l.ends_with(": Ok") || l.ends_with(": Init Ok") || l.ends_with(": 0"),
+            "{l}\n{st}"
+        );
+    }
+    for _ in 0..4 {
+        assert_eq!(get(p.addr, "/up/ok", &[]).await.status, 200);
+    }
+    // The log names the client's fault for each of them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let blamed = text
+        .lines()
+        .filter(|l| l.starts_with("400 err=client-body-invalid"))
+        .count();
+    assert_eq!(blamed, bad_sizes.len(), "{text}");
+    assert!(
+        !p.log_text().contains("error reading from the member"),
+        "{}",
+        p.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_408_and_the_member_stays_clean() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let p = Proxy::start(&config(&log), &[("a:1", a.addr), ("b:1", b.addr)]);
+    let cases: &[&[u8]] = &[
+        b"PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part",
+        b"PUT /up/f HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        b"PUT /up/f HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100000005\r\nabc",
+    ];
+    for req in cases {
+        let t0 = std::time::Instant::now();
+        let got = exchange(p.addr, req).await;
+        assert!(got.starts_with("HTTP/1.1 408 "), "{got}\n{}", p.log_text());
+        assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    }
+    let st = get(p.addr, "/server-status?auto", &[]).await.text();
+    for l in member_lines(&st) {
+        assert!(
+            l.ends_with(": Ok") || l.ends_with(": Init Ok") || l.ends_with(": 0"),
+            "{l}\n{st}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let blamed = text
+        .lines()
+        .filter(|l| l.starts_with("408 err=client-body-timeout"))
+        .count();
+    assert_eq!(blamed, cases.len(), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_closes_is_still_the_members_fault() {
+    // A member that accepts, reads the request and closes without answering.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let cfg = config(&log).replace("BalancerMember http://b:1 route=B\n", "");
+    let p = Proxy::start(&cfg, &[("a:1", addr)]);
+    let got = exchange(p.addr, b"GET /up/x HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(got.starts_with("HTTP/1.1 502 "), "{got}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("502 err=member-closed member=A")),
+        "{text}"
+    );
+    let plain = strip_ansi(&p.log_text());
+    assert!(
+        plain
+            .lines()
+            .any(|l| l.contains("error reading from the member") && l.contains("fault=\"member\"")),
+        "{plain}"
+    );
+}
