@@ -10,12 +10,15 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
 
-/// What a client's request field is to the proxy, decided from its raw name (any case) once,
-/// when the head is parsed.
+/// What a header field is to the proxy, decided once from its raw name (any case) when the
+/// head is parsed: by [`request_field_role`] for a request, by [`response_field_role`] for a
+/// response (which uses only `Other`, `Date`, `ContentLength` and `Hop`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReqName {
+pub enum FieldRole {
     /// Any other field: passed on.
     Other,
+    /// `Date` (a response's is passed on; the proxy adds none of its own).
+    Date,
     /// `Host` (replaced by the member's, or kept with `ProxyPreserveHost`).
     Host,
     /// `Cookie` (sticky sessions).
@@ -32,7 +35,9 @@ pub enum ReqName {
     Expect,
     /// `Max-Forwards` (decremented).
     MaxForwards,
-    /// `TE`, `Trailer`, `Keep-Alive`, `Proxy-Connection`: hop-by-hop.
+    /// Hop-by-hop, never passed on as received: `TE`, `Trailer`, `Keep-Alive`,
+    /// `Proxy-Connection` in a request; those and `Connection`, `Upgrade` (outside a `101`),
+    /// `Transfer-Encoding` and `Proxy-Authenticate` in a response.
     Hop,
     /// `X-Forwarded-For`.
     ForwardedFor,
@@ -42,79 +47,80 @@ pub enum ReqName {
     ForwardedServer,
 }
 
-impl ReqName {
+impl FieldRole {
     /// Never crosses the proxy towards a member as the client sent it (besides the fields
     /// named in `Connection`): `Host` is replaced, and `Content-Length`/`Transfer-Encoding`
     /// are set by the upstream connection from the body it actually sends.
     fn is_hop(self) -> bool {
         matches!(
             self,
-            ReqName::Connection
-                | ReqName::Upgrade
-                | ReqName::ContentLength
-                | ReqName::TransferEncoding
-                | ReqName::Host
-                | ReqName::Hop
+            FieldRole::Connection
+                | FieldRole::Upgrade
+                | FieldRole::ContentLength
+                | FieldRole::TransferEncoding
+                | FieldRole::Host
+                | FieldRole::Hop
         )
     }
 }
 
 /// The role of a request field named `raw` (any case).
-pub fn request_field_name(raw: &[u8]) -> ReqName {
+pub fn request_field_role(raw: &[u8]) -> FieldRole {
     let is = |s: &[u8]| raw.eq_ignore_ascii_case(s);
     match raw.len() {
-        2 if is(b"te") => ReqName::Hop,
-        4 if is(b"host") => ReqName::Host,
-        6 if is(b"cookie") => ReqName::Cookie,
-        6 if is(b"expect") => ReqName::Expect,
-        7 if is(b"upgrade") => ReqName::Upgrade,
-        7 if is(b"trailer") => ReqName::Hop,
-        10 if is(b"connection") => ReqName::Connection,
-        10 if is(b"keep-alive") => ReqName::Hop,
-        12 if is(b"max-forwards") => ReqName::MaxForwards,
-        14 if is(b"content-length") => ReqName::ContentLength,
-        15 if is(b"x-forwarded-for") => ReqName::ForwardedFor,
-        16 if is(b"x-forwarded-host") => ReqName::ForwardedHost,
-        16 if is(b"proxy-connection") => ReqName::Hop,
-        17 if is(b"transfer-encoding") => ReqName::TransferEncoding,
-        18 if is(b"x-forwarded-server") => ReqName::ForwardedServer,
-        _ => ReqName::Other,
+        2 if is(b"te") => FieldRole::Hop,
+        4 if is(b"host") => FieldRole::Host,
+        6 if is(b"cookie") => FieldRole::Cookie,
+        6 if is(b"expect") => FieldRole::Expect,
+        7 if is(b"upgrade") => FieldRole::Upgrade,
+        7 if is(b"trailer") => FieldRole::Hop,
+        10 if is(b"connection") => FieldRole::Connection,
+        10 if is(b"keep-alive") => FieldRole::Hop,
+        12 if is(b"max-forwards") => FieldRole::MaxForwards,
+        14 if is(b"content-length") => FieldRole::ContentLength,
+        15 if is(b"x-forwarded-for") => FieldRole::ForwardedFor,
+        16 if is(b"x-forwarded-host") => FieldRole::ForwardedHost,
+        16 if is(b"proxy-connection") => FieldRole::Hop,
+        17 if is(b"transfer-encoding") => FieldRole::TransferEncoding,
+        18 if is(b"x-forwarded-server") => FieldRole::ForwardedServer,
+        _ => FieldRole::Other,
     }
 }
 
-/// A request's header fields as they arrived on a plain HTTP/1.1 connection: the head's
-/// bytes and where each field lies in them, with its role. Most requests are forwarded with
-/// their fields unchanged, so the member's head is written from here; a `HeaderMap` is
-/// built only for what needs one (request rules, the access log, `Max-Forwards`).
+/// A head's header fields as they arrived on an HTTP/1.1 connection, a request's or a
+/// response's: the head's bytes and where each field lies in them, with its role. Most
+/// messages are forwarded with their fields unchanged, so the next head is written from
+/// here; a `HeaderMap` is built only for what needs one (rules, the access log,
+/// `Max-Forwards`, response rewriting).
 #[derive(Debug)]
-pub struct RequestFields {
+pub struct Fields {
     raw: bytes::Bytes,
-    fields: Vec<(FieldSpan, ReqName)>,
+    fields: Vec<(FieldSpan, FieldRole)>,
 }
 
-impl Drop for RequestFields {
+impl Drop for Fields {
     fn drop(&mut self) {
-        crate::util::recycle::give_vec(&REQUEST_FIELD_VECS, std::mem::take(&mut self.fields));
+        crate::util::recycle::give_vec(&FIELD_INDEXES, std::mem::take(&mut self.fields));
     }
 }
 
 thread_local! {
-    /// Recycled index buffers for [`RequestFields`] (see [`crate::util::recycle`]).
-    static REQUEST_FIELD_VECS: std::cell::RefCell<Vec<Vec<(FieldSpan, ReqName)>>> =
+    /// Recycled index buffers for [`Fields`] of both kinds (see [`crate::util::recycle`]).
+    static FIELD_INDEXES: std::cell::RefCell<Vec<Vec<(FieldSpan, FieldRole)>>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl RequestFields {
+impl Fields {
     /// Fields parsed (and so validated: httparse accepts exactly the names and values
     /// `http` accepts) from `raw`.
-    pub fn new(raw: bytes::Bytes, fields: Vec<(FieldSpan, ReqName)>) -> Self {
-        RequestFields { raw, fields }
+    pub fn new(raw: bytes::Bytes, fields: Vec<(FieldSpan, FieldRole)>) -> Self {
+        Fields { raw, fields }
     }
 
     /// An empty index for `n` fields, in a buffer recycled on this thread when there is one
     /// (it goes back when the fields are dropped).
-    pub fn index_for(n: usize) -> Vec<(FieldSpan, ReqName)> {
-        crate::util::recycle::take_vec(&REQUEST_FIELD_VECS, n)
+    pub fn index_for(n: usize) -> Vec<(FieldSpan, FieldRole)> {
+        crate::util::recycle::take_vec(&FIELD_INDEXES, n)
     }
 
     /// Name (as received), value and role of each field, in order.
@@ -124,7 +130,7 @@ impl RequestFields {
     }
 
     /// True when a field has this role.
-    pub fn has(&self, role: ReqName) -> bool {
+    pub fn has(&self, role: FieldRole) -> bool {
         self.fields.iter().any(|(_, r)| *r == role)
     }
 
@@ -135,6 +141,26 @@ impl RequestFields {
             self.fields.iter().map(|f| f.0),
             self.fields.len(),
         )
+    }
+
+    /// The fields passed on (hop-by-hop ones left out): name as received, value, role.
+    pub fn passed(&self) -> impl Iterator<Item = (&[u8], &[u8], FieldRole)> {
+        self.fields
+            .iter()
+            .filter(|(_, role)| *role != FieldRole::Hop)
+            .map(|&(span, role)| {
+                let (name, value) = span_field(&self.raw, span);
+                (name, value, role)
+            })
+    }
+
+    /// The fields passed on, as a `HeaderMap` (values share the head's bytes).
+    pub fn passed_header_map(&self) -> HeaderMap {
+        let passed = self
+            .fields
+            .iter()
+            .filter(|(_, role)| *role != FieldRole::Hop);
+        spans_to_header_map(&self.raw, passed.map(|f| f.0), self.fields.len())
     }
 }
 
@@ -183,29 +209,29 @@ pub fn spans_to_header_map(
 /// A request's header fields, whichever way they are held: as parsed on a plain
 /// connection, or in hyper's `HeaderMap` (TLS, HTTP/2, or once rules needed a map).
 #[derive(Debug, Clone, Copy)]
-pub enum ReqFields<'a> {
+pub enum FieldsView<'a> {
     /// A `HeaderMap`.
     Map(&'a HeaderMap),
     /// The raw fields of a plain HTTP/1.1 request.
-    Raw(&'a RequestFields),
+    Raw(&'a Fields),
 }
 
-impl<'a> ReqFields<'a> {
+impl<'a> FieldsView<'a> {
     /// Name, value and role of each field, in order (names lower-case from a map, as
     /// received from raw fields).
     #[inline]
     pub fn iter(self) -> FieldIter<'a> {
         match self {
-            ReqFields::Map(m) => FieldIter::Map(m.iter()),
-            ReqFields::Raw(r) => r.iter(),
+            FieldsView::Map(m) => FieldIter::Map(m.iter()),
+            FieldsView::Raw(r) => r.iter(),
         }
     }
 
     /// How many fields there are.
     pub fn len(self) -> usize {
         match self {
-            ReqFields::Map(m) => m.len(),
-            ReqFields::Raw(r) => r.fields.len(),
+            FieldsView::Map(m) => m.len(),
+            FieldsView::Raw(r) => r.fields.len(),
         }
     }
 
@@ -214,23 +240,23 @@ impl<'a> ReqFields<'a> {
         self.len() == 0
     }
 
-    /// The values of the fields with role `role` ([`ReqName::Other`] and [`ReqName::Hop`]
-    /// name several fields: use [`ReqFields::values`] for those).
+    /// The values of the fields with role `role` ([`FieldRole::Other`] and [`FieldRole::Hop`]
+    /// name several fields: use [`FieldsView::values`] for those).
     #[inline]
-    pub fn role_values(self, role: ReqName) -> Values<'a> {
+    pub fn role_values(self, role: FieldRole) -> Values<'a> {
         match (self, role.header_name()) {
-            (ReqFields::Map(m), Some(name)) => Values::Map(m.get_all(name).into_iter()),
-            (ReqFields::Map(_), None) => Values::None,
-            (ReqFields::Raw(r), _) => Values::Raw(r.fields.iter(), &r.raw, role),
+            (FieldsView::Map(m), Some(name)) => Values::Map(m.get_all(name).into_iter()),
+            (FieldsView::Map(_), None) => Values::None,
+            (FieldsView::Raw(r), _) => Values::Raw(r.fields.iter(), &r.raw, role),
         }
     }
 
     /// The first value of the field with role `role`.
     #[inline]
-    pub fn role_value(self, role: ReqName) -> Option<&'a [u8]> {
+    pub fn role_value(self, role: FieldRole) -> Option<&'a [u8]> {
         match self {
-            ReqFields::Map(m) => m.get(role.header_name()?).map(HeaderValue::as_bytes),
-            ReqFields::Raw(r) => r
+            FieldsView::Map(m) => m.get(role.header_name()?).map(HeaderValue::as_bytes),
+            FieldsView::Raw(r) => r
                 .fields
                 .iter()
                 .find(|f| f.1 == role)
@@ -246,43 +272,44 @@ impl<'a> ReqFields<'a> {
     }
 }
 
-impl ReqName {
+impl FieldRole {
     /// The field's name, for roles that name one field.
     fn header_name(self) -> Option<HeaderName> {
         Some(match self {
-            ReqName::Other | ReqName::Hop => return None,
-            ReqName::Host => header::HOST,
-            ReqName::Cookie => header::COOKIE,
-            ReqName::Connection => header::CONNECTION,
-            ReqName::Upgrade => header::UPGRADE,
-            ReqName::ContentLength => header::CONTENT_LENGTH,
-            ReqName::TransferEncoding => header::TRANSFER_ENCODING,
-            ReqName::Expect => header::EXPECT,
-            ReqName::MaxForwards => header::MAX_FORWARDS,
-            ReqName::ForwardedFor => X_FORWARDED_FOR,
-            ReqName::ForwardedHost => X_FORWARDED_HOST,
-            ReqName::ForwardedServer => X_FORWARDED_SERVER,
+            FieldRole::Other | FieldRole::Hop => return None,
+            FieldRole::Host => header::HOST,
+            FieldRole::Date => header::DATE,
+            FieldRole::Cookie => header::COOKIE,
+            FieldRole::Connection => header::CONNECTION,
+            FieldRole::Upgrade => header::UPGRADE,
+            FieldRole::ContentLength => header::CONTENT_LENGTH,
+            FieldRole::TransferEncoding => header::TRANSFER_ENCODING,
+            FieldRole::Expect => header::EXPECT,
+            FieldRole::MaxForwards => header::MAX_FORWARDS,
+            FieldRole::ForwardedFor => X_FORWARDED_FOR,
+            FieldRole::ForwardedHost => X_FORWARDED_HOST,
+            FieldRole::ForwardedServer => X_FORWARDED_SERVER,
         })
     }
 }
 
-/// The fields of a [`ReqFields`]: name, value, role.
+/// The fields of a [`FieldsView`]: name, value, role.
 pub enum FieldIter<'a> {
     /// Over a map.
     Map(http::header::Iter<'a, HeaderValue>),
     /// Over raw fields and their head.
-    Raw(std::slice::Iter<'a, (FieldSpan, ReqName)>, &'a [u8]),
+    Raw(std::slice::Iter<'a, (FieldSpan, FieldRole)>, &'a [u8]),
 }
 
 impl<'a> Iterator for FieldIter<'a> {
-    type Item = (&'a [u8], &'a [u8], ReqName);
+    type Item = (&'a [u8], &'a [u8], FieldRole);
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             FieldIter::Map(it) => it.next().map(|(k, v)| {
                 let n = k.as_str().as_bytes();
-                (n, v.as_bytes(), request_field_name(n))
+                (n, v.as_bytes(), request_field_role(n))
             }),
             FieldIter::Raw(it, raw) => it.next().map(|&(span, role)| {
                 let (name, value) = span_field(raw, span);
@@ -292,15 +319,15 @@ impl<'a> Iterator for FieldIter<'a> {
     }
 }
 
-/// The values of one field of a [`ReqFields`].
+/// The values of one field of a [`FieldsView`].
 pub enum Values<'a> {
     /// From a map.
     Map(http::header::ValueIter<'a, HeaderValue>),
     /// From raw fields: those with the role.
     Raw(
-        std::slice::Iter<'a, (FieldSpan, ReqName)>,
+        std::slice::Iter<'a, (FieldSpan, FieldRole)>,
         &'a [u8],
-        ReqName,
+        FieldRole,
     ),
     /// None.
     None,
@@ -417,27 +444,6 @@ pub fn connection_tokens(v: &[u8]) -> impl Iterator<Item = ConnectionToken<'_>> 
     })
 }
 
-/// Adds the field names a `Connection` value lists (lower-cased) to `out`.
-pub fn push_connection_named(v: &[u8], out: &mut Vec<HeaderName>) {
-    for t in connection_tokens(v) {
-        if let ConnectionToken::Named(n) = t
-            && let Ok(n) = HeaderName::from_bytes(n)
-        {
-            out.push(n);
-        }
-    }
-}
-
-/// The extra header names listed in `Connection` (the usual `keep-alive`/`close`/`upgrade`
-/// tokens are hop-by-hop anyway and skipped); allocates only when there are some.
-fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
-    let mut out = Vec::new();
-    for v in h.get_all(header::CONNECTION) {
-        push_connection_named(v.as_bytes(), &mut out);
-    }
-    out
-}
-
 /// What the request to a member needs besides the client's headers, as ready-made bytes
 /// (per member, per connection, per snapshot) so that writing the member's head formats
 /// nothing.
@@ -465,10 +471,10 @@ pub struct UpstreamHead<'a> {
 /// (no intermediate header map): hop-by-hop fields and those named in `Connection` are
 /// left out, `Host` is the member's (or the client's with `ProxyPreserveHost`), and the
 /// X-Forwarded-* lists get the client's address, host and this server appended on one line.
-pub fn write_upstream_headers(client: ReqFields<'_>, u: &UpstreamHead<'_>, w: &mut HeadWriter) {
+pub fn write_upstream_headers(client: FieldsView<'_>, u: &UpstreamHead<'_>, w: &mut HeadWriter) {
     // Extra names listed in Connection (rare): left out as hop-by-hop.
     let mut named: Vec<&[u8]> = Vec::new();
-    for v in client.role_values(ReqName::Connection) {
+    for v in client.role_values(FieldRole::Connection) {
         for t in connection_tokens(v) {
             if let ConnectionToken::Named(n) = t {
                 named.push(n);
@@ -484,8 +490,8 @@ pub fn write_upstream_headers(client: ReqFields<'_>, u: &UpstreamHead<'_>, w: &m
             continue;
         }
         match role {
-            ReqName::Expect if !v.eq_ignore_ascii_case(b"100-continue") => continue,
-            ReqName::ForwardedFor | ReqName::ForwardedHost | ReqName::ForwardedServer
+            FieldRole::Expect if !v.eq_ignore_ascii_case(b"100-continue") => continue,
+            FieldRole::ForwardedFor | FieldRole::ForwardedHost | FieldRole::ForwardedServer
                 if u.add_forwarded =>
             {
                 forwarded_seen = true;
@@ -505,11 +511,11 @@ pub fn write_upstream_headers(client: ReqFields<'_>, u: &UpstreamHead<'_>, w: &m
     }
     if u.add_forwarded {
         let forwarded = [
-            (X_FORWARDED_FOR, ReqName::ForwardedFor, Some(u.client_ip)),
-            (X_FORWARDED_HOST, ReqName::ForwardedHost, u.client_host),
+            (X_FORWARDED_FOR, FieldRole::ForwardedFor, Some(u.client_ip)),
+            (X_FORWARDED_HOST, FieldRole::ForwardedHost, u.client_host),
             (
                 X_FORWARDED_SERVER,
-                ReqName::ForwardedServer,
+                FieldRole::ForwardedServer,
                 Some(u.server_name),
             ),
         ];
@@ -567,10 +573,10 @@ impl HeadWriter {
     }
 
     /// Room to reserve for `client`'s fields plus the few balancerd adds.
-    pub fn room_for(client: ReqFields<'_>) -> usize {
+    pub fn room_for(client: FieldsView<'_>) -> usize {
         match client {
-            ReqFields::Raw(r) => r.raw.len() + 160,
-            ReqFields::Map(m) => {
+            FieldsView::Raw(r) => r.raw.len() + 160,
+            FieldsView::Map(m) => {
                 m.iter()
                     .map(|(k, v)| k.as_str().len() + v.len() + 4)
                     .sum::<usize>()
@@ -641,65 +647,23 @@ impl HeadWriter {
     }
 }
 
-/// Removes hop-by-hop headers from a member's response (keeping `Content-Length`, and the
-/// `Upgrade`/`Connection` pair of a 101).
-pub fn clean_response(h: &mut HeaderMap, switching: bool) {
-    // One pass over the names (no hashing) finds the few that must go.
-    let mut hop: [Option<HeaderName>; 8] = Default::default();
-    let mut n = 0;
-    for k in h.keys() {
-        if is_response_hop(k, switching) && n < hop.len() {
-            hop[n] = Some(k.clone());
-            n += 1;
-        }
-    }
-    if h.contains_key(header::CONNECTION) {
-        for name in connection_named(h) {
-            h.remove(name);
-        }
-    }
-    for name in hop.into_iter().flatten() {
-        h.remove(name);
-    }
-}
-
-/// What a member's response field is to the proxy, decided from the raw name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldRole {
-    /// Passed on as received.
-    Pass,
-    /// `Date` (passed on; the proxy adds none of its own).
-    Date,
-    /// `Content-Length` (passed on when the body keeps its length).
-    ContentLength,
-    /// Hop-by-hop, or otherwise not passed on.
-    Drop,
-}
-
-/// The role of a response field named `raw` (any case): the raw-bytes twin of
-/// [`is_response_hop`], for heads written through without a `HeaderMap`.
+/// The role of a response field named `raw` (any case): the one list of hop-by-hop
+/// response fields (`Content-Length` stays; a `101` keeps its `Upgrade`/`Connection` pair).
 pub fn response_field_role(raw: &[u8], switching: bool) -> FieldRole {
     let is = |s: &[u8]| raw.eq_ignore_ascii_case(s);
     match raw.len() {
-        2 if is(b"te") => FieldRole::Drop,
+        2 if is(b"te") => FieldRole::Hop,
         4 if is(b"date") => FieldRole::Date,
-        7 if is(b"trailer") => FieldRole::Drop,
-        7 if is(b"upgrade") && !switching => FieldRole::Drop,
-        10 if is(b"connection") && !switching => FieldRole::Drop,
-        10 if is(b"keep-alive") => FieldRole::Drop,
+        7 if is(b"trailer") => FieldRole::Hop,
+        7 if is(b"upgrade") && !switching => FieldRole::Hop,
+        10 if is(b"connection") && !switching => FieldRole::Hop,
+        10 if is(b"keep-alive") => FieldRole::Hop,
         14 if is(b"content-length") => FieldRole::ContentLength,
-        16 if is(b"proxy-connection") => FieldRole::Drop,
-        17 if is(b"transfer-encoding") => FieldRole::Drop,
-        18 if is(b"proxy-authenticate") => FieldRole::Drop,
-        _ => FieldRole::Pass,
+        16 if is(b"proxy-connection") => FieldRole::Hop,
+        17 if is(b"transfer-encoding") => FieldRole::Hop,
+        18 if is(b"proxy-authenticate") => FieldRole::Hop,
+        _ => FieldRole::Other,
     }
-}
-
-/// True for a response field that never crosses the proxy (`Content-Length` stays; a `101`
-/// keeps its `Upgrade`/`Connection` pair). The member client drops these while parsing.
-pub fn is_response_hop(k: &HeaderName, switching: bool) -> bool {
-    // One list of hop-by-hop fields, shared with the write-through path.
-    response_field_role(k.as_str().as_bytes(), switching) == FieldRole::Drop
 }
 
 /// `Max-Forwards`: decremented; `0` (or garbage) refuses the request (400), except for
@@ -742,10 +706,10 @@ mod tests {
 
     /// The member-bound head for `c`, parsed back into (name, value) lines.
     fn member_head(c: &HeaderMap, u: &UpstreamHead<'_>) -> Vec<(String, String)> {
-        member_head_of(ReqFields::Map(c), u)
+        member_head_of(FieldsView::Map(c), u)
     }
 
-    fn member_head_of(c: ReqFields<'_>, u: &UpstreamHead<'_>) -> Vec<(String, String)> {
+    fn member_head_of(c: FieldsView<'_>, u: &UpstreamHead<'_>) -> Vec<(String, String)> {
         let mut w = HeadWriter::new(&http::Method::GET, "/x", HeadWriter::room_for(c));
         write_upstream_headers(c, u, &mut w);
         let head = w.finish(BodyFraming::None);
@@ -770,7 +734,7 @@ mod tests {
     }
 
     /// The fields of a raw request head, as the plain HTTP/1.1 server parses them.
-    fn raw_fields(head: &'static str) -> RequestFields {
+    fn raw_fields(head: &'static str) -> Fields {
         let raw = bytes::Bytes::from_static(head.as_bytes());
         let mut slots = [httparse::EMPTY_HEADER; 32];
         let mut r = httparse::Request::new(&mut slots);
@@ -779,9 +743,9 @@ mod tests {
         let fields = r
             .headers
             .iter()
-            .map(|h| (field_span(h, base), request_field_name(h.name.as_bytes())))
+            .map(|h| (field_span(h, base), request_field_role(h.name.as_bytes())))
             .collect();
-        RequestFields::new(raw.clone(), fields)
+        Fields::new(raw.clone(), fields)
     }
 
     fn head<'a>(ip: &'a [u8], lb: &'a [u8]) -> UpstreamHead<'a> {
@@ -850,11 +814,11 @@ mod tests {
              Keep-Alive: 5\r\nContent-Length: 12\r\nX-Keep: yes\r\nexpect: 100-continue\r\n\
              Cookie: a=1\r\ncookie: ROUTEID=.r2\r\nX-FORWARDED-for: 10.0.0.2\r\n\r\n",
         );
-        let c = ReqFields::Raw(&f);
+        let c = FieldsView::Raw(&f);
         assert_eq!(c.len(), 13);
-        assert_eq!(c.role_value(ReqName::Host), Some(b"front".as_slice()));
+        assert_eq!(c.role_value(FieldRole::Host), Some(b"front".as_slice()));
         assert_eq!(
-            c.role_values(ReqName::Cookie).collect::<Vec<_>>(),
+            c.role_values(FieldRole::Cookie).collect::<Vec<_>>(),
             [b"a=1".as_slice(), b"ROUTEID=.r2"]
         );
         assert_eq!(c.value("x-keep"), Some(b"yes".as_slice()));
@@ -863,7 +827,7 @@ mod tests {
             c,
             &UpstreamHead {
                 host: Some(b"member:80"),
-                client_host: c.role_value(ReqName::Host),
+                client_host: c.role_value(FieldRole::Host),
                 ..head(ip, lb)
             },
         );
@@ -943,23 +907,27 @@ mod tests {
 
     #[test]
     fn response_loses_hop_by_hop_but_keeps_upgrade_pair_of_101() {
-        let mut r = HeaderMap::new();
-        r.insert(
-            "connection",
-            HeaderValue::from_static("Keep-Alive, X-Secret"),
+        for name in [
+            "Connection",
+            "keep-alive",
+            "Transfer-Encoding",
+            "TE",
+            "Trailer",
+            "Upgrade",
+        ] {
+            assert_eq!(
+                response_field_role(name.as_bytes(), false),
+                FieldRole::Hop,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            response_field_role(b"Content-Length", false),
+            FieldRole::ContentLength
         );
-        r.insert("x-secret", HeaderValue::from_static("1"));
-        r.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        r.insert("transfer-encoding", HeaderValue::from_static("chunked"));
-        r.insert("content-length", HeaderValue::from_static("3"));
-        let mut s = r.clone();
-        clean_response(&mut r, false);
-        assert_eq!(r.len(), 1, "{r:?}");
-        assert_eq!(r["content-length"], "3");
-        s.insert("upgrade", HeaderValue::from_static("websocket"));
-        s.insert("connection", HeaderValue::from_static("Upgrade"));
-        clean_response(&mut s, true);
-        assert_eq!(s["upgrade"], "websocket");
-        assert_eq!(s["connection"], "Upgrade");
+        assert_eq!(response_field_role(b"x-secret", false), FieldRole::Other);
+        assert_eq!(response_field_role(b"upgrade", true), FieldRole::Other);
+        assert_eq!(response_field_role(b"connection", true), FieldRole::Other);
+        assert_eq!(response_field_role(b"keep-alive", true), FieldRole::Hop);
     }
 }

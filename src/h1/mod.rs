@@ -11,4 +11,5 @@ pub mod chunked;
 pub mod fields;
 pub mod framing;
 pub mod framing_check;
+pub mod head;
 pub mod request_body;

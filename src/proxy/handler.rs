@@ -16,10 +16,11 @@ use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
 use crate::h1::fields::{
-    HeadWriter, ReqFields, ReqName, RequestFields, UpstreamHead, field_str, max_forwards,
+    FieldRole, Fields, FieldsView, HeadWriter, UpstreamHead, field_str, max_forwards,
     write_upstream_headers,
 };
 use crate::h1::framing::BodyFraming;
+use crate::h1::head::ResponseHead;
 use crate::proxy::access;
 use crate::proxy::env::{BalancerVars, any_rule_applies, apply_rules};
 use crate::proxy::error_page::error_page;
@@ -31,7 +32,7 @@ use crate::telemetry::stats::STATS;
 use crate::upstream::body::{BusyGuard, ClientBody, DownBody, MemberDown, UpBody};
 use crate::upstream::connect::{ConnectError, acquire, acquire_fresh};
 use crate::upstream::error::{Decision, ErrorKind, Origin, Phase, ProxyError};
-use crate::upstream::exchange::{self, MemberBody, MemberHead};
+use crate::upstream::exchange::{self, MemberBody};
 use crate::upstream::pool::PooledConn;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -98,7 +99,7 @@ fn close(mut r: Response<DownBody>) -> Response<DownBody> {
 pub async fn handle(
     mut parts: http::request::Parts,
     body: ClientBody,
-    mut raw: Option<RequestFields>,
+    mut raw: Option<Fields>,
     conn: &ConnInfo,
     snap: &Snapshot,
 ) -> Response<DownBody> {
@@ -136,8 +137,8 @@ pub async fn handle(
         {
             let cx = Ctx {
                 req: match &raw {
-                    Some(r) => ReqFields::Raw(r),
-                    None => ReqFields::Map(&parts.headers),
+                    Some(r) => FieldsView::Raw(r),
+                    None => FieldsView::Map(&parts.headers),
                 },
                 snap,
                 host: plan.host,
@@ -183,7 +184,7 @@ pub async fn handle(
 }
 
 /// Moves raw request fields into the request's `HeaderMap`, for what needs one.
-fn to_map(headers: &mut http::HeaderMap, raw: &mut Option<RequestFields>) {
+fn to_map(headers: &mut http::HeaderMap, raw: &mut Option<Fields>) {
     if let Some(r) = raw.take() {
         *headers = r.to_header_map();
     }
@@ -231,7 +232,7 @@ fn check_framing(h: &http::HeaderMap) -> Result<(), &'static str> {
 
 fn check_limits(
     parts: &http::request::Parts,
-    fields: ReqFields<'_>,
+    fields: FieldsView<'_>,
     snap: &Snapshot,
 ) -> Option<Response<DownBody>> {
     let s = &snap.server;
@@ -280,7 +281,7 @@ struct Plan<'s> {
 #[allow(clippy::result_large_err)]
 fn prepare<'s>(
     parts: &mut http::request::Parts,
-    raw: &mut Option<RequestFields>,
+    raw: &mut Option<Fields>,
     conn: &ConnInfo,
     snap: &'s Snapshot,
     started: Instant,
@@ -304,14 +305,14 @@ fn prepare<'s>(
         }
     }
     let fields = match &*raw {
-        Some(r) => ReqFields::Raw(r),
-        None => ReqFields::Map(&parts.headers),
+        Some(r) => FieldsView::Raw(r),
+        None => FieldsView::Map(&parts.headers),
     };
     if let Some(r) = check_limits(parts, fields, snap) {
         return Err(r);
     }
     let host_header = fields
-        .role_value(ReqName::Host)
+        .role_value(FieldRole::Host)
         .and_then(field_str)
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     let host = snap.host_for(host_header);
@@ -342,7 +343,7 @@ fn prepare<'s>(
         // Not proxied: a built-in handler of a matching <Location>, else 404.
         return Err(builtin(parts, fields, conn, snap, host, &uri));
     };
-    if raw.as_ref().is_some_and(|r| r.has(ReqName::MaxForwards)) {
+    if raw.as_ref().is_some_and(|r| r.has(FieldRole::MaxForwards)) {
         to_map(&mut parts.headers, raw);
     }
     if !max_forwards(&mut parts.headers, &parts.method) {
@@ -442,7 +443,7 @@ fn prepare<'s>(
 /// The built-in handlers (`server-status`, `metrics`) behind their location's access rules.
 fn builtin(
     parts: &http::request::Parts,
-    fields: ReqFields<'_>,
+    fields: FieldsView<'_>,
     conn: &ConnInfo,
     snap: &Snapshot,
     host: &HostRt,
@@ -471,7 +472,7 @@ fn builtin(
         );
     }
     let host_name = fields
-        .role_value(ReqName::Host)
+        .role_value(FieldRole::Host)
         .and_then(field_str)
         .map(|h| {
             h.rsplit_once(':')
@@ -525,7 +526,7 @@ fn location_matches(l: &LocationSection, uri: &str) -> bool {
 
 struct Ctx<'a> {
     /// The request's header fields (raw, or in `parts.headers`).
-    req: ReqFields<'a>,
+    req: FieldsView<'a>,
     snap: &'a Snapshot,
     host: &'a HostRt,
     route: &'a Route,
@@ -551,7 +552,7 @@ async fn forward(
     };
     let snap = cx.snap;
     let session = b.params.sticky.as_ref().and_then(|s| {
-        let cookies = cx.req.role_values(ReqName::Cookie).filter_map(field_str);
+        let cookies = cx.req.role_values(FieldRole::Cookie).filter_map(field_str);
         sticky::session_route(
             s,
             b.params.separator(),
@@ -838,8 +839,8 @@ async fn wait_for_member(b: &BalancerRt, route: Option<&str>) -> Option<usize> {
 
 /// True when the client asks for a protocol upgrade that the route (`ProxyPass … upgrade=`)
 /// or the member (`upgrade=`) allows; otherwise `Upgrade` is stripped as hop-by-hop.
-fn upgrade_allowed(r: &Route, m: &MemberRt, h: ReqFields<'_>) -> bool {
-    let Some(proto) = h.role_value(ReqName::Upgrade).and_then(field_str) else {
+fn upgrade_allowed(r: &Route, m: &MemberRt, h: FieldsView<'_>) -> bool {
+    let Some(proto) = h.role_value(FieldRole::Upgrade).and_then(field_str) else {
         return false;
     };
     let ok = |u: &str| u.eq_ignore_ascii_case(proto) || u == "*";
@@ -867,7 +868,7 @@ fn build_request(
     // The client's host: its Host header, or the :authority of an HTTP/2 request.
     let client_host: Option<&[u8]> = cx
         .req
-        .role_value(ReqName::Host)
+        .role_value(FieldRole::Host)
         .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
     let host = if cx.snap.server.preserve_host {
         client_host.or(Some(b""))
@@ -891,7 +892,7 @@ fn build_request(
         },
         UpBody::Empty => {
             let m = &parts.method;
-            if cx.req.role_value(ReqName::ContentLength).is_some()
+            if cx.req.role_value(FieldRole::ContentLength).is_some()
                 || *m == http::Method::POST
                 || *m == http::Method::PUT
                 || m.as_str() == "PATCH"
@@ -929,7 +930,7 @@ fn build_request(
             server_name: cx.snap.server_name_value.as_bytes(),
             close: m.spec.params.disable_reuse,
             upgrade: if wants_upgrade {
-                cx.req.role_value(ReqName::Upgrade)
+                cx.req.role_value(FieldRole::Upgrade)
             } else {
                 None
             },
@@ -982,7 +983,7 @@ fn map_destination(cx: &Ctx<'_>, dest: &str, m: &MemberRt) -> Option<String> {
 
 /// The member's response head, or the failure with the request body when it can be sent
 /// again (nothing of it was read).
-type SendResult = Result<MemberHead, (ProxyError, Option<UpBody>)>;
+type SendResult = Result<ResponseHead, (ProxyError, Option<UpBody>)>;
 
 /// Sends one request and waits for the response head; on failure reports whether the body
 /// came back (so the request can be replayed) and whether the connection was a reused one.
@@ -1044,7 +1045,7 @@ fn respond(
     cx: &Ctx<'_>,
     parts: &http::request::Parts,
     m: &MemberRt,
-    head: MemberHead,
+    head: ResponseHead,
     conn: Option<PooledConn>,
     busy: BusyGuard,
     vars: &BalancerVars,
@@ -1119,7 +1120,7 @@ fn respond(
         fields = Some(head.fields);
     } else {
         // Hop-by-hop fields are left out; those the member's Connection named go now.
-        headers = head.fields.to_header_map();
+        headers = head.fields.passed_header_map();
         for name in &head.connection_named {
             headers.remove(name);
         }
@@ -1129,8 +1130,8 @@ fn respond(
         // The rules' conditions may read request fields: a map of raw ones, for them.
         let req_map;
         let req_headers = match cx.req {
-            ReqFields::Map(m) => m,
-            ReqFields::Raw(r) => {
+            FieldsView::Map(m) => m,
+            FieldsView::Raw(r) => {
                 req_map = r.to_header_map();
                 &req_map
             }
@@ -1177,7 +1178,7 @@ fn reverse_map(cx: &Ctx<'_>, parts: &http::request::Parts, headers: &mut http::H
     rule_sets.push(&cx.host.reverse);
     let client_host = cx
         .req
-        .role_value(ReqName::Host)
+        .role_value(FieldRole::Host)
         .and_then(field_str)
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");

@@ -31,12 +31,10 @@
 //!   is shut first and the rest of the request drained for a moment (lingering close), so the
 //!   client reads the answer instead of a reset.
 
-use crate::h1::chunked::{chunk_size_line, parse_length};
-use crate::h1::fields::{
-    ConnectionToken, FieldRole, ReqName, RequestFields, connection_tokens, field_spans,
-    request_field_name,
-};
+use crate::h1::chunked::chunk_size_line;
+use crate::h1::fields::{ConnectionToken, FieldRole, Fields, connection_tokens};
 use crate::h1::framing::BodyFraming;
+use crate::h1::head::{HeadRefusal, MAX_FIELDS, RequestHead, parse_request};
 use crate::h1::request_body::{RequestBody, ReturnSlot, Returned};
 use crate::net::read::poll_read_small;
 use crate::net::splice::{self, SPLICE_MIN, SpliceError};
@@ -50,11 +48,10 @@ use crate::util::clock::coarse_ms;
 use crate::util::recycle::Recycled;
 use bytes::BytesMut;
 use http::header;
-use http::{Method, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Version};
 use http_body::Body;
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
@@ -67,10 +64,6 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
-/// Largest request head (a larger one gets 431; nginx allows 32 KiB, HAProxy 16 KiB).
-pub const MAX_HEAD: usize = 64 * 1024;
-/// Most header fields in a request (HAProxy allows 101, httpd 100 by default); more get 431.
-const MAX_FIELDS: usize = 128;
 /// Pipelined bytes buffered while a request is being handled.
 const MAX_PIPELINED: usize = 64 * 1024;
 /// How long, and how much, the rest of a request is drained after an early answer.
@@ -80,164 +73,6 @@ const LINGER_BYTES: usize = 1024 * 1024;
 thread_local! {
     /// The `Date` value, formatted once a second.
     static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [b' '; 29])) };
-}
-
-/// Why a request head was refused: the status and the error page's text.
-#[derive(Debug)]
-struct Refusal(StatusCode, &'static str);
-
-/// A parsed request head, with what the connection loop needs to know about it.
-struct Parsed {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    fields: RequestFields,
-    framing: BodyFraming,
-    keep_alive: bool,
-    expect_continue: bool,
-    upgrade: bool,
-}
-
-/// Parses a request head from the front of `buf`; `Ok(None)` while it is incomplete.
-/// `max_fields` is `LimitRequestFields` + 1 (the handler answers 400 above the limit itself),
-/// at most [`MAX_FIELDS`].
-fn parse_head(buf: &mut BytesMut, max_fields: usize) -> Result<Option<Parsed>, Refusal> {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
-    let slots = &mut slots[..max_fields.clamp(1, MAX_FIELDS)];
-    let mut r = httparse::Request::new(&mut []);
-    let base = buf.as_ptr() as usize;
-    let len = match httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut r, buf, slots)
-    {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > MAX_HEAD {
-                return Err(Refusal(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "The request head is too large.",
-                ));
-            }
-            return Ok(None);
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Refusal(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "The number of request header fields exceeds this server's limit.",
-            ));
-        }
-        Err(httparse::Error::Version) => {
-            return Err(Refusal(
-                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-                "Only HTTP/1.0 and HTTP/1.1 are spoken on this port.",
-            ));
-        }
-        Err(_) => {
-            return Err(Refusal(
-                StatusCode::BAD_REQUEST,
-                "Your browser sent a request that this server could not understand.",
-            ));
-        }
-    };
-    let method = Method::from_bytes(r.method.unwrap_or("").as_bytes())
-        .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "Invalid request method."))?;
-    let version = if r.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    let path = r.path.unwrap_or("");
-    let p0 = path.as_ptr() as usize - base;
-    let p1 = p0 + path.len();
-    let mut spans = [const { MaybeUninit::uninit() }; MAX_FIELDS];
-    let spans = field_spans(r.headers, base, &mut spans);
-    let head = if len == buf.len() {
-        std::mem::take(buf).freeze()
-    } else {
-        buf.split_to(len).freeze()
-    };
-    let uri = Uri::from_maybe_shared(head.slice(p0..p1))
-        .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "Invalid request target."))?;
-    let bad_framing = |why| Refusal(StatusCode::BAD_REQUEST, why);
-    let mut fields = RequestFields::index_for(spans.len());
-    let mut keep_alive = version == Version::HTTP_11;
-    let mut conn_upgrade = false;
-    let mut has_upgrade = false;
-    let mut expect_continue = false;
-    let (mut cl_count, mut te_count) = (0u32, 0u32);
-    let mut length = 0u64;
-    let mut te_chunked = false;
-    // Names and values were checked by httparse (the same bytes `http` accepts); each field
-    // gets its role once, here.
-    for &span in spans {
-        let (n0, n1, v0, v1) = span;
-        let role = request_field_name(&head[n0 as usize..n1 as usize]);
-        let raw = &head[v0 as usize..v1 as usize];
-        match role {
-            ReqName::ContentLength => {
-                cl_count += 1;
-                length = parse_length(raw.trim_ascii())
-                    .ok_or(bad_framing("Bad request framing: invalid Content-Length."))?;
-            }
-            ReqName::TransferEncoding => {
-                te_count += 1;
-                te_chunked = raw.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            }
-            ReqName::Connection => {
-                for t in connection_tokens(raw) {
-                    match t {
-                        ConnectionToken::Close => keep_alive = false,
-                        ConnectionToken::KeepAlive if version == Version::HTTP_10 => {
-                            keep_alive = true
-                        }
-                        ConnectionToken::Upgrade => conn_upgrade = true,
-                        _ => {}
-                    }
-                }
-            }
-            ReqName::Upgrade => has_upgrade = true,
-            ReqName::Expect => {
-                expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-            }
-            _ => {}
-        }
-        fields.push((span, role));
-    }
-    let framing = if te_count > 0 {
-        if cl_count > 0 {
-            return Err(bad_framing(
-                "Bad request framing: conflicting Content-Length and Transfer-Encoding.",
-            ));
-        }
-        if version == Version::HTTP_10 {
-            return Err(bad_framing(
-                "Bad request framing: Transfer-Encoding in an HTTP/1.0 request.",
-            ));
-        }
-        if te_count > 1 || !te_chunked {
-            return Err(bad_framing(
-                "Bad request framing: Transfer-Encoding other than a single 'chunked'.",
-            ));
-        }
-        BodyFraming::Chunked
-    } else if cl_count > 1 {
-        return Err(bad_framing(
-            "Bad request framing: more than one Content-Length.",
-        ));
-    } else if cl_count == 1 && length > 0 {
-        BodyFraming::Length(length)
-    } else {
-        BodyFraming::None
-    };
-    Ok(Some(Parsed {
-        method,
-        uri,
-        version,
-        fields: RequestFields::new(head, fields),
-        expect_continue: expect_continue && version == Version::HTTP_11,
-        framing,
-        keep_alive,
-        upgrade: conn_upgrade && has_upgrade,
-    }))
 }
 
 /// One plain client connection.
@@ -259,10 +94,10 @@ struct ClientConn {
 /// a box would be an allocation per request.)
 #[allow(clippy::large_enum_variant)]
 enum Next {
-    Head(Parsed),
+    Head(RequestHead),
     /// The client closed, went idle too long, or the server is stopping.
     Closed,
-    Refused(Refusal),
+    Refused(HeadRefusal),
 }
 
 impl ClientConn {
@@ -278,7 +113,7 @@ impl ClientConn {
         let deadline_ms = coarse_ms().saturating_add(timeout.as_millis() as u64);
         loop {
             if !self.buf.is_empty() {
-                match parse_head(&mut self.buf, max_fields) {
+                match parse_request(&mut self.buf, max_fields) {
                     Ok(Some(p)) => {
                         if self.buf.is_empty() {
                             self.buf = BytesMut::new();
@@ -320,7 +155,7 @@ impl ClientConn {
                     } else if self.buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
                         return Next::Closed;
                     } else {
-                        return Next::Refused(Refusal(
+                        return Next::Refused(HeadRefusal(
                             StatusCode::REQUEST_TIMEOUT,
                             "Server timeout waiting for the HTTP request from the client.",
                         ));
@@ -412,7 +247,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown
 }
 
 /// Answers a request head that cannot be served, and closes.
-async fn refuse(mut conn: ClientConn, Refusal(status, why): Refusal, peer: SocketAddr) {
+async fn refuse(mut conn: ClientConn, HeadRefusal(status, why): HeadRefusal, peer: SocketAddr) {
     tracing::info!(client = %peer, "refused request: {why}");
     let r = crate::proxy::error_page::error_page(status, why);
     let _ = write_response(&mut conn.wr, r, Version::HTTP_11, false, false).await;
@@ -423,7 +258,7 @@ async fn refuse(mut conn: ClientConn, Refusal(status, why): Refusal, peer: Socke
 struct Request {
     parts: http::request::Parts,
     body: ClientBody,
-    fields: RequestFields,
+    fields: Fields,
     /// Where the request body hands the socket back (`None`: no body).
     slot: Option<ReturnSlot>,
     /// Where the socket goes when the member agrees to an upgrade.
@@ -433,7 +268,7 @@ struct Request {
 /// Builds the handler's request from a parsed head. A plain function, not part of
 /// [`exchange`]: the pieces are moved into the handler, and locals an async fn borrows
 /// keep their room in its state for the whole request.
-fn into_request(p: Parsed, conn: &mut ClientConn) -> Request {
+fn into_request(p: RequestHead, conn: &mut ClientConn) -> Request {
     // The body takes the read side; a request without one leaves it here, watched.
     let (body, slot) = match p.framing {
         BodyFraming::None => (ClientBody::Empty, None),
@@ -474,7 +309,7 @@ fn into_request(p: Parsed, conn: &mut ClientConn) -> Request {
 /// connection back when it can carry another request.
 async fn exchange(
     mut conn: ClientConn,
-    p: Parsed,
+    p: RequestHead,
     info: &ConnInfo,
     snap: &Arc<crate::runtime::Snapshot>,
     shutdown: &Shutdown,
@@ -825,93 +660,4 @@ fn push_date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&text[..]);
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(s: &[u8]) -> Result<Option<Parsed>, Refusal> {
-        let mut b = BytesMut::from(s);
-        parse_head(&mut b, 101)
-    }
-
-    #[test]
-    fn framing_is_decided_from_the_raw_fields() {
-        let p = parse(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
-            .unwrap()
-            .unwrap();
-        assert_eq!(p.framing, BodyFraming::Length(5));
-        assert!(p.keep_alive);
-        let p = parse(b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(p.framing, BodyFraming::Chunked);
-        for bad in [
-            &b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"GET /a HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
-        ] {
-            let r = parse(bad);
-            assert!(
-                matches!(r, Err(Refusal(StatusCode::BAD_REQUEST, _))),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn keep_alive_and_upgrade_follow_connection() {
-        let p = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
-        assert!(!p.keep_alive);
-        let p = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(p.keep_alive);
-        let p = parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(!p.keep_alive);
-        let p = parse(
-            b"GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
-        .unwrap()
-        .unwrap();
-        assert!(p.upgrade && p.keep_alive);
-    }
-
-    #[test]
-    fn incomplete_heads_wait_and_oversized_ones_are_refused() {
-        assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
-        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        big.extend(std::iter::repeat_n(b'a', MAX_HEAD + 1));
-        assert!(matches!(
-            parse(&big),
-            Err(Refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _))
-        ));
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..120 {
-            many.extend(format!("X-{i}: v\r\n").bytes());
-        }
-        many.extend(b"\r\n");
-        assert!(matches!(
-            parse(&many),
-            Err(Refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _))
-        ));
-    }
-
-    #[test]
-    fn pipelined_bytes_stay_in_the_buffer() {
-        let mut b = BytesMut::from(&b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"[..]);
-        let p = parse_head(&mut b, 101).unwrap().unwrap();
-        assert_eq!(p.uri, "/1");
-        let p = parse_head(&mut b, 101).unwrap().unwrap();
-        assert_eq!(p.uri, "/2");
-        assert!(b.is_empty());
-    }
 }

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// hyper's per-connection buffer limit: the largest request head accepted (a larger one gets
 /// 431; nginx allows 32 KiB, HAProxy 16 KiB) and the largest read of a request body. It
@@ -134,13 +134,6 @@ fn from_hyper(req: http::Request<hyper::body::Incoming>) -> http::Request<Client
 
 /// The stop signal every connection watches.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
-
-/// Serves one plain TCP connection (for callers that accept themselves).
-pub async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown: Shutdown) {
-    crate::net::tuning::apply(&stream);
-    let _conn = ConnCount::open();
-    crate::server::h1::serve(stream, peer, shared, shutdown).await;
-}
 
 async fn serve_http1<S>(stream: S, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown)
 where

@@ -6,7 +6,8 @@
 //!   body ([`MemberBody`]), which returns the member connection to its pool when it ends and
 //!   releases the member's busy count when it ends or is dropped.
 
-use crate::upstream::exchange::{MemberBody, MemberFields};
+use crate::h1::fields::Fields;
+use crate::upstream::exchange::MemberBody;
 use crate::upstream::peer::Peer;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -269,7 +270,7 @@ pub struct MemberDown {
     /// The member's header fields when they go to the client as received (the plain
     /// HTTP/1.1 server writes them through); `None` when they are in the response's
     /// `HeaderMap`.
-    pub fields: Option<MemberFields>,
+    pub fields: Option<Fields>,
     /// The request head's buffer: the plain server empties it and writes the response head
     /// into it, so one head buffer serves both directions of a request.
     pub head_buf: Vec<u8>,

@@ -22,20 +22,14 @@
 use super::body::{PlainRun, UpBody};
 use super::error::{ErrorKind, Phase, ProxyError, client_body_kind};
 use super::pool::PooledConn;
-use crate::h1::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked, parse_length};
-use crate::h1::fields::{
-    ConnectionToken, FieldRole, FieldSpan, connection_tokens, field_span, response_field_role,
-    span_field, spans_to_header_map,
-};
+use crate::h1::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked};
 use crate::h1::framing::BodyFraming;
+use crate::h1::head::{ResponseHead, parse_response};
 use crate::net::read::{SMALL_READ, poll_fill};
 use crate::net::splice::{SPLICE_MIN, SpliceError, SpliceRun};
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName};
-use http::{StatusCode, Version};
 use http_body::{Body, SizeHint};
 use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker, ready};
@@ -43,10 +37,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-/// Largest response head accepted from a member (httpd: 100 fields of 8 KiB at most).
-const MAX_HEAD: usize = 64 * 1024;
-/// Most header fields in a member's response.
-const MAX_HEADERS: usize = 128;
 /// First read size (a head, a small body: through the worker's scratch buffer); doubled
 /// while reads fill it, up to [`MAX_READ`].
 const FIRST_READ: usize = SMALL_READ;
@@ -191,68 +181,6 @@ impl MemberConn {
     }
 }
 
-/// A member's response head.
-#[derive(Debug)]
-pub struct MemberHead {
-    /// The status.
-    pub status: StatusCode,
-    /// The member's HTTP version.
-    pub version: Version,
-    /// The header fields as received.
-    pub fields: MemberFields,
-    /// How the body is delimited.
-    pub framing: BodyFraming,
-    /// The connection may carry another request after this response.
-    pub keep_alive: bool,
-    /// Further hop-by-hop fields the member's `Connection` named, to remove after the
-    /// response rules ran (the usual hop-by-hop fields are already left out of `headers`).
-    pub connection_named: Vec<HeaderName>,
-}
-
-/// A member's response fields as they arrived: the head's bytes and where each field lies
-/// in them. Most responses go to the client unchanged, so the fields are written through
-/// from here; a `HeaderMap` is built only when rules or rewrites change them.
-#[derive(Debug)]
-pub struct MemberFields {
-    raw: Bytes,
-    fields: Vec<(FieldSpan, FieldRole)>,
-}
-
-thread_local! {
-    /// Recycled index buffers for [`MemberFields`] (see [`crate::util::recycle`]).
-    static MEMBER_FIELD_VECS: std::cell::RefCell<Vec<Vec<(FieldSpan, FieldRole)>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-impl Drop for MemberFields {
-    fn drop(&mut self) {
-        crate::util::recycle::give_vec(&MEMBER_FIELD_VECS, std::mem::take(&mut self.fields));
-    }
-}
-
-impl MemberFields {
-    /// The fields passed on (hop-by-hop ones left out): name as received, value, role.
-    pub fn passed(&self) -> impl Iterator<Item = (&[u8], &[u8], FieldRole)> {
-        self.fields
-            .iter()
-            .filter(|(_, role)| *role != FieldRole::Drop)
-            .map(|&(span, role)| {
-                let (name, value) = span_field(&self.raw, span);
-                (name, value, role)
-            })
-    }
-
-    /// The fields passed on, as a `HeaderMap` (values share the head's bytes). httparse
-    /// accepted exactly the names and values `http` accepts, so nothing is lost here.
-    pub fn to_header_map(&self) -> HeaderMap {
-        let passed = self
-            .fields
-            .iter()
-            .filter(|(_, role)| *role != FieldRole::Drop);
-        spans_to_header_map(&self.raw, passed.map(|f| f.0), self.fields.len())
-    }
-}
-
 /// One buffer of an [`Outgoing`] write: the request head, borrowed from the caller (which
 /// keeps it for a replay), or body bytes.
 enum Piece<'a> {
@@ -359,7 +287,7 @@ pub async fn exchange(
     body: &mut UpBody,
     framing: BodyFraming,
     method_is_head: bool,
-) -> Result<(MemberHead, bool), ProxyError> {
+) -> Result<(ResponseHead, bool), ProxyError> {
     let has_client_body = !matches!(body, UpBody::Empty);
     let mut out = Outgoing::new();
     out.push_piece(Piece::Borrowed(head));
@@ -602,7 +530,7 @@ fn poll_head(
     cx: &mut Context<'_>,
     method_is_head: bool,
     got_bytes: &mut bool,
-) -> Poll<Result<Option<MemberHead>, ProxyError>> {
+) -> Poll<Result<Option<ResponseHead>, ProxyError>> {
     let n = match ready!(poll_fill(&mut conn.io, cx, &mut conn.rbuf, FIRST_READ)) {
         Ok(n) => n,
         Err(e) => {
@@ -626,7 +554,7 @@ fn poll_head(
     }
     *got_bytes = true;
     loop {
-        match parse_head(&mut conn.rbuf, method_is_head) {
+        match parse_response(&mut conn.rbuf, method_is_head) {
             Err(why) => {
                 return Poll::Ready(Err(ProxyError::new(
                     ErrorKind::MemberInvalidHead,
@@ -642,115 +570,6 @@ fn poll_head(
             Ok(Some(h)) => return Poll::Ready(Ok(Some(h))),
         }
     }
-}
-
-/// Parses one response head from the front of `buf` (consuming it), if complete.
-fn parse_head(buf: &mut BytesMut, method_is_head: bool) -> Result<Option<MemberHead>, String> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut []);
-    let base = buf.as_ptr() as usize;
-    let len = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut r, buf, &mut slots)
-    {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > MAX_HEAD {
-                return Err("the member's response head is too large".into());
-            }
-            return Ok(None);
-        }
-        Err(e) => return Err(format!("invalid response head from the member: {e}")),
-    };
-    let status = StatusCode::from_u16(r.code.unwrap_or(0))
-        .map_err(|_| "invalid status code from the member".to_string())?;
-    let version = if r.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    let mut connection_named = Vec::new();
-    let mut fields = crate::util::recycle::take_vec(&MEMBER_FIELD_VECS, r.headers.len());
-    let mut keep_alive = version == Version::HTTP_11;
-    let mut te_chunked = None;
-    let mut length: Option<u64> = None;
-    for f in r.headers.iter() {
-        let (name, raw) = (f.name.as_bytes(), f.value);
-        // httparse checked names and values against the same rules as `http` does.
-        let role = response_field_role(name, switching);
-        // Connection and Transfer-Encoding are dropped (Connection passes in a 101).
-        let maybe_framing = role == FieldRole::Drop || switching;
-        if maybe_framing && name.eq_ignore_ascii_case(b"connection") {
-            // One pass: framing tokens, and (outside a 101) the hop-by-hop names listed.
-            for t in connection_tokens(raw) {
-                match t {
-                    ConnectionToken::Close => keep_alive = false,
-                    ConnectionToken::KeepAlive if version == Version::HTTP_10 => keep_alive = true,
-                    ConnectionToken::Named(n) if !switching => {
-                        if let Ok(n) = HeaderName::from_bytes(n) {
-                            connection_named.push(n);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        } else if maybe_framing && name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Only the final coding matters: chunked, or the body runs until close.
-            let last = raw
-                .rsplit(|b| *b == b',')
-                .next()
-                .unwrap_or(&[])
-                .trim_ascii();
-            te_chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
-        } else if role == FieldRole::ContentLength {
-            for part in raw.split(|b| *b == b',') {
-                let v = parse_length(part.trim_ascii())
-                    .ok_or_else(|| "invalid Content-Length from the member".to_string())?;
-                if length.is_some_and(|l| l != v) {
-                    return Err("conflicting Content-Length values from the member".into());
-                }
-                length = Some(v);
-            }
-        }
-        fields.push((field_span(f, base), role));
-    }
-    let head = buf.split_to(len).freeze();
-    let code = status.as_u16();
-    let framing = if method_is_head || status.is_informational() || code == 204 || code == 304 {
-        BodyFraming::None
-    } else if let Some(chunked) = te_chunked {
-        // Transfer-Encoding overrides Content-Length (which then must not be passed on).
-        if length.is_some() {
-            for (_, role) in &mut fields {
-                if *role == FieldRole::ContentLength {
-                    *role = FieldRole::Drop;
-                }
-            }
-            keep_alive = false;
-        }
-        if chunked {
-            BodyFraming::Chunked
-        } else {
-            keep_alive = false;
-            BodyFraming::UntilClose
-        }
-    } else if let Some(n) = length {
-        BodyFraming::Length(n)
-    } else {
-        keep_alive = false;
-        BodyFraming::UntilClose
-    };
-    Ok(Some(MemberHead {
-        status,
-        version,
-        fields: MemberFields { raw: head, fields },
-        framing,
-        keep_alive,
-        connection_named,
-    }))
 }
 
 /// Reading state of a response body.
@@ -933,106 +752,5 @@ impl MemberBody {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::Method;
-
-    #[test]
-    fn head_parses_framing_and_keep_alive() {
-        let mut b =
-            BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"[..]);
-        let h = parse_head(&mut b, false).unwrap().unwrap();
-        assert_eq!(h.status, 200);
-        assert_eq!(h.framing, BodyFraming::Length(5));
-        assert!(h.keep_alive);
-        assert_eq!(h.fields.to_header_map()["x-a"], "b");
-        let passed: Vec<_> = h.fields.passed().collect();
-        assert_eq!(
-            passed,
-            [
-                (&b"Content-Length"[..], &b"5"[..], FieldRole::ContentLength),
-                (&b"X-A"[..], &b"b"[..], FieldRole::Pass)
-            ],
-            "written through as received"
-        );
-        assert_eq!(&b[..], b"hello");
-
-        let mut b = BytesMut::from(
-            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"[..],
-        );
-        let h = parse_head(&mut b, false).unwrap().unwrap();
-        assert_eq!(h.framing, BodyFraming::Chunked);
-        assert!(!h.keep_alive, "TE with CL: close after");
-        assert!(h.fields.to_header_map().get("content-length").is_none());
-        assert_eq!(
-            h.fields.passed().count(),
-            0,
-            "neither TE nor the overridden CL passes"
-        );
-
-        let mut b = BytesMut::from(
-            &b"HTTP/1.1 200 OK\r\nConnection: X-A\r\nKeep-Alive: 5\r\nConnection: x-b, close\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nContent-Length: 0\r\n\r\n"[..],
-        );
-        let h = parse_head(&mut b, false).unwrap().unwrap();
-        assert!(!h.keep_alive);
-        let mut hm = h.fields.to_header_map();
-        assert!(hm.get("connection").is_none());
-        assert!(hm.get("keep-alive").is_none());
-        assert!(
-            h.fields
-                .passed()
-                .all(|(n, _, _)| !n.eq_ignore_ascii_case(b"keep-alive"))
-        );
-        assert_eq!(h.connection_named, ["x-a", "x-b"]);
-        for n in &h.connection_named {
-            hm.remove(n);
-        }
-        assert!(hm.get("x-a").is_none() && hm.get("x-b").is_none());
-        assert_eq!(hm["x-c"], "3");
-
-        let mut b = BytesMut::from(
-            &b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"[..],
-        );
-        let h = parse_head(&mut b, false).unwrap().unwrap();
-        let hm = h.fields.to_header_map();
-        assert_eq!(hm["upgrade"], "websocket", "a 101 keeps its upgrade pair");
-        assert_eq!(hm["connection"], "Upgrade");
-        let mut b = BytesMut::from(
-            &b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, X-A\r\nUpgrade: websocket\r\nX-A: 1\r\n\r\n"[..],
-        );
-        let h = parse_head(&mut b, false).unwrap().unwrap();
-        assert!(
-            h.connection_named.is_empty(),
-            "a 101's Connection passes whole, with the fields it names"
-        );
-
-        let mut b = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\nabc"[..]);
-        let h = parse_head(&mut b, false).unwrap().unwrap();
-        assert_eq!(h.framing, BodyFraming::UntilClose);
-        assert!(!h.keep_alive);
-
-        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"[..]);
-        let h = parse_head(&mut b, true).unwrap().unwrap();
-        assert_eq!(h.framing, BodyFraming::None, "HEAD has no body");
-
-        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n"[..]);
-        assert!(parse_head(&mut b, false).is_err());
-        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nConn"[..]);
-        assert!(parse_head(&mut b, false).unwrap().is_none());
-    }
-
-    #[test]
-    fn head_encoding_frames_the_body() {
-        let mut w = crate::h1::fields::HeadWriter::new(&Method::PUT, "/a?b", 0);
-        w.header(b"host", b"m:1");
-        let b = w.finish(BodyFraming::Length(1234));
-        assert_eq!(
-            &b[..],
-            b"PUT /a?b HTTP/1.1\r\nhost: m:1\r\ncontent-length: 1234\r\n\r\n"
-        );
     }
 }

@@ -1057,9 +1057,6 @@ impl<'a> HttpdParser<'a> {
             _ => {
                 if let Some(n) = IGNORED.iter().find(|n| n.eq_ignore_ascii_case(&d.name)) {
                     let what = match *n {
-                        "CustomLog" | "LogFormat" => {
-                            "access logging is not configured this way yet"
-                        }
                         "ProxyErrorOverride" => "balancerd passes member error pages through",
                         "Alias" | "ScriptAlias" | "DocumentRoot" => "balancerd serves no files",
                         _ => "it has no meaning for balancerd",
