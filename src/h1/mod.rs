@@ -7,6 +7,7 @@
 //!
 //! May import: `util`, `telemetry`, `net`, `config`.
 
+pub mod body;
 pub mod chunked;
 pub mod fields;
 pub mod framing;

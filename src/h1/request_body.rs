@@ -4,7 +4,7 @@
 //! connection through a [`ReturnSlot`] when the body ends or is dropped; a `Content-Length`
 //! run can instead be handed to splice(2) ([`RequestBody::take_plain_run`]).
 
-use super::chunked::{Chunk, Decoded, decode_chunked};
+use super::body::{BodyDecoder, Step};
 use super::framing::BodyFraming;
 use crate::net::read::{SMALL_READ, poll_fill};
 use bytes::{Bytes, BytesMut};
@@ -40,19 +40,12 @@ fn send_continue(rd: &OwnedReadHalf) {
 /// Where a request body hands the read side back.
 pub type ReturnSlot = Arc<Mutex<Option<Returned>>>;
 
-#[derive(Debug)]
-enum BodyState {
-    Length(u64),
-    Chunked(Chunk),
-    Done,
-}
-
 /// A request body read from a plain client connection, frame by frame.
 #[derive(Debug)]
 pub struct RequestBody {
     rd: Option<OwnedReadHalf>,
     buf: BytesMut,
-    state: BodyState,
+    body: BodyDecoder,
     expect_continue: bool,
     back: ReturnSlot,
     next_read: usize,
@@ -72,10 +65,10 @@ impl RequestBody {
         RequestBody {
             rd,
             buf,
-            state: match framing {
-                BodyFraming::Length(n) => BodyState::Length(n),
-                BodyFraming::Chunked => BodyState::Chunked(Chunk::start()),
-                BodyFraming::None | BodyFraming::UntilClose => BodyState::Done,
+            // A request body is never close-delimited (RFC 9112 §6.3: that is a response's).
+            body: match framing {
+                BodyFraming::UntilClose => BodyDecoder::Done,
+                f => BodyDecoder::new(f),
             },
             expect_continue,
             back,
@@ -98,9 +91,6 @@ impl RequestBody {
     /// the client's socket, and how many bytes of the body follow on it. Answers `Expect:
     /// 100-continue` (the body is wanted now). Call [`RequestBody::plain_run_done`] after.
     pub fn take_plain_run(&mut self, min: u64) -> Option<(Bytes, &TcpStream, u64)> {
-        let BodyState::Length(left) = self.state else {
-            return None;
-        };
         if !self.can_splice(min) {
             return None;
         }
@@ -108,21 +98,19 @@ impl RequestBody {
         if std::mem::take(&mut self.expect_continue) {
             send_continue(rd);
         }
-        let n = left.min(self.buf.len() as u64) as usize;
-        let buffered = self.buf.split_to(n).freeze();
-        self.state = BodyState::Length(left - n as u64);
-        Some((buffered, rd.as_ref(), left - n as u64))
+        let (buffered, rest) = self.body.take_run(&mut self.buf, min)?;
+        Some((buffered, rd.as_ref(), rest))
     }
 
     /// True when [`RequestBody::take_plain_run`] would give a run.
     pub fn can_splice(&self, min: u64) -> bool {
-        matches!(self.state, BodyState::Length(left) if left >= min) && self.rd.is_some()
+        self.body.length_left().is_some_and(|left| left >= min) && self.rd.is_some()
     }
 
     /// Ends a run taken with [`RequestBody::take_plain_run`]; the connection can carry
     /// another request only when every byte moved.
     pub fn plain_run_done(&mut self, moved_all: bool) {
-        self.state = BodyState::Done;
+        self.body.finish();
         self.hand_back(moved_all);
     }
 
@@ -134,7 +122,7 @@ impl RequestBody {
         kind: io::ErrorKind,
         why: String,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.state = BodyState::Done;
+        self.body.finish();
         self.hand_back(false);
         Poll::Ready(Some(Err(io::Error::new(kind, why))))
     }
@@ -147,10 +135,7 @@ impl RequestBody {
         if std::mem::take(&mut self.expect_continue) {
             send_continue(rd);
         }
-        let want = match self.state {
-            BodyState::Length(left) => (left as usize).min(self.next_read),
-            _ => self.next_read,
-        };
+        let want = self.body.read_size(self.next_read);
         let n = ready!(poll_fill(rd, cx, &mut self.buf, want))?;
         if n >= want && want < MAX_BODY_READ {
             self.next_read = (want * 2).min(MAX_BODY_READ);
@@ -169,32 +154,21 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let me = self.get_mut();
         loop {
-            match &mut me.state {
-                BodyState::Done => return Poll::Ready(None),
-                BodyState::Length(left) => {
-                    if !me.buf.is_empty() {
-                        let n = (*left).min(me.buf.len() as u64) as usize;
-                        let d = me.buf.split_to(n).freeze();
-                        *left -= n as u64;
-                        if *left == 0 {
-                            me.state = BodyState::Done;
-                            me.hand_back(true);
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(d))));
-                    }
-                }
-                BodyState::Chunked(st) => match decode_chunked(st, &mut me.buf) {
-                    Ok(Decoded::Data(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
-                    Ok(Decoded::End) => {
-                        me.state = BodyState::Done;
+            match me.body.decode(&mut me.buf) {
+                Ok(Step::Data(d)) => {
+                    if me.body.is_done() {
                         me.hand_back(true);
-                        return Poll::Ready(None);
                     }
-                    Ok(Decoded::NeedMore) => {}
-                    Err(e) => {
-                        return me.fail(io::ErrorKind::InvalidData, format!("{e} from the client"));
-                    }
-                },
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                Ok(Step::End) => {
+                    me.hand_back(true);
+                    return Poll::Ready(None);
+                }
+                Ok(Step::NeedMore) => {}
+                Err(e) => {
+                    return me.fail(io::ErrorKind::InvalidData, format!("{e} from the client"));
+                }
             }
             match ready!(me.poll_more(cx)) {
                 Ok(0) => {
@@ -210,21 +184,17 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.state, BodyState::Done)
+        self.body.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.state {
-            BodyState::Length(n) => SizeHint::with_exact(n),
-            BodyState::Done => SizeHint::with_exact(0),
-            BodyState::Chunked(_) => SizeHint::default(),
-        }
+        self.body.size_hint()
     }
 }
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
-        let complete = matches!(self.state, BodyState::Done);
+        let complete = self.body.is_done();
         self.hand_back(complete);
     }
 }

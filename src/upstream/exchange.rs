@@ -22,7 +22,8 @@
 use super::body::{PlainRun, UpBody};
 use super::error::{ErrorKind, Phase, ProxyError, client_body_kind};
 use super::pool::PooledConn;
-use crate::h1::chunked::{Chunk, Decoded, chunk_size_line, decode_chunked};
+use crate::h1::body::{BodyDecoder, Step};
+use crate::h1::chunked::chunk_size_line;
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::{ResponseHead, parse_response};
 use crate::net::read::{SMALL_READ, poll_fill};
@@ -572,21 +573,12 @@ fn poll_head(
     }
 }
 
-/// Reading state of a response body.
-#[derive(Debug)]
-enum BodyState {
-    Length(u64),
-    Chunked(Chunk),
-    UntilClose,
-    Done,
-}
-
 /// A member's response body, streamed from the checked-out connection, which goes back to
 /// the pool at the end.
 #[derive(Debug)]
 pub struct MemberBody {
     owner: Option<PooledConn>,
-    state: BodyState,
+    body: BodyDecoder,
     keep_alive: bool,
     next_read: usize,
 }
@@ -594,19 +586,13 @@ pub struct MemberBody {
 impl MemberBody {
     /// The body of a response whose head was just read from `owner`'s connection.
     pub fn new(owner: PooledConn, framing: BodyFraming, keep_alive: bool) -> Self {
-        let state = match framing {
-            BodyFraming::None | BodyFraming::Length(0) => BodyState::Done,
-            BodyFraming::Length(n) => BodyState::Length(n),
-            BodyFraming::Chunked => BodyState::Chunked(Chunk::start()),
-            BodyFraming::UntilClose => BodyState::UntilClose,
-        };
         let mut b = MemberBody {
             owner: Some(owner),
-            state,
+            body: BodyDecoder::new(framing),
             keep_alive,
             next_read: FIRST_READ,
         };
-        if matches!(b.state, BodyState::Done) {
+        if b.body.is_done() {
             b.finish();
         }
         b
@@ -617,14 +603,14 @@ impl MemberBody {
     pub fn none() -> Self {
         MemberBody {
             owner: None,
-            state: BodyState::Done,
+            body: BodyDecoder::Done,
             keep_alive: false,
             next_read: FIRST_READ,
         }
     }
 
     fn finish(&mut self) {
-        self.state = BodyState::Done;
+        self.body.finish();
         if let Some(o) = self.owner.take()
             && self.keep_alive
             && o.conn.rbuf.is_empty()
@@ -635,7 +621,7 @@ impl MemberBody {
 
     /// Drops the connection without reuse (the body broke).
     fn abort(&mut self) {
-        self.state = BodyState::Done;
+        self.body.finish();
         self.owner.take();
     }
 
@@ -644,20 +630,12 @@ impl MemberBody {
     /// (to send first), the socket, and how many bytes of the body follow on it. Call
     /// [`MemberBody::plain_run_done`] after moving them.
     pub fn take_plain_run(&mut self, min: u64) -> Option<(Bytes, &TcpStream, u64)> {
-        let BodyState::Length(left) = self.state else {
-            return None;
-        };
-        if left < min {
-            return None;
-        }
         let owner = self.owner.as_mut()?;
         let MemberIo::Plain(socket) = &owner.conn.io else {
             return None;
         };
-        let n = left.min(owner.conn.rbuf.len() as u64) as usize;
-        let buffered = owner.conn.rbuf.split_to(n).freeze();
-        self.state = BodyState::Length(left - n as u64);
-        Some((buffered, socket, left - n as u64))
+        let (buffered, rest) = self.body.take_run(&mut owner.conn.rbuf, min)?;
+        Some((buffered, socket, rest))
     }
 
     /// Ends a run taken with [`MemberBody::take_plain_run`]: the connection goes back to the
@@ -672,16 +650,12 @@ impl MemberBody {
 
     /// True when the whole body has been read.
     pub fn is_done(&self) -> bool {
-        matches!(self.state, BodyState::Done)
+        self.body.is_done()
     }
 
     /// The exact size left, when known.
     pub fn size_hint(&self) -> SizeHint {
-        match self.state {
-            BodyState::Done => SizeHint::with_exact(0),
-            BodyState::Length(n) => SizeHint::with_exact(n),
-            _ => SizeHint::default(),
-        }
+        self.body.size_hint()
     }
 
     /// The next piece of the body: `None` at its end.
@@ -691,45 +665,27 @@ impl MemberBody {
                 return Poll::Ready(None);
             };
             let conn = &mut owner.conn;
-            match &mut self.state {
-                BodyState::Done => {
+            match self.body.decode(&mut conn.rbuf) {
+                Ok(Step::Data(d)) => {
+                    if self.body.is_done() {
+                        self.finish();
+                    }
+                    return Poll::Ready(Some(Ok(d)));
+                }
+                Ok(Step::End) => {
                     self.finish();
                     return Poll::Ready(None);
                 }
-                BodyState::Length(left) => {
-                    if !conn.rbuf.is_empty() {
-                        let n = (*left).min(conn.rbuf.len() as u64) as usize;
-                        let d = conn.rbuf.split_to(n).freeze();
-                        *left -= n as u64;
-                        if *left == 0 {
-                            self.finish();
-                        }
-                        return Poll::Ready(Some(Ok(d)));
-                    }
-                }
-                BodyState::Chunked(st) => match decode_chunked(st, &mut conn.rbuf) {
-                    Ok(Decoded::Data(d)) => return Poll::Ready(Some(Ok(d))),
-                    Ok(Decoded::End) => {
-                        self.finish();
-                        return Poll::Ready(None);
-                    }
-                    Ok(Decoded::NeedMore) => {}
-                    Err(e) => {
-                        self.abort();
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                },
-                BodyState::UntilClose => {
-                    if !conn.rbuf.is_empty() {
-                        let n = conn.rbuf.len();
-                        return Poll::Ready(Some(Ok(conn.rbuf.split_to(n).freeze())));
-                    }
+                Ok(Step::NeedMore) => {}
+                Err(e) => {
+                    self.abort();
+                    return Poll::Ready(Some(Err(e)));
                 }
             }
             let want = self.next_read;
             match ready!(poll_fill(&mut conn.io, cx, &mut conn.rbuf, want)) {
                 Ok(0) => {
-                    if matches!(self.state, BodyState::UntilClose) {
+                    if self.body.at_eof() {
                         self.keep_alive = false;
                         self.finish();
                         return Poll::Ready(None);
