@@ -161,12 +161,18 @@ mod tests {
     ) -> Result<(Vec<u8>, Vec<u8>), String> {
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
+        let mut fed = 0;
         for piece in input.chunks(split.max(1)) {
             buf.extend_from_slice(piece);
+            fed += piece.len();
             loop {
                 match d.decode(&mut buf)? {
                     Step::Data(b) => out.extend_from_slice(&b),
-                    Step::End => return Ok((out, buf.to_vec())),
+                    Step::End => {
+                        // What follows the body stays for the next message.
+                        buf.extend_from_slice(&input[fed..]);
+                        return Ok((out, buf.to_vec()));
+                    }
                     Step::NeedMore => break,
                 }
             }
@@ -181,7 +187,7 @@ mod tests {
             let (out, rest) = drain(&mut d, b"helloGET / HTTP/1.1", split).unwrap();
             assert_eq!(out, b"hello");
             assert!(d.is_done());
-            assert!(rest.starts_with(b"GET") || split < 5, "{rest:?}");
+            assert_eq!(rest, b"GET / HTTP/1.1");
         }
     }
 
