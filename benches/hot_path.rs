@@ -6,8 +6,10 @@
 use balancerd::balancer::sticky;
 use balancerd::config::model::StickySession;
 use balancerd::config::{self, LoadOptions};
-use balancerd::h1::fields::{FieldsView, HeadWriter, UpstreamHead, write_upstream_headers};
+use balancerd::h1::fields::FieldsView;
 use balancerd::h1::framing::BodyFraming;
+use balancerd::h1::writer::HeadWriter;
+use balancerd::proxy::forward_headers::{UpstreamHead, write_upstream_headers};
 use balancerd::route::{self, Matched};
 use balancerd::runtime::Snapshot;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

@@ -496,7 +496,7 @@ mod tests {
 
     #[test]
     fn head_encoding_frames_the_body() {
-        let mut w = crate::h1::fields::HeadWriter::new(&Method::PUT, "/a?b", 0);
+        let mut w = crate::h1::writer::HeadWriter::new(&Method::PUT, "/a?b", 0);
         w.header(b"host", b"m:1");
         let b = w.finish(BodyFraming::Length(1234));
         assert_eq!(

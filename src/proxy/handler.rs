@@ -15,15 +15,14 @@
 use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::config::model::{Handler, LocationSection, ReverseRules, Route, RouteMatch};
-use crate::h1::fields::{
-    FieldRole, Fields, FieldsView, HeadWriter, UpstreamHead, field_str, max_forwards,
-    write_upstream_headers,
-};
+use crate::h1::fields::{FieldRole, Fields, FieldsView, field_str};
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::ResponseHead;
+use crate::h1::writer::HeadWriter;
 use crate::proxy::access;
 use crate::proxy::env::{BalancerVars, any_rule_applies, apply_rules};
 use crate::proxy::error_page::error_page;
+use crate::proxy::forward_headers::{UpstreamHead, max_forwards, write_upstream_headers};
 use crate::proxy::rewrite::{map_cookie, map_location};
 use crate::proxy::tunnel::ClientUpgrade;
 use crate::route::{self, Matched, PathError};

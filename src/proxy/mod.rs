@@ -11,6 +11,7 @@
 pub mod access;
 pub mod env;
 pub mod error_page;
+pub mod forward_headers;
 pub mod handler;
 pub mod rewrite;
 pub mod tunnel;

@@ -1,0 +1,138 @@
+//! The head writer of the HTTP/1.1 codec: a request line and header fields written straight
+//! into one buffer (names and values as given, no `HeaderMap`), ended by the body's framing
+//! field. The buffer is sized once from the client's fields ([`HeadWriter::room_for`]).
+
+use super::fields::FieldsView;
+use super::framing::BodyFraming;
+
+/// The request head being written for a member: request line, then header fields.
+pub struct HeadWriter {
+    out: Vec<u8>,
+    /// Where the request target lies in `out`.
+    target: std::ops::Range<usize>,
+}
+
+impl HeadWriter {
+    /// Starts a head with its request line; `room` is the expected size of the fields.
+    pub fn new(method: &http::Method, target: &str, room: usize) -> Self {
+        Self::with_target(method, &[target.as_bytes()], room)
+    }
+
+    /// Starts a head whose request target is `target`'s pieces joined (the member's base
+    /// path, the forwarded path, the query): written in place, never assembled apart.
+    pub fn with_target(method: &http::Method, target: &[&[u8]], room: usize) -> Self {
+        let target_len: usize = target.iter().map(|p| p.len()).sum();
+        let mut out = Vec::with_capacity(method.as_str().len() + target_len + room + 64);
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        let start = out.len();
+        for piece in target {
+            out.extend_from_slice(piece);
+        }
+        let target = start..out.len();
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        HeadWriter { out, target }
+    }
+
+    /// The request target as written (between the method and the version).
+    pub fn target(&self) -> &[u8] {
+        self.out.get(self.target.clone()).unwrap_or(&[])
+    }
+
+    /// Room to reserve for `client`'s fields plus the few balancerd adds.
+    pub fn room_for(client: FieldsView<'_>) -> usize {
+        match client {
+            FieldsView::Raw(r) => r.head_len() + 160,
+            FieldsView::Map(m) => {
+                m.iter()
+                    .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                    .sum::<usize>()
+                    + 160
+            }
+        }
+    }
+
+    /// One field.
+    pub fn header(&mut self, name: &[u8], value: &[u8]) {
+        self.out.extend_from_slice(name);
+        self.out.extend_from_slice(b": ");
+        self.out.extend_from_slice(value);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// A list field: the client's values and ours joined with ", " on one line (httpd's
+    /// apr_table_mergen); nothing when there are none.
+    pub fn list_header<'v>(
+        &mut self,
+        name: &[u8],
+        theirs: impl Iterator<Item = &'v [u8]>,
+        ours: Option<&'v [u8]>,
+    ) {
+        let start = self.out.len();
+        let mut first = true;
+        for v in theirs.chain(ours) {
+            if first {
+                self.out.extend_from_slice(name);
+                self.out.extend_from_slice(b": ");
+                first = false;
+            } else {
+                self.out.extend_from_slice(b", ");
+            }
+            self.out.extend_from_slice(v);
+        }
+        if self.out.len() > start {
+            self.out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Ends the head: the body framing field (`content-length: N`, `transfer-encoding:
+    /// chunked`, or none) and the blank line. The head stays a `Vec`: it is only ever
+    /// borrowed for writing, and `Bytes::from` a `Vec` with spare room allocates.
+    pub fn finish(mut self, framing: BodyFraming) -> Vec<u8> {
+        match framing {
+            BodyFraming::None | BodyFraming::UntilClose => {}
+            BodyFraming::Length(n) => {
+                let mut digits = [0u8; 20];
+                let mut i = digits.len();
+                let mut v = n;
+                loop {
+                    i -= 1;
+                    digits[i] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                    if v == 0 {
+                        break;
+                    }
+                }
+                self.header(b"content-length", &digits[i..]);
+            }
+            BodyFraming::Chunked => self
+                .out
+                .extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
+        self.out.extend_from_slice(b"\r\n");
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_target_is_written_from_its_pieces_and_read_back() {
+        let mut w = HeadWriter::with_target(
+            &http::Method::PUT,
+            &[b"/base", b"/rec ord", b"?", b"q=1"],
+            0,
+        );
+        assert_eq!(w.target(), b"/base/rec ord?q=1");
+        w.header(b"host", b"h");
+        // Still the target once fields follow it.
+        assert_eq!(w.target(), b"/base/rec ord?q=1");
+        let head = w.finish(BodyFraming::Length(0));
+        assert_eq!(
+            head,
+            b"PUT /base/rec ord?q=1 HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n"
+        );
+    }
+}
