@@ -574,3 +574,59 @@ fn toml_errors_have_line_and_column() {
     assert!(r.heads()[0].starts_with("b.toml:1:"), "{:#?}", r.heads());
     assert!(r.heads()[0].contains("error: TOML syntax"));
 }
+
+/// `ProxyHCExpr` is compiled and `hcexpr`/`hctemplate` names are resolved when the config is
+/// read: a malformed expression or a name nobody defined is an error at its line, not a
+/// probe that fails forever at run time.
+#[test]
+fn health_check_expressions_and_templates_are_checked_at_load() {
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        "ProxyHCExpr ok {%{REQUEST_STATUS} =~ /^[234]/}\n\
+         ProxyHCExpr broken {%{REQUEST_STATUS} =~ /[/}\n\
+         ProxyHCTemplate tpl hcmethod=GET hcuri=/health hcexpr=ok\n\
+         <Proxy balancer://b>\n\
+         BalancerMember http://h1 hctemplate=tpl\n\
+         BalancerMember http://h2 hcmethod=GET hcexpr=okk\n\
+         BalancerMember http://h3 hctemplate=nope\n\
+         </Proxy>\n\
+         ProxyPass /x balancer://b/x\n",
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let heads = r.heads();
+    let errors: Vec<&String> = heads.iter().filter(|h| h.contains(": error: ")).collect();
+    assert_eq!(errors.len(), 3, "{}", r.stderr);
+    assert!(
+        errors[0].starts_with(
+            "a.conf:2:20: error: ProxyHCExpr broken: bad regex /[/: unclosed character class"
+        ),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("a.conf:6:16: error: hcexpr=okk: no ProxyHCExpr named 'okk'"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2]
+            .starts_with("a.conf:7:16: error: hctemplate=nope: no ProxyHCTemplate named 'nope'"),
+        "{}",
+        errors[2]
+    );
+    assert!(r.stderr.contains("did you mean ok?"), "{}", r.stderr);
+    // Without the broken lines the template is applied to its member in the summary.
+    d.write(
+        "b.conf",
+        "ProxyHCExpr ok {%{REQUEST_STATUS} =~ /^[234]/}\n\
+         ProxyHCTemplate tpl hcmethod=GET hcuri=/health hcexpr=ok\n\
+         <Proxy balancer://b>\n\
+         BalancerMember http://h1 hctemplate=tpl\n\
+         </Proxy>\n\
+         ProxyPass /x balancer://b/x\n",
+    );
+    let r = d.check("b.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -537,3 +537,44 @@ async fn reload_moves_listeners() {
     .await;
     assert!(gone.is_some(), "old listener closed");
 }
+
+/// A `ProxyHCTemplate` and a `ProxyHCExpr`, resolved when the config is read, decide the
+/// checks: the member answers its health URI with 404, which the expression accepts (the
+/// default, 2xx/3xx, would take it out of use), and stops being used when it answers 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_templates_and_expressions_decide_the_checks() {
+    let primary = Backend::start("primary").await;
+    let standby = Backend::start("standby").await;
+    primary.set_reply(Reply::Status(404));
+    let conf = "Listen 127.0.0.1:{PORT}\nProxyHCExpr not5xx {%{REQUEST_STATUS} =~ /^[234]/}\nProxyHCTemplate fast hcmethod=GET hcuri=/health hcinterval=200ms hcfails=1 hcpasses=1 hcexpr=not5xx\n<Proxy balancer://dav>\nBalancerMember http://p:1 hctemplate=fast\nBalancerMember http://s:1 status=H\n</Proxy>\nProxyPass /rec balancer://dav/rec\n";
+    let p = Proxy::start(conf, &[("p:1", primary.addr), ("s:1", standby.addr)]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        primary
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.method == "GET" && s.target == "/health"),
+        "the template's hcmethod and hcuri were used"
+    );
+    // 404 passes the expression: the primary is still the one used.
+    assert_eq!(get(p.addr, "/rec/a", &[]).await.status, 404);
+    assert!(
+        !p.log_text().contains("health check failed"),
+        "{}",
+        p.log_text()
+    );
+    primary.set_reply(Reply::Status(500));
+    let moved = wait_for(
+        async || get(p.addr, "/rec/a", &[]).await.text() == "backend standby\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(moved.is_some(), "{}", p.log_text());
+    assert!(
+        p.log_text().contains("health check failed"),
+        "{}",
+        p.log_text()
+    );
+}

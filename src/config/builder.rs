@@ -212,15 +212,74 @@ impl ModelBuilder {
         read_ok: bool,
     ) -> Config {
         let ModelBuilder {
-            config,
+            mut config,
             scoped_cookie_paths,
             saw_listen,
             ..
         } = self;
+        resolve_health_checks(&mut config, diags);
         if read_ok {
             lint::run(&config, &scoped_cookie_paths, saw_listen, main_file, diags);
         }
         config
+    }
+}
+
+/// Resolves what members name by reference, once, so that a snapshot build only opens
+/// files and sockets: `hctemplate` (the template's `hc*` values are applied to the member)
+/// and `hcexpr` (the compiled `ProxyHCExpr`). A name nobody defined is an error at the
+/// member's line (httpd: "Unknown ProxyHCTemplate name" / "Unknown ProxyHCExpr name";
+/// balancerd also accepts a definition that comes after the member).
+fn resolve_health_checks(config: &mut Config, diags: &mut Diagnostics) {
+    let Config {
+        balancers,
+        hc_templates,
+        hc_exprs,
+        ..
+    } = config;
+    for m in balancers.iter_mut().flat_map(|b| b.members.iter_mut()) {
+        if let Some(t) = m.params.hc.template.clone() {
+            match hc_templates.iter().find(|(n, _)| *n == t) {
+                Some((_, kv)) => {
+                    for (k, v) in kv {
+                        // Checked when the template was defined.
+                        if let Err(e) = super::params::set_member_param(&mut m.params, k, v) {
+                            diags.error(
+                                &m.origin,
+                                format!("hctemplate={t}: {k}={v}: {}", e.message),
+                            );
+                        }
+                    }
+                }
+                None => {
+                    let d = diags.error(
+                        &m.origin,
+                        format!("hctemplate={t}: no ProxyHCTemplate named '{t}' is defined"),
+                    );
+                    if let Some(c) =
+                        super::diag::closest(&t, hc_templates.iter().map(|(n, _)| n.as_str()))
+                    {
+                        d.hint(format!("did you mean {c}?"));
+                    }
+                }
+            }
+        }
+        if let Some(name) = m.params.hc.expr.clone() {
+            match hc_exprs.iter().find(|(n, _)| *n == name) {
+                Some((_, e)) => m.params.hc.check = Some(e.clone()),
+                None => {
+                    let d = diags.error(
+                        &m.origin,
+                        format!("hcexpr={name}: no ProxyHCExpr named '{name}' is defined"),
+                    );
+                    if let Some(c) =
+                        super::diag::closest(&name, hc_exprs.iter().map(|(n, _)| n.as_str()))
+                    {
+                        d.hint(format!("did you mean {c}?"));
+                    }
+                }
+            }
+        }
     }
 }
 

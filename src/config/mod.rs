@@ -6,6 +6,7 @@
 
 pub mod builder;
 pub mod diag;
+pub mod hcexpr;
 pub mod headers;
 pub mod httpd;
 pub mod lint;
@@ -58,7 +59,7 @@ pub struct LoadCtx {
     /// Access rules of non-balancer `<Proxy>` sections.
     pub proxy_access: Option<model::AccessRules>,
     /// `LogFormat` nicknames.
-    pub log_formats: HashMap<String, String>,
+    pub log_formats: HashMap<String, std::sync::Arc<crate::telemetry::access_log::LogFormat>>,
     include_stack: Vec<PathBuf>,
     texts: HashMap<Arc<str>, String>,
 }

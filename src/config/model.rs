@@ -26,10 +26,12 @@ pub struct Config {
     pub vhosts: Vec<VirtualHost>,
     /// TLS to `https://` members.
     pub upstream_tls: UpstreamTls,
-    /// `ProxyHCTemplate` definitions, by name.
+    /// `ProxyHCTemplate` definitions, by name (applied to the members that name them when
+    /// the config is finished).
     pub hc_templates: Vec<(String, Vec<(String, String)>)>,
-    /// `ProxyHCExpr` definitions, by name.
-    pub hc_exprs: Vec<(String, String)>,
+    /// `ProxyHCExpr` definitions, by name, compiled (resolved into the members that name them
+    /// when the config is finished).
+    pub hc_exprs: Vec<(String, Arc<crate::config::hcexpr::HcExpr>)>,
     /// Access rules of non-balancer `<Proxy>` sections (apply to every proxied request).
     pub proxy_access: Option<AccessRules>,
     /// Every file read to build this config, for reload watching.
@@ -108,7 +110,7 @@ pub struct ServerSettings {
     /// `GracefulShutdownTimeout`: how long a stop waits for in-flight requests (default 30 s).
     pub graceful_timeout: Duration,
     /// `CustomLog`: the access log file and its format string.
-    pub access_log: Option<(PathBuf, String)>,
+    pub access_log: Option<(PathBuf, Arc<crate::telemetry::access_log::LogFormat>)>,
 }
 
 impl Default for ServerSettings {
@@ -418,6 +420,8 @@ pub struct HealthCheck {
     pub fails: u32,
     /// `hcexpr` (a `ProxyHCExpr` name).
     pub expr: Option<String>,
+    /// The compiled `ProxyHCExpr` that `expr` names (set when the config is finished).
+    pub check: Option<Arc<crate::config::hcexpr::HcExpr>>,
     /// `hctemplate` (a `ProxyHCTemplate` name).
     pub template: Option<String>,
 }
@@ -431,6 +435,7 @@ impl Default for HealthCheck {
             passes: 1,
             fails: 1,
             expr: None,
+            check: None,
             template: None,
         }
     }

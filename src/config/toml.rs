@@ -362,14 +362,19 @@ impl Walker<'_> {
                             .and_then(|f| f.get_ref().as_str().map(str::to_string))
                             .unwrap_or_else(|| "combined".into());
                         let fmt = match fmt.as_str() {
-                            "common" => crate::telemetry::access_log::COMMON.to_string(),
-                            "combined" => crate::telemetry::access_log::COMBINED.to_string(),
-                            _ => fmt,
+                            "common" => crate::telemetry::access_log::COMMON,
+                            "combined" => crate::telemetry::access_log::COMBINED,
+                            f => f,
                         };
-                        if let Err(e) = crate::telemetry::access_log::check_format(&fmt) {
-                            self.err(val.span().start, e);
+                        match crate::telemetry::access_log::LogFormat::parse(fmt) {
+                            Ok(f) => {
+                                self.ctx.builder.config.server.access_log =
+                                    Some((p, std::sync::Arc::new(f)));
+                            }
+                            Err(e) => {
+                                self.err(val.span().start, e);
+                            }
                         }
-                        self.ctx.builder.config.server.access_log = Some((p, fmt));
                     }
                 }
                 "log_format" => {}

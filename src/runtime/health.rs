@@ -35,7 +35,7 @@ pub async fn run(shared: Shared) {
                 let snap = snap.clone();
                 tokio::spawn(async move {
                     let m = &snap.balancers[bi].members[mi];
-                    let ok = check(m, &snap.hc_exprs).await;
+                    let ok = check(m).await;
                     apply(m, ok);
                     m.state.hc_running.store(false, Relaxed);
                 });
@@ -72,52 +72,7 @@ fn apply(m: &MemberRt, ok: Result<u16, String>) {
     }
 }
 
-/// Evaluates `hcexpr` on a status code (the supported subset), or httpd's default.
-pub fn passes(status: u16, expr: Option<&str>) -> bool {
-    let Some(e) = expr.map(|e| {
-        e.trim()
-            .trim_start_matches('{')
-            .trim_end_matches('}')
-            .trim()
-    }) else {
-        return (200..400).contains(&status);
-    };
-    let (neg, e) = match e.strip_prefix('!') {
-        Some(r) => (
-            true,
-            r.trim()
-                .trim_start_matches('(')
-                .trim_end_matches(')')
-                .trim(),
-        ),
-        None => (false, e),
-    };
-    let Some(rest) = e.strip_prefix("%{REQUEST_STATUS}") else {
-        return false;
-    };
-    let rest = rest.trim();
-    let r = if let Some(re) = rest.strip_prefix("=~") {
-        let re = re.trim().trim_matches('/');
-        regex::Regex::new(re).is_ok_and(|r| r.is_match(&status.to_string()))
-    } else {
-        let mut it = rest.split_whitespace();
-        let (Some(op), Some(n)) = (it.next(), it.next().and_then(|n| n.parse::<u16>().ok())) else {
-            return false;
-        };
-        match op {
-            "-lt" | "<" => status < n,
-            "-le" | "<=" => status <= n,
-            "-gt" | ">" => status > n,
-            "-ge" | ">=" => status >= n,
-            "-eq" | "==" => status == n,
-            "-ne" | "!=" => status != n,
-            _ => false,
-        }
-    };
-    r != neg
-}
-
-async fn check(m: &MemberRt, exprs: &[(String, String)]) -> Result<u16, String> {
+async fn check(m: &MemberRt) -> Result<u16, String> {
     let p = &m.spec.params;
     let url = &m.spec.url;
     let timeout = p
@@ -191,29 +146,14 @@ async fn check(m: &MemberRt, exprs: &[(String, String)]) -> Result<u16, String> 
     let status = tokio::time::timeout(timeout, fut)
         .await
         .map_err(|_| format!("timed out after {timeout:?}"))??;
-    let expr = p.hc.expr.as_deref().and_then(|name| {
-        exprs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, e)| e.as_str())
-    });
-    if passes(status, expr) {
+    // hcexpr was compiled (and its name resolved) when the config was read.
+    let passes = match &p.hc.check {
+        Some(e) => e.passes(status),
+        None => crate::config::hcexpr::default_passes(status),
+    };
+    if passes {
         Ok(status)
     } else {
         Err(format!("status {status}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::passes;
-
-    #[test]
-    fn expressions() {
-        assert!(passes(200, None) && passes(302, None) && !passes(500, None));
-        assert!(passes(404, Some("{%{REQUEST_STATUS} =~ /^[234]/}")));
-        assert!(!passes(500, Some("{%{REQUEST_STATUS} =~ /^[234]/}")));
-        assert!(passes(399, Some("%{REQUEST_STATUS} -lt 400")));
-        assert!(!passes(503, Some("!(%{REQUEST_STATUS} =~ /^5/)")));
     }
 }

@@ -67,8 +67,6 @@ pub struct Snapshot {
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// Access rules of `<Proxy *>` sections: apply to every proxied request.
     pub proxy_access: Option<crate::config::model::AccessRules>,
-    /// `ProxyHCExpr` definitions.
-    pub hc_exprs: Vec<(String, String)>,
     /// The access log, reopened at every build.
     pub access_log: Option<crate::telemetry::access_log::AccessLog>,
 }
@@ -162,7 +160,7 @@ impl Snapshot {
     pub fn build(config: Config, prev: Option<&Snapshot>) -> Result<Snapshot, String> {
         let front_tls = front_tls(&config)?;
         let access_log = match &config.server.access_log {
-            Some((p, f)) => Some(crate::telemetry::access_log::AccessLog::open(p, f)?),
+            Some((p, f)) => Some(crate::telemetry::access_log::AccessLog::open(p, f.clone())?),
             None => None,
         };
         let upstream_tls = if config.upstream_tls.engine {
@@ -188,8 +186,6 @@ impl Snapshot {
             main,
             vhosts,
             proxy_access,
-            hc_exprs,
-            hc_templates,
             ..
         } = config;
         let balancers: Vec<BalancerRt> = balancers
@@ -200,16 +196,7 @@ impl Snapshot {
                 let members = b
                     .members
                     .into_iter()
-                    .map(|mut m| {
-                        // hctemplate: the template's hc* values.
-                        if let Some(t) = m.params.hc.template.clone()
-                            && let Some((_, kv)) = hc_templates.iter().find(|(n, _)| *n == t)
-                        {
-                            for (k, v) in kv {
-                                let _ =
-                                    crate::config::params::set_member_param(&mut m.params, k, v);
-                            }
-                        }
+                    .map(|m| {
                         let st = states.remove(&(full.clone(), m.url.to_string()));
                         MemberRt::new(m, st)
                     })
@@ -267,7 +254,6 @@ impl Snapshot {
         );
         Ok(Snapshot {
             access_log,
-            hc_exprs,
             proxy_access,
             front_tls,
             upstream_tls,

@@ -102,15 +102,32 @@ fn parse(fmt: &str) -> Result<Vec<Part>, String> {
     Ok(out)
 }
 
-/// Checks a format at config time.
-pub fn check_format(fmt: &str) -> Result<(), String> {
-    parse(fmt).map(|_| ())
+/// A `LogFormat`, compiled once when the config is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFormat {
+    source: String,
+    parts: Vec<Part>,
+}
+
+impl LogFormat {
+    /// Compiles a format string; an unknown code is an error that names it.
+    pub fn parse(fmt: &str) -> Result<LogFormat, String> {
+        Ok(LogFormat {
+            source: fmt.to_string(),
+            parts: parse(fmt)?,
+        })
+    }
+
+    /// The format as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
 }
 
 /// An open access log.
 #[derive(Debug)]
 pub struct AccessLog {
-    parts: Vec<Part>,
+    format: std::sync::Arc<LogFormat>,
     tx: SyncSender<String>,
 }
 
@@ -145,8 +162,7 @@ fn clf_time(t: SystemTime) -> String {
 
 impl AccessLog {
     /// Opens `path` (appending) with `format`, starting the writer thread.
-    pub fn open(path: &Path, format: &str) -> Result<AccessLog, String> {
-        let parts = parse(format)?;
+    pub fn open(path: &Path, format: std::sync::Arc<LogFormat>) -> Result<AccessLog, String> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -175,13 +191,13 @@ impl AccessLog {
                 let _ = w.flush();
             })
             .map_err(|e| e.to_string())?;
-        Ok(AccessLog { parts, tx })
+        Ok(AccessLog { format, tx })
     }
 
     /// Formats and queues one line (never blocks).
     pub fn log(&self, e: &Entry<'_>) {
         let mut o = String::with_capacity(160);
-        for p in &self.parts {
+        for p in &self.format.parts {
             match p {
                 Part::Lit(s) => o.push_str(s),
                 Part::ClientIp => {

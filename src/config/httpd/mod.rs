@@ -10,6 +10,7 @@ use super::diag::{Diagnostic, Origin, closest};
 use super::headers::parse_header_directive;
 use super::model::*;
 use super::params::{ParamIssue, set_balancer_param, set_member_param, timeout_with_unit};
+use crate::telemetry::access_log::LogFormat;
 use lexer::{LogicalLine, Word, logical_lines, split_words, substitute};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -919,13 +920,16 @@ impl<'a> HttpdParser<'a> {
                     self.err(&o, "LogFormat takes a format and an optional nickname");
                     return;
                 };
-                if let Err(e) = crate::telemetry::access_log::check_format(fmt) {
-                    self.err(&d.arg_origin(0), e);
-                    return;
-                }
+                let compiled = match LogFormat::parse(fmt) {
+                    Ok(f) => std::sync::Arc::new(f),
+                    Err(e) => {
+                        self.err(&d.arg_origin(0), e);
+                        return;
+                    }
+                };
                 self.ctx
                     .log_formats
-                    .insert(nick.unwrap_or("default").to_string(), fmt.to_string());
+                    .insert(nick.unwrap_or("default").to_string(), compiled);
             }
             "customlog" => {
                 let (Some(path), Some(f)) = (d.arg(0), d.arg(1)) else {
@@ -943,35 +947,31 @@ impl<'a> HttpdParser<'a> {
                     .hint("use logrotate with SIGHUP (balancerd reopens the log on reload)");
                     return;
                 }
-                let fmt = match f {
-                    "common" => self
-                        .ctx
-                        .log_formats
-                        .get("common")
-                        .cloned()
-                        .unwrap_or_else(|| crate::telemetry::access_log::COMMON.to_string()),
-                    "combined" => self
-                        .ctx
-                        .log_formats
-                        .get("combined")
-                        .cloned()
-                        .unwrap_or_else(|| crate::telemetry::access_log::COMBINED.to_string()),
-                    other => match self.ctx.log_formats.get(other) {
-                        Some(x) => x.clone(),
-                        None if other.contains('%') => other.to_string(),
-                        None => {
+                // A nickname defined above, httpd's predefined `common`/`combined`, or a
+                // format written in place.
+                let fmt = match self.ctx.log_formats.get(f) {
+                    Some(x) => Ok(x.clone()),
+                    None => match f {
+                        "common" => LogFormat::parse(crate::telemetry::access_log::COMMON),
+                        "combined" => LogFormat::parse(crate::telemetry::access_log::COMBINED),
+                        other if other.contains('%') => LogFormat::parse(other),
+                        other => {
                             self.err(
                                 &d.arg_origin(1),
                                 format!("no LogFormat named '{other}' is defined above this line"),
                             );
                             return;
                         }
-                    },
+                    }
+                    .map(std::sync::Arc::new),
                 };
-                if let Err(e) = crate::telemetry::access_log::check_format(&fmt) {
-                    self.err(&d.arg_origin(1), e);
-                    return;
-                }
+                let fmt = match fmt {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.err(&d.arg_origin(1), e);
+                        return;
+                    }
+                };
                 let base = self.ctx.include_base(&d.file);
                 let p = Path::new(path);
                 let full = if p.is_absolute() {
@@ -1014,11 +1014,20 @@ impl<'a> HttpdParser<'a> {
                     self.err(&o, "ProxyHCExpr takes a name and an {expression}");
                 } else {
                     let rest: Vec<&str> = d.args[1..].iter().map(|w| w.text.as_str()).collect();
-                    self.ctx
-                        .builder
-                        .config
-                        .hc_exprs
-                        .push((d.args[0].text.clone(), rest.join(" ")));
+                    match crate::config::hcexpr::HcExpr::parse(&rest.join(" ")) {
+                        Ok(e) => self
+                            .ctx
+                            .builder
+                            .config
+                            .hc_exprs
+                            .push((d.args[0].text.clone(), std::sync::Arc::new(e))),
+                        Err(why) => {
+                            self.err(
+                                &d.arg_origin(1),
+                                format!("ProxyHCExpr {}: {why}", d.args[0].text),
+                            );
+                        }
+                    }
                 }
             }
             "proxyhctemplate" => {
