@@ -26,17 +26,6 @@ fn tenant(n: u32, genr: u32, members: &[&str]) -> String {
     s
 }
 
-async fn wait_for(mut f: impl AsyncFnMut() -> bool, limit: Duration) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f().await {
-            return Some(t0.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    None
-}
-
 fn proxy_on(dir: &std::path::Path, map: &[(&str, std::net::SocketAddr)]) -> Proxy {
     proxy_including(dir, "conf.d/*.conf", map)
 }

@@ -529,3 +529,52 @@ async fn member_tls_sessions_resume() {
     assert_eq!(kinds[0], "Some(Full)");
     assert!(kinds[1..].iter().all(|k| k == "Some(Resumed)"), "{kinds:?}");
 }
+
+/// Health checks of `https://` members speak HTTP over TLS through the member client (with
+/// the same verification as requests): the check reaches the member's `hcuri`, its status
+/// decides, and a member whose checks fail is taken out of use before a user finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_of_tls_members_speak_http_over_tls() {
+    let pki = Pki::new("test CA");
+    let (cert, key) = pki.issue("members", &["m1", "m2"], false);
+    let primary = Backend::start_tls("primary", acceptor(&cert, &key, None)).await;
+    let standby = Backend::start_tls("standby", acceptor(&cert, &key, None)).await;
+    let conf = format!(
+        "Listen 127.0.0.1:{{PORT}}\nSSLProxyEngine on\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\n<Proxy balancer://b>\nBalancerMember https://m1:443 hcmethod=GET hcuri=/health hcinterval=200ms hcfails=1 hcpasses=1\nBalancerMember https://m2:443 status=H\n</Proxy>\nProxyPass /x balancer://b/x\n",
+        p(&pki.ca)
+    );
+    let px = Proxy::start(&conf, &[("m1:443", primary.addr), ("m2:443", standby.addr)]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        primary
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.method == "GET" && s.target == "/health"),
+        "the check is an HTTP request over TLS: {}",
+        px.log_text()
+    );
+    assert_eq!(get(px.addr, "/x", &[]).await.text(), "backend primary\n");
+    // The member answers its checks with 500: the checks take it out of use.
+    primary.set_reply(Reply::Status(500));
+    let moved = wait_for(
+        async || get(px.addr, "/x", &[]).await.text() == "backend standby\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(moved.is_some(), "{}", px.log_text());
+    assert!(
+        px.log_text().contains("health check failed"),
+        "{}",
+        px.log_text()
+    );
+    // It passes again: back in use.
+    primary.set_reply(Reply::Ok);
+    let back = wait_for(
+        async || get(px.addr, "/x", &[]).await.text() == "backend primary\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(back.is_some(), "{}", px.log_text());
+}

@@ -4,15 +4,18 @@
 //! any user request finds it dead); `hcpasses` consecutive passes clear C and E.
 //!
 //! The check: `TCP` connects; `OPTIONS` sends `OPTIONS *`; `HEAD`/`GET` send the member
-//! path followed by `hcuri`, with `Host: host:port`. It passes on 2xx/3xx, or as `hcexpr`
-//! says (a `ProxyHCExpr` of the forms `%{REQUEST_STATUS} =~ /regex/`,
-//! `%{REQUEST_STATUS} -lt 400` and friends).
+//! path followed by `hcuri`, with `Host: host:port`. HTTP checks go through the member client
+//! (`upstream::connect` and `upstream::exchange`), so an `https://` member is checked over TLS
+//! with the same verification as requests. A check passes on 2xx/3xx, or as the member's
+//! `hcexpr` says (compiled when the config was read: `config::hcexpr`).
+//!
+//! Invariants: at most one check in flight per member (`hc_running`); a check never marks a
+//! member from a request's failure, only from its own streak of results.
 
 use crate::balancer::member::{MemberRt, now_ms};
 use crate::runtime::Shared;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Runs the health checks of the current snapshot until aborted.
 pub async fn run(shared: Shared) {
@@ -35,7 +38,7 @@ pub async fn run(shared: Shared) {
                 let snap = snap.clone();
                 tokio::spawn(async move {
                     let m = &snap.balancers[bi].members[mi];
-                    let ok = check(m).await;
+                    let ok = check(m, snap.upstream_tls.as_ref()).await;
                     apply(m, ok);
                     m.state.hc_running.store(false, Relaxed);
                 });
@@ -72,27 +75,27 @@ fn apply(m: &MemberRt, ok: Result<u16, String>) {
     }
 }
 
-async fn check(m: &MemberRt) -> Result<u16, String> {
+async fn check(
+    m: &MemberRt,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<u16, String> {
     let p = &m.spec.params;
     let url = &m.spec.url;
     let timeout = p
         .connection_timeout
         .unwrap_or(p.hc.interval)
         .min(Duration::from_secs(10));
-    let addr = crate::upstream::connect::resolve_one(&url.host, url.port)
-        .await
-        .map_err(|e| e.to_string())?;
+    let method = p.hc.method.to_ascii_uppercase();
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
-        let method = p.hc.method.to_ascii_uppercase();
         if method == "TCP" {
-            return Ok(200);
-        }
-        if url.is_tls() {
-            // TLS members are checked at the TCP level only.
-            return Ok(200);
+            // httpd's TCP check: the socket connects (no TLS, no request).
+            let addr = crate::upstream::connect::resolve_one(&url.host, url.port)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("connect to {addr}: {e}"))?;
+            return Ok::<u16, String>(200);
         }
         let (verb, v11) = match method.strip_suffix("11") {
             Some(v) => (v.to_string(), true),
@@ -119,29 +122,28 @@ async fn check(m: &MemberRt) -> Result<u16, String> {
                 None => base,
             }
         };
-        let req = format!(
+        let head = format!(
             "{verb} {target} HTTP/1.{}\r\nHost: {}:{}\r\nConnection: close\r\nUser-Agent: balancerd-hcheck\r\n\r\n",
             if v11 { 1 } else { 0 },
             url.host,
             url.port
         );
-        s.write_all(req.as_bytes())
+        // The member client: TCP, TLS for https:// members (verified as for requests), the
+        // one head writer's bytes out and the one head parser's answer back.
+        let mut conn = crate::upstream::connect::connect_member(&m.spec, timeout, tls)
             .await
             .map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 64];
-        let mut got = Vec::new();
-        while !got.windows(2).any(|w| w == b"\r\n") && got.len() < 64 {
-            let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        let line = String::from_utf8_lossy(&got);
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| format!("no status line in the answer to {verb} {target}"))
+        let mut body = crate::upstream::body::UpBody::Empty;
+        let (resp, _) = crate::upstream::exchange::exchange(
+            &mut conn,
+            head.as_bytes(),
+            &mut body,
+            crate::h1::framing::BodyFraming::None,
+            verb == "HEAD",
+        )
+        .await
+        .map_err(|e| format!("{verb} {target}: {}", e.detail))?;
+        Ok(resp.status.as_u16())
     };
     let status = tokio::time::timeout(timeout, fut)
         .await

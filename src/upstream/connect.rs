@@ -147,6 +147,16 @@ async fn open(
     })
 }
 
+/// A new connection to a member (TCP, then TLS for `https://`) within `timeout`, outside the
+/// pool (the health checker's).
+pub async fn connect_member(
+    m: &Member,
+    timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<MemberConn, ConnectError> {
+    connect(m, timeout, tls).await
+}
+
 async fn connect(
     m: &Member,
     timeout: Duration,

@@ -940,3 +940,14 @@ pub async fn get_from(src: &str, addr: SocketAddr, path: &str) -> Got {
     let mut c = Client { sender };
     c.get(path, &[("host", "localhost")]).await
 }
+
+pub async fn wait_for(mut f: impl AsyncFnMut() -> bool, limit: Duration) -> Option<Duration> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        if f().await {
+            return Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
