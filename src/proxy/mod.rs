@@ -9,9 +9,15 @@
 //! May import: every layer below it (`util` … `admin`).
 
 pub mod access;
+mod builtin;
+mod check;
+mod choose;
 pub mod env;
 pub mod error_page;
+mod forward;
 pub mod forward_headers;
 pub mod handler;
+mod respond;
 pub mod rewrite;
+mod routing;
 pub mod tunnel;

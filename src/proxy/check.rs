@@ -1,0 +1,105 @@
+//! Phase 1, **check**, for requests read by hyper (TLS, HTTP/2; the plain HTTP/1.1 server
+//! decides framing itself): request framing (`Content-Length` with `Transfer-Encoding`,
+//! codings other than one `chunked`) and httpd's request limits (`LimitRequestLine`,
+//! `LimitRequestFields`, `LimitRequestFieldSize`).
+
+use super::handler::*;
+use crate::h1::fields::FieldsView;
+use crate::proxy::error_page::error_page;
+use crate::runtime::Snapshot;
+use crate::upstream::body::DownBody;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+/// Refuses ambiguous framing (request smuggling): both `Content-Length` and
+/// `Transfer-Encoding`, anything but one `chunked`, or several `Content-Length`s.
+pub(super) fn check_framing(h: &http::HeaderMap) -> Result<(), &'static str> {
+    let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl = h.get_all(header::CONTENT_LENGTH).iter().count();
+    if !te.is_empty() {
+        if cl > 0 {
+            return Err("Content-Length and Transfer-Encoding together");
+        }
+        if te.len() > 1
+            || !te[0]
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked")
+        {
+            return Err("Transfer-Encoding other than a single 'chunked'");
+        }
+    }
+    if cl > 1 {
+        return Err("more than one Content-Length");
+    }
+    Ok(())
+}
+
+pub(super) fn check_limits(
+    parts: &http::request::Parts,
+    fields: FieldsView<'_>,
+    snap: &Snapshot,
+) -> Option<Response<DownBody>> {
+    let s = &snap.server;
+    let target_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if s.limit_request_line > 0
+        && target_len + parts.method.as_str().len() + 10 > s.limit_request_line as usize
+    {
+        return Some(close(error_page(
+            StatusCode::URI_TOO_LONG,
+            "The requested URL's length exceeds the capacity limit for this server.",
+        )));
+    }
+    if s.limit_request_fields > 0 && fields.len() > s.limit_request_fields as usize {
+        return Some(close(error_page(
+            StatusCode::BAD_REQUEST,
+            "The number of request header fields exceeds this server's limit.",
+        )));
+    }
+    if s.limit_request_field_size > 0 {
+        for (k, v, _) in fields.iter() {
+            if k.len() + v.len() + 2 > s.limit_request_field_size as usize {
+                return Some(close(error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Size of a request header field exceeds server limit.",
+                )));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(fields: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in fields {
+            h.append(
+                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused_and_plain_framing_passes() {
+        assert!(check_framing(&map(&[])).is_ok());
+        assert!(check_framing(&map(&[("content-length", "5")])).is_ok());
+        assert!(check_framing(&map(&[("transfer-encoding", " Chunked ")])).is_ok());
+        for bad in [
+            &[("content-length", "5"), ("transfer-encoding", "chunked")][..],
+            &[("transfer-encoding", "gzip, chunked")][..],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ][..],
+            &[("transfer-encoding", "identity")][..],
+            &[("content-length", "5"), ("content-length", "5")][..],
+        ] {
+            assert!(check_framing(&map(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Phase 6, **forward**: the member's request head written straight from the client's
+//! fields ([`build_request`]: target, `Host`, `X-Forwarded-*`, WebDAV `Destination`), then one
+//! exchange with the member within its `timeout` ([`send`]), whose failure is a
+//! [`ProxyError`] carrying whether the body can be sent again.
+
+use super::handler::*;
+use crate::balancer::member::MemberRt;
+use crate::config::model::{Route, RouteMatch};
+use crate::h1::fields::{FieldRole, FieldsView, field_str};
+use crate::h1::framing::BodyFraming;
+use crate::h1::head::ResponseHead;
+use crate::h1::writer::HeadWriter;
+use crate::proxy::error_page::error_page;
+use crate::proxy::forward_headers::{UpstreamHead, write_upstream_headers};
+use crate::route::{self, Matched};
+use crate::upstream::body::{DownBody, UpBody};
+use crate::upstream::error::{ErrorKind, Phase, ProxyError};
+use crate::upstream::exchange::{self};
+use crate::upstream::pool::PooledConn;
+use http::header::HeaderValue;
+use http::{Response, StatusCode, Uri};
+use hyper::body::Body;
+use std::future::Future;
+use std::task::Poll;
+use std::time::Instant;
+
+/// True when the client asks for a protocol upgrade that the route (`ProxyPass … upgrade=`)
+/// or the member (`upgrade=`) allows; otherwise `Upgrade` is stripped as hop-by-hop.
+pub(super) fn upgrade_allowed(r: &Route, m: &MemberRt, h: FieldsView<'_>) -> bool {
+    let Some(proto) = h.role_value(FieldRole::Upgrade).and_then(field_str) else {
+        return false;
+    };
+    let ok = |u: &str| u.eq_ignore_ascii_case(proto) || u == "*";
+    r.upgrade.as_deref().is_some_and(ok) || m.spec.params.upgrade.as_deref().is_some_and(ok)
+}
+
+/// The member-bound request head, encoded, and how the body follows it.
+pub(super) struct MemberRequest {
+    pub(super) head: Vec<u8>,
+    pub(super) framing: BodyFraming,
+    pub(super) is_head: bool,
+}
+
+#[allow(clippy::result_large_err)]
+pub(super) fn build_request(
+    cx: &Ctx<'_>,
+    parts: &http::request::Parts,
+    m: &MemberRt,
+    fwd_path: &str,
+    query: Option<&str>,
+    wants_upgrade: bool,
+    body: &UpBody,
+) -> Result<MemberRequest, Response<DownBody>> {
+    let url = &m.spec.url;
+    // The client's host: its Host header, or the :authority of an HTTP/2 request.
+    let client_host: Option<&[u8]> = cx
+        .req
+        .role_value(FieldRole::Host)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
+    let host = if cx.snap.server.preserve_host {
+        client_host.or(Some(b""))
+    } else {
+        m.host_header.as_ref().map(HeaderValue::as_bytes)
+    };
+    const DESTINATION: &str = "destination";
+    let mapped_destination = if parts.method.as_str() == "COPY" || parts.method.as_str() == "MOVE" {
+        cx.req
+            .value(DESTINATION)
+            .and_then(field_str)
+            .and_then(|d| map_destination(cx, d, m))
+            .filter(|d| HeaderValue::from_str(d).is_ok())
+    } else {
+        None
+    };
+    let framing = match body {
+        UpBody::Client { inner, .. } => match inner.size_hint().exact() {
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::Chunked,
+        },
+        UpBody::Empty => {
+            let m = &parts.method;
+            if cx.req.role_value(FieldRole::ContentLength).is_some()
+                || *m == http::Method::POST
+                || *m == http::Method::PUT
+                || m.as_str() == "PATCH"
+            {
+                BodyFraming::Length(0)
+            } else {
+                BodyFraming::None
+            }
+        }
+    };
+    // The target is written straight into the head, then checked there.
+    let q: [&[u8]; 2] = match query {
+        Some(q) => [b"?", q.as_bytes()],
+        None => [b"", b""],
+    };
+    let mut w = HeadWriter::with_target(
+        &parts.method,
+        &[url.path.as_bytes(), fwd_path.as_bytes(), q[0], q[1]],
+        HeadWriter::room_for(cx.req),
+    );
+    let target = w.target();
+    if target.iter().any(|&c| c <= b' ' || c == 0x7f) || !target.starts_with(b"/") {
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "The request cannot be forwarded.",
+        ));
+    }
+    write_upstream_headers(
+        cx.req,
+        &UpstreamHead {
+            host,
+            add_forwarded: cx.snap.server.add_headers,
+            client_ip: cx.conn.peer_ip_value.as_bytes(),
+            client_host,
+            server_name: cx.snap.server_name_value.as_bytes(),
+            close: m.spec.params.disable_reuse,
+            upgrade: if wants_upgrade {
+                cx.req.role_value(FieldRole::Upgrade)
+            } else {
+                None
+            },
+            replace: mapped_destination
+                .as_deref()
+                .map(|v| (DESTINATION, v.as_bytes())),
+        },
+        &mut w,
+    );
+    Ok(MemberRequest {
+        head: w.finish(framing),
+        framing,
+        is_head: parts.method == http::Method::HEAD,
+    })
+}
+
+/// WebDAV `Destination`: the public URL mapped to the member's own URL, when it routes to
+/// the same balancer (httpd leaves it alone, so MOVE behind a prefix fails there).
+pub(super) fn map_destination(cx: &Ctx<'_>, dest: &str, m: &MemberRt) -> Option<String> {
+    let u: Uri = dest.parse().ok()?;
+    let path = u.path();
+    let norm = route::normalize(path).ok()?;
+    match cx.host.route_index.find(&cx.host.routes, &norm)? {
+        Matched::Balancer {
+            balancer,
+            target_path,
+            rest,
+            route: ri,
+        } => {
+            if !std::ptr::eq(&cx.snap.balancers[balancer], cx.balancer) {
+                return None;
+            }
+            let mut out = m.spec.url.to_string();
+            let mut p = String::new();
+            match &cx.host.routes[ri].matcher {
+                RouteMatch::Regex(re) => {
+                    route::canon_encode_into(&mut p, &route::map_regex(re, target_path, &norm))
+                }
+                RouteMatch::Prefix(_) => {
+                    route::canon_encode_into(&mut p, target_path);
+                    route::canon_encode_into(&mut p, rest);
+                }
+            }
+            out.push_str(&p);
+            Some(out)
+        }
+        Matched::Excluded => None,
+    }
+}
+
+/// The member's response head, or the failure with the request body when it can be sent
+/// again (nothing of it was read).
+pub(super) type SendResult = Result<ResponseHead, (ProxyError, Option<UpBody>)>;
+
+/// Sends one request and waits for the response head; on failure reports whether the body
+/// came back (so the request can be replayed) and whether the connection was a reused one.
+pub(super) async fn send(
+    mut conn: PooledConn,
+    req: &MemberRequest,
+    mut body: UpBody,
+    deadline: Instant,
+) -> (SendResult, Option<PooledConn>) {
+    let reused = conn.reused;
+    let mut timer = conn.conn.take_timer(deadline.into());
+    let outcome = {
+        let fut = exchange::exchange(
+            &mut conn.conn,
+            &req.head,
+            &mut body,
+            req.framing,
+            req.is_head,
+        );
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await
+    };
+    conn.conn.put_timer(timer);
+    match outcome {
+        None => {
+            let mut e = ProxyError::new(
+                ErrorKind::MemberTimeout,
+                Phase::ResponseHead,
+                "no response head in time",
+            )
+            .sent(true);
+            e.reused = reused;
+            (Err((e, None)), None)
+        }
+        Some(Ok((head, body_sent))) => {
+            if !body_sent {
+                // The member answered before the whole body was sent: the rest is not sent,
+                // and the connection cannot carry another request.
+                conn.poolable = false;
+            }
+            (Ok(head), Some(conn))
+        }
+        Some(Err(mut e)) => {
+            e.reused = reused;
+            let recovered = (!e.answer_started && !body.touched()).then_some(body);
+            (Err((e, recovered)), None)
+        }
+    }
+}

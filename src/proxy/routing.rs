@@ -1,0 +1,232 @@
+//! Phases 1–3 put together before anything waits: **check** ([`super::check`]), **route**
+//! (the server by `Host`, the normalised path, the first matching `ProxyPass`, `<Location>`
+//! sections and their access rules, built-in handlers), and **request filters**
+//! (`RequestHeader` rules, before a member is chosen, as in httpd). The result is a
+//! [`Plan`] for a proxied request or the answer when there is nothing to forward.
+
+use super::{builtin::*, check::*, handler::*};
+use crate::balancer::BalancerRt;
+use crate::config::model::{LocationSection, Route, RouteMatch};
+use crate::h1::fields::{FieldRole, Fields, FieldsView, field_str};
+use crate::proxy::access;
+use crate::proxy::env::apply_rules;
+use crate::proxy::error_page::error_page;
+use crate::proxy::forward_headers::max_forwards;
+use crate::proxy::tunnel::ClientUpgrade;
+use crate::route::{self, Matched, PathError};
+use crate::runtime::{HostRt, Snapshot};
+use crate::upstream::body::DownBody;
+use http::{Response, StatusCode};
+use std::time::Instant;
+
+/// Where a request goes, when it is proxied: what [`prepare`] found.
+pub(super) struct Plan<'s> {
+    pub(super) host: &'s HostRt,
+    pub(super) route: &'s Route,
+    pub(super) balancer: &'s BalancerRt,
+    /// The `<Location>` sections matching the path, outermost first.
+    pub(super) locations: Vec<&'s LocationSection>,
+    /// The balancer-relative path, canonically encoded (raw with `nocanon`).
+    pub(super) fwd_path: route::ForwardPath,
+    pub(super) client_upgrade: Option<ClientUpgrade>,
+}
+
+/// Phases 1–3 (check, route, request filters): the plan for a proxied request, or the
+/// response when there is nothing to forward (an error, a built-in handler).
+#[allow(clippy::result_large_err)]
+pub(super) fn prepare<'s>(
+    parts: &mut http::request::Parts,
+    raw: &mut Option<Fields>,
+    conn: &ConnInfo,
+    snap: &'s Snapshot,
+    started: Instant,
+) -> Result<Plan<'s>, Response<DownBody>> {
+    // Requests read by hyper get a second look at their framing; the plain server refused
+    // ambiguous framing itself (`framing` is `None` there).
+    if let Some(verdicts) = &conn.framing {
+        if verdicts.next_conflicts() {
+            tracing::info!(client = %conn.peer, "refused request: conflicting Content-Length / Transfer-Encoding");
+            return Err(close(error_page(
+                StatusCode::BAD_REQUEST,
+                "Bad request framing: conflicting Content-Length and Transfer-Encoding.",
+            )));
+        }
+        if let Err(why) = check_framing(&parts.headers) {
+            tracing::info!(client = %conn.peer, "refused request: {why}");
+            return Err(close(error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("Bad request framing: {why}."),
+            )));
+        }
+    }
+    let fields = match &*raw {
+        Some(r) => FieldsView::Raw(r),
+        None => FieldsView::Map(&parts.headers),
+    };
+    if let Some(r) = check_limits(parts, fields, snap) {
+        return Err(r);
+    }
+    let host_header = fields
+        .role_value(FieldRole::Host)
+        .and_then(field_str)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let host = snap.host_for(host_header);
+    let raw_path = parts.uri.path();
+    let uri = match route::normalize(raw_path) {
+        Ok(u) => u,
+        Err(PathError::EncodedSlash) => {
+            return Err(error_page(
+                StatusCode::NOT_FOUND,
+                "The requested URL was not found on this server.",
+            ));
+        }
+        Err(PathError::BadRequest(why)) => {
+            return Err(close(error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("Bad request path: {why}."),
+            )));
+        }
+    };
+    let matched = host.route_index.find(&host.routes, &uri);
+    let Some(Matched::Balancer {
+        route: ri,
+        balancer: bi,
+        target_path,
+        rest,
+    }) = matched
+    else {
+        // Not proxied: a built-in handler of a matching <Location>, else 404.
+        return Err(builtin(parts, fields, conn, snap, host, &uri));
+    };
+    if raw.as_ref().is_some_and(|r| r.has(FieldRole::MaxForwards)) {
+        to_map(&mut parts.headers, raw);
+    }
+    if !max_forwards(&mut parts.headers, &parts.method) {
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "Max-Forwards has reached zero.",
+        ));
+    }
+    let r = &host.routes[ri];
+    let b = &snap.balancers[bi];
+    let locations: Vec<&LocationSection> = host
+        .locations
+        .iter()
+        .filter(|l| location_matches(l, &uri))
+        .collect();
+    // Access rules: the innermost <Location> that has some, the balancer's <Proxy>
+    // section, and any <Proxy *> section.
+    let ip = conn.peer.ip();
+    let loc_rules = locations
+        .iter()
+        .rev()
+        .map(|l| &l.access)
+        .find(|a| !a.is_open());
+    let denied = loc_rules.is_some_and(|a| !access::allowed(a, ip))
+        || b.access.as_ref().is_some_and(|a| !access::allowed(a, ip))
+        || snap
+            .proxy_access
+            .as_ref()
+            .is_some_and(|a| !access::allowed(a, ip));
+    if denied {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "You don't have permission to access this resource.",
+        ));
+    }
+
+    // The balancer-relative path, canonically re-encoded (or raw with nocanon).
+    let mut fwd_path = route::ForwardPath::new();
+    match &r.matcher {
+        RouteMatch::Regex(re) => {
+            route::canon_encode_into(&mut fwd_path, &route::map_regex(re, target_path, &uri))
+        }
+        RouteMatch::Prefix(p) => {
+            let raw_rest = if r.nocanon {
+                route::prefix_match(p, raw_path).map(|n| &raw_path[n..])
+            } else {
+                None
+            };
+            route::canon_encode_into(&mut fwd_path, target_path);
+            match raw_rest {
+                Some(raw) => route::PathSink::push_str(&mut fwd_path, raw),
+                None => route::canon_encode_into(&mut fwd_path, rest),
+            }
+        }
+    }
+    if let Some(q) = parts.uri.query()
+        && q.bytes().any(|c| c <= b' ' || c == 0x7f)
+    {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "Control characters or spaces in the query.",
+        ));
+    }
+
+    // RequestHeader rules run before a member is chosen (BALANCER_* are not set yet).
+    let has_req_rules = !host.request_headers.is_empty()
+        || !b.request_headers.is_empty()
+        || locations.iter().any(|l| !l.request_headers.is_empty());
+    if has_req_rules {
+        to_map(&mut parts.headers, raw);
+        let req_rules = host
+            .request_headers
+            .iter()
+            .chain(b.request_headers.iter())
+            .chain(locations.iter().flat_map(|l| l.request_headers.iter()));
+        let snapshot_headers = parts.headers.clone();
+        apply_rules(
+            req_rules,
+            &mut parts.headers,
+            None,
+            &snapshot_headers,
+            false,
+            started,
+        );
+    }
+
+    Ok(Plan {
+        host,
+        route: r,
+        balancer: b,
+        locations,
+        fwd_path,
+        client_upgrade: parts.extensions.remove::<ClientUpgrade>(),
+    })
+}
+
+pub(super) fn location_matches(l: &LocationSection, uri: &str) -> bool {
+    match &l.regex {
+        Some(re) => re.is_match(uri),
+        None => route::prefix_match(&l.path, uri).is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(path: &str, regex: Option<&str>) -> LocationSection {
+        LocationSection {
+            path: path.to_string(),
+            regex: regex.map(|r| regex::Regex::new(r).unwrap()),
+            handler: None,
+            access: Default::default(),
+            response_headers: Vec::new(),
+            request_headers: Vec::new(),
+            reverse: Default::default(),
+            origin: crate::config::diag::Origin::new(&std::sync::Arc::from("t.conf"), 1, 1),
+        }
+    }
+
+    #[test]
+    fn locations_match_by_segment_prefix_or_by_regex() {
+        let l = location("/server-status", None);
+        assert!(location_matches(&l, "/server-status"));
+        assert!(location_matches(&l, "/server-status/x"));
+        assert!(!location_matches(&l, "/server-statusx"));
+        let r = location("", Some("^/t[0-9]+/metrics$"));
+        assert!(location_matches(&r, "/t12/metrics"));
+        assert!(!location_matches(&r, "/t12/metrics/x"));
+    }
+}
