@@ -1,0 +1,87 @@
+//! Logging directives: `LogFormat` (compiled here), `CustomLog`, `LogLevel`.
+
+use super::{Dir, HttpdParser};
+
+use crate::telemetry::access_log::LogFormat;
+use std::path::Path;
+
+impl HttpdParser<'_> {
+    /// The log directives; false when `d` is not one of them.
+    pub(super) fn log_directive(&mut self, d: &Dir) -> bool {
+        let o = d.origin();
+        match d.lower.as_str() {
+            "logformat" => {
+                let (Some(fmt), nick) = (d.arg(0), d.arg(1)) else {
+                    self.err(&o, "LogFormat takes a format and an optional nickname");
+                    return true;
+                };
+                let compiled = match LogFormat::parse(fmt) {
+                    Ok(f) => std::sync::Arc::new(f),
+                    Err(e) => {
+                        self.err(&d.arg_origin(0), e);
+                        return true;
+                    }
+                };
+                self.ctx
+                    .log_formats
+                    .insert(nick.unwrap_or("default").to_string(), compiled);
+            }
+            "customlog" => {
+                let (Some(path), Some(f)) = (d.arg(0), d.arg(1)) else {
+                    self.err(
+                        &o,
+                        "CustomLog takes a file and a format (or a LogFormat nickname)",
+                    );
+                    return true;
+                };
+                if path.starts_with('|') {
+                    self.err(
+                        &d.arg_origin(0),
+                        "piped logs are not supported; log to a file",
+                    )
+                    .hint("use logrotate with SIGHUP (balancerd reopens the log on reload)");
+                    return true;
+                }
+                // A nickname defined above, httpd's predefined `common`/`combined`, or a
+                // format written in place.
+                let fmt = match self.ctx.log_formats.get(f) {
+                    Some(x) => Ok(x.clone()),
+                    None => match f {
+                        "common" => LogFormat::parse(crate::telemetry::access_log::COMMON),
+                        "combined" => LogFormat::parse(crate::telemetry::access_log::COMBINED),
+                        other if other.contains('%') => LogFormat::parse(other),
+                        other => {
+                            self.err(
+                                &d.arg_origin(1),
+                                format!("no LogFormat named '{other}' is defined above this line"),
+                            );
+                            return true;
+                        }
+                    }
+                    .map(std::sync::Arc::new),
+                };
+                let fmt = match fmt {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.err(&d.arg_origin(1), e);
+                        return true;
+                    }
+                };
+                let base = self.ctx.include_base(&d.file);
+                let p = Path::new(path);
+                let full = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                };
+                self.ctx.builder.config.server.access_log = Some((full, fmt));
+            }
+            "loglevel" => {
+                let v: Vec<&str> = d.args.iter().map(|w| w.text.as_str()).collect();
+                self.ctx.builder.config.server.log_level = Some(v.join(" "));
+            }
+            _ => return false,
+        }
+        true
+    }
+}
