@@ -6,6 +6,8 @@
 //! Matching borrows from the request: a clean path (the common case) is matched without
 //! allocating. Paths that could let one tenant reach another tenant's space through a
 //! backend's own path handling (`..;`, `%5C`, `%2F`) are refused.
+//!
+//! Layer 5. May import: `util`, `telemetry`, `net`, `config`, `h1`.
 
 use crate::config::model::{RouteMatch, RouteTarget};
 use std::borrow::Cow;

@@ -11,6 +11,9 @@
 //!                                      in-flight requests and tunnels finish (grace period)
 //!                                      ──▶ exit 0
 //! ```
+//!
+//! Layer 12, the top: start-up, signals, reload, pid file, drain; the command line
+//! ([`cli`]) and the demo ([`demo`]). May import: every layer.
 
 pub mod cli;
 pub mod demo;

@@ -10,27 +10,30 @@
 //!
 //! The state (`MemberState`) is keyed by (balancer, member URL) and outlives reloads, so a
 //! reload never forgets that a member is down, nor resets its balancing counters.
+//!
+//! Invariants:
+//! * Only a member's own failure puts it in error: a connect failure, `failonstatus`, a
+//!   timeout with `failontimeout`, a failed health-check streak (C). A failure the
+//!   `upstream::error::ProxyError` decision blames on the client never does.
+//! * `in_error` is cleared only by [`MemberRt::retry`] (the retry time passed, or status I),
+//!   by passing health checks, or by the balancer's force recovery; a reload keeps it.
+//! * Putting a member in error empties its pool: no request is sent on a connection to a
+//!   member known to be down.
+//! * The balancing counters (`lbstatus`, `elected`) change only under the balancer's lock.
 
 use crate::config::model::{Member, StatusFlags};
 use crate::upstream::peer::Peer;
+use crate::util::clock::coarse_ms;
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
-
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-/// Milliseconds since the process started (a monotonic clock for error timers).
-pub fn now_ms() -> u64 {
-    EPOCH.elapsed().as_millis() as u64 + 1
-}
+use std::time::Duration;
 
 /// Live state of one member; shared by every snapshot that contains the member.
 #[derive(Debug, Default)]
 pub struct MemberState {
     /// In error (httpd's E flag), set by failures.
     pub in_error: AtomicBool,
-    /// When the error was recorded (`now_ms`).
+    /// When the error was recorded (`util::clock::coarse_ms`).
     pub error_time: AtomicU64,
     /// Failed its active health check (C flag).
     pub hc_failed: AtomicBool,
@@ -48,7 +51,7 @@ pub struct MemberState {
     pub hc_streak: AtomicI64,
     /// A check is in flight (never more than one per member).
     pub hc_running: AtomicBool,
-    /// When the next check is due (`now_ms`).
+    /// When the next check is due (`util::clock::coarse_ms`).
     pub hc_next: AtomicU64,
     /// The member's connections and traffic counters (the upstream layer's part).
     pub peer: Arc<Peer>,
@@ -132,7 +135,7 @@ impl MemberRt {
             return false;
         }
         let due = self.state.error_time.load(Relaxed) + self.spec.params.retry.as_millis() as u64;
-        if self.flags().has(StatusFlags::IGNORE_ERRORS) || now_ms() > due {
+        if self.flags().has(StatusFlags::IGNORE_ERRORS) || coarse_ms() >= due {
             self.state.in_error.store(false, Relaxed);
             tracing::info!(member = %self.name, "member marked for retry");
             return true;
@@ -146,7 +149,7 @@ impl MemberRt {
         if self.flags().has(StatusFlags::IGNORE_ERRORS) {
             return;
         }
-        self.state.error_time.store(now_ms(), Relaxed);
+        self.state.error_time.store(coarse_ms(), Relaxed);
         if !self.state.in_error.swap(true, Relaxed) {
             tracing::error!(
                 member = %self.name,
@@ -169,6 +172,6 @@ impl MemberRt {
             return None;
         }
         let due = self.state.error_time.load(Relaxed) + self.spec.params.retry.as_millis() as u64;
-        Some(Duration::from_millis(due.saturating_sub(now_ms())))
+        Some(Duration::from_millis(due.saturating_sub(coarse_ms())))
     }
 }

@@ -3,6 +3,9 @@
 //! over lbset tiers, hot spares (R) and hot standbys (H) in httpd's order.
 //!
 //! `pick` borrows everything and allocates nothing.
+//!
+//! Layer 7. Owns: the member at runtime (spec + peer + health state, [`member`]), lbmethods,
+//! sticky routes. May import: `util`, `telemetry`, `net`, `config`, `h1`, `route`, `upstream`.
 
 pub mod lbmethod;
 pub mod member;

@@ -15,15 +15,6 @@ pub enum HostSel {
     VHost(usize),
 }
 
-/// A `ProxyPassReverseCookiePath` placed inside a `<Proxy>` section (a lint looks at these).
-#[derive(Debug, Clone)]
-pub struct ScopedCookiePath {
-    /// The balancer whose section holds it.
-    pub balancer: String,
-    /// Where it was written.
-    pub origin: Origin,
-}
-
 /// Collects the model while files are read.
 #[derive(Debug, Default)]
 pub struct ModelBuilder {

@@ -3,8 +3,8 @@
 //! rules httpd applies more widely than they appear to). Run on the finished model, so both
 //! dialects get them.
 
-use super::builder::ScopedCookiePath;
 use super::diag::{Diagnostics, Origin};
+use super::model::ScopedCookiePath;
 use super::model::*;
 use std::sync::Arc;
 

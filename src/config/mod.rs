@@ -3,6 +3,13 @@
 //! `load` is the single entry point; `balancerd check` and a reload both call it, so what
 //! `check` accepts is exactly what a reload accepts. The dialect is chosen per file by its
 //! name (`*.toml` is TOML, anything else is httpd), and either may include the other.
+//!
+//! Layer 3. Owns: the config model ([`model`]), both dialects, diagnostics, lints, the
+//! compiled forms of what the config names (`ProxyHCExpr`, `LogFormat`), the watch list.
+//! Knows nothing of runtime state: a [`Config`] is plain data.
+//!
+//! May import: `util`, `telemetry` (to compile `LogFormat`), `net` (to load certificates with
+//! the same code the runtime uses).
 
 pub mod builder;
 pub mod diag;

@@ -937,3 +937,12 @@ impl UpstreamTls {
         crate::net::tls::client_config(&self.client_settings())
     }
 }
+
+/// A `ProxyPassReverseCookiePath` placed inside a `<Proxy>` section (a lint looks at these).
+#[derive(Debug, Clone)]
+pub struct ScopedCookiePath {
+    /// The balancer whose section holds it.
+    pub balancer: String,
+    /// Where it was written.
+    pub origin: Origin,
+}

@@ -233,7 +233,7 @@ impl<'a> FieldsView<'a> {
     }
 
     /// The values of the fields with role `role` ([`FieldRole::Other`] and [`FieldRole::Hop`]
-    /// name several fields: use [`FieldsView::values`] for those).
+    /// name several fields: use [`FieldsView::value`] for those).
     #[inline]
     pub fn role_values(self, role: FieldRole) -> Values<'a> {
         match (self, role.header_name()) {

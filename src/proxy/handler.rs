@@ -12,9 +12,9 @@
 //! 7. **response filters**: hop-by-hop removal, `ProxyPassReverse*`, `Header` rules with the
 //!    `BALANCER_*` variables, `failonstatus`; the body streams back; `101` becomes a tunnel.
 //!
-//! The phases live in files named for when they run: [`super::check`], [`super::routing`]
-//! (route and request filters), [`super::builtin`], [`super::choose`] (choose and fail over),
-//! [`super::forward`], [`super::respond`] (response filters); the access-log line is written
+//! The phases live in files named for when they run: `check`, `routing`
+//! (route and request filters), `builtin`, `choose` (choose and fail over),
+//! `forward`, `respond` (response filters); the access-log line is written
 //! here, at the end of [`handle`].
 
 use super::{choose::*, routing::*};

@@ -12,8 +12,9 @@
 //! Invariants: at most one check in flight per member (`hc_running`); a check never marks a
 //! member from a request's failure, only from its own streak of results.
 
-use crate::balancer::member::{MemberRt, now_ms};
+use crate::balancer::member::MemberRt;
 use crate::runtime::Shared;
+use crate::util::clock::coarse_ms;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -30,11 +31,11 @@ pub async fn run(shared: Shared) {
                     continue;
                 }
                 let st = &m.state;
-                if now_ms() < st.hc_next.load(Relaxed) || st.hc_running.swap(true, Relaxed) {
+                if coarse_ms() < st.hc_next.load(Relaxed) || st.hc_running.swap(true, Relaxed) {
                     continue;
                 }
                 st.hc_next
-                    .store(now_ms() + hc.interval.as_millis() as u64, Relaxed);
+                    .store(coarse_ms() + hc.interval.as_millis() as u64, Relaxed);
                 let snap = snap.clone();
                 tokio::spawn(async move {
                     let m = &snap.balancers[bi].members[mi];

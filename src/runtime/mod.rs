@@ -3,6 +3,12 @@
 //!
 //! Member state (error timers, counters, pools) is keyed by (balancer, member URL) and
 //! carried from the previous snapshot, so a reload never forgets that a member is down.
+//!
+//! Layer 8. Owns: the snapshot and its build (TLS configs from the model, member state carried
+//! by key), the health-check scheduler ([`health`]). A build only opens files and sockets:
+//! everything the config names was resolved and compiled by `config`.
+//!
+//! May import: `util`, `telemetry`, `net`, `config`, `h1`, `route`, `upstream`, `balancer`.
 
 pub mod health;
 

@@ -30,6 +30,15 @@
 //! * **close**: after an early answer (the request body not read to its end) the write side
 //!   is shut first and the rest of the request drained for a moment (lingering close), so the
 //!   client reads the answer instead of a reset.
+//!
+//! Invariants:
+//! * One verdict per request head: a response, or a refusal (and the connection closed);
+//!   bytes of a refused head never reach the handler, so never a member.
+//! * The read side is held by exactly one owner: the connection loop, or the request's body
+//!   while it is read (it comes back through the body's `ReturnSlot`). A body not read to its
+//!   end means the connection closes after the answer: its unread bytes are not a next
+//!   request.
+//! * Between requests the connection holds no read buffer and no request state.
 
 use crate::h1::chunked::chunk_size_line;
 use crate::h1::fields::{ConnectionToken, FieldRole, Fields, connection_tokens};

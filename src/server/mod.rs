@@ -5,6 +5,12 @@
 //! Timeouts: hyper's header-read timer runs from the moment it waits for a request head, so
 //! it bounds both the idle time between keep-alive requests and a slow header (slowloris).
 //! It is set to `KeepAliveTimeout`. A TLS handshake must finish within 10 s.
+//!
+//! Layer 11. Owns: accepting, TLS handshakes, hyper's servers (TLS and HTTP/2 clients) and
+//! balancerd's own HTTP/1.1 server for plain clients ([`h1`]); both hand each request to
+//! `proxy::handler::handle` and never look inside it.
+//!
+//! May import: every layer below it (`util` … `proxy`).
 
 pub mod h1;
 

@@ -4,6 +4,12 @@
 //! the member); idle connections expire before common backend keep-alive limits (Jetty closes
 //! at 30 s) or at the member's `ttl`; `max` caps connections per member. A connection is
 //! returned only after its response body ended, so a pooled connection is always idle.
+//!
+//! Invariants: a connection in the pool has no request in flight and no unread response
+//! bytes (`MemberBody` returns it only when its body ended with the read buffer empty and
+//! the member allowed keep-alive); a connection taken from the pool is marked `reused`, so a
+//! failure before any answer on it is retried once on a fresh connection
+//! (`upstream::error::Decision::RetryFresh`) instead of blaming the member.
 
 use super::exchange::MemberConn;
 use crate::util::clock::coarse_ms;

@@ -4,7 +4,8 @@
 
 use super::{Dir, HttpdParser};
 
-use crate::config::builder::{ScopedCookiePath, parse_member_url};
+use crate::config::builder::parse_member_url;
+use crate::config::model::ScopedCookiePath;
 use crate::config::model::*;
 use crate::config::params::{set_balancer_param, set_member_param};
 
