@@ -1,11 +1,20 @@
-//! The head writer of the HTTP/1.1 codec: a request line and header fields written straight
-//! into one buffer (names and values as given, no `HeaderMap`), ended by the body's framing
-//! field. The buffer is sized once from the client's fields ([`HeadWriter::room_for`]).
+//! The head writer of the HTTP/1.1 codec, for both directions: a request line (towards a
+//! member) or a status line (towards a client), then header fields written straight into one
+//! buffer (names and values as given, no `HeaderMap`), ended by the body's framing field. A
+//! request head's buffer is sized once from the client's fields ([`HeadWriter::room_for`]); a
+//! response head reuses the request head's buffer ([`HeadWriter::response`]).
 
 use super::fields::FieldsView;
 use super::framing::BodyFraming;
 
-/// The request head being written for a member: request line, then header fields.
+use std::cell::RefCell;
+
+thread_local! {
+    /// The `Date` value, formatted once a second.
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [b' '; 29])) };
+}
+
+/// A head being written: request or status line, then header fields.
 pub struct HeadWriter {
     out: Vec<u8>,
     /// Where the request target lies in `out`.
@@ -32,6 +41,48 @@ impl HeadWriter {
         let target = start..out.len();
         out.extend_from_slice(b" HTTP/1.1\r\n");
         HeadWriter { out, target }
+    }
+
+    /// Starts a response head (`HTTP/1.x CODE REASON`) in `buf`, emptied first: its room is
+    /// reused (the request head's buffer, which the member's head was written into).
+    pub fn response(mut buf: Vec<u8>, version: http::Version, status: http::StatusCode) -> Self {
+        buf.clear();
+        if buf.capacity() == 0 {
+            buf.reserve(512);
+        }
+        buf.extend_from_slice(if version == http::Version::HTTP_10 {
+            b"HTTP/1.0 "
+        } else {
+            b"HTTP/1.1 "
+        });
+        buf.extend_from_slice(status.as_str().as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        buf.extend_from_slice(b"\r\n");
+        HeadWriter {
+            out: buf,
+            target: 0..0,
+        }
+    }
+
+    /// A `Date` field with the current time (formatted once a second per thread).
+    pub fn date(&mut self) {
+        let secs = crate::util::clock::coarse_unix_secs();
+        let out = &mut self.out;
+        DATE.with_borrow_mut(|(at, text)| {
+            if *at != secs {
+                let s = httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+                );
+                if s.len() == text.len() {
+                    text.copy_from_slice(s.as_bytes());
+                    *at = secs;
+                }
+            }
+            out.extend_from_slice(b"date: ");
+            out.extend_from_slice(&text[..]);
+            out.extend_from_slice(b"\r\n");
+        });
     }
 
     /// The request target as written (between the method and the version).

@@ -45,6 +45,7 @@ use crate::h1::fields::{ConnectionToken, FieldRole, Fields, connection_tokens};
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::{HeadRefusal, MAX_FIELDS, RequestHead, parse_request};
 use crate::h1::request_body::{RequestBody, ReturnSlot, Returned};
+use crate::h1::writer::HeadWriter;
 use crate::net::read::poll_read_small;
 use crate::net::splice::{self, SPLICE_MIN, SpliceError};
 use crate::proxy::handler::{ConnInfo, handle};
@@ -59,7 +60,6 @@ use bytes::BytesMut;
 use http::header;
 use http::{Method, StatusCode, Version};
 use http_body::Body;
-use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -78,11 +78,6 @@ const MAX_PIPELINED: usize = 64 * 1024;
 /// How long, and how much, the rest of a request is drained after an early answer.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
-
-thread_local! {
-    /// The `Date` value, formatted once a second.
-    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [b' '; 29])) };
-}
 
 /// One plain client connection.
 struct ClientConn {
@@ -427,7 +422,7 @@ async fn write_response(
     let mut has_length = false;
     let mut has_connection = false;
     // A member's fields written through as received (hop-by-hop ones already marked).
-    let (member_fields, mut head) = match &mut body {
+    let (member_fields, head) = match &mut body {
         DownBody::Member(m) => (m.fields.take(), std::mem::take(&mut m.head_buf)),
         DownBody::Full(_) => (None, Vec::new()),
     };
@@ -466,19 +461,7 @@ async fn write_response(
 
     // The request head's buffer when there was one (it grows if the answer's head is
     // longer); a fresh one for balancerd's own answers.
-    head.clear();
-    if head.capacity() == 0 {
-        head.reserve(512);
-    }
-    head.extend_from_slice(if version == Version::HTTP_10 {
-        b"HTTP/1.0 "
-    } else {
-        b"HTTP/1.1 "
-    });
-    head.extend_from_slice(status.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    head.extend_from_slice(b"\r\n");
+    let mut w = HeadWriter::response(head, version, status);
     if let Some(f) = &member_fields {
         for (name, value, role) in f.passed() {
             if role == FieldRole::ContentLength
@@ -487,10 +470,7 @@ async fn write_response(
             {
                 continue;
             }
-            head.extend_from_slice(name);
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value);
-            head.extend_from_slice(b"\r\n");
+            w.header(name, value);
         }
     }
     for (k, v) in &parts.headers {
@@ -500,33 +480,23 @@ async fn write_response(
         {
             continue;
         }
-        head.extend_from_slice(k.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(v.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        w.header(k.as_str().as_bytes(), v.as_bytes());
     }
     if !has_date {
-        head.extend_from_slice(b"date: ");
-        push_date(&mut head);
-        head.extend_from_slice(b"\r\n");
-    }
-    match framing {
-        BodyFraming::Length(_) if !has_length => {
-            let n = body.size_hint().exact().unwrap_or(0);
-            use std::io::Write;
-            let _ = write!(head, "content-length: {n}\r\n");
-        }
-        BodyFraming::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        _ => {}
+        w.date();
     }
     if !has_connection && code != 101 {
         if !keep {
-            head.extend_from_slice(b"connection: close\r\n");
+            w.header(b"connection", b"close");
         } else if version == Version::HTTP_10 {
-            head.extend_from_slice(b"connection: keep-alive\r\n");
+            w.header(b"connection", b"keep-alive");
         }
     }
-    head.extend_from_slice(b"\r\n");
+    // The framing field, unless the fields already carry the length.
+    let head = w.finish(match framing {
+        BodyFraming::Length(_) if has_length => BodyFraming::None,
+        f => f,
+    });
 
     if framing == BodyFraming::None {
         write_all(wr, &mut [IoSlice::new(&head)]).await?;
@@ -652,21 +622,4 @@ async fn write_all(wr: &mut OwnedWriteHalf, mut bufs: &mut [IoSlice<'_>]) -> io:
         IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
-}
-
-/// Appends the current `Date` value (IMF-fixdate), formatted at most once a second.
-fn push_date(out: &mut Vec<u8>) {
-    let secs = crate::util::clock::coarse_unix_secs();
-    DATE.with_borrow_mut(|(at, text)| {
-        if *at != secs {
-            let s = httpdate::fmt_http_date(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-            );
-            if s.len() == text.len() {
-                text.copy_from_slice(s.as_bytes());
-                *at = secs;
-            }
-        }
-        out.extend_from_slice(&text[..]);
-    });
 }
