@@ -12,6 +12,17 @@
 //!                                      ──▶ exit 0
 //! ```
 //!
+//! Invariants:
+//! * A reload either swaps in a whole new snapshot or changes nothing: a config that does
+//!   not load, or a snapshot that does not build (a certificate that does not match its key,
+//!   a listener that cannot bind), leaves the running one serving.
+//! * A request finishes on the snapshot it started with; the next request on the same
+//!   connection sees the new one.
+//! * Member state is carried by (balancer, member URL): a reload never forgets a member in
+//!   error nor resets its counters.
+//! * While draining nothing new is accepted, and no in-flight request is cut before the
+//!   grace period ends.
+//!
 //! Layer 12, the top: start-up, signals, reload, pid file, drain; the command line
 //! ([`cli`]) and the demo ([`demo`]). May import: every layer.
 
@@ -103,6 +114,9 @@ struct App {
     opts: LoadOptions,
     listeners: HashMap<SocketAddr, Vec<JoinHandle<()>>>,
     shutdown: watch::Receiver<bool>,
+    /// A hash of the running config's files (paths and contents): a file-triggered reload
+    /// whose files hash the same does nothing.
+    sources_hash: u64,
 }
 
 impl App {
@@ -137,7 +151,10 @@ impl App {
 
     /// Reloads the config; on any error the running snapshot stays. This is exactly the
     /// code of `balancerd check` plus the snapshot build.
-    fn reload(&mut self, why: &str) {
+    /// Reloads the config. `force` (SIGHUP) reloads even when no file changed, so that the
+    /// access log is reopened for logrotate; a file-triggered reload of unchanged files does
+    /// nothing.
+    fn reload(&mut self, why: &str, force: bool) {
         let loaded = config::load(&self.path, &self.opts);
         let fail = |detail: String| {
             tracing::error!(
@@ -163,6 +180,11 @@ impl App {
             fail(detail);
             return;
         };
+        let hash = sources_hash(&cfg.sources);
+        if !force && hash == self.sources_hash {
+            tracing::debug!("reload ({why}): the config files are unchanged; nothing to do");
+            return;
+        }
         let prev = self.shared.load_full();
         let snap = match Snapshot::build(cfg, Some(&prev)) {
             Ok(s) => s,
@@ -187,6 +209,7 @@ impl App {
         }
         let report = change_report(&prev, &snap);
         self.shared.store(Arc::new(snap));
+        self.sources_hash = hash;
         for (addr, tl) in fresh {
             tracing::info!("listening on {addr} (added by reload)");
             let tasks = self.serve_all(tl, addr);
@@ -300,6 +323,66 @@ pub fn change_report(old: &Snapshot, new: &Snapshot) -> String {
     )
 }
 
+/// What a change must touch to start a reload: a file the config was read from, a file an
+/// `Include` wildcard matches, or anything under a folder `Include`d whole.
+struct WatchTargets {
+    sources: BTreeSet<PathBuf>,
+    patterns: Vec<glob::Pattern>,
+    folders: Vec<PathBuf>,
+}
+
+impl WatchTargets {
+    fn of(c: &config::Config) -> Self {
+        let mut patterns = Vec::new();
+        let mut folders = Vec::new();
+        for p in &c.include_patterns {
+            let p = lexical(p);
+            if crate::config::has_wildcard(&p.to_string_lossy()) {
+                if let Ok(g) = glob::Pattern::new(&p.to_string_lossy()) {
+                    patterns.push(g);
+                }
+            } else {
+                folders.push(p);
+            }
+        }
+        WatchTargets {
+            sources: c.sources.iter().map(|p| lexical(p)).collect(),
+            patterns,
+            folders,
+        }
+    }
+
+    /// True when a change to `path` may change the config.
+    fn matters(&self, path: &Path) -> bool {
+        let path = lexical(path);
+        self.sources.contains(&path)
+            || self.patterns.iter().any(|g| g.matches_path(&path))
+            || self.folders.iter().any(|f| path.starts_with(f))
+    }
+}
+
+/// `path` without `.` components (the watcher names `./a.conf` what the config read as
+/// `a.conf`).
+fn lexical(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+/// A hash of the config's files: their paths and contents (a file that cannot be read
+/// hashes as empty, which differs from any content it had).
+fn sources_hash(sources: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut sorted: Vec<&PathBuf> = sources.iter().collect();
+    sorted.sort();
+    for p in sorted {
+        p.hash(&mut h);
+        std::fs::read(p).unwrap_or_default().hash(&mut h);
+    }
+    h.finish()
+}
+
 /// The files and folders whose changes trigger a reload.
 fn watch_set(cfg_sources: &[PathBuf], dirs: &[PathBuf]) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
     let mut parents = BTreeSet::new();
@@ -362,6 +445,8 @@ struct ConfigWatch {
     /// The folders watched with everything under them, by watch: a folder created in one
     /// gets a watch of its own.
     trees: HashMap<inotify::WatchDescriptor, PathBuf>,
+    /// Every watched folder, by watch (to name the file an event is about).
+    folders: HashMap<inotify::WatchDescriptor, PathBuf>,
 }
 
 impl ConfigWatch {
@@ -373,14 +458,19 @@ impl ConfigWatch {
             .map_err(|e| tracing::warn!("file watching unavailable: {e}; reload with SIGHUP"))
             .ok()?;
         let mut watches = events.watches();
+        let mut folders = HashMap::new();
         for p in parents {
-            if let Err(e) = watches.add(p, change_mask()) {
-                tracing::warn!("cannot watch {}: {e}", p.display());
+            match watches.add(p, change_mask()) {
+                Ok(wd) => {
+                    folders.insert(wd, p.clone());
+                }
+                Err(e) => tracing::warn!("cannot watch {}: {e}", p.display()),
             }
         }
         let mut w = ConfigWatch {
             events,
             trees: HashMap::new(),
+            folders,
         };
         for d in dirs {
             w.watch_tree(d);
@@ -394,6 +484,7 @@ impl ConfigWatch {
         for dir in dirs_under(root) {
             match watches.add(&dir, change_mask()) {
                 Ok(wd) => {
+                    self.folders.insert(wd.clone(), dir.clone());
                     self.trees.insert(wd, dir);
                 }
                 Err(e) => tracing::debug!("cannot watch {}: {e}", dir.display()),
@@ -401,8 +492,9 @@ impl ConfigWatch {
         }
     }
 
-    /// Waits for the next change. `false` when the watch broke (logged).
-    async fn changed(&mut self) -> bool {
+    /// Waits for the next change: `Some(Some(path))` names the file or folder it is about,
+    /// `Some(None)` a change to a watched folder itself, `None` a broken watch (logged).
+    async fn changed(&mut self) -> Option<Option<PathBuf>> {
         use futures_core::Stream;
         let next =
             std::future::poll_fn(|cx| std::pin::Pin::new(&mut self.events).poll_next(cx)).await;
@@ -416,13 +508,16 @@ impl ConfigWatch {
                     let dir = parent.join(name);
                     self.watch_tree(&dir);
                 }
-                true
+                Some(match (self.folders.get(&ev.wd), &ev.name) {
+                    (Some(dir), Some(name)) => Some(dir.join(name)),
+                    _ => None,
+                })
             }
             Some(Err(e)) => {
                 tracing::warn!("file watching failed: {e}; reload with SIGHUP");
-                false
+                None
             }
-            None => false,
+            None => None,
         }
     }
 }
@@ -486,6 +581,7 @@ impl Signals {
 pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> i32 {
     let signals = Signals::register();
     let (sources, dirs) = (config.sources.clone(), config.watch_dirs.clone());
+    let mut targets = WatchTargets::of(&config);
     let snap = match Snapshot::build(config, None) {
         Ok(s) => s,
         Err(e) => {
@@ -510,6 +606,7 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
         opts,
         listeners: HashMap::new(),
         shutdown: stop_rx,
+        sources_hash: sources_hash(&sources),
     };
     let ls = shared.load().listeners.clone();
     for l in &ls {
@@ -521,7 +618,15 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
     let hc = tokio::spawn(crate::runtime::health::run(shared.clone()));
     let (mut parents, mut wdirs) = watch_set(&sources, &dirs);
     let mut watcher = ConfigWatch::start(&parents, &wdirs);
-    wait_loop(&mut app, &mut watcher, &mut parents, &mut wdirs, signals).await;
+    wait_loop(
+        &mut app,
+        &mut watcher,
+        &mut parents,
+        &mut wdirs,
+        &mut targets,
+        signals,
+    )
+    .await;
     // Draining.
     hc.abort();
     let _ = stop_tx.send(true);
@@ -553,6 +658,7 @@ async fn wait_loop(
     watcher: &mut Option<ConfigWatch>,
     parents: &mut BTreeSet<PathBuf>,
     wdirs: &mut BTreeSet<PathBuf>,
+    targets: &mut WatchTargets,
     signals: Signals,
 ) {
     let Signals(Some((mut hup, mut term, mut int))) = signals else {
@@ -575,18 +681,22 @@ async fn wait_loop(
             }
         };
         tokio::select! {
-            _ = hup.recv() => app.reload("SIGHUP"),
+            _ = hup.recv() => app.reload("SIGHUP", true),
             changed = file_event => {
-                if changed {
-                    due = Some(tokio::time::Instant::now() + debounce);
-                } else {
-                    *watcher = None;
+                match changed {
+                    // Only a config file, or a file an Include matches, starts a reload (the
+                    // process's own log in the config folder must not).
+                    Some(path) if path.as_deref().is_none_or(|p| targets.matters(p)) => {
+                        due = Some(tokio::time::Instant::now() + debounce);
+                    }
+                    Some(_) => {}
+                    None => *watcher = None,
                 }
                 continue;
             }
             _ = timer => {
                 due = None;
-                app.reload("config files changed");
+                app.reload("config files changed", false);
             }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping gracefully"); return; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping gracefully"); return; }
@@ -595,6 +705,7 @@ async fn wait_loop(
         let cfg = config::load(&app.path, &app.opts).config;
         if let Some(c) = cfg {
             let (p, d) = watch_set(&c.sources, &c.watch_dirs);
+            *targets = WatchTargets::of(&c);
             if p != *parents || d != *wdirs {
                 *watcher = ConfigWatch::start(&p, &d);
                 *parents = p;
@@ -610,6 +721,7 @@ async fn wait_loop(
     _w: &mut Option<ConfigWatch>,
     _p: &mut BTreeSet<PathBuf>,
     _d: &mut BTreeSet<PathBuf>,
+    _t: &mut WatchTargets,
     _s: Signals,
 ) {
     let _ = tokio::signal::ctrl_c().await;

@@ -38,6 +38,9 @@ pub struct Config {
     pub sources: Vec<PathBuf>,
     /// Folders whose wildcard includes built this config (a new file there matters).
     pub watch_dirs: Vec<PathBuf>,
+    /// The wildcard or folder `Include`s themselves (absolute or relative as resolved): a
+    /// change to a file they match triggers a reload; nothing else in their folders does.
+    pub include_patterns: Vec<PathBuf>,
 }
 
 impl Config {

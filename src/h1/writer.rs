@@ -45,6 +45,7 @@ impl HeadWriter {
 
     /// Starts a response head (`HTTP/1.x CODE REASON`) in `buf`, emptied first: its room is
     /// reused (the request head's buffer, which the member's head was written into).
+    #[inline]
     pub fn response(mut buf: Vec<u8>, version: http::Version, status: http::StatusCode) -> Self {
         buf.clear();
         if buf.capacity() == 0 {
@@ -104,6 +105,7 @@ impl HeadWriter {
     }
 
     /// One field.
+    #[inline]
     pub fn header(&mut self, name: &[u8], value: &[u8]) {
         self.out.extend_from_slice(name);
         self.out.extend_from_slice(b": ");

@@ -242,6 +242,7 @@ impl HttpdParser<'_> {
         if crate::config::has_wildcard(pat) || full.is_dir() {
             let dir = crate::config::wildcard_dir(&full);
             self.ctx.builder.config.watch_dirs.push(dir);
+            self.ctx.builder.config.include_patterns.push(full.clone());
         }
         for f in files {
             self.load_included(&f, &o);
