@@ -567,3 +567,37 @@ async fn health_check_templates_and_expressions_decide_the_checks() {
         p.log_text()
     );
 }
+
+/// Only a config file, or a file an `Include` matches, starts a reload. The process's own log
+/// sits in the config folder here (as the vendor's layout puts `logs/` beside `conf/`): it is
+/// written on every reload, and used to start the next one, 4 reloads a second forever. A
+/// file saved unchanged reloads nothing; a real edit still reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_config_files_start_a_reload_and_unchanged_files_reload_nothing() {
+    let a = Backend::start("a").await;
+    let conf =
+        "Listen 127.0.0.1:{PORT}\nIncludeOptional conf.d/*.conf\nProxyPass /a http://a:1/a\n";
+    let p = Proxy::start(conf, &[("a:1", a.addr)]);
+    let reloads = |p: &Proxy| p.log_text().matches("reloaded").count();
+    // The log itself is being written: no reload follows.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(reloads(&p), 0, "{}", p.log_text());
+    // Files in the config folder that no Include matches.
+    p.conf.write("notes.txt", "not config\n");
+    p.conf.write("conf.d/readme.md", "not matched by *.conf\n");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(reloads(&p), 0, "{}", p.log_text());
+    // The main file saved with the same bytes.
+    let main = std::fs::read_to_string(p.conf.path().join("balancerd.conf")).unwrap();
+    p.conf.write("balancerd.conf", &main);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(reloads(&p), 0, "{}", p.log_text());
+    // A new tenant file the Include matches: one reload, and no more after it.
+    p.conf
+        .write("conf.d/t1.conf", "ProxyPass /t1 http://a:1/t1\n");
+    let first = wait_for(async || reloads(&p) >= 1, Duration::from_secs(3)).await;
+    assert!(first.is_some(), "{}", p.log_text());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(reloads(&p), 1, "{}", p.log_text());
+    assert_eq!(get(p.addr, "/t1/x", &[]).await.status, 200);
+}

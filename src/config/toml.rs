@@ -261,11 +261,7 @@ impl Walker<'_> {
                                 .config
                                 .watch_dirs
                                 .push(super::wildcard_dir(&full));
-                            self.ctx
-                                .builder
-                                .config
-                                .include_patterns
-                                .push(full.clone());
+                            self.ctx.builder.config.include_patterns.push(full.clone());
                         } else if files.is_empty() {
                             self.ctx
                                 .diags
