@@ -37,6 +37,19 @@ fn loadavg() -> (String, String, String) {
 }
 
 /// APR-style number: no leading zero (`.5`).
+/// User and system CPU seconds of this process (`RUSAGE_SELF`) or its reaped children
+/// (`RUSAGE_CHILDREN`), as httpd's `CPUUser`/`CPUSystem` keys report them.
+fn cpu_seconds(who: libc::c_int) -> (f64, f64) {
+    // SAFETY: all-zero bytes are a valid `rusage` (plain integers and timevals).
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage; getrusage only writes into it.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime), secs(ru.ru_stime))
+}
+
 fn apr(x: f64) -> String {
     let s = format!("{x:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -88,6 +101,16 @@ pub fn auto(snap: &Snapshot, host: &str) -> String {
     let _ = writeln!(o, "Total Accesses: {reqs}");
     let _ = writeln!(o, "Total kBytes: {}", bytes / 1024);
     let _ = writeln!(o, "Total Duration: {dur_ms}");
+    let (user, system) = cpu_seconds(libc::RUSAGE_SELF);
+    let (c_user, c_system) = cpu_seconds(libc::RUSAGE_CHILDREN);
+    let _ = writeln!(o, "CPUUser: {}", apr(user));
+    let _ = writeln!(o, "CPUSystem: {}", apr(system));
+    let _ = writeln!(o, "CPUChildrenUser: {}", apr(c_user));
+    let _ = writeln!(o, "CPUChildrenSystem: {}", apr(c_system));
+    let cpu = user + system + c_user + c_system;
+    if cpu > 0.0 {
+        let _ = writeln!(o, "CPULoad: {}", apr(cpu * 100.0 / secs as f64));
+    }
     let _ = writeln!(o, "Uptime: {}", up.as_secs());
     let _ = writeln!(o, "ReqPerSec: {}", apr(reqs as f64 / secs as f64));
     let _ = writeln!(o, "BytesPerSec: {}", apr(bytes as f64 / secs as f64));
@@ -100,6 +123,7 @@ pub fn auto(snap: &Snapshot, host: &str) -> String {
     let _ = writeln!(o, "IdleWorkers: {}", conns.saturating_sub(busy));
     let _ = writeln!(o, "Processes: 1\nStopping: 0");
     let _ = writeln!(o, "ConnsTotal: {conns}");
+    let _ = writeln!(o, "ConnsAsyncWaitIO: 0");
     let _ = writeln!(
         o,
         "ConnsAsyncWriting: 0\nConnsAsyncKeepAlive: {}\nConnsAsyncClosing: 0",

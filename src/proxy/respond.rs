@@ -164,7 +164,8 @@ pub(super) fn reverse_map(
         .role_value(FieldRole::Host)
         .and_then(field_str)
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
+        // No Host (an HTTP/1.0 client): httpd names the server by its ServerName.
+        .unwrap_or(&cx.snap.server_name);
     for h in ["location", "content-location", "uri"] {
         if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok())
             && let Some(nv) = map_location(v, &rule_sets, &cx.snap.balancers, client_host)

@@ -71,6 +71,16 @@ pub(super) fn prepare<'s>(
         .and_then(field_str)
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     let host = snap.host_for(host_header);
+    // `OPTIONS *` asks about the server itself: httpd answers 200 with no body (measured on
+    // httpd 2.4.67), it is never proxied.
+    if parts.method == http::Method::OPTIONS && parts.uri.path() == "*" {
+        let mut r = Response::new(DownBody::empty());
+        r.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("0"),
+        );
+        return Err(r);
+    }
     let raw_path = parts.uri.path();
     let uri = match route::normalize(raw_path) {
         Ok(u) => u,

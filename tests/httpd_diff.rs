@@ -1,0 +1,213 @@
+//! Differential tests: the same config text served by real httpd (Debian's `apache2`, which
+//! `.ci/run` installs) and by balancerd, the same raw requests sent to both, and what the
+//! client sees compared. This is how an httpd behaviour is pinned: by running httpd, not by
+//! reading its manual.
+//!
+//! Each server gets its own preamble (`Listen`, and for httpd the `LoadModule` lines and its
+//! own pid and error files); the routing part of the config is the same text for both.
+
+mod support;
+use std::process::{Child, Command};
+use std::time::Duration;
+use support::*;
+
+const APACHE2: &str = "/usr/sbin/apache2";
+const MODULES: &str = "/usr/lib/apache2/modules";
+
+/// A real httpd on loopback, stopped on drop.
+struct Httpd {
+    child: Child,
+    addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Httpd {
+    fn start(routing: &str) -> Httpd {
+        assert!(
+            std::path::Path::new(APACHE2).exists(),
+            "{APACHE2} is missing: install Debian's apache2 (.ci/run does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let modules = [
+            ("mpm_event_module", "mod_mpm_event.so"),
+            ("authz_core_module", "mod_authz_core.so"),
+            ("headers_module", "mod_headers.so"),
+            ("status_module", "mod_status.so"),
+            ("proxy_module", "mod_proxy.so"),
+            ("proxy_http_module", "mod_proxy_http.so"),
+            ("slotmem_shm_module", "mod_slotmem_shm.so"),
+            ("proxy_balancer_module", "mod_proxy_balancer.so"),
+            ("lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"),
+        ];
+        let mut conf = format!(
+            "ServerRoot {d}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nMutex file:{d} default\nDefaultRuntimeDir {d}\nListen 127.0.0.1:{port}\n",
+            d = dir.path().display()
+        );
+        for (name, file) in modules {
+            conf.push_str(&format!("LoadModule {name} {MODULES}/{file}\n"));
+        }
+        conf.push_str(routing);
+        let path = dir.path().join("httpd.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new(APACHE2)
+            .arg("-f")
+            .arg(&path)
+            .arg("-D")
+            .arg("FOREGROUND")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .expect("start apache2");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut h = Httpd { child, addr, dir };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return h;
+            }
+            if let Ok(Some(st)) = h.child.try_wait() {
+                panic!("apache2 exited ({st}): {}", h.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("apache2 did not start: {}", h.logs());
+    }
+
+    fn logs(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!("{}{}", read("stderr.log"), read("error.log"))
+    }
+}
+
+impl Drop for Httpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a client sees of one answer: the status line's code and the fields named.
+fn seen(answer: &str, fields: &[&str]) -> (String, Vec<(String, Option<String>)>) {
+    let mut lines = answer.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_string();
+    let head: Vec<&str> = lines.take_while(|l| !l.is_empty()).collect();
+    let values = fields
+        .iter()
+        .map(|f| {
+            let v = head.iter().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(f)
+                    .then(|| v.trim().to_string())
+            });
+            (f.to_string(), v)
+        })
+        .collect();
+    (status, values)
+}
+
+/// Sends each request to both servers and compares status and fields.
+async fn same_answers(routing: &str, cases: &[(&[u8], &[&str])]) -> Vec<String> {
+    let httpd = Httpd::start(routing);
+    let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+    let mut out = Vec::new();
+    for (req, fields) in cases {
+        let (h, _) = raw(httpd.addr, req, Duration::from_millis(700)).await;
+        let (b, _) = raw(ours.addr, req, Duration::from_millis(700)).await;
+        let (hs, bs) = (seen(&h, fields), seen(&b, fields));
+        assert_eq!(
+            hs,
+            bs,
+            "request {:?}\n-- httpd --\n{h}\n-- balancerd --\n{b}\n{}",
+            String::from_utf8_lossy(req),
+            httpd.logs()
+        );
+        out.push(hs.0);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_pass_reverse_names_the_server_as_httpd_does() {
+    let member = Backend::start("m").await;
+    member.set_reply(Reply::Status(302));
+    member.add_header("Location", &format!("http://{}/api/next", member.addr));
+    let routing = format!(
+        "ServerName lb.example\nProxyPass /t1/api http://{a}/api\nProxyPassReverse /t1/api http://{a}/api\n",
+        a = member.addr
+    );
+    let statuses = same_answers(
+        &routing,
+        &[
+            // No Host (HTTP/1.0): the Location names the ServerName (no port), as httpd's.
+            (b"GET /t1/api/x HTTP/1.0\r\n\r\n", &["location"]),
+            // A Host: the Location names it.
+            (
+                b"GET /t1/api/x HTTP/1.1\r\nHost: gir.example:8443\r\nConnection: close\r\n\r\n",
+                &["location"],
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(statuses, ["302", "302"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_star_is_answered_by_the_server_as_httpd_does() {
+    let member = Backend::start("m").await;
+    let routing = format!(
+        "ServerName lb.example\nProxyPass /t1/api http://{a}/api\n",
+        a = member.addr
+    );
+    let statuses = same_answers(
+        &routing,
+        &[(
+            b"OPTIONS * HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n",
+            &["content-length"],
+        )],
+    )
+    .await;
+    assert_eq!(statuses, ["200"]);
+    assert_eq!(member.count(), 0, "OPTIONS * is never proxied");
+}
+
+/// `/server-status?auto` carries every key httpd's does, in httpd's order (the Pacemaker
+/// `apache` agent and monitoring scripts read them by name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_status_auto_has_httpds_keys_in_httpds_order() {
+    let routing = "ServerName lb.example\nExtendedStatus On\n<Location /server-status>\nSetHandler server-status\n</Location>\n";
+    let httpd = Httpd::start(routing);
+    let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+    let keys = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+            .filter(|k| !k.starts_with("ProxyBalancer["))
+            .collect()
+    };
+    let req = b"GET /server-status?auto HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n";
+    let body = |answer: String| {
+        answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    };
+    let (h, _) = raw(httpd.addr, req, Duration::from_millis(700)).await;
+    let (b, _) = raw(ours.addr, req, Duration::from_millis(700)).await;
+    let (hk, bk) = (keys(&body(h)), keys(&body(b)));
+    assert!(hk.len() > 20, "httpd answered: {hk:?}\n{}", httpd.logs());
+    // Every key of httpd's, in the same relative order; balancerd may add its own.
+    let mut at = 0;
+    for k in &hk {
+        match bk[at..].iter().position(|x| x == k) {
+            Some(p) => at += p + 1,
+            None => panic!(
+                "balancerd lacks '{k}' (or has it out of httpd's order)\nhttpd: {hk:?}\nbalancerd: {bk:?}"
+            ),
+        }
+    }
+}
