@@ -211,3 +211,38 @@ async fn server_status_auto_has_httpds_keys_in_httpds_order() {
         }
     }
 }
+
+/// A balancer with no members loads and answers 503; `ProxyPassMatch` with `$1` right after
+/// the balancer name routes into that balancer (httpd substitutes, then looks the name up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_balancers_and_dollar_n_after_the_balancer_name_as_httpd() {
+    let member = Backend::start("m").await;
+    let routing = format!(
+        "ServerName lb.example\nProxyPass /t3/api balancer://t3rws/api\nProxyPassMatch ^/m(/.*)$ balancer://cluster$1\n<Proxy balancer://cluster>\nBalancerMember http://{a}\n</Proxy>\n",
+        a = member.addr
+    );
+    let statuses = same_answers(
+        &routing,
+        &[
+            (
+                b"GET /t3/api/x HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n",
+                &[],
+            ),
+            (
+                b"GET /m/rec/1 HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n",
+                &[],
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(statuses, ["503", "200"]);
+    // Both servers sent the member the same path.
+    let seen: Vec<String> = member
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.target.clone())
+        .collect();
+    assert_eq!(seen, ["/rec/1", "/rec/1"]);
+}

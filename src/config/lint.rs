@@ -141,12 +141,14 @@ fn balancers(c: &Config, diags: &mut Diagnostics) {
     for (bi, b) in c.balancers.iter().enumerate() {
         let used = &by_b[bi];
         if b.members.is_empty() {
+            // httpd starts with it and answers 503 ("No workers in balancer"); some products
+            // ship a balancer empty and add members at run time.
             for r in used {
                 diags
-                    .error(
+                    .warning(
                         &r.origin,
                         format!(
-                            "balancer://{} has no members: every request to {} would get 503 (httpd: \"No workers in balancer\")",
+                            "balancer://{} has no members: every request to {} gets 503 (as in httpd: \"No workers in balancer\")",
                             b.name,
                             r.matcher.as_str()
                         ),

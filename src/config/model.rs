@@ -250,6 +250,9 @@ pub struct Balancer {
     pub definitions: Vec<Origin>,
     /// True for the one-member balancer made for a `ProxyPass` to a plain URL.
     pub implicit: bool,
+    /// Created by a `ProxyPass` naming it before any `<Proxy>` section or `BalancerMember`
+    /// defined it (the section that comes later is its first definition, not a second one).
+    pub referenced_only: bool,
 }
 
 impl Balancer {
@@ -265,6 +268,7 @@ impl Balancer {
             access: None,
             definitions: vec![origin],
             implicit: false,
+            referenced_only: false,
         }
     }
 

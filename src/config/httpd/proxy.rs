@@ -391,9 +391,27 @@ impl HttpdParser<'_> {
         } else {
             let lt = target.to_ascii_lowercase();
             if let Some(rest) = lt.strip_prefix("balancer://") {
-                let (name, _) = rest.split_once('/').unwrap_or((rest, ""));
+                // The name ends at the first '/', or for ProxyPassMatch at a `$N` that
+                // continues the path (`balancer://cluster$1` with `^(/.*)$`: httpd substitutes
+                // first, and the capture starts with '/').
+                let end = rest
+                    .find(|c| c == '/' || (is_match && c == '$'))
+                    .unwrap_or(rest.len());
+                let name = &rest[..end];
                 let path = target[11 + name.len()..].to_string();
+                let known = self.ctx.builder.find_balancer(name).is_some();
+                if path.starts_with('$') {
+                    self.ctx.diags.note(
+                        &d.arg_origin(1),
+                        format!(
+                            "balancer://{name}{path}: the balancer is balancer://{name} and {path} continues the path (as httpd reads it when the capture starts with '/')"
+                        ),
+                    );
+                }
                 let bi = self.ctx.builder.balancer_index(name, &o);
+                if !known {
+                    self.ctx.builder.config.balancers[bi].referenced_only = true;
+                }
                 for (i, k, v) in kv {
                     if k.eq_ignore_ascii_case("upgrade") {
                         route.upgrade = Some(v);

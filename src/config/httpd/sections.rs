@@ -188,7 +188,16 @@ impl HttpdParser<'_> {
                 )
                 .hint("name the balancer exactly");
             }
-            let existing = self.ctx.builder.find_balancer(&name);
+            let mut existing = self.ctx.builder.find_balancer(&name);
+            if let Some(i) = existing {
+                let b = &mut self.ctx.builder.config.balancers[i];
+                if b.referenced_only && b.members.is_empty() {
+                    // Only a ProxyPass named it so far: this section is its definition.
+                    b.referenced_only = false;
+                    b.definitions[0] = o.clone();
+                    existing = None;
+                }
+            }
             let bi = self.ctx.builder.balancer_index(&name, o);
             let reopened = existing.map(|i| {
                 let b = &mut self.ctx.builder.config.balancers[i];
