@@ -352,12 +352,23 @@ impl WatchTargets {
         }
     }
 
-    /// True when a change to `path` may change the config.
+    /// True when a change to `path` may change the config: a config file, a file an
+    /// `Include` matches, or a link, a folder or a removed name (a Kubernetes ConfigMap swaps
+    /// a `..data` link; a file may be reached through it). A regular file that is none of
+    /// these (the process's own log beside its config) does not matter. What passes here is
+    /// loaded, and reloads only if the config's files changed.
     fn matters(&self, path: &Path) -> bool {
         let path = lexical(path);
-        self.sources.contains(&path)
+        if self.sources.contains(&path)
             || self.patterns.iter().any(|g| g.matches_path(&path))
             || self.folders.iter().any(|f| path.starts_with(f))
+        {
+            return true;
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) => !m.file_type().is_file(),
+            Err(_) => true,
+        }
     }
 }
 
