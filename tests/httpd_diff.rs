@@ -14,6 +14,25 @@ use support::*;
 const APACHE2: &str = "/usr/sbin/apache2";
 const MODULES: &str = "/usr/lib/apache2/modules";
 
+/// The `LoadModule` lines the test httpd runs with (Debian's module files).
+fn module_lines() -> String {
+    let modules = [
+        ("mpm_event_module", "mod_mpm_event.so"),
+        ("authz_core_module", "mod_authz_core.so"),
+        ("headers_module", "mod_headers.so"),
+        ("status_module", "mod_status.so"),
+        ("proxy_module", "mod_proxy.so"),
+        ("proxy_http_module", "mod_proxy_http.so"),
+        ("slotmem_shm_module", "mod_slotmem_shm.so"),
+        ("proxy_balancer_module", "mod_proxy_balancer.so"),
+        ("lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"),
+    ];
+    modules
+        .iter()
+        .map(|(name, file)| format!("LoadModule {name} {MODULES}/{file}\n"))
+        .collect()
+}
+
 /// A real httpd on loopback, stopped on drop.
 struct Httpd {
     child: Child,
@@ -29,24 +48,11 @@ impl Httpd {
         );
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let modules = [
-            ("mpm_event_module", "mod_mpm_event.so"),
-            ("authz_core_module", "mod_authz_core.so"),
-            ("headers_module", "mod_headers.so"),
-            ("status_module", "mod_status.so"),
-            ("proxy_module", "mod_proxy.so"),
-            ("proxy_http_module", "mod_proxy_http.so"),
-            ("slotmem_shm_module", "mod_slotmem_shm.so"),
-            ("proxy_balancer_module", "mod_proxy_balancer.so"),
-            ("lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"),
-        ];
         let mut conf = format!(
             "ServerRoot {d}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nMutex file:{d} default\nDefaultRuntimeDir {d}\nListen 127.0.0.1:{port}\n",
             d = dir.path().display()
         );
-        for (name, file) in modules {
-            conf.push_str(&format!("LoadModule {name} {MODULES}/{file}\n"));
-        }
+        conf.push_str(&module_lines());
         conf.push_str(routing);
         let path = dir.path().join("httpd.conf");
         std::fs::write(&path, conf).unwrap();
@@ -245,4 +251,35 @@ async fn empty_balancers_and_dollar_n_after_the_balancer_name_as_httpd() {
         .map(|s| s.target.clone())
         .collect();
     assert_eq!(seen, ["/rec/1", "/rec/1"]);
+}
+
+/// `<IfModule>` is true only for a module the config loads (or one built into httpd):
+/// a block for a module the files do not load is skipped, errors and all, as httpd skips it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_module_follows_the_modules_the_config_loads() {
+    let member = Backend::start("m").await;
+    let routing = format!(
+        "ServerName lb.example\n<IfModule ssl_module>\nSSLEngine on\nSSLCertificateFile /nonexistent.pem\nProxyPass /s http://{a}/s\n</IfModule>\n<IfModule mod_rewrite.c>\nProxyPass /r http://{a}/r\n</IfModule>\n<IfModule mod_proxy.c>\nProxyPass /p http://{a}/p\n</IfModule>\n<IfModule !mod_ssl.c>\nProxyPass /n http://{a}/n\n</IfModule>\n<IfModule log_config_module>\nProxyPass /l http://{a}/l\n</IfModule>\n",
+        a = member.addr
+    );
+    let httpd = Httpd::start(&routing);
+    // balancerd reads the same LoadModule lines (the module files are httpd's business).
+    let ours = Proxy::start(
+        &format!("Listen 127.0.0.1:{{PORT}}\n{}{routing}", module_lines()),
+        &[],
+    );
+    for (path, want) in [
+        ("/s", 404),
+        ("/r", 404),
+        ("/p", 200),
+        ("/n", 200),
+        ("/l", 200),
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n");
+        let (h, _) = raw(httpd.addr, req.as_bytes(), Duration::from_millis(700)).await;
+        let (b, _) = raw(ours.addr, req.as_bytes(), Duration::from_millis(700)).await;
+        let (hs, bs) = (seen(&h, &[]).0, seen(&b, &[]).0);
+        assert_eq!(hs, want.to_string(), "httpd {path}: {h}\n{}", httpd.logs());
+        assert_eq!(bs, hs, "balancerd {path}: {b}\n{}", ours.log_text());
+    }
 }

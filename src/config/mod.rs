@@ -67,6 +67,9 @@ pub struct LoadCtx {
     pub proxy_access: Option<model::AccessRules>,
     /// `LogFormat` nicknames.
     pub log_formats: HashMap<String, std::sync::Arc<crate::telemetry::access_log::LogFormat>>,
+    /// Modules `LoadModule` loaded so far, by base name (`proxy` for `proxy_module` and
+    /// `mod_proxy.so`): `<IfModule>` reads them as httpd does.
+    pub loaded_modules: std::collections::HashSet<String>,
     include_stack: Vec<PathBuf>,
     texts: HashMap<Arc<str>, String>,
 }
@@ -84,6 +87,7 @@ impl LoadCtx {
             defines,
             proxy_access: None,
             log_formats: HashMap::new(),
+            loaded_modules: Default::default(),
             include_stack: Vec::new(),
             texts: HashMap::new(),
         }

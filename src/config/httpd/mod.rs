@@ -196,14 +196,44 @@ const MODULES: &[&str] = &[
     "watchdog",
 ];
 
-fn module_known(m: &str) -> bool {
+/// Modules compiled into a stock httpd 2.4 (Debian's `apache2 -l`; RHEL's build has the same
+/// core set): `<IfModule>` is true for them without a `LoadModule`.
+const BUILT_IN: &[&str] = &[
+    "core",
+    "so",
+    "watchdog",
+    "http_core",
+    "log_config",
+    "logio",
+    "version",
+    "unixd",
+];
+
+/// The base name of a module as `<IfModule>` and `LoadModule` write it: `proxy` for
+/// `proxy_module`, `mod_proxy.c`, `mod_proxy.so` or a path ending in `mod_proxy.so`.
+pub(super) fn module_base(m: &str) -> String {
     let m = m.trim();
+    let m = m.rsplit('/').next().unwrap_or(m);
     let base = if let Some(c) = m.strip_prefix("mod_") {
-        c.strip_suffix(".c").unwrap_or(c)
+        c.strip_suffix(".c")
+            .or_else(|| c.strip_suffix(".so"))
+            .unwrap_or(c)
     } else {
         m.strip_suffix("_module").unwrap_or(m)
     };
-    MODULES.iter().any(|k| k.eq_ignore_ascii_case(base))
+    base.to_ascii_lowercase()
+}
+
+/// `<IfModule m>` as httpd evaluates it: true for a module a `LoadModule` above loaded, or one
+/// compiled in. A config with no `LoadModule` at all (a tenant file checked on its own, or a
+/// config written for balancerd) is read as if the modules balancerd implements were loaded,
+/// since the main file that loads them is not part of what was read.
+fn module_known(m: &str, loaded: &std::collections::HashSet<String>) -> bool {
+    let base = module_base(m);
+    if BUILT_IN.contains(&base.as_str()) || loaded.contains(&base) {
+        return true;
+    }
+    loaded.is_empty() && MODULES.iter().any(|k| k.eq_ignore_ascii_case(&base))
 }
 
 /// Directives that take `key=value` words; a following line made only of such words is
@@ -469,6 +499,11 @@ impl<'a> HttpdParser<'a> {
             "order" | "allow" | "deny" | "satisfy" | "require" => self.access(d),
             l if l.starts_with("ssl") => self.ssl(d),
             _ => {
+                if d.lower == "loadmodule"
+                    && let Some(name) = d.arg(0)
+                {
+                    self.ctx.loaded_modules.insert(module_base(name));
+                }
                 if let Some(n) = IGNORED.iter().find(|n| n.eq_ignore_ascii_case(&d.name)) {
                     let what = match *n {
                         "ProxyErrorOverride" => "balancerd passes member error pages through",

@@ -101,7 +101,7 @@ impl HttpdParser<'_> {
                     None => (false, a.as_str()),
                 };
                 let truth = if lower == "ifmodule" {
-                    module_known(name)
+                    module_known(name, &self.ctx.loaded_modules)
                 } else {
                     self.ctx.defines.contains_key(name)
                 };
