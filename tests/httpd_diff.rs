@@ -283,3 +283,48 @@ async fn if_module_follows_the_modules_the_config_loads() {
         assert_eq!(bs, hs, "balancerd {path}: {b}\n{}", ours.log_text());
     }
 }
+
+/// A `ProxyPass` inside `<Location>` is tried before the server's own `ProxyPass` lines,
+/// whatever their order in the file; of two matching `<Location>` sections the later wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_pass_in_location_goes_before_the_servers_own() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let c = Backend::start("C").await;
+    let routing = format!(
+        "ServerName lb.example\nProxyPass /t1 http://{b}/b\n<Location /t1/api>\nProxyPass http://{a}/a\n</Location>\n<Location /t1/api/v2>\nProxyPass http://{c}/c\n</Location>\nProxyPass /t2 http://{b}/t2\n",
+        a = a.addr,
+        b = b.addr,
+        c = c.addr
+    );
+    let httpd = Httpd::start(&routing);
+    let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+    for path in ["/t1/api/x", "/t1/api/v2/y", "/t1/other", "/t2/z"] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n");
+        let (h, _) = raw(httpd.addr, req.as_bytes(), Duration::from_millis(700)).await;
+        let (o, _) = raw(ours.addr, req.as_bytes(), Duration::from_millis(700)).await;
+        let body = |t: &str| {
+            t.split_once("\r\n\r\n")
+                .map(|(_, b)| b.trim().to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            body(&o),
+            body(&h),
+            "{path}\n-- httpd --\n{h}\n-- balancerd --\n{o}\n{}",
+            httpd.logs()
+        );
+    }
+    let targets = |be: &Backend| -> Vec<String> {
+        be.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.target.clone())
+            .collect()
+    };
+    // Each request reached the same member at the same path from both servers.
+    assert_eq!(targets(&a), ["/a/x", "/a/x"]);
+    assert_eq!(targets(&c), ["/c/y", "/c/y"]);
+    assert_eq!(targets(&b), ["/b/other", "/b/other", "/t2/z", "/t2/z"]);
+}

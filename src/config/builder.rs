@@ -209,10 +209,32 @@ impl ModelBuilder {
             ..
         } = self;
         resolve_health_checks(&mut config, diags);
+        order_routes_as_httpd(&mut config);
         if read_ok {
             lint::run(&config, &scoped_cookie_paths, saw_listen, main_file, diags);
         }
         config
+    }
+}
+
+/// Puts each server's routes in the order httpd tries them: `ProxyPass` lines inside
+/// `<Location>` sections first, the last such section first (httpd merges the matching
+/// sections in order and a later one's `ProxyPass` replaces an earlier one's), then the
+/// server's own lines in config order (first match wins). Matching, the summary and the
+/// shadowing lint all follow this order.
+fn order_routes_as_httpd(config: &mut Config) {
+    let hosts =
+        std::iter::once(&mut config.main).chain(config.vhosts.iter_mut().map(|v| &mut v.rules));
+    for h in hosts {
+        if !h.routes.iter().any(|r| r.in_location) {
+            continue;
+        }
+        let (mut located, server): (Vec<Route>, Vec<Route>) = std::mem::take(&mut h.routes)
+            .into_iter()
+            .partition(|r| r.in_location);
+        located.reverse();
+        located.extend(server);
+        h.routes = located;
     }
 }
 

@@ -651,6 +651,9 @@ pub struct Route {
     pub noquery: bool,
     /// `upgrade=` given on the ProxyPass line (worker parameter).
     pub upgrade: Option<String>,
+    /// Written inside a `<Location>`/`<LocationMatch>`: httpd tries these before the
+    /// server's own `ProxyPass` lines (the location walk runs before its translate phase).
+    pub in_location: bool,
     /// Where it was declared.
     pub origin: Origin,
 }

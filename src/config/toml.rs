@@ -816,6 +816,7 @@ impl Walker<'_> {
             nocanon: false,
             noquery: false,
             upgrade: None,
+            in_location: false,
             origin: o,
         };
         if let Some(b) = t.get("noquery") {

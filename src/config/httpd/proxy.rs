@@ -359,6 +359,7 @@ impl HttpdParser<'_> {
             nocanon: false,
             noquery: false,
             upgrade: None,
+            in_location: loc.is_some(),
             origin: o.clone(),
         };
         let mut kv = Vec::new();
