@@ -33,10 +33,10 @@ fn rhel8_tenant_file_loads_with_wrapped_line_warnings() {
                 "{f}:25:1: warning: line 25 holds only 'route=RCS2_Application_Name'; joined to the BalancerMember directive on line 24 (httpd rejects this file: Invalid command 'route=RCS2_Application_Name')"
             ),
             format!(
-                "{f}:1:1: note: no Listen directive: this file is checked on its own (as a tenant file included from the main config); it serves nothing by itself"
+                "{f}:27:1: warning: ProxyPassReverseCookiePath inside <Proxy balancer://tlrcs>: httpd applies it to every balancer, not only this one (with a second tenant, that tenant's cookie paths are rewritten by this rule too); balancerd applies it only to balancer://tlrcs"
             ),
             format!(
-                "{f}:27:1: warning: ProxyPassReverseCookiePath inside <Proxy balancer://tlrcs>: httpd applies it to every balancer, not only this one (with a second tenant, that tenant's cookie paths are rewritten by this rule too); balancerd applies it only to balancer://tlrcs"
+                "{f}:1:1: note: no Listen directive: this file is checked on its own (as a tenant file included from the main config); it serves nothing by itself"
             ),
         ]
     );
@@ -95,10 +95,10 @@ fn tls_block_stray_space_is_an_error_with_hint() {
                 "{f}:7:10: error: ProxySet parameter 'sticky' is not in the form key=value (httpd: \"Invalid ProxySet parameter\")"
             ),
             format!(
-                "{f}:1:1: note: no Listen directive: this file is checked on its own (as a tenant file included from the main config); it serves nothing by itself"
+                "{f}:2:16: warning: member https://tlrws1:8080 uses https but SSLProxyEngine is not On: httpd fails every request to it with 500"
             ),
             format!(
-                "{f}:2:16: warning: member https://tlrws1:8080 uses https but SSLProxyEngine is not On: httpd fails every request to it with 500"
+                "{f}:1:1: note: no Listen directive: this file is checked on its own (as a tenant file included from the main config); it serves nothing by itself"
             ),
         ]
     );
@@ -659,4 +659,47 @@ fn proxy_pass_before_its_proxy_section_is_not_a_second_definition() {
         "{}",
         r.stderr
     );
+}
+
+/// `check` on a whole httpd tree stays readable: errors and warnings come first, and a note
+/// that repeats (a directive skipped dozens of times) is one line with its count and first
+/// place; `--verbose` lists each. mod_autoindex's and mod_mime's file-serving directives are
+/// skipped with a note, not unknown.
+#[test]
+fn repeated_notes_are_grouped_and_errors_come_first() {
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        "AddIcon /icons/a.gif .a\nAddIcon /icons/b.gif .b\nRemoveType .x\nAddIcon /icons/c.gif .c\nAccessFileName .htaccess\nNoSuchDirective x\nProxyPass /a http://h/a\n",
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let heads = r.heads();
+    assert!(
+        heads[0].starts_with("a.conf:6:1: error: unknown directive 'NoSuchDirective'"),
+        "{heads:#?}"
+    );
+    assert!(
+        heads.contains(&"a.conf:1:1: note: AddIcon ignored: it has no meaning for balancerd (3 times; --verbose lists each)".to_string()),
+        "{heads:#?}"
+    );
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with("a.conf:3:1: note: RemoveType ignored")),
+        "{heads:#?}"
+    );
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with("a.conf:5:1: note: AccessFileName ignored")),
+        "{heads:#?}"
+    );
+    let v = balancerd_in(d.path(), &["check", "--config", "a.conf", "--verbose"]);
+    let addicon = v
+        .heads()
+        .iter()
+        .filter(|h| h.contains("note: AddIcon ignored"))
+        .count();
+    assert_eq!(addicon, 3, "{}", v.stderr);
 }

@@ -69,6 +69,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// List every note (by default, notes that repeat are one line each, with a count).
+        #[arg(long, short = 'v')]
+        verbose: bool,
     },
 }
 
@@ -121,7 +124,11 @@ pub fn main() -> i32 {
         return 2;
     }
     match cli.command.unwrap_or(Command::Run) {
-        Command::Check { strict, format } => check(&path, &opts, strict, format),
+        Command::Check {
+            strict,
+            format,
+            verbose,
+        } => check(&path, &opts, strict, format, verbose),
         Command::Run => run(&path, &opts, false, cli.threads),
         Command::Demo => run(&path, &opts, true, cli.threads),
         Command::Reload => crate::app::signal_reload(&path, &opts),
@@ -140,7 +147,7 @@ pub fn main() -> i32 {
     }
 }
 
-fn check(path: &Path, opts: &LoadOptions, strict: bool, format: Format) -> i32 {
+fn check(path: &Path, opts: &LoadOptions, strict: bool, format: Format, verbose: bool) -> i32 {
     let loaded = config::load(path, opts);
     let worst = loaded.worst();
     let failed = worst == Some(Severity::Error) || (strict && worst == Some(Severity::Warning));
@@ -165,9 +172,17 @@ fn check(path: &Path, opts: &LoadOptions, strict: bool, format: Format) -> i32 {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Format::Text => {
-            for d in &loaded.diagnostics {
+            // Errors and warnings first, in the order found; then the notes, those that
+            // repeat (a whole httpd tree skips the same directive dozens of times) folded into
+            // one line with their count and first place, unless --verbose.
+            let (problems, notes): (Vec<_>, Vec<_>) = loaded
+                .diagnostics
+                .iter()
+                .partition(|d| d.severity != Severity::Note);
+            for d in problems {
                 eprint!("{}", d.render());
             }
+            eprint!("{}", render_notes(&notes, verbose));
             if let Some(c) = &loaded.config
                 && !failed
             {
@@ -184,6 +199,41 @@ fn check(path: &Path, opts: &LoadOptions, strict: bool, format: Format) -> i32 {
         }
     }
     i32::from(failed)
+}
+
+/// The notes of a `check`: each in full, or (without `verbose`) a note whose message repeats
+/// as one line: its first place, the message, and how many times it came.
+fn render_notes(notes: &[&config::diag::Diagnostic], verbose: bool) -> String {
+    if verbose {
+        return notes.iter().map(|d| d.render()).collect();
+    }
+    let mut order: Vec<&str> = Vec::new();
+    let mut groups: std::collections::HashMap<&str, Vec<&config::diag::Diagnostic>> =
+        std::collections::HashMap::new();
+    for d in notes {
+        let e = groups.entry(d.message.as_str()).or_default();
+        if e.is_empty() {
+            order.push(d.message.as_str());
+        }
+        e.push(d);
+    }
+    let mut out = String::new();
+    for m in order {
+        let g = &groups[m];
+        if g.len() == 1 {
+            out.push_str(&g[0].render());
+        } else {
+            let at = g[0]
+                .origin
+                .as_ref()
+                .map_or_else(|| "balancerd".to_string(), |o| o.to_string());
+            out.push_str(&format!(
+                "{at}: note: {m} ({} times; --verbose lists each)\n",
+                g.len()
+            ));
+        }
+    }
+    out
 }
 
 fn run(path: &Path, opts: &LoadOptions, demo: bool, threads: Option<usize>) -> i32 {

@@ -155,6 +155,30 @@ const IGNORED: &[&str] = &[
     "ProxyErrorOverride",
     "IndexOptions",
     "IndexIgnore",
+    // mod_autoindex: directory listings (balancerd serves no files).
+    "AddIcon",
+    "AddIconByType",
+    "AddIconByEncoding",
+    "AddAlt",
+    "AddAltByType",
+    "AddAltByEncoding",
+    "AddDescription",
+    "DefaultIcon",
+    "ReadmeName",
+    "HeaderName",
+    "IndexHeadInsert",
+    "IndexOrderDefault",
+    "IndexStyleSheet",
+    // mod_mime, for files httpd serves itself (a member's Content-Type passes through).
+    "RemoveType",
+    "RemoveHandler",
+    "RemoveCharset",
+    "RemoveLanguage",
+    "RemoveEncoding",
+    "AddEncoding",
+    "DefaultLanguage",
+    // .htaccess files (no file tree to read them from).
+    "AccessFileName",
     "Alias",
     "ScriptAlias",
 ];
@@ -506,6 +530,9 @@ impl<'a> HttpdParser<'a> {
                 }
                 if let Some(n) = IGNORED.iter().find(|n| n.eq_ignore_ascii_case(&d.name)) {
                     let what = match *n {
+                        "LoadModule" => {
+                            "the module counts as loaded for <IfModule> (balancerd loads no module files)"
+                        }
                         "ProxyErrorOverride" => "balancerd passes member error pages through",
                         "Alias" | "ScriptAlias" | "DocumentRoot" => "balancerd serves no files",
                         _ => "it has no meaning for balancerd",
