@@ -703,3 +703,29 @@ fn repeated_notes_are_grouped_and_errors_come_first() {
         .count();
     assert_eq!(addicon, 3, "{}", v.stderr);
 }
+
+/// A refused `LogFormat` is reported once, at its line, not again at each `CustomLog` that
+/// names it ("no LogFormat named …" was a cascade of the first error).
+#[test]
+fn a_refused_log_format_is_reported_once() {
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        "LogFormat \"%h %Z\" broken\nCustomLog access.log broken\nCustomLog other.log broken\nCustomLog third.log nosuch\nProxyPass /a http://h/a\n",
+    );
+    let r = d.check("a.conf");
+    let errors: Vec<String> = r
+        .heads()
+        .into_iter()
+        .filter(|h| h.contains(": error: "))
+        .collect();
+    assert_eq!(errors.len(), 2, "{}", r.stderr);
+    assert!(
+        errors[0].starts_with("a.conf:1:11: error: log format code %Z is not supported"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with("a.conf:4:21: error: no LogFormat named 'nosuch'"),
+        "{errors:#?}"
+    );
+}

@@ -70,6 +70,9 @@ pub struct LoadCtx {
     /// Modules `LoadModule` loaded so far, by base name (`proxy` for `proxy_module` and
     /// `mod_proxy.so`): `<IfModule>` reads them as httpd does.
     pub loaded_modules: std::collections::HashSet<String>,
+    /// `LogFormat` nicknames whose format was refused: reported once, at the `LogFormat`,
+    /// not again at each `CustomLog` naming them.
+    pub rejected_log_formats: std::collections::HashSet<String>,
     include_stack: Vec<PathBuf>,
     texts: HashMap<Arc<str>, String>,
 }
@@ -88,6 +91,7 @@ impl LoadCtx {
             proxy_access: None,
             log_formats: HashMap::new(),
             loaded_modules: Default::default(),
+            rejected_log_formats: Default::default(),
             include_stack: Vec::new(),
             texts: HashMap::new(),
         }

@@ -19,6 +19,10 @@ impl HttpdParser<'_> {
                     Ok(f) => std::sync::Arc::new(f),
                     Err(e) => {
                         self.err(&d.arg_origin(0), e);
+                        // Reported once, here: a CustomLog naming it says nothing more.
+                        self.ctx
+                            .rejected_log_formats
+                            .insert(nick.unwrap_or("default").to_string());
                         return true;
                     }
                 };
@@ -44,6 +48,11 @@ impl HttpdParser<'_> {
                 }
                 // A nickname defined above, httpd's predefined `common`/`combined`, or a
                 // format written in place.
+                if self.ctx.rejected_log_formats.contains(f)
+                    && !self.ctx.log_formats.contains_key(f)
+                {
+                    return true;
+                }
                 let fmt = match self.ctx.log_formats.get(f) {
                     Some(x) => Ok(x.clone()),
                     None => match f {
