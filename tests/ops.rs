@@ -195,3 +195,40 @@ async fn access_log_lines_with_balancer_variables() {
     );
     assert!(lines[1].contains(" route=- changed=- "), "{}", lines[1]);
 }
+
+/// `%p`, `%{canonical}p`, `%{local}p` (the port the request arrived on) and `%{remote}p`
+/// (the client's port), as httpd's mod_log_config writes them (Debian's `vhost_combined`
+/// format uses `%v:%p`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_ports() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("A").await;
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("access.log");
+    let conf = format!(
+        "Listen 127.0.0.1:{{PORT}}\nServerName lb.example\nLogFormat \"%v:%p %{{canonical}}p %{{local}}p %{{remote}}p %>s\" ports\nCustomLog {} ports\nProxyPass /a http://a:1/a\n",
+        log.display()
+    );
+    let p = Proxy::start(&conf, &[("a:1", a.addr)]);
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let client_port = s.local_addr().unwrap().port();
+    s.write_all(b"GET /a/x HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let port = p.addr.port();
+    assert_eq!(
+        text.trim(),
+        format!("lb.example:{port} {port} {port} {client_port} 200"),
+        "{text}"
+    );
+}

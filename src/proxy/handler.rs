@@ -50,6 +50,8 @@ pub struct ConnInfo {
     /// The response is written by balancerd's own HTTP/1.1 server, which can write a
     /// member's header fields through as received; hyper needs them in a `HeaderMap`.
     pub writes_member_fields: bool,
+    /// The port the connection arrived on (`%p`, `%{local}p` in the access log).
+    pub local_port: u16,
 }
 
 impl ConnInfo {
@@ -64,6 +66,7 @@ impl ConnInfo {
             requests: AtomicU32::new(0),
             framing,
             writes_member_fields: false,
+            local_port: 0,
         }
     }
 
@@ -72,6 +75,14 @@ impl ConnInfo {
         ConnInfo {
             writes_member_fields: true,
             ..ConnInfo::new(peer, None)
+        }
+    }
+
+    /// The same, arrived on `port`.
+    pub fn on_port(self, port: u16) -> Self {
+        ConnInfo {
+            local_port: port,
+            ..self
         }
     }
 }
@@ -148,6 +159,8 @@ pub async fn handle(
         let vars = resp.extensions_mut().remove::<BalancerVars>();
         log.log(&crate::telemetry::access_log::Entry {
             client: conn.peer.ip(),
+            client_port: conn.peer.port(),
+            local_port: conn.local_port,
             req: parts,
             status: resp.status().as_u16(),
             resp_headers: resp.headers(),

@@ -210,7 +210,13 @@ impl ClientConn {
 ///
 /// Between requests the task holds only the connection and the wait for the next head
 /// (a few hundred bytes); the state of a request in flight lives in one box per request.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown: Shutdown) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local_port: u16,
+    shared: Shared,
+    shutdown: Shutdown,
+) {
     let (rd, wr) = stream.into_split();
     let mut conn = ClientConn {
         rd: Some(rd),
@@ -219,7 +225,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared, shutdown
         timer: None,
         stopping: None,
     };
-    let info = ConnInfo::plain(peer);
+    let info = ConnInfo::plain(peer).on_port(local_port);
     loop {
         let snap = shared.load_full();
         let max_fields = match snap.server.limit_request_fields {

@@ -64,7 +64,7 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
         let Some(cfg) = tls else {
             tokio::spawn(async move {
                 let _conn = ConnCount::open();
-                crate::server::h1::serve(stream, peer, shared, shutdown).await
+                crate::server::h1::serve(stream, peer, addr.port(), shared, shutdown).await
             });
             continue;
         };
@@ -75,9 +75,9 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
                 Ok(Ok(s)) => {
                     let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
                     if h2 {
-                        Box::pin(serve_http2(s, peer, shared, shutdown)).await;
+                        Box::pin(serve_http2(s, peer, addr.port(), shared, shutdown)).await;
                     } else {
-                        Box::pin(serve_http1(s, peer, shared, shutdown)).await;
+                        Box::pin(serve_http1(s, peer, addr.port(), shared, shutdown)).await;
                     }
                 }
                 Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
@@ -141,8 +141,13 @@ fn from_hyper(req: http::Request<hyper::body::Incoming>) -> http::Request<Client
 /// The stop signal every connection watches.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 
-async fn serve_http1<S>(stream: S, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown)
-where
+async fn serve_http1<S>(
+    stream: S,
+    peer: SocketAddr,
+    local_port: u16,
+    shared: Shared,
+    mut shutdown: Shutdown,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let snap = shared.load();
@@ -161,7 +166,7 @@ where
     }
     drop(snap);
     let (io, verdicts) = Tracked::new(stream);
-    let info = Arc::new(ConnInfo::new(peer, Some(verdicts)));
+    let info = Arc::new(ConnInfo::new(peer, Some(verdicts)).on_port(local_port));
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();
@@ -180,8 +185,13 @@ where
     }
 }
 
-async fn serve_http2<S>(stream: S, peer: SocketAddr, shared: Shared, mut shutdown: Shutdown)
-where
+async fn serve_http2<S>(
+    stream: S,
+    peer: SocketAddr,
+    local_port: u16,
+    shared: Shared,
+    mut shutdown: Shutdown,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let keepalive = shared.load().server.keepalive_timeout;
@@ -190,7 +200,8 @@ where
         .keep_alive_interval(Some(keepalive.max(Duration::from_secs(5))))
         .max_concurrent_streams(256);
     // HTTP/2 framing is hyper's own: no HTTP/1 smuggling verdicts to take.
-    let info = Arc::new(ConnInfo::new(peer, Some(Arc::new(Verdicts::default()))));
+    let info =
+        Arc::new(ConnInfo::new(peer, Some(Arc::new(Verdicts::default()))).on_port(local_port));
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();

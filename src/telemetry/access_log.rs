@@ -40,6 +40,8 @@ enum Part {
     Method,
     Protocol,
     ServerName,
+    LocalPort,
+    RemotePort,
 }
 
 /// Parses a `LogFormat` string; unknown codes are an error.
@@ -93,6 +95,10 @@ fn parse(fmt: &str) -> Result<Vec<Part>, String> {
             ('m', _) => Part::Method,
             ('H', _) => Part::Protocol,
             ('v', _) | ('V', _) => Part::ServerName,
+            // The canonical port is the one the request arrived on (balancerd has no other).
+            ('p', None) => Part::LocalPort,
+            ('p', Some(k)) if k == "canonical" || k == "local" => Part::LocalPort,
+            ('p', Some(k)) if k == "remote" => Part::RemotePort,
             (c, _) => return Err(format!("log format code %{c} is not supported")),
         });
     }
@@ -135,6 +141,10 @@ pub struct AccessLog {
 pub struct Entry<'a> {
     /// The client's address.
     pub client: std::net::IpAddr,
+    /// The client's port (`%{remote}p`).
+    pub client_port: u16,
+    /// The port the request arrived on (`%p`, `%{local}p`, `%{canonical}p`).
+    pub local_port: u16,
     /// The request head.
     pub req: &'a http::request::Parts,
     /// The response status.
@@ -257,6 +267,12 @@ impl AccessLog {
                     let _ = write!(o, "{:?}", e.req.version);
                 }
                 Part::ServerName => o.push_str(e.server_name),
+                Part::LocalPort => {
+                    let _ = write!(o, "{}", e.local_port);
+                }
+                Part::RemotePort => {
+                    let _ = write!(o, "{}", e.client_port);
+                }
             }
         }
         o.push('\n');
