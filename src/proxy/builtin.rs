@@ -1,7 +1,8 @@
 //! The built-in handlers behind their `<Location>`'s access rules: `server-status`
 //! (`?auto` too) and `metrics` (the `admin` layer renders them).
 
-use super::{handler::*, routing::*};
+use super::handler::ConnInfo;
+use super::routing::location_matches;
 use crate::config::model::{Handler, LocationSection};
 use crate::h1::fields::{FieldRole, FieldsView, field_str};
 use crate::proxy::access;

@@ -3,7 +3,7 @@
 //! codings other than one `chunked`) and httpd's request limits (`LimitRequestLine`,
 //! `LimitRequestFields`, `LimitRequestFieldSize`).
 
-use super::handler::*;
+use super::handler::close;
 use crate::h1::fields::FieldsView;
 use crate::proxy::error_page::error_page;
 use crate::runtime::Snapshot;

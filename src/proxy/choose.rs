@@ -11,7 +11,9 @@
 //!                                         └─ Answer {status, mark?, close?}
 //! ```
 
-use super::{forward::*, handler::*, respond::*};
+use super::forward::{build_request, send, upgrade_allowed};
+use super::handler::{Ctx, close};
+use super::respond::{own_error, respond};
 use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
 use crate::h1::fields::{FieldRole, field_str};

@@ -3,7 +3,7 @@
 //! exchange with the member within its `timeout` ([`send`]), whose failure is a
 //! [`ProxyError`] carrying whether the body can be sent again.
 
-use super::handler::*;
+use super::handler::Ctx;
 use crate::balancer::member::MemberRt;
 use crate::config::model::{Route, RouteMatch};
 use crate::h1::fields::{FieldRole, FieldsView, field_str};

@@ -17,7 +17,8 @@
 //! `forward`, `respond` (response filters); the access-log line is written
 //! here, at the end of [`handle`].
 
-use super::{choose::*, routing::*};
+use super::choose::forward;
+use super::routing::prepare;
 use crate::balancer::BalancerRt;
 use crate::config::model::{LocationSection, Route};
 use crate::h1::fields::{Fields, FieldsView};

@@ -2,7 +2,7 @@
 //! rules with the `BALANCER_*` variables, `failonstatus`, the body streamed back, `101` turned
 //! into a tunnel; and the balancer's own answers ([`own_error`]) with the same rules.
 
-use super::handler::*;
+use super::handler::{Ctx, close};
 use crate::balancer::member::MemberRt;
 use crate::config::model::ReverseRules;
 use crate::h1::fields::{FieldRole, FieldsView, field_str};

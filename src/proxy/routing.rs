@@ -4,7 +4,9 @@
 //! (`RequestHeader` rules, before a member is chosen, as in httpd). The result is a
 //! [`Plan`] for a proxied request or the answer when there is nothing to forward.
 
-use super::{builtin::*, check::*, handler::*};
+use super::builtin::builtin;
+use super::check::{check_framing, check_limits};
+use super::handler::{ConnInfo, close, to_map};
 use crate::balancer::BalancerRt;
 use crate::config::model::{LocationSection, Route, RouteMatch};
 use crate::h1::fields::{FieldRole, Fields, FieldsView, field_str};
