@@ -7,7 +7,7 @@
 mod support;
 use std::time::Duration;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 fn config(log: &std::path::Path) -> String {
     format!(
@@ -30,22 +30,9 @@ Require ip 127.0.0.1
     )
 }
 
-/// Sends `bytes` and reads the whole answer until the proxy closes (or 6 s pass).
+/// Sends `bytes` and reads the whole answer until the proxy closes (a read may wait 6 s).
 async fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(6), async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    String::from_utf8_lossy(&out).into_owned()
+    raw(addr, bytes, Duration::from_secs(6)).await.0
 }
 
 /// The process log without terminal colours.
@@ -66,12 +53,20 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-fn member_lines(status: &str) -> Vec<String> {
-    status
+/// Every member in `/server-status?auto` is `Ok` with 0 errors.
+async fn assert_members_clean(addr: std::net::SocketAddr) {
+    let st = get(addr, "/server-status?auto", &[]).await.text();
+    let lines: Vec<&str> = st
         .lines()
         .filter(|l| l.contains("Worker[") && (l.contains("]Status: ") || l.contains("]Errors: ")))
-        .map(str::to_string)
-        .collect()
+        .collect();
+    assert!(!lines.is_empty(), "{st}");
+    for l in lines {
+        assert!(
+            l.ends_with(": Ok") || l.ends_with(": Init Ok") || l.ends_with(": 0"),
+            "{l}\n{st}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,13 +103,7 @@ async fn malformed_chunked_bodies_are_the_clients_fault() {
         );
     }
     // Every member is still usable and has no error recorded.
-    let st = get(p.addr, "/server-status?auto", &[]).await.text();
-    for l in member_lines(&st) {
-        assert!(
-            l.ends_with(": Ok") || l.ends_with(": Init Ok") || l.ends_with(": 0"),
-            "{l}\n{st}"
-        );
-    }
+    assert_members_clean(p.addr).await;
     for _ in 0..4 {
         assert_eq!(get(p.addr, "/up/ok", &[]).await.status, 200);
     }
@@ -151,13 +140,7 @@ async fn a_stalled_body_is_408_and_the_member_stays_clean() {
         assert!(got.starts_with("HTTP/1.1 408 "), "{got}\n{}", p.log_text());
         assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     }
-    let st = get(p.addr, "/server-status?auto", &[]).await.text();
-    for l in member_lines(&st) {
-        assert!(
-            l.ends_with(": Ok") || l.ends_with(": Init Ok") || l.ends_with(": 0"),
-            "{l}\n{st}"
-        );
-    }
+    assert_members_clean(p.addr).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let text = std::fs::read_to_string(&log).unwrap();
     let blamed = text

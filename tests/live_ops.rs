@@ -314,15 +314,7 @@ async fn health_checks_move_traffic_to_the_standby_before_users_notice() {
     let p = Proxy::start(conf, &[("p:1", primary.addr), ("s:1", standby.addr)]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(get(p.addr, "/rec/a", &[]).await.text(), "backend primary\n");
-    assert!(
-        primary
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s.method == "GET" && s.target == "/health"),
-        "checks ran"
-    );
+    assert!(primary.saw("GET", "/health"), "checks ran");
     primary.stop();
     // After the next check interval no user request is sent to the dead member.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -539,12 +531,7 @@ async fn health_check_templates_and_expressions_decide_the_checks() {
     let p = Proxy::start(conf, &[("p:1", primary.addr), ("s:1", standby.addr)]);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(
-        primary
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s.method == "GET" && s.target == "/health"),
+        primary.saw("GET", "/health"),
         "the template's hcmethod and hcuri were used"
     );
     // 404 passes the expression: the primary is still the one used.

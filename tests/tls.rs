@@ -546,12 +546,7 @@ async fn health_checks_of_tls_members_speak_http_over_tls() {
     let px = Proxy::start(&conf, &[("m1:443", primary.addr), ("m2:443", standby.addr)]);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(
-        primary
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s.method == "GET" && s.target == "/health"),
+        primary.saw("GET", "/health"),
         "the check is an HTTP request over TLS: {}",
         px.log_text()
     );

@@ -264,35 +264,48 @@ fn resolve_health_checks(config: &mut Config, diags: &mut Diagnostics) {
                         }
                     }
                 }
-                None => {
-                    let d = diags.error(
-                        &m.origin,
-                        format!("hctemplate={t}: no ProxyHCTemplate named '{t}' is defined"),
-                    );
-                    if let Some(c) =
-                        super::diag::closest(&t, hc_templates.iter().map(|(n, _)| n.as_str()))
-                    {
-                        d.hint(format!("did you mean {c}?"));
-                    }
-                }
+                None => undefined_name(
+                    diags,
+                    &m.origin,
+                    "hctemplate",
+                    "ProxyHCTemplate",
+                    &t,
+                    hc_templates.iter().map(|(n, _)| n.as_str()),
+                ),
             }
         }
         if let Some(name) = m.params.hc.expr.clone() {
             match hc_exprs.iter().find(|(n, _)| *n == name) {
                 Some((_, e)) => m.params.hc.check = Some(e.clone()),
-                None => {
-                    let d = diags.error(
-                        &m.origin,
-                        format!("hcexpr={name}: no ProxyHCExpr named '{name}' is defined"),
-                    );
-                    if let Some(c) =
-                        super::diag::closest(&name, hc_exprs.iter().map(|(n, _)| n.as_str()))
-                    {
-                        d.hint(format!("did you mean {c}?"));
-                    }
-                }
+                None => undefined_name(
+                    diags,
+                    &m.origin,
+                    "hcexpr",
+                    "ProxyHCExpr",
+                    &name,
+                    hc_exprs.iter().map(|(n, _)| n.as_str()),
+                ),
             }
         }
+    }
+}
+
+/// `key=name` on a member names a `directive` nobody defined: an error at the member, with
+/// the closest defined name as a hint.
+fn undefined_name<'a>(
+    diags: &mut Diagnostics,
+    origin: &Origin,
+    key: &str,
+    directive: &str,
+    name: &str,
+    defined: impl IntoIterator<Item = &'a str>,
+) {
+    let d = diags.error(
+        origin,
+        format!("{key}={name}: no {directive} named '{name}' is defined"),
+    );
+    if let Some(c) = super::diag::closest(name, defined) {
+        d.hint(format!("did you mean {c}?"));
     }
 }
 

@@ -73,16 +73,6 @@ pub(super) fn prepare<'s>(
         .and_then(field_str)
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     let host = snap.host_for(host_header);
-    // `OPTIONS *` asks about the server itself: httpd answers 200 with no body (measured on
-    // httpd 2.4.67), it is never proxied.
-    if parts.method == http::Method::OPTIONS && parts.uri.path() == "*" {
-        let mut r = Response::new(DownBody::empty());
-        r.headers_mut().insert(
-            http::header::CONTENT_LENGTH,
-            http::HeaderValue::from_static("0"),
-        );
-        return Err(r);
-    }
     let raw_path = parts.uri.path();
     let uri = match route::normalize(raw_path) {
         Ok(u) => u,
@@ -91,6 +81,19 @@ pub(super) fn prepare<'s>(
                 StatusCode::NOT_FOUND,
                 "The requested URL was not found on this server.",
             ));
+        }
+        // `OPTIONS *` asks about the server itself: httpd answers 200 with no body (measured
+        // on httpd 2.4.67), it is never proxied. Checked only here, where `*` lands as a path
+        // that does not start with '/', so other requests pay nothing for it.
+        Err(PathError::BadRequest(_))
+            if raw_path == "*" && parts.method == http::Method::OPTIONS =>
+        {
+            let mut r = Response::new(DownBody::empty());
+            r.headers_mut().insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from_static("0"),
+            );
+            return Err(r);
         }
         Err(PathError::BadRequest(why)) => {
             return Err(close(error_page(

@@ -485,6 +485,15 @@ impl Backend {
         self.headers.lock().unwrap().push((k.into(), v.into()));
     }
 
+    /// True when a request `method target` reached this backend.
+    pub fn saw(&self, method: &str, target: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.method == method && s.target == target)
+    }
+
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
