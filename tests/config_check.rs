@@ -2,6 +2,7 @@
 //! and the traps and lints an admin replacing httpd meets. Runs the real binary.
 
 mod support;
+use std::path::Path;
 use support::*;
 
 fn golden(name: &str) -> (String, String) {
@@ -680,26 +681,26 @@ fn repeated_notes_are_grouped_and_errors_come_first() {
         "{heads:#?}"
     );
     assert!(
-        heads.contains(&"a.conf:1:1: note: AddIcon ignored: it has no meaning for balancerd (3 times; --verbose lists each)".to_string()),
+        heads.contains(&"a.conf:1:1: note: AddIcon skipped: directory listings of files on disk; balancerd serves no files (3 times; --verbose lists each)".to_string()),
         "{heads:#?}"
     );
     assert!(
         heads
             .iter()
-            .any(|h| h.starts_with("a.conf:3:1: note: RemoveType ignored")),
+            .any(|h| h.starts_with("a.conf:3:1: note: RemoveType skipped: MIME types")),
         "{heads:#?}"
     );
     assert!(
         heads
             .iter()
-            .any(|h| h.starts_with("a.conf:5:1: note: AccessFileName ignored")),
+            .any(|h| h.starts_with("a.conf:5:1: note: AccessFileName skipped: balancerd serves no files")),
         "{heads:#?}"
     );
     let v = balancerd_in(d.path(), &["check", "--config", "a.conf", "--verbose"]);
     let addicon = v
         .heads()
         .iter()
-        .filter(|h| h.contains("note: AddIcon ignored"))
+        .filter(|h| h.contains("note: AddIcon skipped"))
         .count();
     assert_eq!(addicon, 3, "{}", v.stderr);
 }
@@ -728,4 +729,127 @@ fn a_refused_log_format_is_reported_once() {
         errors[1].starts_with("a.conf:4:21: error: no LogFormat named 'nosuch'"),
         "{errors:#?}"
     );
+}
+
+/// Every directive and section in httpd 2.4's manual (the fixture is the list taken from
+/// `docs/manual/mod/*.xml`) has a class in balancerd's table, and the generated reference in
+/// `docs/` is the table as it is now.
+#[test]
+fn the_directive_table_covers_httpds_manual() {
+    use balancerd::config::httpd::directives::{Class, DIRECTIVES, lookup, markdown};
+    let list = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/httpd-2.4-directives.txt"),
+    )
+    .expect("directive list");
+    let mut names = 0;
+    let mut missing = Vec::new();
+    for line in list.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let mut f = line.split('\t');
+        let (name, module, section) = (
+            f.next().unwrap_or(""),
+            f.next().unwrap_or(""),
+            f.next().unwrap_or("") == "section",
+        );
+        names += 1;
+        match lookup(name) {
+            Some(d) if d.module == module && d.section == section => {}
+            other => missing.push(format!("{name} ({module}): {other:?}")),
+        }
+    }
+    assert!(names >= 719, "only {names} names in the fixture");
+    assert!(missing.is_empty(), "not classified: {missing:#?}");
+    // Every refusal says what to do; every skip says why.
+    for d in DIRECTIVES {
+        match d.class {
+            Class::Skipped(w) | Class::Refused { why: w, .. } => {
+                assert!(w.len() > 15, "{} has no reason", d.name)
+            }
+            Class::Implemented => {}
+        }
+    }
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/httpd-directives.md"),
+    )
+    .expect("docs/httpd-directives.md");
+    assert!(
+        doc == markdown(),
+        "docs/httpd-directives.md is stale: run `balancerd directives > docs/httpd-directives.md`"
+    );
+}
+
+/// A directive the table calls implemented is read by a handler: written alone, it gets its
+/// own message (missing argument, …), never "unknown" or "no handler".
+#[test]
+fn every_implemented_directive_has_a_handler() {
+    use balancerd::config::httpd::directives::{Class, DIRECTIVES};
+    let d = ConfDir::new();
+    let mut text = String::new();
+    for e in DIRECTIVES.iter().filter(|e| e.class == Class::Implemented) {
+        if e.section {
+            text.push_str(&format!("<{} x>\n</{}>\n", e.name, e.name));
+        } else if !matches!(e.name, "Include" | "IncludeOptional") {
+            text.push_str(&format!("{} x\n", e.name));
+        }
+    }
+    d.write("all.conf", &text);
+    let r = d.check("all.conf");
+    for h in r.heads() {
+        assert!(
+            !h.contains("no handler read it") && !h.contains("unknown directive") && !h.contains("unknown section"),
+            "{h}\n{}",
+            r.stderr
+        );
+    }
+}
+
+/// A refused directive is an error that names its module and says what httpd would have
+/// done and what to write instead; written with the value balancerd behaves as, it is
+/// accepted with a note. A typo is still "unknown", with the closest name.
+#[test]
+fn refused_directives_say_what_httpd_would_do() {
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        "ProxyPass /a http://h/a\nCacheEnable disk /\nProxyVia Off\nProxyVia On\nAuthType Basic\nProxyPasReverse /a http://h/a\n",
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("a.conf:2:1: error: CacheEnable (mod_cache) changes what httpd does and balancerd does not implement it"), "{}", r.stderr);
+    assert!(r.stderr.contains("hint: httpd would answer from a response cache"), "{}", r.stderr);
+    assert!(r.stderr.contains("a.conf:3:1: note: ProxyVia Off is what balancerd does"), "{}", r.stderr);
+    assert!(r.stderr.contains("a.conf:4:1: error: ProxyVia (mod_proxy)"), "{}", r.stderr);
+    assert!(r.stderr.contains("a.conf:5:1: error: AuthType (mod_authn_core)"), "{}", r.stderr);
+    assert!(r.stderr.contains("balancerd does not, so the location would be open to anyone"), "{}", r.stderr);
+    assert!(r.stderr.contains("a.conf:6:1: error: unknown directive 'ProxyPasReverse'"), "{}", r.stderr);
+    assert!(r.stderr.contains("did you mean ProxyPassReverse?"), "{}", r.stderr);
+}
+
+/// `<IfVersion>`, `<IfFile>`, `<IfDirective>` and `<IfSection>` are evaluated as httpd
+/// evaluates them: a false one's body is not read (its errors are not reported), a true
+/// one's is.
+#[test]
+fn conditional_sections_are_evaluated() {
+    let d = ConfDir::new();
+    d.write("exists.txt", "x");
+    d.write(
+        "a.conf",
+        "LoadModule proxy_module modules/mod_proxy.so\n\
+         <IfVersion < 2.4>\nBogusOld x\n</IfVersion>\n\
+         <IfVersion >= 2.4.10>\nProxyPass /v http://h/v\n</IfVersion>\n\
+         <IfVersion ~ ^2\\.4\\.>\nProxyPass /re http://h/re\n</IfVersion>\n\
+         <IfFile nothere.txt>\nBogusFile x\n</IfFile>\n\
+         <IfFile exists.txt>\nProxyPass /f http://h/f\n</IfFile>\n\
+         <IfDirective ProxyPass>\nProxyPass /d http://h/d\n</IfDirective>\n\
+         <IfDirective CacheEnable>\nBogusDir x\n</IfDirective>\n\
+         <IfDirective !CacheEnable>\nProxyPass /nd http://h/nd\n</IfDirective>\n\
+         <IfSection Proxy>\nProxyPass /s http://h/s\n</IfSection>\n\
+         <IfSection !VirtualHost>\nBogusSection x\n</IfSection>\n\
+         Listen 127.0.0.1:1\n",
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("Bogus"), "{}", r.stderr);
+    for p in ["/v", "/re", "/f", "/d", "/nd", "/s"] {
+        assert!(r.stdout.contains(&format!("{p} ")), "route {p} missing:\n{}", r.stdout);
+    }
 }

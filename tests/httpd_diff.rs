@@ -26,6 +26,7 @@ fn module_lines() -> String {
         ("slotmem_shm_module", "mod_slotmem_shm.so"),
         ("proxy_balancer_module", "mod_proxy_balancer.so"),
         ("lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"),
+        ("reqtimeout_module", "mod_reqtimeout.so"),
     ];
     modules
         .iter()
@@ -327,4 +328,82 @@ async fn proxy_pass_in_location_goes_before_the_servers_own() {
     assert_eq!(targets(&a), ["/a/x", "/a/x"]);
     assert_eq!(targets(&c), ["/c/y", "/c/y"]);
     assert_eq!(targets(&b), ["/b/other", "/b/other", "/t2/z", "/t2/z"]);
+}
+
+/// Sends `parts` with the pauses given before each, then reads until the server closes or
+/// `wait` passes without a byte.
+async fn slow(addr: std::net::SocketAddr, parts: &[(u64, &[u8])], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for (pause, bytes) in parts {
+        tokio::time::sleep(Duration::from_millis(*pause)).await;
+        if s.write_all(bytes).await.is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(Ok(n)) = tokio::time::timeout(wait, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// mod_reqtimeout as httpd runs it: a head that stops arriving is answered 408 when the
+/// header stage's time is up; a head that keeps arriving at `MinRate` has its deadline
+/// pushed on (to the stage's maximum) and is served; a body that stops is answered as
+/// httpd answers it. Both servers get the same config and the same timed bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_read_timeout_as_httpd() {
+    let member = Backend::start("m").await;
+    let routing = format!(
+        "ServerName lb.example\nRequestReadTimeout header=1-4,MinRate=100 body=1\nProxyPass / http://{a}/\n",
+        a = member.addr
+    );
+    let httpd = Httpd::start(&routing);
+    let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+    let filler = format!("X-Filler: {}\r\n", "f".repeat(120));
+    let stalled_head: &[(u64, &[u8])] = &[(0, b"GET /a HTTP/1.1\r\nHost: lb.example\r\n")];
+    let dripped_head: Vec<(u64, &[u8])> = vec![
+        (0, b"GET /b HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n"),
+        (700, filler.as_bytes()),
+        (700, filler.as_bytes()),
+        (700, filler.as_bytes()),
+        (0, b"\r\n"),
+    ];
+    let stalled_body: &[(u64, &[u8])] = &[(
+        0,
+        b"POST /c HTTP/1.1\r\nHost: lb.example\r\nContent-Length: 10\r\nConnection: close\r\n\r\nabc",
+    )];
+    let mut statuses = Vec::new();
+    for (what, parts) in [
+        ("stalled head", stalled_head.to_vec()),
+        ("head dripped at MinRate", dripped_head),
+        ("stalled body", stalled_body.to_vec()),
+    ] {
+        let started = std::time::Instant::now();
+        let h = slow(httpd.addr, &parts, Duration::from_secs(4)).await;
+        let h_took = started.elapsed();
+        let started = std::time::Instant::now();
+        let b = slow(ours.addr, &parts, Duration::from_secs(4)).await;
+        let b_took = started.elapsed();
+        let (hs, bs) = (seen(&h, &[]).0, seen(&b, &[]).0);
+        assert_eq!(
+            hs, bs,
+            "{what}\n-- httpd ({h_took:?}) --\n{h}\n-- balancerd ({b_took:?}) --\n{b}\n{}",
+            httpd.logs()
+        );
+        statuses.push(hs);
+    }
+    assert_eq!(statuses[0], "408", "a stalled head is answered 408");
+    assert_eq!(statuses[1], "200", "a head arriving at MinRate is served");
+    assert_eq!(statuses[2], "408", "a stalled body is answered 408");
+    assert_eq!(
+        member.count(),
+        2,
+        "only the dripped head reached the member (once from each server)"
+    );
 }

@@ -7,6 +7,7 @@ use support::*;
 
 const TWO_TENANTS: &str = "Listen 127.0.0.1:{PORT}
 KeepAliveTimeout 2
+RequestReadTimeout header=2
 <Proxy balancer://t1rws>
 BalancerMember http://t1:1
 </Proxy>
@@ -135,7 +136,7 @@ async fn slow_headers_and_idle_keepalive_are_cut() {
     assert!(closed, "slow header connection was closed");
     assert!(
         t0.elapsed() < Duration::from_secs(4),
-        "within KeepAliveTimeout (2 s) + slack"
+        "within RequestReadTimeout header=2 + slack"
     );
     // Idle keep-alive: closed after KeepAliveTimeout.
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
@@ -303,8 +304,9 @@ async fn stalled_request_bodies_are_cut_at_timeout_small_or_large() {
     }
 }
 
-/// A request head left unfinished is answered with 408 at `KeepAliveTimeout`, like httpd,
-/// and the connection closes; an idle connection just closes.
+/// A request head left unfinished is answered with 408 at `RequestReadTimeout header=`,
+/// like httpd, and the connection closes; an idle connection just closes (at
+/// `KeepAliveTimeout`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unfinished_request_head_gets_408() {
     let (t1, _t2, p) = tenants().await;
@@ -349,4 +351,58 @@ async fn unsupported_versions_and_garbage_request_lines_get_a_status() {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(closed);
     assert_eq!(t1.count(), 0);
+}
+
+/// `RequestReadTimeout body=N,MinRate=R` bounds the whole body, not only the gaps between
+/// reads: a body that keeps trickling (never idle for `Timeout`) but stays below `MinRate` is
+/// cut with 408 when its deadline passes, frame by frame (small) and socket to socket
+/// (large: splice), and no member is marked for the client's slowness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_below_min_rate_is_cut_at_its_deadline_small_or_large() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("A").await;
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nTimeout 30\nRequestReadTimeout body=2,MinRate=100000\nProxyPass /up http://a:1/up\n",
+        &[("a:1", a.addr)],
+    );
+    for (len, first_bytes) in [(1000usize, 10usize), (10_000_000, 200_000)] {
+        let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+        let mut first =
+            format!("PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").into_bytes();
+        first.extend(std::iter::repeat_n(b'x', first_bytes));
+        s.write_all(&first).await.unwrap();
+        let t0 = std::time::Instant::now();
+        let mut out = Vec::new();
+        // One byte every 200 ms: never idle for Timeout (30 s), far below MinRate.
+        let r = tokio::time::timeout(Duration::from_secs(8), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                tokio::select! {
+                    r = s.read(&mut buf) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => out.extend_from_slice(&buf[..n]),
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {
+                        let _ = s.write_all(b"y").await;
+                    }
+                }
+            }
+        })
+        .await;
+        let took = t0.elapsed();
+        let text = String::from_utf8_lossy(&out);
+        assert!(r.is_ok(), "{len}: a trickling body was held: {text} {}", p.log_text());
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+            "{len}: cut after {took:?}: {text}"
+        );
+        assert!(text.starts_with("HTTP/1.1 408"), "{len}: {text}\n{}", p.log_text());
+    }
+    let (ok, _) = raw(
+        p.addr,
+        b"GET /up/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "the member was not marked: {ok}");
 }

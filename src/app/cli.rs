@@ -61,6 +61,8 @@ enum Command {
         /// Folder to write them to.
         dir: PathBuf,
     },
+    /// Print every httpd 2.4 directive with what balancerd does with it (Markdown).
+    Directives,
     /// Validate a config (a main file or one tenant file) and print a summary.
     Check {
         /// Treat warnings as errors (exit 1).
@@ -129,6 +131,10 @@ pub fn main() -> i32 {
             format,
             verbose,
         } => check(&path, &opts, strict, format, verbose),
+        Command::Directives => {
+            print!("{}", crate::config::httpd::directives::markdown());
+            0
+        }
         Command::Run => run(&path, &opts, false, cli.threads),
         Command::Demo => run(&path, &opts, true, cli.threads),
         Command::Reload => crate::app::signal_reload(&path, &opts),

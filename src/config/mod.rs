@@ -293,6 +293,13 @@ fn walk_dir(d: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub fn load(path: &Path, opts: &LoadOptions) -> Loaded {
     let mut ctx = LoadCtx::new(opts);
     ctx.load_path(path, None);
+    if !ctx.loaded_modules.is_empty() && !ctx.loaded_modules.contains("reqtimeout") {
+        // A tree that loads its modules but not mod_reqtimeout has no read deadlines but
+        // `Timeout`, as httpd without the module.
+        let s = &mut ctx.builder.config.server;
+        s.header_read_timeout = None;
+        s.body_read_timeout = None;
+    }
     let main_file: Arc<str> = Arc::from(path.display().to_string());
     let LoadCtx {
         builder,

@@ -5,6 +5,7 @@
 //! an admin at the exact line.
 
 use super::diag::Origin;
+pub use crate::util::deadline::ReadStage;
 use ipnet::IpNet;
 use regex::Regex;
 use std::path::PathBuf;
@@ -73,6 +74,20 @@ pub struct Listener {
     pub origin: Origin,
 }
 
+/// mod_reqtimeout's default head stage: `header=20-40,MinRate=500`.
+pub const REQTIMEOUT_HEADER: ReadStage = ReadStage {
+    initial: Duration::from_secs(20),
+    max: Some(Duration::from_secs(40)),
+    min_rate: 500,
+};
+
+/// mod_reqtimeout's default body stage: `body=20,MinRate=500`.
+pub const REQTIMEOUT_BODY: ReadStage = ReadStage {
+    initial: Duration::from_secs(20),
+    max: None,
+    min_rate: 500,
+};
+
 /// Server-wide settings with httpd's defaults.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -112,6 +127,12 @@ pub struct ServerSettings {
     pub proxy_status: bool,
     /// `GracefulShutdownTimeout`: how long a stop waits for in-flight requests (default 30 s).
     pub graceful_timeout: Duration,
+    /// `RequestReadTimeout header=`: the request head's deadline once its first byte
+    /// arrived (mod_reqtimeout; `None`: `Timeout` for the whole head).
+    pub header_read_timeout: Option<ReadStage>,
+    /// `RequestReadTimeout body=`: the request body's deadline from its first read
+    /// (`None`: only `Timeout` between reads).
+    pub body_read_timeout: Option<ReadStage>,
     /// `CustomLog`: the access log file and its format string.
     pub access_log: Option<(PathBuf, Arc<crate::telemetry::access_log::LogFormat>)>,
 }
@@ -137,6 +158,8 @@ impl Default for ServerSettings {
             log_level: None,
             proxy_status: false,
             graceful_timeout: Duration::from_secs(30),
+            header_read_timeout: Some(REQTIMEOUT_HEADER),
+            body_read_timeout: Some(REQTIMEOUT_BODY),
             access_log: None,
         }
     }

@@ -6,7 +6,9 @@
 //! we refuse it with a hint instead of guessing.
 
 use super::diag::{Severity, closest};
-use super::model::{BalancerParams, LbMethod, MemberParams, StatusFlags, StickySession};
+use super::model::{
+    BalancerParams, LbMethod, MemberParams, ReadStage, StatusFlags, StickySession,
+};
 use std::time::Duration;
 
 /// A problem with one parameter; the caller attaches the position.
@@ -556,4 +558,70 @@ mod tests {
         assert!(w.is_some());
         assert_eq!(b.sticky.unwrap().cookie.len(), 63);
     }
+}
+
+/// The stages `RequestReadTimeout` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStageName {
+    /// The TLS handshake (balancerd has a fixed handshake limit).
+    Handshake,
+    /// The request head.
+    Header,
+    /// The request body.
+    Body,
+}
+
+/// One `RequestReadTimeout` word as mod_reqtimeout reads it: `header=20-40,MinRate=500`,
+/// `body=10`, `header=0` (disabled, `None`). A range needs `MinRate`; the maximum must be
+/// larger than the initial timeout.
+pub fn request_read_timeout(word: &str) -> Result<(ReadStageName, Option<ReadStage>), ParamIssue> {
+    let fail = |why: &str| {
+        ParamIssue::error(format!("RequestReadTimeout {word}: {why}"))
+            .hint("write e.g. header=20-40,MinRate=500 body=20,MinRate=500")
+    };
+    let (key, val) = word
+        .split_once('=')
+        .ok_or_else(|| fail("a parameter is key=value"))?;
+    let stage = match key.to_ascii_lowercase().as_str() {
+        "handshake" => ReadStageName::Handshake,
+        "header" => ReadStageName::Header,
+        "body" => ReadStageName::Body,
+        _ => return Err(fail("unknown stage (handshake, header or body)")),
+    };
+    let lower = val.to_ascii_lowercase();
+    let (times, rate) = match lower.find(",minrate=") {
+        Some(i) => (&val[..i], Some(&val[i + ",minrate=".len()..])),
+        None => (val, None),
+    };
+    let secs = |s: &str| s.parse::<u64>().map_err(|_| fail("not a whole number of seconds"));
+    let min_rate = match rate {
+        Some(r) => match r.parse::<u32>() {
+            Ok(0) => return Err(fail("MinRate must be larger than 0")),
+            Ok(n) => n,
+            Err(_) => return Err(fail("MinRate is not a whole number")),
+        },
+        None => 0,
+    };
+    let (initial, max) = match times.split_once('-') {
+        Some(_) if rate.is_none() => return Err(fail("a timeout range needs MinRate")),
+        Some((a, b)) => (secs(a)?, Some(secs(b)?)),
+        None => (secs(times)?, None),
+    };
+    if let Some(m) = max
+        && m != 0
+        && initial >= m
+    {
+        return Err(fail("the maximum must be larger than the initial timeout"));
+    }
+    if initial == 0 {
+        return Ok((stage, None));
+    }
+    Ok((
+        stage,
+        Some(ReadStage {
+            initial: Duration::from_secs(initial),
+            max: max.filter(|m| *m > 0).map(Duration::from_secs),
+            min_rate,
+        }),
+    ))
 }

@@ -304,6 +304,7 @@ impl Walker<'_> {
             "graceful_timeout",
             "access_log",
             "log_format",
+            "request_read_timeout",
         ];
         self.check_keys(t, K, "[server]");
         for (k, val) in t.iter() {
@@ -356,6 +357,24 @@ impl Walker<'_> {
                     }
                 }
                 "pid_file" => self.ctx.builder.config.server.pid_file = self.path_of(val, key),
+                "request_read_timeout" => {
+                    use super::params::{ReadStageName, request_read_timeout};
+                    let Some(text) = self.str_of(val, key) else {
+                        continue;
+                    };
+                    for word in text.split_whitespace() {
+                        match request_read_timeout(word) {
+                            Ok((ReadStageName::Header, st)) => {
+                                self.ctx.builder.config.server.header_read_timeout = st
+                            }
+                            Ok((ReadStageName::Body, st)) => {
+                                self.ctx.builder.config.server.body_read_timeout = st
+                            }
+                            Ok((ReadStageName::Handshake, _)) => {}
+                            Err(p) => self.issue(val.span().start, p),
+                        }
+                    }
+                }
                 "access_log" => {
                     if let Some(p) = self.path_of(val, key) {
                         let fmt = t

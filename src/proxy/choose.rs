@@ -61,7 +61,7 @@ pub(super) async fn forward(
     let mut up_body = Some(if body.is_end_stream() {
         UpBody::Empty
     } else {
-        UpBody::client(body, body_timeout)
+        UpBody::client(body, body_timeout, snap.server.body_read_timeout)
     });
     let mut attempts = 0u32;
     let default_timeout = snap.server.effective_proxy_timeout();

@@ -55,6 +55,7 @@ use crate::server::Shutdown;
 use crate::telemetry::stats::STATS;
 use crate::upstream::body::{ClientBody, DownBody, MemberDown, count_member_bytes};
 use crate::util::clock::coarse_ms;
+use crate::util::deadline::{RateDeadline, ReadStage};
 use crate::util::recycle::Recycled;
 use bytes::BytesMut;
 use http::header;
@@ -105,16 +106,26 @@ enum Next {
 }
 
 impl ClientConn {
-    /// Waits for and parses the next request head, within `timeout`.
+    /// Waits for and parses the next request head.
+    ///
+    /// Two deadlines, as httpd with mod_reqtimeout: while nothing of the head has arrived
+    /// the connection is idle and closes quietly after `idle` (KeepAliveTimeout); from the
+    /// first byte of an incomplete head, `head` runs (`RequestReadTimeout header=`, its
+    /// deadline moving with `MinRate`), and when it passes the client gets 408.
     async fn next_head(
         &mut self,
-        timeout: Duration,
+        idle: Duration,
+        head: ReadStage,
         max_fields: usize,
         shutdown: &Shutdown,
     ) -> Next {
-        // The deadline on the coarse clock; the precise one is read only to arm the
+        // The idle deadline on the coarse clock; the precise one is read only to arm the
         // connection's timer the first time, and when it fires.
-        let deadline_ms = coarse_ms().saturating_add(timeout.as_millis() as u64);
+        let deadline_ms = coarse_ms().saturating_add(idle.as_millis() as u64);
+        // Started when a read leaves an incomplete head (a head that arrives in one read
+        // never reads the precise clock here).
+        let mut head_deadline: Option<RateDeadline> = None;
+        let mut last_read = 0usize;
         loop {
             if !self.buf.is_empty() {
                 match parse_request(&mut self.buf, max_fields) {
@@ -124,7 +135,25 @@ impl ClientConn {
                         }
                         return Next::Head(p);
                     }
-                    Ok(None) => {}
+                    Ok(None) => {
+                        if self.buf.iter().any(|b| *b != b'\r' && *b != b'\n') {
+                            let timer = self
+                                .timer
+                                .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                            match head_deadline.as_mut() {
+                                None => {
+                                    let mut d = RateDeadline::start(head, Instant::now());
+                                    d.on_bytes(last_read);
+                                    timer.as_mut().reset(d.at());
+                                    head_deadline = Some(d);
+                                }
+                                Some(d) => {
+                                    d.on_bytes(last_read);
+                                    timer.as_mut().reset(d.at());
+                                }
+                            }
+                        }
+                    }
                     Err(r) => return Next::Refused(r),
                 }
             }
@@ -137,7 +166,7 @@ impl ClientConn {
             let buf = &mut self.buf;
             let timer = self
                 .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
             let stopping = self.stopping.get_or_insert_with(|| {
                 let mut rx = shutdown.clone();
                 Box::pin(async move {
@@ -149,20 +178,27 @@ impl ClientConn {
                 biased;
                 r = std::future::poll_fn(|cx| poll_read_small(rd, cx, buf)) => match r {
                     Ok(0) | Err(_) => return Next::Closed,
-                    Ok(_) => {}
+                    Ok(n) => last_read = n,
                 },
                 () = timer.as_mut() => {
+                    if let Some(d) = &head_deadline {
+                        let now = Instant::now();
+                        if d.passed(now) {
+                            return Next::Refused(HeadRefusal(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "Server timeout waiting for the HTTP request from the client.",
+                            ));
+                        }
+                        timer.as_mut().reset(d.at());
+                        continue;
+                    }
                     let now_ms = coarse_ms();
                     if now_ms < deadline_ms {
                         let left = Duration::from_millis(deadline_ms - now_ms);
                         timer.as_mut().reset(Instant::now() + left);
-                    } else if self.buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                        return Next::Closed;
                     } else {
-                        return Next::Refused(HeadRefusal(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "Server timeout waiting for the HTTP request from the client.",
-                        ));
+                        // Nothing of a head (at most blank lines): close quietly.
+                        return Next::Closed;
                     }
                 }
                 () = stopping.as_mut() => return Next::Closed,
@@ -232,8 +268,14 @@ pub async fn serve(
             0 => MAX_FIELDS,
             n => (n as usize).saturating_add(1),
         };
+        // Without mod_reqtimeout, `Timeout` bounds the whole head.
+        let head = snap.server.header_read_timeout.unwrap_or(ReadStage {
+            initial: snap.server.timeout,
+            max: None,
+            min_rate: 0,
+        });
         let next = conn
-            .next_head(snap.server.keepalive_timeout, max_fields, &shutdown)
+            .next_head(snap.server.keepalive_timeout, head, max_fields, &shutdown)
             .await;
         let p = match next {
             Next::Head(p) => p,

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::time::Sleep;
+use crate::util::deadline::{RateDeadline, ReadStage};
+use tokio::time::{Instant, Sleep};
 
 /// Error type of the bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -76,6 +77,10 @@ pub enum UpBody {
         inner: ClientBody,
         /// Per-frame read timeout.
         timeout: Duration,
+        /// The body's overall deadline (`RequestReadTimeout body=`), from the first read.
+        stage: Option<ReadStage>,
+        /// The running deadline of `stage`.
+        deadline: Option<RateDeadline>,
         /// Armed while waiting for a frame.
         sleep: Option<Pin<Box<Sleep>>>,
         /// Where to count bytes sent (bytraffic).
@@ -86,11 +91,13 @@ pub enum UpBody {
 }
 
 impl UpBody {
-    /// Wraps a client body.
-    pub fn client(inner: ClientBody, timeout: Duration) -> Self {
+    /// Wraps a client body: `timeout` between reads, and `stage` for the whole body.
+    pub fn client(inner: ClientBody, timeout: Duration, stage: Option<ReadStage>) -> Self {
         UpBody::Client {
             inner,
             timeout,
+            stage,
+            deadline: None,
             sleep: None,
             member: None,
             touched: false,
@@ -109,6 +116,8 @@ impl UpBody {
         let UpBody::Client {
             inner: ClientBody::Plain(body),
             timeout,
+            stage,
+            deadline,
             member,
             touched,
             ..
@@ -118,11 +127,16 @@ impl UpBody {
         };
         let (buffered, socket, rest) = body.take_plain_run(min)?;
         *touched = true;
+        let mut deadline = deadline.or_else(|| stage.map(|s| RateDeadline::start(s, Instant::now())));
+        if let Some(d) = deadline.as_mut() {
+            d.on_bytes(buffered.len());
+        }
         Some(PlainRun {
             buffered,
             socket,
             rest,
             timeout: *timeout,
+            deadline,
             member: member.clone(),
         })
     }
@@ -164,31 +178,55 @@ impl Body for UpBody {
             UpBody::Client {
                 inner,
                 timeout,
+                stage,
+                deadline,
                 sleep,
                 member,
                 touched,
-            } => match Pin::new(inner).poll_frame(cx) {
-                Poll::Ready(f) => {
-                    *sleep = None;
-                    *touched = true;
-                    if let (Some(Ok(fr)), Some(m)) = (&f, member.as_ref())
-                        && let Some(d) = fr.data_ref()
-                    {
-                        m.transferred.fetch_add(d.len() as u64, Relaxed);
-                    }
-                    Poll::Ready(f)
+            } => {
+                if deadline.is_none()
+                    && let Some(st) = stage
+                {
+                    *deadline = Some(RateDeadline::start(*st, Instant::now()));
                 }
-                Poll::Pending => {
-                    let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
-                    if s.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "timed out reading the request body from the client",
-                        )))));
+                match Pin::new(inner).poll_frame(cx) {
+                    Poll::Ready(f) => {
+                        *sleep = None;
+                        *touched = true;
+                        if let Some(Ok(fr)) = &f
+                            && let Some(d) = fr.data_ref()
+                        {
+                            if let Some(m) = member.as_ref() {
+                                m.transferred.fetch_add(d.len() as u64, Relaxed);
+                            }
+                            if let Some(dl) = deadline.as_mut() {
+                                if dl.passed(Instant::now()) {
+                                    return Poll::Ready(Some(Err(body_too_slow())));
+                                }
+                                dl.on_bytes(d.len());
+                            }
+                        }
+                        Poll::Ready(f)
                     }
-                    Poll::Pending
+                    Poll::Pending => {
+                        // Whichever comes first: `timeout` without a frame, or the body's
+                        // deadline (which only moves when a frame arrives, and then the
+                        // sleep is made afresh).
+                        let s = sleep.get_or_insert_with(|| {
+                            let idle = Instant::now() + *timeout;
+                            let until = match deadline {
+                                Some(d) if d.at() < idle => d.at(),
+                                _ => idle,
+                            };
+                            Box::pin(tokio::time::sleep_until(until))
+                        });
+                        if s.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Some(Err(body_too_slow())));
+                        }
+                        Poll::Pending
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -207,6 +245,15 @@ impl Body for UpBody {
     }
 }
 
+/// The error a client body that stalls or falls below its minimum rate ends with (the
+/// client is blamed: 408, no member marked).
+fn body_too_slow() -> BoxError {
+    Box::new(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "timed out reading the request body from the client",
+    ))
+}
+
 /// The rest of a client's request body as bytes on its socket, for zero-copy forwarding.
 #[derive(Debug)]
 pub struct PlainRun<'a> {
@@ -218,6 +265,8 @@ pub struct PlainRun<'a> {
     pub rest: u64,
     /// How long the body may stall.
     pub timeout: Duration,
+    /// The body's overall deadline (`RequestReadTimeout body=`), running.
+    pub deadline: Option<RateDeadline>,
     /// Where to count the bytes sent (bytraffic).
     pub member: Option<Arc<Peer>>,
 }

@@ -484,7 +484,7 @@ impl<'a> SplicedUpload<'a> {
         }
         out.push(run.buffered.clone());
         Ok(SplicedUpload {
-            stall: Box::pin(tokio::time::sleep(run.timeout)),
+            stall: Box::pin(tokio::time::sleep_until(stall_until(&run))),
             run,
             splice,
         })
@@ -497,10 +497,10 @@ impl<'a> SplicedUpload<'a> {
                 "not a plain socket",
             ))));
         };
-        let mut moved = false;
+        let mut moved = 0usize;
         let counter = self.run.member.as_ref();
         let r = self.splice.poll(cx, self.run.socket, member_socket, |n| {
-            moved = true;
+            moved += n;
             if let Some(m) = counter {
                 m.transferred.fetch_add(n as u64, Relaxed);
             }
@@ -509,19 +509,40 @@ impl<'a> SplicedUpload<'a> {
         if r.is_ready() {
             return r;
         }
-        if moved {
-            self.stall
-                .as_mut()
-                .reset(tokio::time::Instant::now() + self.run.timeout);
+        if moved > 0 {
+            if let Some(d) = self.run.deadline.as_mut() {
+                if d.passed(tokio::time::Instant::now()) {
+                    return Poll::Ready(Err(SpliceError::Source(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the request body arrived slower than RequestReadTimeout allows",
+                    ))));
+                }
+                d.on_bytes(moved);
+            }
+            let until = stall_until(&self.run);
+            self.stall.as_mut().reset(until);
         }
         // Polled after every reset too: a reset alone arms no wake-up.
         if self.stall.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(SpliceError::Source(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("stalled for {:?}", self.run.timeout),
+                format!(
+                    "stalled for {:?} or past the body's RequestReadTimeout",
+                    self.run.timeout
+                ),
             ))));
         }
         Poll::Pending
+    }
+}
+
+/// When a spliced body times out: `timeout` from now without bytes, or the body's
+/// `RequestReadTimeout` deadline, whichever is first.
+fn stall_until(run: &PlainRun<'_>) -> tokio::time::Instant {
+    let idle = tokio::time::Instant::now() + run.timeout;
+    match run.deadline {
+        Some(d) if d.at() < idle => d.at(),
+        _ => idle,
     }
 }
 

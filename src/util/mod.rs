@@ -1,10 +1,12 @@
 //! Layer 0, `util`: small tools with no knowledge of HTTP, config or members.
 //!
 //! Owns: per-thread recycling of heap blocks ([`recycle`]), cheap clocks and calendar
-//! arithmetic ([`clock`]), HTML escaping ([`html`]).
+//! arithmetic ([`clock`]), read deadlines that move with the data ([`deadline`]), HTML
+//! escaping ([`html`]).
 //!
 //! May import: nothing of the crate (see `tests/layering.rs`).
 
 pub mod clock;
+pub mod deadline;
 pub mod html;
 pub mod recycle;

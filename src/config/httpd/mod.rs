@@ -10,9 +10,12 @@
 //! `SetHandler`), `ssl` and `log`. Parameter meaning lives in `config::params`, header
 //! formats in `config::headers`, both shared with the TOML dialect.
 
+pub mod directives;
 pub mod lexer;
 
 mod access;
+mod env;
+mod filters;
 mod headers;
 mod log;
 mod proxy;
@@ -30,172 +33,6 @@ use super::params::ParamIssue;
 use lexer::{LogicalLine, Word, logical_lines, split_words, substitute};
 use std::path::Path;
 use std::sync::Arc;
-
-/// Directives balancerd implements.
-const SUPPORTED: &[&str] = &[
-    "Listen",
-    "ServerName",
-    "ServerAlias",
-    "ServerRoot",
-    "Define",
-    "UnDefine",
-    "Include",
-    "IncludeOptional",
-    "BalancerMember",
-    "ProxySet",
-    "ProxyPass",
-    "ProxyPassMatch",
-    "ProxyPassReverse",
-    "ProxyPassReverseCookiePath",
-    "ProxyPassReverseCookieDomain",
-    "ProxyPreserveHost",
-    "ProxyTimeout",
-    "ProxyAddHeaders",
-    "ProxyRequests",
-    "ProxyVia",
-    "ProxyStatus",
-    "ProxyHCExpr",
-    "ProxyHCTemplate",
-    "ProxyHCTPsize",
-    "Timeout",
-    "KeepAlive",
-    "KeepAliveTimeout",
-    "MaxKeepAliveRequests",
-    "LimitRequestLine",
-    "LimitRequestFieldSize",
-    "LimitRequestFields",
-    "LimitRequestBody",
-    "Header",
-    "RequestHeader",
-    "SetHandler",
-    "Order",
-    "Allow",
-    "Deny",
-    "Satisfy",
-    "Require",
-    "SSLEngine",
-    "SSLCertificateFile",
-    "SSLCertificateKeyFile",
-    "SSLCertificateChainFile",
-    "SSLProtocol",
-    "SSLCipherSuite",
-    "SSLProxyEngine",
-    "SSLProxyVerify",
-    "SSLProxyCACertificateFile",
-    "SSLProxyCheckPeerName",
-    "SSLProxyCheckPeerCN",
-    "SSLProxyCheckPeerExpire",
-    "SSLProxyMachineCertificateFile",
-    "SSLProxyProtocol",
-    "PidFile",
-    "LogLevel",
-    "GracefulShutdownTimeout",
-    "LogFormat",
-    "CustomLog",
-];
-
-/// httpd directives that mean nothing to balancerd: a note, then skipped.
-const IGNORED: &[&str] = &[
-    "LoadModule",
-    "User",
-    "Group",
-    "ErrorLog",
-    "DocumentRoot",
-    "ServerAdmin",
-    "ServerTokens",
-    "ServerSignature",
-    "AddDefaultCharset",
-    "EnableSendfile",
-    "EnableMMAP",
-    "TypesConfig",
-    "AddType",
-    "AddHandler",
-    "DirectoryIndex",
-    "Options",
-    "AllowOverride",
-    "StartServers",
-    "MinSpareServers",
-    "MaxSpareServers",
-    "MinSpareThreads",
-    "MaxSpareThreads",
-    "ThreadsPerChild",
-    "ThreadLimit",
-    "MaxRequestWorkers",
-    "ServerLimit",
-    "MaxConnectionsPerChild",
-    "MaxClients",
-    "MaxRequestsPerChild",
-    "ListenBackLog",
-    "HostnameLookups",
-    "UseCanonicalName",
-    "TraceEnable",
-    "ExtendedStatus",
-    "Mutex",
-    "DefaultRuntimeDir",
-    "SSLRandomSeed",
-    "SSLSessionCache",
-    "SSLSessionCacheTimeout",
-    "SSLPassPhraseDialog",
-    "SSLCryptoDevice",
-    "SSLHonorCipherOrder",
-    "SSLCompression",
-    "SSLProxyVerifyDepth",
-    "SSLProxyCipherSuite",
-    "ErrorLogFormat",
-    "MIMEMagicFile",
-    "AddLanguage",
-    "LanguagePriority",
-    "ForceLanguagePriority",
-    "AddOutputFilter",
-    "AddCharset",
-    "BalancerPersist",
-    "BalancerGrowth",
-    "BalancerInherit",
-    "ProxyPassInherit",
-    "ProxyErrorOverride",
-    "IndexOptions",
-    "IndexIgnore",
-    // mod_autoindex: directory listings (balancerd serves no files).
-    "AddIcon",
-    "AddIconByType",
-    "AddIconByEncoding",
-    "AddAlt",
-    "AddAltByType",
-    "AddAltByEncoding",
-    "AddDescription",
-    "DefaultIcon",
-    "ReadmeName",
-    "HeaderName",
-    "IndexHeadInsert",
-    "IndexOrderDefault",
-    "IndexStyleSheet",
-    // mod_mime, for files httpd serves itself (a member's Content-Type passes through).
-    "RemoveType",
-    "RemoveHandler",
-    "RemoveCharset",
-    "RemoveLanguage",
-    "RemoveEncoding",
-    "AddEncoding",
-    "DefaultLanguage",
-    // .htaccess files (no file tree to read them from).
-    "AccessFileName",
-    "Alias",
-    "ScriptAlias",
-];
-
-/// Section tags whose content has no meaning to balancerd (skipped with a note).
-const IGNORED_SECTIONS: &[&str] = &[
-    "Directory",
-    "DirectoryMatch",
-    "Files",
-    "FilesMatch",
-    "Limit",
-    "LimitExcept",
-    "If",
-    "ElseIf",
-    "Else",
-    "IfVersion",
-];
 
 /// Modules balancerd implements: `<IfModule>` is true for these.
 const MODULES: &[&str] = &[
@@ -496,7 +333,6 @@ impl<'a> HttpdParser<'a> {
 
     /// Handles one directive.
     fn directive(&mut self, d: &Dir) {
-        let o = d.origin();
         // httpd has no trailing comments: a '#' word is an argument and the line fails.
         if let Some((i, _)) = d
             .args
@@ -522,34 +358,82 @@ impl<'a> HttpdParser<'a> {
             "sethandler" => self.set_handler(d),
             "order" | "allow" | "deny" | "satisfy" | "require" => self.access(d),
             l if l.starts_with("ssl") => self.ssl(d),
-            _ => {
-                if d.lower == "loadmodule"
-                    && let Some(name) = d.arg(0)
-                {
-                    self.ctx.loaded_modules.insert(module_base(name));
-                }
-                if let Some(n) = IGNORED.iter().find(|n| n.eq_ignore_ascii_case(&d.name)) {
-                    let what = match *n {
-                        "LoadModule" => {
-                            "the module counts as loaded for <IfModule> (balancerd loads no module files)"
-                        }
-                        "ProxyErrorOverride" => "balancerd passes member error pages through",
-                        "Alias" | "ScriptAlias" | "DocumentRoot" => "balancerd serves no files",
-                        _ => "it has no meaning for balancerd",
-                    };
-                    self.ctx.diags.note(&o, format!("{n} ignored: {what}"));
-                    return;
-                }
-                let all = SUPPORTED.iter().chain(IGNORED.iter()).copied();
-                let looks_kv = d.name.contains('=');
-                let dd = self.err(&o, format!("unknown directive '{}'", d.name));
-                if looks_kv {
-                    dd.hint("a key=value word must be on the same line as its directive");
-                } else if let Some(c) = closest(&d.name, all) {
-                    dd.hint(format!("did you mean {c}?"));
+            "addoutputfilterbytype" | "addoutputfilter" | "setoutputfilter" => {
+                self.output_filter(d)
+            }
+            "browsermatch" | "browsermatchnocase" | "setenvif" | "setenvifnocase" => {
+                self.set_env_if(d)
+            }
+            _ => self.by_table(d),
+        }
+    }
+
+    /// A directive no handler took: skipped, refused or unknown, as the table says.
+    fn by_table(&mut self, d: &Dir) {
+        use directives::Class;
+        let o = d.origin();
+        if d.lower == "loadmodule" {
+            if let Some(name) = d.arg(0) {
+                self.ctx.loaded_modules.insert(module_base(name));
+            }
+            self.ctx.diags.note(
+                &o,
+                "LoadModule: the module counts as loaded for <IfModule> (balancerd loads no module files)",
+            );
+            return;
+        }
+        let Some(entry) = directives::lookup(&d.name).filter(|e| !e.section) else {
+            let looks_kv = d.name.contains('=');
+            let names = directives::DIRECTIVES
+                .iter()
+                .filter(|e| !e.section)
+                .map(|e| e.name);
+            let dd = self.err(&o, format!("unknown directive '{}'", d.name));
+            if looks_kv {
+                dd.hint("a key=value word must be on the same line as its directive");
+            } else if let Some(c) = closest(&d.name, names) {
+                dd.hint(format!("did you mean {c}?"));
+            }
+            return;
+        };
+        match entry.class {
+            Class::Skipped(why) => {
+                self.ctx
+                    .diags
+                    .note(&o, format!("{} skipped: {why}", entry.name));
+            }
+            Class::Refused { why, default } => {
+                let written: Vec<&str> = d.args.iter().map(|w| w.text.as_str()).collect();
+                let written = written.join(" ");
+                if default.is_some_and(|v| v.eq_ignore_ascii_case(&written)) {
+                    self.ctx.diags.note(
+                        &o,
+                        format!("{} {written} is what balancerd does; nothing to change", entry.name),
+                    );
+                } else {
+                    self.refuse(d, entry, why);
                 }
             }
+            Class::Implemented => {
+                self.err(
+                    &o,
+                    format!("{} is listed as implemented but no handler read it (a balancerd bug)", entry.name),
+                );
+            }
         }
+    }
+
+    /// The error for a directive balancerd does not implement: what httpd would do, and what
+    /// to write instead.
+    fn refuse(&mut self, d: &Dir, entry: &directives::Directive, why: &str) {
+        self.err(
+            &d.origin(),
+            format!(
+                "{} ({}) changes what httpd does and balancerd does not implement it",
+                entry.name, entry.module
+            ),
+        )
+        .hint(why.to_string());
     }
 
     fn one_arg(&mut self, d: &Dir) -> Option<String> {

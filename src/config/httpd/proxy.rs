@@ -40,12 +40,6 @@ impl HttpdParser<'_> {
                         .hint("remove the line or write ProxyRequests Off");
                 }
             }
-            "proxyvia" => {
-                let v = d.arg(0).unwrap_or("").to_ascii_lowercase();
-                if v != "off" {
-                    self.ctx.diags.warning(&o, format!("ProxyVia {v} is not implemented; balancerd adds no Via header (httpd's default, Off)"));
-                }
-            }
             "proxyhcexpr" => {
                 if d.args.len() < 2 {
                     self.err(&o, "ProxyHCExpr takes a name and an {expression}");

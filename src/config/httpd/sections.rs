@@ -1,7 +1,8 @@
 //! Sections: `<Proxy>`, `<Location>`, `<VirtualHost>`, `<IfModule>`/`<IfDefine>`,
 //! `<Require*>`; opening and closing them, and what each scopes.
 
-use super::{Dir, Frame, HttpdParser, IGNORED_SECTIONS, module_known};
+use super::directives::{self, Class};
+use super::{Dir, Frame, HttpdParser, module_known};
 
 use crate::config::builder::HostSel;
 use crate::config::diag::{Origin, closest};
@@ -91,21 +92,50 @@ impl HttpdParser<'_> {
                 self.host = HostSel::VHost(self.ctx.builder.config.vhosts.len() - 1);
                 self.stack.push(Frame::VirtualHost);
             }
-            "ifmodule" | "ifdefine" => {
+            "ifmodule" | "ifdefine" | "iffile" | "ifdirective" | "ifsection" | "ifversion" => {
                 let Some(a) = args.first() else {
                     self.err(&o, format!("<{tag}> needs an argument"));
                     return Some(tag);
                 };
-                let (neg, name) = match a.strip_prefix('!') {
-                    Some(n) => (true, n),
-                    None => (false, a.as_str()),
-                };
-                let truth = if lower == "ifmodule" {
-                    module_known(name, &self.ctx.loaded_modules)
+                let truth = if lower == "ifversion" {
+                    match if_version(&args) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            self.err(&o, format!("<{tag}>: {e}"));
+                            return Some(tag);
+                        }
+                    }
                 } else {
-                    self.ctx.defines.contains_key(name)
+                    let (neg, name) = match a.strip_prefix('!') {
+                        Some(n) => (true, n),
+                        None => (false, a.as_str()),
+                    };
+                    let holds = match lower.as_str() {
+                        "ifmodule" => module_known(name, &self.ctx.loaded_modules),
+                        "ifdefine" => self.ctx.defines.contains_key(name),
+                        "iffile" => {
+                            let p = std::path::Path::new(name);
+                            let p = if p.is_absolute() {
+                                p.to_path_buf()
+                            } else {
+                                self.ctx.include_base(&d.file).join(p)
+                            };
+                            p.exists()
+                        }
+                        _ => {
+                            // <IfDirective X>/<IfSection X>: X exists when its module is
+                            // loaded, as httpd registers directives per loaded module.
+                            let section = lower == "ifsection";
+                            let bare = name.trim_start_matches('<').trim_end_matches('>');
+                            directives::lookup(bare).is_some_and(|e| {
+                                e.section == section
+                                    && module_known(e.module, &self.ctx.loaded_modules)
+                            })
+                        }
+                    };
+                    holds != neg
                 };
-                if truth != neg {
+                if truth {
                     self.stack.push(Frame::Conditional);
                 } else {
                     return Some(tag);
@@ -129,32 +159,41 @@ impl HttpdParser<'_> {
                     origin: o.clone(),
                 });
             }
-            _ if IGNORED_SECTIONS
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(&lower)) =>
-            {
-                self.ctx.diags.note(
-                    &o,
-                    format!("<{tag}> has no meaning for a proxy; section skipped"),
-                );
-                return Some(tag);
-            }
             _ => {
-                let known = [
-                    "Proxy",
-                    "ProxyMatch",
-                    "Location",
-                    "LocationMatch",
-                    "VirtualHost",
-                    "IfModule",
-                    "IfDefine",
-                    "RequireAll",
-                    "RequireAny",
-                    "RequireNone",
-                ];
-                let d = self.err(&o, format!("unknown section <{tag}>"));
-                if let Some(c) = closest(&tag, known) {
-                    d.hint(format!("did you mean <{c}>?"));
+                match directives::lookup(&tag).filter(|e| e.section) {
+                    Some(e) => match e.class {
+                        Class::Skipped(why) => {
+                            self.ctx
+                                .diags
+                                .note(&o, format!("<{}> skipped with its contents: {why}", e.name));
+                        }
+                        Class::Refused { why, .. } => {
+                            self.err(
+                                &o,
+                                format!(
+                                    "<{}> ({}) changes what httpd does and balancerd does not implement it",
+                                    e.name, e.module
+                                ),
+                            )
+                            .hint(why.to_string());
+                        }
+                        Class::Implemented => {
+                            self.err(
+                                &o,
+                                format!("<{}> is listed as implemented but no handler read it (a balancerd bug)", e.name),
+                            );
+                        }
+                    },
+                    None => {
+                        let known = directives::DIRECTIVES
+                            .iter()
+                            .filter(|e| e.section)
+                            .map(|e| e.name);
+                        let d = self.err(&o, format!("unknown section <{tag}>"));
+                        if let Some(c) = closest(&tag, known) {
+                            d.hint(format!("did you mean <{c}>?"));
+                        }
+                    }
                 }
                 return Some(tag);
             }
@@ -243,7 +282,10 @@ impl HttpdParser<'_> {
             "proxy" => tag == "proxy" || tag == "proxymatch",
             "location" => tag == "location" || tag == "locationmatch",
             "virtualhost" => tag == "virtualhost",
-            "if" => tag == "ifmodule" || tag == "ifdefine",
+            "if" => matches!(
+                tag,
+                "ifmodule" | "ifdefine" | "iffile" | "ifdirective" | "ifsection" | "ifversion"
+            ),
             "require" => tag.starts_with("require"),
             _ => false,
         };
@@ -325,4 +367,47 @@ pub(super) fn frame_close_name(f: &Frame) -> &'static str {
         Frame::Conditional => "IfModule",
         Frame::Require { .. } => "RequireAny",
     }
+}
+
+/// The httpd version `<IfVersion>` compares against: the 2.4 release whose behaviour
+/// balancerd follows.
+pub const HTTPD_VERSION: (u32, u32, u32) = (2, 4, 66);
+
+/// `<IfVersion [[!]op] version>` as mod_version evaluates it: `=`/`==`, `<`, `<=`, `>`, `>=`
+/// on a dotted version (missing parts count as 0), `~` or `/regex/` on "2.4.66".
+fn if_version(args: &[String]) -> Result<bool, String> {
+    let (op, ver) = match args {
+        [v] => ("=", v.as_str()),
+        [op, v] => (op.as_str(), v.as_str()),
+        _ => return Err("takes [operator] version".into()),
+    };
+    let (neg, op) = match op.strip_prefix('!') {
+        Some(o) => (true, o),
+        None => (false, op),
+    };
+    let (a, b, c) = HTTPD_VERSION;
+    let text = format!("{a}.{b}.{c}");
+    let holds = if op == "~" || (ver.starts_with('/') && ver.ends_with('/') && ver.len() > 1) {
+        let src = if op == "~" { ver } else { &ver[1..ver.len() - 1] };
+        let re = regex::Regex::new(src).map_err(|e| format!("regex does not compile: {e}"))?;
+        re.is_match(&text)
+    } else {
+        let mut parts = ver.split('.').map(|p| p.parse::<u32>());
+        let mut next = || parts.next().unwrap_or(Ok(0));
+        let want = (
+            next().map_err(|_| format!("'{ver}' is not a version"))?,
+            next().map_err(|_| format!("'{ver}' is not a version"))?,
+            next().map_err(|_| format!("'{ver}' is not a version"))?,
+        );
+        let have = HTTPD_VERSION;
+        match op {
+            "=" | "==" => have == want,
+            "<" => have < want,
+            "<=" => have <= want,
+            ">" => have > want,
+            ">=" => have >= want,
+            _ => return Err(format!("unknown operator '{op}'")),
+        }
+    };
+    Ok(holds != neg)
 }

@@ -125,6 +125,7 @@ impl HttpdParser<'_> {
                     _ => {}
                 }
             }
+            "requestreadtimeout" => self.request_read_timeout(d),
             "gracefulshutdowntimeout" => {
                 let Some(v) = self.one_arg(d) else {
                     return true;
@@ -252,5 +253,37 @@ impl HttpdParser<'_> {
     /// Parses an included httpd file in the current section context.
     pub fn include_text(&mut self, path: &Path, text: &str) {
         self.parse_file(path, text);
+    }
+}
+
+impl HttpdParser<'_> {
+    /// `RequestReadTimeout header=… body=… handshake=…` (mod_reqtimeout).
+    fn request_read_timeout(&mut self, d: &Dir) {
+        use crate::config::params::{ReadStageName, request_read_timeout};
+        if d.args.is_empty() {
+            self.err(&d.origin(), "RequestReadTimeout needs at least one stage=timeout");
+            return;
+        }
+        for (i, w) in d.args.iter().enumerate() {
+            match request_read_timeout(&w.text) {
+                Ok((ReadStageName::Header, stage)) => {
+                    self.ctx.builder.config.server.header_read_timeout = stage;
+                }
+                Ok((ReadStageName::Body, stage)) => {
+                    self.ctx.builder.config.server.body_read_timeout = stage;
+                }
+                Ok((ReadStageName::Handshake, None)) => {}
+                Ok((ReadStageName::Handshake, Some(_))) => {
+                    self.ctx.diags.warning(
+                        &d.arg_origin(i),
+                        "RequestReadTimeout handshake=: balancerd always limits a TLS handshake to 10 seconds",
+                    );
+                }
+                Err(p) => {
+                    let o = d.arg_origin(i);
+                    self.issue(&o, p);
+                }
+            }
+        }
     }
 }

@@ -1,9 +1,8 @@
 //! mod_ssl directives: the front's `SSLEngine`, certificates, protocols and ciphers, and
 //! `SSLProxy*` for TLS to members.
 
-use super::{Dir, HttpdParser, IGNORED, SUPPORTED};
+use super::{Dir, HttpdParser};
 
-use crate::config::diag::closest;
 use crate::config::model::*;
 use std::path::{Path, PathBuf};
 
@@ -107,12 +106,7 @@ impl HttpdParser<'_> {
                         format!("{} ignored: rustls chooses safe values", d.name),
                     );
                 }
-                _ => {
-                    let d2 = self.err(&o, format!("unknown directive '{}'", d.name));
-                    if let Some(c) = closest(&d.name, SUPPORTED.iter().copied()) {
-                        d2.hint(format!("did you mean {c}?"));
-                    }
-                }
+                _ => self.by_table(d),
             }
             return;
         }
@@ -140,18 +134,7 @@ impl HttpdParser<'_> {
                 let v: Vec<&str> = d.args.iter().map(|w| w.text.as_str()).collect();
                 tls.ciphers = Some(v.join(" "));
             }
-            _ => {
-                if let Some(n) = IGNORED.iter().find(|n| n.eq_ignore_ascii_case(&d.name)) {
-                    self.ctx
-                        .diags
-                        .note(&o, format!("{n} ignored: it has no meaning for balancerd"));
-                } else {
-                    let d2 = self.err(&o, format!("unknown directive '{}'", d.name));
-                    if let Some(c) = closest(&d.name, SUPPORTED.iter().copied()) {
-                        d2.hint(format!("did you mean {c}?"));
-                    }
-                }
-            }
+            _ => self.by_table(d),
         }
     }
 }

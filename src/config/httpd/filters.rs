@@ -1,0 +1,46 @@
+//! Output filters by name (`AddOutputFilterByType`, `AddOutputFilter`, `SetOutputFilter`):
+//! compression is accepted with a warning, anything that rewrites content is refused.
+
+use super::directives;
+use super::{Dir, HttpdParser};
+
+/// Filters that only change the transfer representation (the client decodes the same bytes).
+const COMPRESSION: &[&str] = &["DEFLATE", "BROTLI_COMPRESS"];
+
+impl HttpdParser<'_> {
+    pub(super) fn output_filter(&mut self, d: &Dir) {
+        let Some(list) = d.arg(0) else {
+            self.err(&d.origin(), format!("{} needs a filter name", d.name));
+            return;
+        };
+        let names: Vec<&str> = list.split(';').filter(|n| !n.is_empty()).collect();
+        if let Some(other) = names
+            .iter()
+            .find(|n| !COMPRESSION.iter().any(|c| c.eq_ignore_ascii_case(n)))
+        {
+            let why = match directives::lookup(&d.name).map(|e| e.class) {
+                Some(directives::Class::Refused { why, .. }) => why,
+                _ => "balancerd streams bodies unchanged",
+            };
+            self.err(
+                &d.arg_origin(0),
+                format!(
+                    "{}: the {other} filter changes the content httpd sends and balancerd does not run it",
+                    d.name
+                ),
+            )
+            .hint(why.to_string());
+            return;
+        }
+        self.ctx
+            .diags
+            .warning(
+                &d.origin(),
+                format!(
+                    "{} {}: httpd would compress these responses; balancerd passes them as the member encodes them (same content, more bytes)",
+                    d.name, list
+                ),
+            )
+            .hint("let the member compress (it sees Accept-Encoding), or remove the line to silence this");
+    }
+}
