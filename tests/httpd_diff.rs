@@ -407,3 +407,26 @@ async fn request_read_timeout_as_httpd() {
         "only the dripped head reached the member (once from each server)"
     );
 }
+
+/// `TraceEnable Off` (Debian's stock `security.conf`) refuses a proxied TRACE as httpd does;
+/// with the default (On) TRACE is proxied to the member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_enable_as_httpd() {
+    let member = Backend::start("m").await;
+    for (setting, want) in [("TraceEnable Off\n", "405"), ("", "200")] {
+        let routing = format!(
+            "ServerName lb.example\n{setting}ProxyPass /t1/api http://{a}/api\n",
+            a = member.addr
+        );
+        let statuses = same_answers(
+            &routing,
+            &[(
+                b"TRACE /t1/api/x HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n",
+                &["allow"],
+            )],
+        )
+        .await;
+        assert_eq!(statuses, [want], "{setting}");
+    }
+    assert_eq!(member.count(), 2, "only the allowed TRACEs reached the member");
+}

@@ -127,6 +127,8 @@ pub struct ServerSettings {
     pub proxy_status: bool,
     /// `GracefulShutdownTimeout`: how long a stop waits for in-flight requests (default 30 s).
     pub graceful_timeout: Duration,
+    /// `TraceEnable` (default On): Off answers TRACE with 405 instead of proxying it.
+    pub trace_enable: bool,
     /// `RequestReadTimeout header=`: the request head's deadline once its first byte
     /// arrived (mod_reqtimeout; `None`: `Timeout` for the whole head).
     pub header_read_timeout: Option<ReadStage>,
@@ -158,6 +160,7 @@ impl Default for ServerSettings {
             log_level: None,
             proxy_status: false,
             graceful_timeout: Duration::from_secs(30),
+            trace_enable: true,
             header_read_timeout: Some(REQTIMEOUT_HEADER),
             body_read_timeout: Some(REQTIMEOUT_BODY),
             access_log: None,

@@ -113,6 +113,9 @@ pub(super) fn prepare<'s>(
         // Not proxied: a built-in handler of a matching <Location>, else 404.
         return Err(builtin(parts, fields, conn, snap, host, &uri));
     };
+    if parts.method == http::Method::TRACE && !snap.server.trace_enable {
+        return Err(trace_disabled());
+    }
     if raw.as_ref().is_some_and(|r| r.has(FieldRole::MaxForwards)) {
         to_map(&mut parts.headers, raw);
     }
@@ -244,4 +247,15 @@ mod tests {
         assert!(location_matches(&r, "/t12/metrics"));
         assert!(!location_matches(&r, "/t12/metrics/x"));
     }
+}
+
+/// `TraceEnable Off`: TRACE is refused with 405, as httpd refuses it.
+fn trace_disabled() -> Response<DownBody> {
+    let mut r = error_page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The requested method TRACE is not allowed for this URL.",
+    );
+    r.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(""));
+    r
 }

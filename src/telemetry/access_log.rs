@@ -42,6 +42,12 @@ enum Part {
     ServerName,
     LocalPort,
     RemotePort,
+    /// `%I`: bytes received (head and body), as known when the answer starts.
+    BytesIn,
+    /// `%O`: bytes sent (head and body), as known when the answer starts.
+    BytesOut,
+    /// `%S`: `%I` + `%O`.
+    BytesBoth,
 }
 
 /// Parses a `LogFormat` string; unknown codes are an error.
@@ -99,6 +105,9 @@ fn parse(fmt: &str) -> Result<Vec<Part>, String> {
             ('p', None) => Part::LocalPort,
             ('p', Some(k)) if k == "canonical" || k == "local" => Part::LocalPort,
             ('p', Some(k)) if k == "remote" => Part::RemotePort,
+            ('I', None) => Part::BytesIn,
+            ('O', None) => Part::BytesOut,
+            ('S', None) => Part::BytesBoth,
             (c, _) => return Err(format!("log format code %{c} is not supported")),
         });
     }
@@ -122,6 +131,14 @@ impl LogFormat {
             source: fmt.to_string(),
             parts: parse(fmt)?,
         })
+    }
+
+    /// True when the format logs `%I`, `%O` or `%S`, which balancerd counts when the answer
+    /// starts (declared lengths), where httpd counts after the body.
+    pub fn counts_bytes(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::BytesIn | Part::BytesOut | Part::BytesBoth))
     }
 
     /// The format as written.
@@ -273,6 +290,15 @@ impl AccessLog {
                 Part::RemotePort => {
                     let _ = write!(o, "{}", e.client_port);
                 }
+                Part::BytesIn => {
+                    let _ = write!(o, "{}", bytes_in(e));
+                }
+                Part::BytesOut => {
+                    let _ = write!(o, "{}", bytes_out(e));
+                }
+                Part::BytesBoth => {
+                    let _ = write!(o, "{}", bytes_in(e) + bytes_out(e));
+                }
             }
         }
         o.push('\n');
@@ -280,6 +306,42 @@ impl AccessLog {
             DROPPED.fetch_add(1, Relaxed);
         }
     }
+}
+
+/// Bytes of a header block as written on the wire (`Name: value\r\n` each, and the blank
+/// line).
+fn fields_len(h: &http::HeaderMap) -> u64 {
+    h.iter()
+        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
+        .sum::<u64>()
+        + 2
+}
+
+/// `Content-Length` of a header block, 0 when absent.
+fn content_length(h: &http::HeaderMap) -> u64 {
+    h.get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `%I`: the request line, header block and declared body length. The line is written
+/// when the answer starts, so a chunked body is not counted (httpd logs after the body).
+fn bytes_in(e: &Entry<'_>) -> u64 {
+    let line = e.req.method.as_str().len()
+        + e.req.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + 12;
+    line as u64 + fields_len(&e.req.headers) + content_length(&e.req.headers)
+}
+
+/// `%O`: the status line, header block and declared body length (see [`bytes_in`]).
+fn bytes_out(e: &Entry<'_>) -> u64 {
+    // "HTTP/1.1 200 OK\r\n" with the reason phrase of the status.
+    let reason = http::StatusCode::from_u16(e.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .map_or(0, str::len);
+    (15 + reason) as u64 + fields_len(e.resp_headers) + content_length(e.resp_headers)
 }
 
 /// The request's environment variables as `%{VAR}e` reads them (the `BALANCER_*` variables,

@@ -849,7 +849,7 @@ pub static DIRECTIVES: &[Directive] = &[
     Directive { name: "ThreadsPerChild", module: "mpm_common", section: false, class: Skipped(PROCESS) },
     Directive { name: "ThreadStackSize", module: "mpm_common", section: false, class: Skipped(PROCESS) },
     Directive { name: "TimeOut", module: "core", section: false, class: Implemented },
-    Directive { name: "TraceEnable", module: "core", section: false, class: Skipped("proxied TRACE requests are forwarded to the member (as TraceEnable On, httpd's default)") },
+    Directive { name: "TraceEnable", module: "core", section: false, class: Implemented },
     Directive { name: "TransferLog", module: "mod_log_config", section: false, class: Refused { why: "httpd would write an access log in the default format; write CustomLog file common (TransferLog is not implemented yet)", default: None } },
     Directive { name: "TypesConfig", module: "mod_mime", section: false, class: Skipped(MIME) },
     Directive { name: "UNCList", module: "core", section: false, class: Skipped("Windows only: UNC paths for files httpd serves from shares") },

@@ -76,6 +76,23 @@ impl HttpdParser<'_> {
                         return true;
                     }
                 };
+                if let Some(cond) = d.arg(2) {
+                    self.err(
+                        &d.arg_origin(2),
+                        format!("CustomLog condition '{cond}': httpd would log only the requests it selects; balancerd logs every request"),
+                    )
+                    .hint("remove the condition (every request is logged)");
+                    return true;
+                }
+                if fmt.counts_bytes() {
+                    self.ctx
+                        .diags
+                        .warning(
+                            &d.arg_origin(1),
+                            "%I, %O and %S are counted when the answer starts: heads and declared Content-Lengths; a chunked body is not counted (httpd counts after the body)",
+                        )
+                        .hint("log %B for the member's declared body size");
+                }
                 let base = self.ctx.include_base(&d.file);
                 let p = Path::new(path);
                 let full = if p.is_absolute() {

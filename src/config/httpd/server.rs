@@ -126,6 +126,28 @@ impl HttpdParser<'_> {
                 }
             }
             "requestreadtimeout" => self.request_read_timeout(d),
+            "traceenable" => {
+                let Some(v) = self.one_arg(d) else {
+                    return true;
+                };
+                match v.to_ascii_lowercase().as_str() {
+                    "on" => self.ctx.builder.config.server.trace_enable = true,
+                    "off" => self.ctx.builder.config.server.trace_enable = false,
+                    "extended" => {
+                        self.err(
+                            &d.arg_origin(0),
+                            "TraceEnable extended: httpd would let TRACE carry a body; balancerd does not",
+                        )
+                        .hint("write TraceEnable On or Off");
+                    }
+                    _ => {
+                        self.err(
+                            &d.arg_origin(0),
+                            format!("TraceEnable must be On, Off or extended, not '{v}'"),
+                        );
+                    }
+                }
+            }
             "gracefulshutdowntimeout" => {
                 let Some(v) = self.one_arg(d) else {
                     return true;
