@@ -368,7 +368,10 @@ async fn request_read_timeout_as_httpd() {
     let filler = format!("X-Filler: {}\r\n", "f".repeat(120));
     let stalled_head: &[(u64, &[u8])] = &[(0, b"GET /a HTTP/1.1\r\nHost: lb.example\r\n")];
     let dripped_head: Vec<(u64, &[u8])> = vec![
-        (0, b"GET /b HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n"),
+        (
+            0,
+            b"GET /b HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n",
+        ),
         (700, filler.as_bytes()),
         (700, filler.as_bytes()),
         (700, filler.as_bytes()),
@@ -392,7 +395,8 @@ async fn request_read_timeout_as_httpd() {
         let b_took = started.elapsed();
         let (hs, bs) = (seen(&h, &[]).0, seen(&b, &[]).0);
         assert_eq!(
-            hs, bs,
+            hs,
+            bs,
             "{what}\n-- httpd ({h_took:?}) --\n{h}\n-- balancerd ({b_took:?}) --\n{b}\n{}",
             httpd.logs()
         );
@@ -428,5 +432,51 @@ async fn trace_enable_as_httpd() {
         .await;
         assert_eq!(statuses, [want], "{setting}");
     }
-    assert_eq!(member.count(), 2, "only the allowed TRACEs reached the member");
+    assert_eq!(
+        member.count(),
+        2,
+        "only the allowed TRACEs reached the member"
+    );
+}
+
+/// `AddDefaultCharset` (RHEL's stock httpd.conf has `AddDefaultCharset UTF-8`) adds the
+/// charset to a proxied `text/html` or `text/plain` answer that has none, as httpd does, and
+/// leaves other types and types that name a charset alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_default_charset_as_httpd() {
+    for ct in [
+        "text/html",
+        "text/plain",
+        "application/json",
+        "text/html; charset=koi8-r",
+    ] {
+        let member = Backend::start("m").await;
+        member.add_header("Content-Type", ct);
+        let routing = format!(
+            "ServerName lb.example\nAddDefaultCharset UTF-8\nProxyPass /t1/api http://{a}/api\n",
+            a = member.addr
+        );
+        let statuses = same_answers(
+            &routing,
+            &[(
+                b"GET /t1/api/x HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n",
+                &["content-type"],
+            )],
+        )
+        .await;
+        assert_eq!(statuses, ["200"], "{ct}");
+        let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+        let (answer, _) = raw(
+            ours.addr,
+            b"GET /t1/api/x HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n",
+            Duration::from_millis(700),
+        )
+        .await;
+        let got = seen(&answer, &["content-type"]).1[0].1.clone();
+        let want = match ct {
+            "text/html" | "text/plain" => format!("{ct}; charset=UTF-8"),
+            other => other.to_string(),
+        };
+        assert_eq!(got.as_deref(), Some(want.as_str()), "{answer}");
+    }
 }

@@ -232,3 +232,49 @@ async fn access_log_ports() {
         "{text}"
     );
 }
+
+/// Logs per server, as httpd keeps them: a `<VirtualHost>` with its own `CustomLog` or
+/// `TransferLog` (RHEL's ssl.conf has both) logs its requests there and not to the main
+/// server's log; a virtual host without one logs to the main server's; every `CustomLog` of
+/// a server gets the line. `TransferLog` uses the last `LogFormat` without a nickname.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_virtual_host_logs_to_its_own_files() {
+    let a = Backend::start("A").await;
+    let d = tempfile::tempdir().unwrap();
+    let main_log = d.path().join("main.log");
+    let own_log = d.path().join("own.log");
+    let transfer_log = d.path().join("transfer.log");
+    let conf = format!(
+        "Listen 127.0.0.1:{{PORT}}\nLogFormat \"main %v %U %>s\" m\nCustomLog {main} m\nProxyPass /a http://a:1/a\n\
+         <VirtualHost *:*>\nServerName first.example\n</VirtualHost>\n\
+         <VirtualHost *:*>\nServerName own.example\nLogFormat \"xfer %U %I %O\"\nTransferLog {xfer}\nCustomLog {own} \"own %U %{{SSL_PROTOCOL}}x\"\n</VirtualHost>\n",
+        main = main_log.display(),
+        own = own_log.display(),
+        xfer = transfer_log.display()
+    );
+    let p = Proxy::start(&conf, &[("a:1", a.addr)]);
+    get(p.addr, "/a/1", &[("host", "first.example")]).await;
+    get(p.addr, "/a/2", &[("host", "own.example")]).await;
+    let read = |f: &std::path::Path| std::fs::read_to_string(f).unwrap_or_default();
+    for _ in 0..60 {
+        if !read(&main_log).is_empty()
+            && !read(&own_log).is_empty()
+            && !read(&transfer_log).is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        read(&main_log).trim(),
+        "main first.example /a/1 200",
+        "{}",
+        p.log_text()
+    );
+    assert_eq!(read(&own_log).trim(), "own /a/2 -");
+    let xfer = read(&transfer_log);
+    let words: Vec<&str> = xfer.split_whitespace().collect();
+    assert_eq!(&words[..2], ["xfer", "/a/2"], "{xfer}");
+    let (i, o): (u64, u64) = (words[2].parse().unwrap(), words[3].parse().unwrap());
+    assert!(i > 30 && o > 30, "%I and %O count the heads: {xfer}");
+}

@@ -391,12 +391,20 @@ async fn a_body_below_min_rate_is_cut_at_its_deadline_small_or_large() {
         .await;
         let took = t0.elapsed();
         let text = String::from_utf8_lossy(&out);
-        assert!(r.is_ok(), "{len}: a trickling body was held: {text} {}", p.log_text());
+        assert!(
+            r.is_ok(),
+            "{len}: a trickling body was held: {text} {}",
+            p.log_text()
+        );
         assert!(
             took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
             "{len}: cut after {took:?}: {text}"
         );
-        assert!(text.starts_with("HTTP/1.1 408"), "{len}: {text}\n{}", p.log_text());
+        assert!(
+            text.starts_with("HTTP/1.1 408"),
+            "{len}: {text}\n{}",
+            p.log_text()
+        );
     }
     let (ok, _) = raw(
         p.addr,
@@ -404,5 +412,8 @@ async fn a_body_below_min_rate_is_cut_at_its_deadline_small_or_large() {
         Duration::from_secs(2),
     )
     .await;
-    assert!(ok.starts_with("HTTP/1.1 200"), "the member was not marked: {ok}");
+    assert!(
+        ok.starts_with("HTTP/1.1 200"),
+        "the member was not marked: {ok}"
+    );
 }

@@ -135,8 +135,6 @@ pub struct ServerSettings {
     /// `RequestReadTimeout body=`: the request body's deadline from its first read
     /// (`None`: only `Timeout` between reads).
     pub body_read_timeout: Option<ReadStage>,
-    /// `CustomLog`: the access log file and its format string.
-    pub access_log: Option<(PathBuf, Arc<crate::telemetry::access_log::LogFormat>)>,
 }
 
 impl Default for ServerSettings {
@@ -163,7 +161,6 @@ impl Default for ServerSettings {
             trace_enable: true,
             header_read_timeout: Some(REQTIMEOUT_HEADER),
             body_read_timeout: Some(REQTIMEOUT_BODY),
-            access_log: None,
         }
     }
 }
@@ -190,6 +187,9 @@ pub struct HostRules {
     pub reverse: ReverseRules,
     /// Front-end TLS of this server (`SSLEngine on` + certificates).
     pub tls: Option<FrontTls>,
+    /// `CustomLog`/`TransferLog` of this server: each file with its format. A virtual host
+    /// with none logs to the main server's.
+    pub access_logs: Vec<(PathBuf, Arc<crate::telemetry::access_log::LogFormat>)>,
 }
 
 /// A `<VirtualHost>` section.

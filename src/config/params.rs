@@ -6,9 +6,7 @@
 //! we refuse it with a hint instead of guessing.
 
 use super::diag::{Severity, closest};
-use super::model::{
-    BalancerParams, LbMethod, MemberParams, ReadStage, StatusFlags, StickySession,
-};
+use super::model::{BalancerParams, LbMethod, MemberParams, ReadStage, StatusFlags, StickySession};
 use std::time::Duration;
 
 /// A problem with one parameter; the caller attaches the position.
@@ -593,7 +591,10 @@ pub fn request_read_timeout(word: &str) -> Result<(ReadStageName, Option<ReadSta
         Some(i) => (&val[..i], Some(&val[i + ",minrate=".len()..])),
         None => (val, None),
     };
-    let secs = |s: &str| s.parse::<u64>().map_err(|_| fail("not a whole number of seconds"));
+    let secs = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| fail("not a whole number of seconds"))
+    };
     let min_rate = match rate {
         Some(r) => match r.parse::<u32>() {
             Ok(0) => return Err(fail("MinRate must be larger than 0")),

@@ -388,8 +388,12 @@ impl Walker<'_> {
                         };
                         match crate::telemetry::access_log::LogFormat::parse(fmt) {
                             Ok(f) => {
-                                self.ctx.builder.config.server.access_log =
-                                    Some((p, std::sync::Arc::new(f)));
+                                self.ctx
+                                    .builder
+                                    .config
+                                    .main
+                                    .access_logs
+                                    .push((p, std::sync::Arc::new(f)));
                             }
                             Err(e) => {
                                 self.err(val.span().start, e);

@@ -438,3 +438,27 @@ mod tests {
         assert!(check_ciphers("RC4-SHA:HIGH").is_err());
     }
 }
+
+/// A server connection's protocol and cipher by the names OpenSSL (and so httpd's
+/// `SSL_PROTOCOL`, `SSL_CIPHER`) gives them.
+pub fn openssl_names(c: &rustls::ServerConnection) -> Option<(&'static str, &'static str)> {
+    use rustls::{CipherSuite as C, ProtocolVersion as P};
+    let proto = match c.protocol_version()? {
+        P::TLSv1_3 => "TLSv1.3",
+        P::TLSv1_2 => "TLSv1.2",
+        _ => "-",
+    };
+    let cipher = match c.negotiated_cipher_suite()?.suite() {
+        C::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        C::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        C::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        _ => "-",
+    };
+    Some((proto, cipher))
+}

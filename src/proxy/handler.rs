@@ -53,6 +53,8 @@ pub struct ConnInfo {
     pub writes_member_fields: bool,
     /// The port the connection arrived on (`%p`, `%{local}p` in the access log).
     pub local_port: u16,
+    /// TLS protocol and cipher by OpenSSL's names (`%{SSL_PROTOCOL}x`); `None` for plain.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 impl ConnInfo {
@@ -68,6 +70,7 @@ impl ConnInfo {
             framing,
             writes_member_fields: false,
             local_port: 0,
+            tls: None,
         }
     }
 
@@ -77,6 +80,11 @@ impl ConnInfo {
             writes_member_fields: true,
             ..ConnInfo::new(peer, None)
         }
+    }
+
+    /// The same, over TLS with `names` (protocol, cipher).
+    pub fn over_tls(self, names: Option<(&'static str, &'static str)>) -> Self {
+        ConnInfo { tls: names, ..self }
     }
 
     /// The same, arrived on `port`.
@@ -107,12 +115,12 @@ pub async fn handle(
     let n = conn.requests.fetch_add(1, Relaxed) + 1;
     // Counted down on drop too: a request whose client left is cancelled mid-way.
     let _in_flight = InFlight::count();
-    if snap.access_log.is_some() {
+    if snap.logging {
         to_map(&mut parts.headers, &mut raw);
     }
     // The access log needs the request head as it arrived (request rules may change it).
     // Boxed: it would otherwise take room in every request's state.
-    let head = snap.access_log.as_ref().and_then(|_| {
+    let head = snap.logging.then_some(()).and_then(|()| {
         let mut b = Request::builder()
             .method(parts.method.clone())
             .uri(parts.uri.clone())
@@ -156,9 +164,16 @@ pub async fn handle(
         || started.elapsed(),
         |at| at.saturating_duration_since(started),
     );
-    if let (Some(log), Some(parts)) = (&snap.access_log, &head) {
+    if let Some(parts) = &head {
         let vars = resp.extensions_mut().remove::<BalancerVars>();
-        log.log(&crate::telemetry::access_log::Entry {
+        // The server the request was for: a virtual host logs to its own files.
+        let host_header = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let host = snap.host_for(host_header);
+        let entry = crate::telemetry::access_log::Entry {
             client: conn.peer.ip(),
             client_port: conn.peer.port(),
             local_port: conn.local_port,
@@ -169,8 +184,12 @@ pub async fn handle(
                 .as_ref()
                 .map(|v| v as &dyn crate::telemetry::access_log::LogVars),
             took,
-            server_name: &snap.server_name,
-        });
+            server_name: host.server_name.as_deref().unwrap_or(&snap.server_name),
+            tls: conn.tls,
+        };
+        for log in &host.access_logs {
+            log.log(&entry);
+        }
     }
     STATS.requests.fetch_add(1, Relaxed);
     STATS.by_class[(resp.status().as_u16() / 100).min(5) as usize].fetch_add(1, Relaxed);

@@ -91,7 +91,7 @@ pub(super) fn respond(
         && !switching
         && head.connection_named.is_empty()
         && !any_reverse
-        && cx.snap.access_log.is_none()
+        && !cx.snap.logging
         && !any_rule_applies(rules(), Some(vars));
     let mut headers = http::HeaderMap::new();
     let mut fields = None;
@@ -142,7 +142,7 @@ pub(super) fn respond(
     // The client gets its own protocol version, whatever the member spoke.
     *r.version_mut() = parts.version;
     *r.headers_mut() = headers;
-    if cx.snap.access_log.is_some() {
+    if cx.snap.logging {
         r.extensions_mut().insert(vars.clone());
     }
     r
@@ -202,7 +202,7 @@ pub(super) fn own_error(
     close_conn: bool,
 ) -> Response<DownBody> {
     let mut r = error_page(status, detail);
-    if let (Some(v), Some(_)) = (vars, &cx.snap.access_log) {
+    if let Some(v) = vars.filter(|_| cx.snap.logging) {
         r.extensions_mut().insert(v.clone());
     }
     let rules = cx

@@ -39,6 +39,10 @@ pub struct HostRt {
     pub locations: Vec<LocationSection>,
     /// Server-level reverse maps.
     pub reverse: ReverseRules,
+    /// Access logs of this server (a virtual host without its own: the main server's).
+    pub access_logs: Vec<crate::telemetry::access_log::AccessLog>,
+    /// A virtual host's `ServerName` as written (`%v`); `None`: the main server's.
+    pub server_name: Option<Arc<str>>,
 }
 
 /// A virtual host: the names it answers to and its rules.
@@ -73,8 +77,8 @@ pub struct Snapshot {
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// Access rules of `<Proxy *>` sections: apply to every proxied request.
     pub proxy_access: Option<crate::config::model::AccessRules>,
-    /// The access log, reopened at every build.
-    pub access_log: Option<crate::telemetry::access_log::AccessLog>,
+    /// True when some server writes an access log (the request head is kept for it).
+    pub logging: bool,
 }
 
 /// True when a `<VirtualHost>` address list names `port` (or no port at all).
@@ -165,10 +169,41 @@ impl Snapshot {
     /// Fails when a certificate cannot be loaded.
     pub fn build(config: Config, prev: Option<&Snapshot>) -> Result<Snapshot, String> {
         let front_tls = front_tls(&config)?;
-        let access_log = match &config.server.access_log {
-            Some((p, f)) => Some(crate::telemetry::access_log::AccessLog::open(p, f.clone())?),
-            None => None,
-        };
+        // Each log file opened once per build (reopened at every reload, for logrotate).
+        let mut opened: Vec<(std::path::PathBuf, crate::telemetry::access_log::AccessLog)> =
+            Vec::new();
+        let mut open_logs =
+            |list: &[(
+                std::path::PathBuf,
+                Arc<crate::telemetry::access_log::LogFormat>,
+            )]|
+             -> Result<Vec<crate::telemetry::access_log::AccessLog>, String> {
+                let mut out = Vec::new();
+                for (p, f) in list {
+                    match opened
+                        .iter()
+                        .find(|(q, l)| q == p && l.format() == f.as_ref())
+                    {
+                        Some((_, l)) => out.push(l.clone()),
+                        None => {
+                            let l = crate::telemetry::access_log::AccessLog::open(p, f.clone())?;
+                            opened.push((p.clone(), l.clone()));
+                            out.push(l);
+                        }
+                    }
+                }
+                Ok(out)
+            };
+        let main_logs = open_logs(&config.main.access_logs)?;
+        let mut vhost_logs = Vec::new();
+        for v in &config.vhosts {
+            vhost_logs.push(if v.rules.access_logs.is_empty() {
+                main_logs.clone()
+            } else {
+                open_logs(&v.rules.access_logs)?
+            });
+        }
+        let logging = !main_logs.is_empty() || vhost_logs.iter().any(|l| !l.is_empty());
         let upstream_tls = if config.upstream_tls.engine {
             Some(config.upstream_tls.client_config()?)
         } else {
@@ -220,7 +255,7 @@ impl Snapshot {
                 rt
             })
             .collect();
-        let vhosts = vhosts
+        let mut vhosts: Vec<VHostRt> = vhosts
             .into_iter()
             .map(|v| {
                 let mut names: Vec<String> = v
@@ -247,6 +282,8 @@ impl Snapshot {
                         request_headers,
                         locations,
                         reverse: v.rules.reverse,
+                        access_logs: Vec::new(),
+                        server_name: v.server_name.as_deref().map(Arc::from),
                     },
                 }
             })
@@ -258,8 +295,11 @@ impl Snapshot {
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "localhost".into()),
         );
+        for (v, logs) in vhosts.iter_mut().zip(vhost_logs) {
+            v.host.access_logs = logs;
+        }
         Ok(Snapshot {
-            access_log,
+            logging,
             proxy_access,
             front_tls,
             upstream_tls,
@@ -275,6 +315,8 @@ impl Snapshot {
                 request_headers: main.request_headers,
                 locations: main.locations,
                 reverse: main.reverse,
+                access_logs: main_logs,
+                server_name: None,
             },
             vhosts,
             listeners,

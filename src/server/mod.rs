@@ -74,10 +74,11 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => {
                     let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let names = crate::net::tls::openssl_names(s.get_ref().1);
                     if h2 {
-                        Box::pin(serve_http2(s, peer, addr.port(), shared, shutdown)).await;
+                        Box::pin(serve_http2(s, peer, addr.port(), names, shared, shutdown)).await;
                     } else {
-                        Box::pin(serve_http1(s, peer, addr.port(), shared, shutdown)).await;
+                        Box::pin(serve_http1(s, peer, addr.port(), names, shared, shutdown)).await;
                     }
                 }
                 Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
@@ -145,6 +146,7 @@ async fn serve_http1<S>(
     stream: S,
     peer: SocketAddr,
     local_port: u16,
+    tls: Option<(&'static str, &'static str)>,
     shared: Shared,
     mut shutdown: Shutdown,
 ) where
@@ -166,7 +168,11 @@ async fn serve_http1<S>(
     }
     drop(snap);
     let (io, verdicts) = Tracked::new(stream);
-    let info = Arc::new(ConnInfo::new(peer, Some(verdicts)).on_port(local_port));
+    let info = Arc::new(
+        ConnInfo::new(peer, Some(verdicts))
+            .on_port(local_port)
+            .over_tls(tls),
+    );
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();
@@ -189,6 +195,7 @@ async fn serve_http2<S>(
     stream: S,
     peer: SocketAddr,
     local_port: u16,
+    tls: Option<(&'static str, &'static str)>,
     shared: Shared,
     mut shutdown: Shutdown,
 ) where
@@ -200,8 +207,11 @@ async fn serve_http2<S>(
         .keep_alive_interval(Some(keepalive.max(Duration::from_secs(5))))
         .max_concurrent_streams(256);
     // HTTP/2 framing is hyper's own: no HTTP/1 smuggling verdicts to take.
-    let info =
-        Arc::new(ConnInfo::new(peer, Some(Arc::new(Verdicts::default()))).on_port(local_port));
+    let info = Arc::new(
+        ConnInfo::new(peer, Some(Arc::new(Verdicts::default())))
+            .on_port(local_port)
+            .over_tls(tls),
+    );
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();

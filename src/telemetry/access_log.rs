@@ -48,6 +48,10 @@ enum Part {
     BytesOut,
     /// `%S`: `%I` + `%O`.
     BytesBoth,
+    /// `%{SSL_PROTOCOL}x`.
+    TlsProtocol,
+    /// `%{SSL_CIPHER}x`.
+    TlsCipher,
 }
 
 /// Parses a `LogFormat` string; unknown codes are an error.
@@ -108,6 +112,13 @@ fn parse(fmt: &str) -> Result<Vec<Part>, String> {
             ('I', None) => Part::BytesIn,
             ('O', None) => Part::BytesOut,
             ('S', None) => Part::BytesBoth,
+            ('x', Some(v)) if v == "SSL_PROTOCOL" => Part::TlsProtocol,
+            ('x', Some(v)) if v == "SSL_CIPHER" => Part::TlsCipher,
+            ('x', Some(v)) => {
+                return Err(format!(
+                    "log format code %{{{v}}}x is not supported (balancerd logs SSL_PROTOCOL and SSL_CIPHER)"
+                ));
+            }
             (c, _) => return Err(format!("log format code %{c} is not supported")),
         });
     }
@@ -147,8 +158,8 @@ impl LogFormat {
     }
 }
 
-/// An open access log.
-#[derive(Debug)]
+/// An open access log (a clone writes to the same file).
+#[derive(Debug, Clone)]
 pub struct AccessLog {
     format: std::sync::Arc<LogFormat>,
     tx: SyncSender<String>,
@@ -174,6 +185,9 @@ pub struct Entry<'a> {
     pub took: Duration,
     /// ServerName.
     pub server_name: &'a str,
+    /// The TLS connection's protocol and cipher, OpenSSL's names (`%{SSL_PROTOCOL}x`,
+    /// `%{SSL_CIPHER}x`); `None` on plain connections.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 fn clf_time(t: SystemTime) -> String {
@@ -188,6 +202,11 @@ fn clf_time(t: SystemTime) -> String {
 }
 
 impl AccessLog {
+    /// The compiled format.
+    pub fn format(&self) -> &LogFormat {
+        &self.format
+    }
+
     /// Opens `path` (appending) with `format`, starting the writer thread.
     pub fn open(path: &Path, format: std::sync::Arc<LogFormat>) -> Result<AccessLog, String> {
         let file = std::fs::OpenOptions::new()
@@ -299,6 +318,8 @@ impl AccessLog {
                 Part::BytesBoth => {
                     let _ = write!(o, "{}", bytes_in(e) + bytes_out(e));
                 }
+                Part::TlsProtocol => o.push_str(e.tls.map_or("-", |t| t.0)),
+                Part::TlsCipher => o.push_str(e.tls.map_or("-", |t| t.1)),
             }
         }
         o.push('\n');

@@ -9,6 +9,7 @@
 use crate::h1::fields::Fields;
 use crate::upstream::exchange::MemberBody;
 use crate::upstream::peer::Peer;
+use crate::util::deadline::{RateDeadline, ReadStage};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use crate::util::deadline::{RateDeadline, ReadStage};
 use tokio::time::{Instant, Sleep};
 
 /// Error type of the bodies.
@@ -127,7 +127,8 @@ impl UpBody {
         };
         let (buffered, socket, rest) = body.take_plain_run(min)?;
         *touched = true;
-        let mut deadline = deadline.or_else(|| stage.map(|s| RateDeadline::start(s, Instant::now())));
+        let mut deadline =
+            deadline.or_else(|| stage.map(|s| RateDeadline::start(s, Instant::now())));
         if let Some(d) = deadline.as_mut() {
             d.on_bytes(buffered.len());
         }

@@ -14,10 +14,27 @@ impl HttpdParser<'_> {
             return;
         };
         let names: Vec<&str> = list.split(';').filter(|n| !n.is_empty()).collect();
-        if let Some(other) = names
+        let other = names
             .iter()
-            .find(|n| !COMPRESSION.iter().any(|c| c.eq_ignore_ascii_case(n)))
+            .find(|n| !COMPRESSION.iter().any(|c| c.eq_ignore_ascii_case(n)));
+        if let Some(other) = other
+            && d.lower == "addoutputfilter"
         {
+            // By extension (mod_mime): it applies only where a path ends in one of them.
+            let exts: Vec<&str> = d.args[1..].iter().map(|w| w.text.as_str()).collect();
+            self.ctx
+                .diags
+                .warning(
+                    &d.arg_origin(0),
+                    format!(
+                        "AddOutputFilter {list}: httpd would run the {other} filter on responses whose path ends in {}, proxied ones included; balancerd does not",
+                        exts.join(" ")
+                    ),
+                )
+                .hint("harmless unless members serve such paths; remove the line to silence this");
+            return;
+        }
+        if let Some(other) = other {
             let why = match directives::lookup(&d.name).map(|e| e.class) {
                 Some(directives::Class::Refused { why, .. }) => why,
                 _ => "balancerd streams bodies unchanged",

@@ -7,6 +7,51 @@ use crate::config::diag::Origin;
 use crate::config::headers::parse_header_directive;
 
 impl HttpdParser<'_> {
+    /// `AddDefaultCharset On|Off|charset`: a `text/plain` or `text/html` response without
+    /// parameters gets `; charset=…` (`On` is ISO-8859-1), as httpd's `ap_make_content_type`
+    /// adds it, proxied responses included. Compiled to the `Header edit` rule that does it.
+    pub(super) fn add_default_charset(&mut self, d: &Dir) {
+        let Some(v) = d.arg(0).filter(|_| d.args.len() == 1) else {
+            self.err(&d.origin(), "AddDefaultCharset takes On, Off or a charset");
+            return;
+        };
+        let charset = match v.to_ascii_lowercase().as_str() {
+            "off" => return,
+            "on" => "ISO-8859-1".to_string(),
+            _ => v.to_string(),
+        };
+        if !charset
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            self.err(
+                &d.arg_origin(0),
+                format!("'{charset}' is not a charset name"),
+            );
+            return;
+        }
+        let word = |t: &str| super::lexer::Word {
+            text: t.to_string(),
+            offset: d.args[0].offset,
+            quoted: true,
+        };
+        let synthetic = Dir {
+            name: "Header".into(),
+            lower: "header".into(),
+            args: vec![
+                word("always"),
+                word("edit"),
+                word("Content-Type"),
+                word(r"(?i)^(text/(?:plain|html))\s*$"),
+                word(&format!("$1; charset={charset}")),
+            ],
+            file: d.file.clone(),
+            line: d.line,
+            indent: d.indent,
+        };
+        self.header(&synthetic);
+    }
+
     pub(super) fn header(&mut self, d: &Dir) {
         let o = d.origin();
         let words: Vec<(String, Origin)> = d

@@ -30,8 +30,24 @@ impl HttpdParser<'_> {
                     .log_formats
                     .insert(nick.unwrap_or("default").to_string(), compiled);
             }
-            "customlog" => {
-                let (Some(path), Some(f)) = (d.arg(0), d.arg(1)) else {
+            "customlog" | "transferlog" => {
+                // TransferLog: the last LogFormat without a nickname, else httpd's CLF.
+                let default_fmt;
+                let f = if d.lower == "transferlog" {
+                    if d.args.len() != 1 {
+                        self.err(&o, "TransferLog takes one file");
+                        return true;
+                    }
+                    default_fmt = if self.ctx.log_formats.contains_key("default") {
+                        "default"
+                    } else {
+                        "common"
+                    };
+                    Some(default_fmt)
+                } else {
+                    d.arg(1)
+                };
+                let (Some(path), Some(f)) = (d.arg(0), f) else {
                     self.err(
                         &o,
                         "CustomLog takes a file and a format (or a LogFormat nickname)",
@@ -76,7 +92,7 @@ impl HttpdParser<'_> {
                         return true;
                     }
                 };
-                if let Some(cond) = d.arg(2) {
+                if let Some(cond) = d.arg(2).filter(|_| d.lower == "customlog") {
                     self.err(
                         &d.arg_origin(2),
                         format!("CustomLog condition '{cond}': httpd would log only the requests it selects; balancerd logs every request"),
@@ -100,7 +116,8 @@ impl HttpdParser<'_> {
                 } else {
                     base.join(p)
                 };
-                self.ctx.builder.config.server.access_log = Some((full, fmt));
+                let h = self.host;
+                self.ctx.builder.host_mut(h).access_logs.push((full, fmt));
             }
             "loglevel" => {
                 let v: Vec<&str> = d.args.iter().map(|w| w.text.as_str()).collect();

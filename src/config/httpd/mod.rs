@@ -358,6 +358,7 @@ impl<'a> HttpdParser<'a> {
             "sethandler" => self.set_handler(d),
             "order" | "allow" | "deny" | "satisfy" | "require" => self.access(d),
             l if l.starts_with("ssl") => self.ssl(d),
+            "adddefaultcharset" => self.add_default_charset(d),
             "addoutputfilterbytype" | "addoutputfilter" | "setoutputfilter" => {
                 self.output_filter(d)
             }
@@ -408,7 +409,10 @@ impl<'a> HttpdParser<'a> {
                 if default.is_some_and(|v| v.eq_ignore_ascii_case(&written)) {
                     self.ctx.diags.note(
                         &o,
-                        format!("{} {written} is what balancerd does; nothing to change", entry.name),
+                        format!(
+                            "{} {written} is what balancerd does; nothing to change",
+                            entry.name
+                        ),
                     );
                 } else {
                     self.refuse(d, entry, why);
@@ -417,7 +421,10 @@ impl<'a> HttpdParser<'a> {
             Class::Implemented => {
                 self.err(
                     &o,
-                    format!("{} is listed as implemented but no handler read it (a balancerd bug)", entry.name),
+                    format!(
+                        "{} is listed as implemented but no handler read it (a balancerd bug)",
+                        entry.name
+                    ),
                 );
             }
         }

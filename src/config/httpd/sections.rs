@@ -388,7 +388,11 @@ fn if_version(args: &[String]) -> Result<bool, String> {
     let (a, b, c) = HTTPD_VERSION;
     let text = format!("{a}.{b}.{c}");
     let holds = if op == "~" || (ver.starts_with('/') && ver.ends_with('/') && ver.len() > 1) {
-        let src = if op == "~" { ver } else { &ver[1..ver.len() - 1] };
+        let src = if op == "~" {
+            ver
+        } else {
+            &ver[1..ver.len() - 1]
+        };
         let re = regex::Regex::new(src).map_err(|e| format!("regex does not compile: {e}"))?;
         re.is_match(&text)
     } else {

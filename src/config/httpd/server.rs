@@ -283,7 +283,10 @@ impl HttpdParser<'_> {
     fn request_read_timeout(&mut self, d: &Dir) {
         use crate::config::params::{ReadStageName, request_read_timeout};
         if d.args.is_empty() {
-            self.err(&d.origin(), "RequestReadTimeout needs at least one stage=timeout");
+            self.err(
+                &d.origin(),
+                "RequestReadTimeout needs at least one stage=timeout",
+            );
             return;
         }
         for (i, w) in d.args.iter().enumerate() {
