@@ -418,27 +418,6 @@ pub fn gen_certs(dir: &Path) -> Result<Vec<String>, String> {
     Ok(written)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn protocols() {
-        assert_eq!(
-            protocol_versions(Some("all -SSLv3 -TLSv1 -TLSv1.1"))
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(protocol_versions(Some("-all +TLSv1.3")).unwrap().len(), 1);
-        assert!(protocol_versions(Some("+TLSv1.1")).is_err());
-        assert!(protocol_versions(Some("TLSv1")).is_err());
-        assert!(protocol_versions(Some("-all")).is_err());
-        assert!(check_ciphers("HIGH:!aNULL:!MD5").is_ok());
-        assert!(check_ciphers("RC4-SHA:HIGH").is_err());
-    }
-}
-
 /// A server connection's protocol and cipher by the names OpenSSL (and so httpd's
 /// `SSL_PROTOCOL`, `SSL_CIPHER`) gives them.
 pub fn openssl_names(c: &rustls::ServerConnection) -> Option<(&'static str, &'static str)> {
@@ -461,4 +440,25 @@ pub fn openssl_names(c: &rustls::ServerConnection) -> Option<(&'static str, &'st
         _ => "-",
     };
     Some((proto, cipher))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols() {
+        assert_eq!(
+            protocol_versions(Some("all -SSLv3 -TLSv1 -TLSv1.1"))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(protocol_versions(Some("-all +TLSv1.3")).unwrap().len(), 1);
+        assert!(protocol_versions(Some("+TLSv1.1")).is_err());
+        assert!(protocol_versions(Some("TLSv1")).is_err());
+        assert!(protocol_versions(Some("-all")).is_err());
+        assert!(check_ciphers("HIGH:!aNULL:!MD5").is_ok());
+        assert!(check_ciphers("RC4-SHA:HIGH").is_err());
+    }
 }

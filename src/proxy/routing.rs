@@ -220,6 +220,17 @@ pub(super) fn location_matches(l: &LocationSection, uri: &str) -> bool {
     }
 }
 
+/// `TraceEnable Off`: TRACE is refused with 405, as httpd refuses it.
+fn trace_disabled() -> Response<DownBody> {
+    let mut r = error_page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The requested method TRACE is not allowed for this URL.",
+    );
+    r.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(""));
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,15 +258,4 @@ mod tests {
         assert!(location_matches(&r, "/t12/metrics"));
         assert!(!location_matches(&r, "/t12/metrics/x"));
     }
-}
-
-/// `TraceEnable Off`: TRACE is refused with 405, as httpd refuses it.
-fn trace_disabled() -> Response<DownBody> {
-    let mut r = error_page(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "The requested method TRACE is not allowed for this URL.",
-    );
-    r.headers_mut()
-        .insert(http::header::ALLOW, http::HeaderValue::from_static(""));
-    r
 }

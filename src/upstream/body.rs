@@ -67,6 +67,10 @@ impl Body for ClientBody {
 }
 
 /// The body sent to a member.
+///
+/// (Not boxed: `Client` is the common case of a request with a body, and a box would be an
+/// allocation per such request.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum UpBody {
     /// No body.
