@@ -480,3 +480,80 @@ async fn add_default_charset_as_httpd() {
         assert_eq!(got.as_deref(), Some(want.as_str()), "{answer}");
     }
 }
+
+/// `ErrorDocument` for the errors the proxy answers itself, as httpd: a text replaces the
+/// page and keeps the status; a local path is fetched with GET (through its own route; the
+/// client gets that answer, status included); a URL is a 302; a `<Location>`'s own wins over
+/// the server's; a member's error answer is never replaced; a local document that fails too
+/// gives the first status with httpd's "Additionally" sentence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_document_as_httpd() {
+    let member = Backend::start("m").await;
+    let dead = free_port();
+    let routing = format!(
+        "ServerName lb.example\n\
+         ErrorDocument 404 \"nope text\"\n\
+         ErrorDocument 403 /err/403\n\
+         ErrorDocument 503 http://example.com/down\n\
+         ProxyPass /err http://{a}/err\n\
+         ProxyPass /api http://{a}/api\n\
+         ProxyPass /dead http://127.0.0.1:{dead}/dead\n\
+         <Location /api/secret>\nRequire all denied\n</Location>\n\
+         <Location /api/local>\nErrorDocument 403 \"location text\"\nRequire all denied\n</Location>\n",
+        a = member.addr
+    );
+    let fields: &[&str] = &["content-type", "content-length", "location"];
+    let statuses = same_answers(
+        &routing,
+        &[
+            (b"GET /nothing HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n", fields),
+            (b"GET /api/secret HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n", &["x-backend"]),
+            (
+                b"POST /api/secret HTTP/1.1\r\nHost: lb.example\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+                &["x-backend"],
+            ),
+            (b"GET /api/local HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n", fields),
+            (b"GET /dead/x HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n", &["location"]),
+        ],
+    )
+    .await;
+    assert_eq!(statuses, ["404", "200", "200", "403", "302"]);
+    assert!(
+        member.saw("GET", "/err/403"),
+        "the local document was fetched with GET"
+    );
+    assert!(!member.saw("POST", "/err/403"));
+    // The member's own 404 passes through untouched.
+    member.set_reply(Reply::Status(404));
+    let statuses = same_answers(
+        &routing,
+        &[(
+            b"GET /api/x HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n",
+            fields,
+        )],
+    )
+    .await;
+    assert_eq!(statuses, ["404"]);
+    // A local document that fails too.
+    let routing = "ServerName lb.example\nErrorDocument 404 /missing/doc\n";
+    let statuses = same_answers(
+        routing,
+        &[(
+            b"GET /nothing HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n",
+            &["content-type"],
+        )],
+    )
+    .await;
+    assert_eq!(statuses, ["404"]);
+    let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+    let (answer, _) = raw(
+        ours.addr,
+        b"GET /nothing HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n",
+        Duration::from_millis(700),
+    )
+    .await;
+    assert!(
+        answer.contains("Additionally, a 404 Not Found error was encountered while trying to use an ErrorDocument to handle the request."),
+        "{answer}"
+    );
+}

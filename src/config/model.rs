@@ -187,6 +187,8 @@ pub struct HostRules {
     pub reverse: ReverseRules,
     /// Front-end TLS of this server (`SSLEngine on` + certificates).
     pub tls: Option<FrontTls>,
+    /// `ErrorDocument` of this server, in config order.
+    pub error_documents: Vec<(u16, ErrorDocument)>,
     /// `CustomLog`/`TransferLog` of this server: each file with its format. A virtual host
     /// with none logs to the main server's.
     pub access_logs: Vec<(PathBuf, Arc<crate::telemetry::access_log::LogFormat>)>,
@@ -845,8 +847,25 @@ pub struct LocationSection {
     pub request_headers: Vec<HeaderRule>,
     /// `ProxyPassReverse*` inside the section (apply to requests under this location).
     pub reverse: ReverseRules,
+    /// `ErrorDocument` inside the section (before the server's).
+    pub error_documents: Vec<(u16, ErrorDocument)>,
     /// Where it opens.
     pub origin: Origin,
+}
+
+/// What `ErrorDocument` puts in place of balancerd's own page for one status, by httpd's
+/// heuristic on the argument: a space makes it a message, a leading `/` a local URL, a URL
+/// with a scheme a redirect, `default` the built-in page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorDocument {
+    /// The text itself is the body (`text/html`), with the error's status.
+    Text(String),
+    /// Served by an internal GET of this path; the client gets that answer.
+    Local(String),
+    /// 302 to this URL.
+    Remote(String),
+    /// The built-in page (undoes an outer `ErrorDocument`).
+    Default,
 }
 
 /// `Order` (mod_access_compat).

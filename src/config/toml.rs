@@ -963,6 +963,7 @@ impl Walker<'_> {
                 response_headers: Vec::new(),
                 request_headers: Vec::new(),
                 reverse: ReverseRules::default(),
+                error_documents: Vec::new(),
                 origin: o,
             });
     }

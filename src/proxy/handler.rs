@@ -115,12 +115,13 @@ pub async fn handle(
     let n = conn.requests.fetch_add(1, Relaxed) + 1;
     // Counted down on drop too: a request whose client left is cancelled mid-way.
     let _in_flight = InFlight::count();
-    if snap.logging {
+    let keep_head = snap.logging || snap.error_documents;
+    if keep_head {
         to_map(&mut parts.headers, &mut raw);
     }
     // The access log needs the request head as it arrived (request rules may change it).
     // Boxed: it would otherwise take room in every request's state.
-    let head = snap.logging.then_some(()).and_then(|()| {
+    let head = keep_head.then_some(()).and_then(|()| {
         let mut b = Request::builder()
             .method(parts.method.clone())
             .uri(parts.uri.clone())
@@ -160,11 +161,20 @@ pub async fn handle(
             forward(&cx, &parts, body, path, upgrade, &mut answered).await
         }
     };
+    if snap.error_documents
+        && let Some(original) = &head
+        && resp
+            .extensions()
+            .get::<super::error_page::OwnError>()
+            .is_some()
+    {
+        resp = super::error_document::apply(resp, original, conn, snap).await;
+    }
     let took = answered.map_or_else(
         || started.elapsed(),
         |at| at.saturating_duration_since(started),
     );
-    if let Some(parts) = &head {
+    if let Some(parts) = head.as_ref().filter(|_| snap.logging) {
         let vars = resp.extensions_mut().remove::<BalancerVars>();
         // The server the request was for: a virtual host logs to its own files.
         let host_header = parts

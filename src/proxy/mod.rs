@@ -13,6 +13,7 @@ mod builtin;
 mod check;
 mod choose;
 pub mod env;
+mod error_document;
 pub mod error_page;
 mod forward;
 pub mod forward_headers;

@@ -244,6 +244,7 @@ mod tests {
             response_headers: Vec::new(),
             request_headers: Vec::new(),
             reverse: Default::default(),
+            error_documents: Vec::new(),
             origin: crate::config::diag::Origin::new(&std::sync::Arc::from("t.conf"), 1, 1),
         }
     }

@@ -43,6 +43,8 @@ pub struct HostRt {
     pub access_logs: Vec<crate::telemetry::access_log::AccessLog>,
     /// A virtual host's `ServerName` as written (`%v`); `None`: the main server's.
     pub server_name: Option<Arc<str>>,
+    /// `ErrorDocument`s (main server's, then the vhost's: the last for a status wins).
+    pub error_documents: Vec<(u16, crate::config::model::ErrorDocument)>,
 }
 
 /// A virtual host: the names it answers to and its rules.
@@ -79,6 +81,9 @@ pub struct Snapshot {
     pub proxy_access: Option<crate::config::model::AccessRules>,
     /// True when some server writes an access log (the request head is kept for it).
     pub logging: bool,
+    /// True when some server or `<Location>` has an `ErrorDocument` (the request head is
+    /// kept for it, and balancerd's own error pages are looked up).
+    pub error_documents: bool,
 }
 
 /// True when a `<VirtualHost>` address list names `port` (or no port at all).
@@ -273,6 +278,8 @@ impl Snapshot {
                 request_headers.extend(v.rules.request_headers);
                 let mut locations = main.locations.clone();
                 locations.extend(v.rules.locations);
+                let mut error_documents = main.error_documents.clone();
+                error_documents.extend(v.rules.error_documents);
                 VHostRt {
                     names,
                     host: HostRt {
@@ -284,6 +291,7 @@ impl Snapshot {
                         reverse: v.rules.reverse,
                         access_logs: Vec::new(),
                         server_name: v.server_name.as_deref().map(Arc::from),
+                        error_documents,
                     },
                 }
             })
@@ -298,8 +306,18 @@ impl Snapshot {
         for (v, logs) in vhosts.iter_mut().zip(vhost_logs) {
             v.host.access_logs = logs;
         }
+        let error_documents = !main.error_documents.is_empty()
+            || main.locations.iter().any(|l| !l.error_documents.is_empty())
+            || vhosts.iter().any(|v| {
+                !v.host.error_documents.is_empty()
+                    || v.host
+                        .locations
+                        .iter()
+                        .any(|l| !l.error_documents.is_empty())
+            });
         Ok(Snapshot {
             logging,
+            error_documents,
             proxy_access,
             front_tls,
             upstream_tls,
@@ -317,6 +335,7 @@ impl Snapshot {
                 reverse: main.reverse,
                 access_logs: main_logs,
                 server_name: None,
+                error_documents: main.error_documents,
             },
             vhosts,
             listeners,

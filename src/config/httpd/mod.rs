@@ -15,6 +15,7 @@ pub mod lexer;
 
 mod access;
 mod env;
+mod error_document;
 mod filters;
 mod headers;
 mod log;
@@ -359,6 +360,7 @@ impl<'a> HttpdParser<'a> {
             "order" | "allow" | "deny" | "satisfy" | "require" => self.access(d),
             l if l.starts_with("ssl") => self.ssl(d),
             "adddefaultcharset" => self.add_default_charset(d),
+            "errordocument" => self.error_document(d),
             "addoutputfilterbytype" | "addoutputfilter" | "setoutputfilter" => {
                 self.output_filter(d)
             }

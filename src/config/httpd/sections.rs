@@ -72,6 +72,7 @@ impl HttpdParser<'_> {
                     response_headers: Vec::new(),
                     request_headers: Vec::new(),
                     reverse: ReverseRules::default(),
+                    error_documents: Vec::new(),
                     origin: o.clone(),
                 });
                 let index = locs.len() - 1;
