@@ -965,3 +965,129 @@ fn the_stock_rhel_httpd_tree_loads() {
         r.stdout
     );
 }
+
+/// Public mod_proxy_balancer configs written by others (`tests/fixtures/real/`, each with its
+/// source on the first line) load, or fail only where httpd fails too. httpd is the oracle:
+/// each file also goes through `apache2 -t` with the modules a stock httpd loads, and the
+/// two verdicts must agree. (The official image's `/usr/local/apache2` that one file names
+/// is made in a temporary folder, for both.)
+#[test]
+fn public_balancer_configs_load_where_httpd_loads_them() {
+    let apache2 = Path::new("/usr/sbin/apache2");
+    assert!(apache2.exists(), "install Debian's apache2 (.ci/run does)");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real");
+    let mut files: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    let d = ConfDir::new();
+    let dir = d.path().display().to_string();
+    let modules = "/usr/lib/apache2/modules";
+    // Built into Debian's httpd: loading them again is refused there (not in the files'
+    // own httpd builds), so those lines are commented out for httpd only.
+    let mut preamble = format!(
+        "Mutex file:{dir} default\nDefaultRuntimeDir {dir}\nPidFile {dir}/pid\nErrorLog {dir}/error.log\n"
+    );
+    for m in [
+        "mpm_event",
+        "authz_core",
+        "authz_host",
+        "access_compat",
+        "authn_core",
+        "headers",
+        "status",
+        "proxy",
+        "proxy_http",
+        "proxy_balancer",
+        "slotmem_shm",
+        "lbmethod_byrequests",
+        "lbmethod_bybusyness",
+        "lbmethod_bytraffic",
+        "proxy_wstunnel",
+        "proxy_ajp",
+        "mime",
+        "env",
+        "setenvif",
+        "alias",
+        "dir",
+        "autoindex",
+        "ssl",
+        "socache_shmcb",
+        "reqtimeout",
+        "filter",
+        "deflate",
+    ] {
+        preamble.push_str(&format!(
+            "<IfModule !{m}_module>\nLoadModule {m}_module {modules}/mod_{m}.so\n</IfModule>\n"
+        ));
+    }
+    d.write("preamble.conf", &preamble);
+    // The author's httpd folder (the official image's /usr/local/apache2), made here.
+    for sub in ["root/htdocs", "root/cgi-bin", "root/conf"] {
+        std::fs::create_dir_all(d.path().join(sub)).unwrap();
+    }
+    d.write("root/conf/mime.types", "text/html html\n");
+    std::os::unix::fs::symlink(modules, d.path().join("root/modules")).unwrap();
+    let mut loaded = 0;
+    let mut report = String::new();
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            text.starts_with("# source: https://github.com/"),
+            "{name}: the first line names its source"
+        );
+        let text = text.replace("/usr/local/apache2", &format!("{dir}/root"));
+        d.write(&name, &text);
+        let ours = d.check(&name);
+        // Debian's httpd has these compiled in, and refuses to load them again.
+        let for_httpd: String = text
+            .lines()
+            .map(|l| {
+                let built_in = ["watchdog", "log_config", "logio", "version", "unixd", "so"]
+                    .iter()
+                    .any(|m| {
+                        l.trim_start()
+                            .starts_with(&format!("LoadModule {m}_module "))
+                    });
+                if built_in {
+                    format!("# {l}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        let httpd_path = d.write(&format!("httpd-{name}"), &for_httpd);
+        let httpd = std::process::Command::new(apache2)
+            .args(["-t", "-C", "ServerRoot /usr/lib/apache2", "-C"])
+            .arg(format!("Include {dir}/preamble.conf"))
+            .arg("-f")
+            .arg(&httpd_path)
+            .output()
+            .unwrap();
+        let httpd_ok = httpd.status.success();
+        let httpd_said = String::from_utf8_lossy(&httpd.stderr)
+            .lines()
+            .filter(|l| !l.contains("already loaded") && !l.contains("AH00558"))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        report.push_str(&format!(
+            "{name}: balancerd {}, httpd {} ({httpd_said})\n",
+            if ours.code == 0 { "loads" } else { "refuses" },
+            if httpd_ok { "loads" } else { "refuses" }
+        ));
+        if ours.code == 0 {
+            loaded += 1;
+        }
+        assert_eq!(
+            ours.code == 0,
+            httpd_ok,
+            "{name}: balancerd and httpd disagree\n-- balancerd --\n{}\n-- httpd --\n{httpd_said}",
+            ours.stderr
+        );
+    }
+    assert!(files.len() >= 10 && loaded >= 10, "{report}");
+    eprintln!("{report}");
+}

@@ -27,6 +27,7 @@ fn module_lines() -> String {
         ("proxy_balancer_module", "mod_proxy_balancer.so"),
         ("lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"),
         ("reqtimeout_module", "mod_reqtimeout.so"),
+        ("env_module", "mod_env.so"),
     ];
     modules
         .iter()
@@ -555,5 +556,111 @@ async fn error_document_as_httpd() {
     assert!(
         answer.contains("Additionally, a 404 Not Found error was encountered while trying to use an ErrorDocument to handle the request."),
         "{answer}"
+    );
+}
+
+/// Sends `req` to httpd and to balancerd (same config) and returns, for each, the client's
+/// answer and the request head the member saw.
+async fn member_views(
+    routing: &str,
+    member: &Backend,
+    req: &[u8],
+) -> ((String, Seen), (String, Seen)) {
+    let httpd = Httpd::start(routing);
+    let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+    let (h, _) = raw(httpd.addr, req, Duration::from_millis(700)).await;
+    let hs = member.last();
+    let (b, _) = raw(ours.addr, req, Duration::from_millis(700)).await;
+    let bs = member.last();
+    ((h, hs), (b, bs))
+}
+
+/// `ProxyVia On` (one of the public configs in `tests/fixtures/real/` has it) adds this hop
+/// to the member's `Via` (merged after the client's) and to the client's answer, named as
+/// httpd names it; `Block` removes the client's; `Off` passes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_via_as_httpd() {
+    let member = Backend::start("m").await;
+    for setting in ["On", "Block", "Off"] {
+        let routing = format!(
+            "ServerName lb.example\nProxyVia {setting}\nProxyPass /t1/api http://{a}/api\n",
+            a = member.addr
+        );
+        for host in ["lb.example", "lb.example:8080"] {
+            let req = format!(
+                "GET /t1/api/x HTTP/1.1\r\nHost: {host}\r\nVia: 1.0 client-proxy\r\nConnection: close\r\n\r\n"
+            );
+            let ((h, hs), (b, bs)) = member_views(&routing, &member, req.as_bytes()).await;
+            let via = |s: &Seen| -> Vec<String> {
+                s.headers
+                    .get_all("via")
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or("").to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    .split(", ")
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            };
+            assert_eq!(
+                via(&hs),
+                via(&bs),
+                "ProxyVia {setting}, Host {host}: the member's Via"
+            );
+            assert_eq!(
+                seen(&h, &["via"]),
+                seen(&b, &["via"]),
+                "ProxyVia {setting}, Host {host}: the client's Via\n{h}\n{b}"
+            );
+        }
+    }
+}
+
+/// The `SetEnv` switches of mod_proxy_http (Open-Xchange's stock proxy_http.conf sets two
+/// inside `<Proxy balancer://…>`): `proxy-nokeepalive` closes the member connection
+/// (`Connection: close`); with `proxy-sendchunked` a `Content-Length` body keeps its length
+/// and a chunked body above the 16 KiB prefetch stays chunked, as httpd 2.4 sends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_env_proxy_switches_as_httpd() {
+    let member = Backend::start("m").await;
+    let routing = format!(
+        "ServerName lb.example\n<Proxy balancer://ox>\nBalancerMember http://{a}\nSetEnv proxy-nokeepalive\nSetEnv proxy-sendchunked\n</Proxy>\nProxyPass /ajax balancer://ox/ajax\n",
+        a = member.addr
+    );
+    for (size, chunked) in [(100usize, false), (40_000, false), (40_000, true)] {
+        let mut req = if chunked {
+            format!(
+                "POST /ajax/x HTTP/1.1\r\nHost: lb.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{size:x}\r\n"
+            )
+        } else {
+            format!(
+                "POST /ajax/x HTTP/1.1\r\nHost: lb.example\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+            )
+        }
+        .into_bytes();
+        req.extend(std::iter::repeat_n(b'a', size));
+        if chunked {
+            req.extend_from_slice(b"\r\n0\r\n\r\n");
+        }
+        let ((h, hs), (b, bs)) = member_views(&routing, &member, &req).await;
+        assert_eq!(seen(&h, &[]).0, seen(&b, &[]).0);
+        for field in ["connection", "transfer-encoding", "content-length"] {
+            assert_eq!(
+                hs.headers.get(field),
+                bs.headers.get(field),
+                "{size} bytes: the member's {field}"
+            );
+        }
+        assert_eq!(hs.body_len, bs.body_len);
+        assert_eq!(hs.body_sha, bs.body_sha);
+    }
+    assert_eq!(
+        member
+            .last()
+            .headers
+            .get("transfer-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("chunked")
     );
 }

@@ -535,3 +535,146 @@ async fn a_client_that_leaves_cancels_its_request_at_the_member() {
     // The metrics request itself is the one in flight.
     assert!(text.contains("balancerd_in_flight 1\n"), "{text}");
 }
+
+/// A keep-alive member on a raw socket that records each connection it accepted and the
+/// request lines it read, answering `200 ok` to each.
+struct RawMember {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RawMember {
+    async fn start() -> RawMember {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (a, ls) = (accepted.clone(), lines.clone());
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let ls = ls.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut r = BufReader::new(r);
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        ls.lock().unwrap().push(line.trim_end().to_string());
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if h == "\r\n" {
+                                break;
+                            }
+                            if h.to_ascii_lowercase().starts_with("connection: close") {
+                                ls.lock().unwrap().push("connection: close".into());
+                            }
+                        }
+                        if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawMember {
+            addr,
+            accepted,
+            lines,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `SetEnv proxy-initial-not-pooled`: the first request of each client connection opens a
+/// fresh member connection (never a pooled one); later requests on the same client
+/// connection reuse the pool. Without it, a second client reuses the first one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_initial_not_pooled_opens_a_fresh_member_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for (switch, want) in [("SetEnv proxy-initial-not-pooled\n", 2), ("", 1)] {
+        let m = RawMember::start().await;
+        let p = Proxy::start(
+            &format!("Listen 127.0.0.1:{{PORT}}\n{switch}ProxyPass /a http://m:1/a\n"),
+            &[("m:1", m.addr)],
+        );
+        for _client in 0..2 {
+            let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+            for _ in 0..2 {
+                s.write_all(b"GET /a/x HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut buf = [0u8; 1024];
+                let mut got = Vec::new();
+                while !String::from_utf8_lossy(&got).ends_with("ok") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0);
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        assert_eq!(
+            m.accepted(),
+            want,
+            "{switch:?}: member connections for 2 clients × 2 requests"
+        );
+    }
+}
+
+/// `SetEnv force-proxy-request-1.0` sends the member an HTTP/1.0 request line with
+/// `Connection: close` and does not pool the connection; `proxy-nokeepalive` keeps HTTP/1.1
+/// but closes too. A chunked request body cannot go as HTTP/1.0: 411 (httpd would spool it
+/// to a file to count it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_proxy_request_1_0_and_nokeepalive() {
+    for (switch, line) in [
+        ("force-proxy-request-1.0", "GET /a/x HTTP/1.0"),
+        ("proxy-nokeepalive", "GET /a/x HTTP/1.1"),
+    ] {
+        let m = RawMember::start().await;
+        let p = Proxy::start(
+            &format!(
+                "Listen 127.0.0.1:{{PORT}}\n<Location /a>\nSetEnv {switch}\n</Location>\nProxyPass /a http://m:1/a\n"
+            ),
+            &[("m:1", m.addr)],
+        );
+        for _ in 0..2 {
+            let (r, _) = raw(
+                p.addr,
+                b"GET /a/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                Duration::from_secs(2),
+            )
+            .await;
+            assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        }
+        let lines = m.lines.lock().unwrap().clone();
+        assert_eq!(
+            lines,
+            [line, "connection: close", line, "connection: close"],
+            "{switch}"
+        );
+        assert_eq!(m.accepted(), 2, "{switch}: no member connection reused");
+        if switch.starts_with("force") {
+            let (r, _) = raw(
+                p.addr,
+                b"POST /a/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+                Duration::from_secs(2),
+            )
+            .await;
+            assert!(r.starts_with("HTTP/1.1 411"), "{r}");
+        }
+    }
+}

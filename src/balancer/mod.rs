@@ -38,6 +38,8 @@ pub struct BalancerRt {
     pub reverse: ReverseRules,
     /// Access rules of the `<Proxy>` section.
     pub access: Option<crate::config::model::AccessRules>,
+    /// `SetEnv proxy-*` of the `<Proxy>` section.
+    pub proxy_switches: crate::config::model::ProxySwitches,
     /// httpd's per-balancer lock around member choice.
     lock: Mutex<()>,
 }
@@ -80,6 +82,7 @@ impl BalancerRt {
             request_headers,
             reverse,
             access: None,
+            proxy_switches: Default::default(),
             lock: Mutex::new(()),
         }
     }

@@ -88,6 +88,20 @@ pub const REQTIMEOUT_BODY: ReadStage = ReadStage {
     min_rate: 500,
 };
 
+/// `ProxyVia`: what balancerd does with `Via` header fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyVia {
+    /// Client and member `Via` fields pass unchanged; none added (httpd's default).
+    #[default]
+    Off,
+    /// `1.1 servername[:port]` is merged into the request's `Via` and added to the response.
+    On,
+    /// As `On`, with a `(balancerd/version)` comment.
+    Full,
+    /// The client's `Via` is removed from the request; none added.
+    Block,
+}
+
 /// Server-wide settings with httpd's defaults.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -109,8 +123,8 @@ pub struct ServerSettings {
     pub preserve_host: bool,
     /// `ProxyAddHeaders` (default On).
     pub add_headers: bool,
-    /// `ProxyVia` (default Off; only Off is implemented, others are warned about).
-    pub proxy_via: bool,
+    /// `ProxyVia` (default Off).
+    pub proxy_via: ProxyVia,
     /// `LimitRequestLine` (default 8190).
     pub limit_request_line: u32,
     /// `LimitRequestFieldSize` (default 8190).
@@ -149,7 +163,7 @@ impl Default for ServerSettings {
             max_keepalive_requests: 100,
             preserve_host: false,
             add_headers: true,
-            proxy_via: false,
+            proxy_via: ProxyVia::Off,
             limit_request_line: 8190,
             limit_request_field_size: 8190,
             limit_request_fields: 100,
@@ -187,6 +201,8 @@ pub struct HostRules {
     pub reverse: ReverseRules,
     /// Front-end TLS of this server (`SSLEngine on` + certificates).
     pub tls: Option<FrontTls>,
+    /// `SetEnv proxy-*` at server level.
+    pub proxy_switches: ProxySwitches,
     /// `ErrorDocument` of this server, in config order.
     pub error_documents: Vec<(u16, ErrorDocument)>,
     /// `CustomLog`/`TransferLog` of this server: each file with its format. A virtual host
@@ -274,6 +290,8 @@ pub struct Balancer {
     pub reverse: ReverseRules,
     /// Access rules inside the `<Proxy>` section.
     pub access: Option<AccessRules>,
+    /// `SetEnv proxy-*` inside the `<Proxy>` section.
+    pub proxy_switches: ProxySwitches,
     /// Every place a `<Proxy>` section (or the first member) defined it.
     pub definitions: Vec<Origin>,
     /// True for the one-member balancer made for a `ProxyPass` to a plain URL.
@@ -294,6 +312,7 @@ impl Balancer {
             request_headers: Vec::new(),
             reverse: ReverseRules::default(),
             access: None,
+            proxy_switches: ProxySwitches::default(),
             definitions: vec![origin],
             implicit: false,
             referenced_only: false,
@@ -849,8 +868,54 @@ pub struct LocationSection {
     pub reverse: ReverseRules,
     /// `ErrorDocument` inside the section (before the server's).
     pub error_documents: Vec<(u16, ErrorDocument)>,
+    /// `SetEnv proxy-*` inside the section.
+    pub proxy_switches: ProxySwitches,
     /// Where it opens.
     pub origin: Origin,
+}
+
+/// The `SetEnv proxy-*` switches mod_proxy_http reads, for requests in a scope (server,
+/// `<Location>`, `<Proxy balancer://…>`): a request gets the union of its scopes'.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxySwitches(pub u8);
+
+impl ProxySwitches {
+    /// `proxy-sendchunked`: read and kept, with no effect: httpd 2.4 consults it only for a
+    /// body an input filter resized (balancerd has no input filters), so a `Content-Length`
+    /// body stays one and a chunked body stays chunked, as there.
+    pub const SEND_CHUNKED: u8 = 1;
+    /// `proxy-initial-not-pooled`: the first request of a client connection never goes
+    /// over a pooled member connection (a fresh one is opened).
+    pub const INITIAL_NOT_POOLED: u8 = 2;
+    /// `proxy-nokeepalive`: the member connection is closed after the request.
+    pub const NO_KEEPALIVE: u8 = 4;
+    /// `force-proxy-request-1.0`: the member gets an HTTP/1.0 request (and no keep-alive).
+    pub const FORCE_1_0: u8 = 8;
+
+    /// The switch a `SetEnv` variable name sets, if it is one.
+    pub fn by_name(name: &str) -> Option<u8> {
+        match name.to_ascii_lowercase().as_str() {
+            "proxy-sendchunked" => Some(Self::SEND_CHUNKED),
+            "proxy-initial-not-pooled" => Some(Self::INITIAL_NOT_POOLED),
+            "proxy-nokeepalive" => Some(Self::NO_KEEPALIVE),
+            "force-proxy-request-1.0" => Some(Self::FORCE_1_0),
+            _ => None,
+        }
+    }
+
+    /// True when `flag` is on.
+    #[inline]
+    pub fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+}
+
+impl std::ops::BitOr for ProxySwitches {
+    type Output = ProxySwitches;
+    #[inline]
+    fn bitor(self, o: ProxySwitches) -> ProxySwitches {
+        ProxySwitches(self.0 | o.0)
+    }
 }
 
 /// What `ErrorDocument` puts in place of balancerd's own page for one status, by httpd's

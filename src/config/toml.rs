@@ -964,6 +964,7 @@ impl Walker<'_> {
                 request_headers: Vec::new(),
                 reverse: ReverseRules::default(),
                 error_documents: Vec::new(),
+                proxy_switches: Default::default(),
                 origin: o,
             });
     }

@@ -43,6 +43,14 @@ impl HeadWriter {
         HeadWriter { out, target }
     }
 
+    /// Makes the request line say `HTTP/1.0` (`force-proxy-request-1.0`).
+    pub fn http10(&mut self) {
+        let at = self.target.end + " HTTP/1.".len();
+        if let Some(minor) = self.out.get_mut(at) {
+            *minor = b'0';
+        }
+    }
+
     /// Starts a response head (`HTTP/1.x CODE REASON`) in `buf`, emptied first: its room is
     /// reused (the request head's buffer, which the member's head was written into).
     #[inline]

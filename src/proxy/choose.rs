@@ -16,6 +16,7 @@ use super::handler::{Ctx, close};
 use super::respond::{own_error, respond};
 use crate::balancer::member::MemberRt;
 use crate::balancer::{BalancerRt, Pick, sticky};
+use crate::config::model::ProxySwitches;
 use crate::h1::fields::{FieldRole, field_str};
 use crate::proxy::env::BalancerVars;
 use crate::proxy::tunnel::ClientUpgrade;
@@ -130,14 +131,28 @@ pub(super) async fn forward(
             });
         }
 
-        let conn = match acquire(
-            &m.spec,
-            &m.state.peer,
-            default_timeout,
-            snap.upstream_tls.as_ref(),
-        )
-        .await
-        {
+        // `proxy-initial-not-pooled`: a client connection's first request gets a fresh
+        // member connection (no race with a pooled one the member is closing).
+        let fresh = cx.switches.has(ProxySwitches::INITIAL_NOT_POOLED)
+            && cx.conn.requests.load(Relaxed) == 1;
+        let acquired = if fresh {
+            Box::pin(acquire_fresh(
+                &m.spec,
+                &m.state.peer,
+                default_timeout,
+                snap.upstream_tls.as_ref(),
+            ))
+            .await
+        } else {
+            acquire(
+                &m.spec,
+                &m.state.peer,
+                default_timeout,
+                snap.upstream_tls.as_ref(),
+            )
+            .await
+        };
+        let mut conn = match acquired {
             Ok(c) => c,
             Err(ConnectError::Dns(msg)) => {
                 m.mark_error(&msg);
@@ -158,6 +173,9 @@ pub(super) async fn forward(
             }
         };
 
+        if cx.switches.0 & (ProxySwitches::NO_KEEPALIVE | ProxySwitches::FORCE_1_0) != 0 {
+            conn.poolable = false;
+        }
         let wants_upgrade = client_upgrade.is_some() && upgrade_allowed(cx.route, m, cx.req);
         let member_timeout = m.spec.params.timeout.unwrap_or(default_timeout);
         let Some(mut bodyv) = up_body.take() else {
@@ -195,7 +213,12 @@ pub(super) async fn forward(
                 ))
                 .await
                 {
-                    Ok(c) => {
+                    Ok(mut c) => {
+                        if cx.switches.0 & (ProxySwitches::NO_KEEPALIVE | ProxySwitches::FORCE_1_0)
+                            != 0
+                        {
+                            c.poolable = false;
+                        }
                         // Rare path, boxed: keeps every request's future small.
                         let deadline = Instant::now() + member_timeout;
                         let (r2, c2) = Box::pin(send(c, &head, recovered, deadline)).await;

@@ -150,6 +150,7 @@ async fn serve_internal(
         locations: &plan.locations,
         conn,
         started,
+        switches: plan.switches,
     };
     let mut answered = None;
     forward(

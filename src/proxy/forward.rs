@@ -5,13 +5,13 @@
 
 use super::handler::Ctx;
 use crate::balancer::member::MemberRt;
-use crate::config::model::{Route, RouteMatch};
+use crate::config::model::{ProxySwitches, ProxyVia, Route, RouteMatch};
 use crate::h1::fields::{FieldRole, FieldsView, field_str};
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::ResponseHead;
 use crate::h1::writer::HeadWriter;
 use crate::proxy::error_page::error_page;
-use crate::proxy::forward_headers::{UpstreamHead, write_upstream_headers};
+use crate::proxy::forward_headers::{UpstreamHead, ViaAction, write_upstream_headers};
 use crate::route::{self, Matched};
 use crate::upstream::body::{DownBody, UpBody};
 use crate::upstream::error::{ErrorKind, Phase, ProxyError};
@@ -72,7 +72,10 @@ pub(super) fn build_request(
     } else {
         None
     };
+    let switches = cx.switches;
     let framing = match body {
+        // A body keeps the client's framing. (`proxy-sendchunked` changes nothing here: httpd
+        // 2.4 reads it only when an input filter resized the body, and balancerd has none.)
         UpBody::Client { inner, .. } => match inner.size_hint().exact() {
             Some(n) => BodyFraming::Length(n),
             None => BodyFraming::Chunked,
@@ -107,6 +110,18 @@ pub(super) fn build_request(
             "The request cannot be forwarded.",
         ));
     }
+    let via = via_value(cx, parts);
+    let force_10 = switches.has(ProxySwitches::FORCE_1_0);
+    if force_10 {
+        if framing == BodyFraming::Chunked {
+            // HTTP/1.0 has no chunked bodies; httpd would spool the body to count it.
+            return Err(error_page(
+                StatusCode::LENGTH_REQUIRED,
+                "A request body without Content-Length cannot be sent to this member (force-proxy-request-1.0).",
+            ));
+        }
+        w.http10();
+    }
     write_upstream_headers(
         cx.req,
         &UpstreamHead {
@@ -115,7 +130,9 @@ pub(super) fn build_request(
             client_ip: cx.conn.peer_ip_value.as_bytes(),
             client_host,
             server_name: cx.snap.server_name_value.as_bytes(),
-            close: m.spec.params.disable_reuse,
+            close: m.spec.params.disable_reuse
+                || force_10
+                || switches.has(ProxySwitches::NO_KEEPALIVE),
             upgrade: if wants_upgrade {
                 cx.req.role_value(FieldRole::Upgrade)
             } else {
@@ -124,6 +141,11 @@ pub(super) fn build_request(
             replace: mapped_destination
                 .as_deref()
                 .map(|v| (DESTINATION, v.as_bytes())),
+            via: match (&via, cx.snap.server.proxy_via) {
+                (Some(v), _) => ViaAction::Merge(v.as_bytes()),
+                (None, ProxyVia::Block) => ViaAction::Block,
+                (None, _) => ViaAction::Pass,
+            },
         },
         &mut w,
     );
@@ -132,6 +154,45 @@ pub(super) fn build_request(
         framing,
         is_head: parts.method == http::Method::HEAD,
     })
+}
+
+/// `ProxyVia On|Full`: this hop as httpd names it in `Via`: the request's protocol version,
+/// the server's `ServerName` and the port the client addressed (from `Host`: none there is
+/// the scheme's default; no `Host`: the port it connected to) unless it is the scheme's
+/// default; `Full` adds a comment.
+pub(super) fn via_value(cx: &Ctx<'_>, parts: &http::request::Parts) -> Option<String> {
+    let full = match cx.snap.server.proxy_via {
+        ProxyVia::On => false,
+        ProxyVia::Full => true,
+        ProxyVia::Off | ProxyVia::Block => return None,
+    };
+    let version = if parts.version == http::Version::HTTP_10 {
+        "1.0"
+    } else {
+        "1.1"
+    };
+    let name = cx
+        .host
+        .server_name
+        .as_deref()
+        .unwrap_or(&cx.snap.server_name);
+    let default = if cx.conn.tls.is_some() { 443 } else { 80 };
+    let port = match cx.req.role_value(FieldRole::Host).and_then(field_str) {
+        Some(h) => h
+            .rsplit_once(':')
+            .filter(|(h, _)| !h.starts_with('[') || h.ends_with(']'))
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .unwrap_or(default),
+        None => cx.conn.local_port,
+    };
+    let mut v = format!("{version} {name}");
+    if port != default && port != 0 {
+        v.push_str(&format!(":{port}"));
+    }
+    if full {
+        v.push_str(concat!(" (balancerd/", env!("CARGO_PKG_VERSION"), ")"));
+    }
+    Some(v)
 }
 
 /// WebDAV `Destination`: the public URL mapped to the member's own URL, when it routes to

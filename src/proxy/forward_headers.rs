@@ -47,6 +47,19 @@ pub struct UpstreamHead<'a> {
     /// A header (lower-case name) whose client value is replaced (the mapped WebDAV
     /// `Destination`).
     pub replace: Option<(&'a str, &'a [u8])>,
+    /// `ProxyVia`: the client's `Via` passed, dropped (`Block`) or merged with ours.
+    pub via: ViaAction<'a>,
+}
+
+/// What a request's `Via` fields get (`ProxyVia`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViaAction<'a> {
+    /// Passed unchanged (`Off`).
+    Pass,
+    /// Removed (`Block`).
+    Block,
+    /// The client's values and this one, on one line (`On`, `Full`).
+    Merge(&'a [u8]),
 }
 
 /// Writes the member-bound header fields straight from the client's into the request head
@@ -86,7 +99,17 @@ pub fn write_upstream_headers(client: FieldsView<'_>, u: &UpstreamHead<'_>, w: &
         {
             continue;
         }
+        if u.via != ViaAction::Pass && k.eq_ignore_ascii_case(b"via") {
+            continue;
+        }
         w.header(k, v);
+    }
+    if let ViaAction::Merge(ours) = u.via {
+        let theirs = client
+            .iter()
+            .filter(|(k, _, _)| k.eq_ignore_ascii_case(b"via"))
+            .map(|(_, v, _)| v);
+        w.list_header(b"via", theirs, Some(ours));
     }
     if let Some((rk, rv)) = u.replace {
         w.header(rk.as_bytes(), rv);

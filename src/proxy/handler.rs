@@ -156,6 +156,7 @@ pub async fn handle(
                 locations: &plan.locations,
                 conn,
                 started,
+                switches: plan.switches,
             };
             let (path, upgrade) = (plan.fwd_path.as_str(), plan.client_upgrade);
             forward(&cx, &parts, body, path, upgrade, &mut answered).await
@@ -247,4 +248,6 @@ pub(super) struct Ctx<'a> {
     pub(super) locations: &'a [&'a LocationSection],
     pub(super) conn: &'a ConnInfo,
     pub(super) started: Instant,
+    /// `SetEnv proxy-*` switches in effect for this request.
+    pub(super) switches: crate::config::model::ProxySwitches,
 }

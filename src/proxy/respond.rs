@@ -85,6 +85,7 @@ pub(super) fn respond(
             .chain(b.response_headers.iter())
             .chain(cx.locations.iter().flat_map(|l| l.response_headers.iter()))
     };
+    let via = super::forward::via_value(cx, parts);
     // Nothing to change (the usual case): the plain server writes the member's fields
     // through as they arrived, with no HeaderMap built.
     let pass_through = cx.conn.writes_member_fields
@@ -92,6 +93,7 @@ pub(super) fn respond(
         && head.connection_named.is_empty()
         && !any_reverse
         && !cx.snap.logging
+        && via.is_none()
         && !any_rule_applies(rules(), Some(vars));
     let mut headers = http::HeaderMap::new();
     let mut fields = None;
@@ -105,6 +107,9 @@ pub(super) fn respond(
         }
         if any_reverse {
             reverse_map(cx, parts, &mut headers);
+        }
+        if let Some(v) = via.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+            headers.append(http::header::VIA, v);
         }
         // The rules' conditions may read request fields: a map of raw ones, for them.
         let req_map;

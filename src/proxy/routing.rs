@@ -8,7 +8,7 @@ use super::builtin::builtin;
 use super::check::{check_framing, check_limits};
 use super::handler::{ConnInfo, close, to_map};
 use crate::balancer::BalancerRt;
-use crate::config::model::{LocationSection, Route, RouteMatch};
+use crate::config::model::{LocationSection, ProxySwitches, Route, RouteMatch};
 use crate::h1::fields::{FieldRole, Fields, FieldsView, field_str};
 use crate::proxy::access;
 use crate::proxy::env::apply_rules;
@@ -31,6 +31,8 @@ pub(super) struct Plan<'s> {
     /// The balancer-relative path, canonically encoded (raw with `nocanon`).
     pub(super) fwd_path: route::ForwardPath,
     pub(super) client_upgrade: Option<ClientUpgrade>,
+    /// `SetEnv proxy-*` of the server, the balancer's `<Proxy>` and the `<Location>`s.
+    pub(super) switches: ProxySwitches,
 }
 
 /// Phases 1–3 (check, route, request filters): the plan for a proxied request, or the
@@ -203,6 +205,11 @@ pub(super) fn prepare<'s>(
         );
     }
 
+    let switches = locations
+        .iter()
+        .fold(host.proxy_switches | b.proxy_switches, |s, l| {
+            s | l.proxy_switches
+        });
     Ok(Plan {
         host,
         route: r,
@@ -210,6 +217,7 @@ pub(super) fn prepare<'s>(
         locations,
         fwd_path,
         client_upgrade: parts.extensions.remove::<ClientUpgrade>(),
+        switches,
     })
 }
 
@@ -245,6 +253,7 @@ mod tests {
             request_headers: Vec::new(),
             reverse: Default::default(),
             error_documents: Vec::new(),
+            proxy_switches: Default::default(),
             origin: crate::config::diag::Origin::new(&std::sync::Arc::from("t.conf"), 1, 1),
         }
     }

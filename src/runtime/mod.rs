@@ -43,6 +43,8 @@ pub struct HostRt {
     pub access_logs: Vec<crate::telemetry::access_log::AccessLog>,
     /// A virtual host's `ServerName` as written (`%v`); `None`: the main server's.
     pub server_name: Option<Arc<str>>,
+    /// `SetEnv proxy-*` at server level (a vhost's include the main server's).
+    pub proxy_switches: crate::config::model::ProxySwitches,
     /// `ErrorDocument`s (main server's, then the vhost's: the last for a status wins).
     pub error_documents: Vec<(u16, crate::config::model::ErrorDocument)>,
 }
@@ -257,6 +259,7 @@ impl Snapshot {
                     b.reverse,
                 );
                 rt.access = b.access;
+                rt.proxy_switches = b.proxy_switches;
                 rt
             })
             .collect();
@@ -292,6 +295,7 @@ impl Snapshot {
                         access_logs: Vec::new(),
                         server_name: v.server_name.as_deref().map(Arc::from),
                         error_documents,
+                        proxy_switches: main.proxy_switches | v.rules.proxy_switches,
                     },
                 }
             })
@@ -336,6 +340,7 @@ impl Snapshot {
                 access_logs: main_logs,
                 server_name: None,
                 error_documents: main.error_documents,
+                proxy_switches: main.proxy_switches,
             },
             vhosts,
             listeners,

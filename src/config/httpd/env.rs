@@ -1,4 +1,5 @@
-//! Per-request variables: `SetEnvIf`, `BrowserMatch` and their `NoCase` forms.
+//! Per-request variables: `SetEnv` (the `proxy-*` switches mod_proxy_http reads), `SetEnvIf`,
+//! `BrowserMatch` and their `NoCase` forms.
 //!
 //! balancerd sets no request variables yet. The lines stock httpd trees carry set only the
 //! switches for 1990s clients (`nokeepalive`, `downgrade-1.0`, …): those are skipped with a
@@ -6,7 +7,8 @@
 //! or `Require env` elsewhere may depend on it.
 
 use super::directives;
-use super::{Dir, HttpdParser};
+use super::{Dir, Frame, HttpdParser};
+use crate::config::model::ProxySwitches;
 
 /// Variables httpd reads only to work around broken clients of the 1990s and early 2000s.
 const OLD_CLIENT_SWITCHES: &[&str] = &[
@@ -23,6 +25,56 @@ const OLD_CLIENT_SWITCHES: &[&str] = &[
 ];
 
 impl HttpdParser<'_> {
+    /// `SetEnv name [value]`: the `proxy-*` switches are read for requests in the scope
+    /// (server, `<VirtualHost>`, `<Location>`, `<Proxy balancer://…>`); any other variable is
+    /// refused (balancerd sets no request variables yet).
+    pub(super) fn set_env(&mut self, d: &Dir) {
+        let Some(name) = d.arg(0) else {
+            self.err(&d.origin(), "SetEnv needs a variable name");
+            return;
+        };
+        let Some(flag) = ProxySwitches::by_name(name) else {
+            let why = match directives::lookup("SetEnv").map(|e| e.class) {
+                Some(directives::Class::Refused { why, .. }) => why,
+                _ => "balancerd sets no request variables",
+            };
+            self.err(
+                &d.arg_origin(0),
+                format!(
+                    "SetEnv {name}: balancerd reads only the proxy switches (proxy-sendchunked, proxy-initial-not-pooled, proxy-nokeepalive, force-proxy-request-1.0)"
+                ),
+            )
+            .hint(why.to_string());
+            return;
+        };
+        for f in self.stack.iter().rev() {
+            match f {
+                Frame::Location { host, index } => {
+                    let (h, i) = (*host, *index);
+                    self.ctx.builder.host_mut(h).locations[i].proxy_switches.0 |= flag;
+                    return;
+                }
+                Frame::Proxy {
+                    balancer: Some(bi), ..
+                } => {
+                    let bi = *bi;
+                    self.ctx.builder.config.balancers[bi].proxy_switches.0 |= flag;
+                    return;
+                }
+                Frame::Proxy { .. } => {
+                    self.err(
+                        &d.origin(),
+                        "SetEnv inside a <Proxy> section that is not a balancer is not supported; put it in the server or a <Location>",
+                    );
+                    return;
+                }
+                _ => {}
+            }
+        }
+        let h = self.host;
+        self.ctx.builder.host_mut(h).proxy_switches.0 |= flag;
+    }
+
     pub(super) fn set_env_if(&mut self, d: &Dir) {
         // BrowserMatch regex var...; SetEnvIf attribute regex var...
         let first_var = if d.lower.starts_with("browsermatch") {

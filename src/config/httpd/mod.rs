@@ -364,6 +364,7 @@ impl<'a> HttpdParser<'a> {
             "addoutputfilterbytype" | "addoutputfilter" | "setoutputfilter" => {
                 self.output_filter(d)
             }
+            "setenv" => self.set_env(d),
             "browsermatch" | "browsermatchnocase" | "setenvif" | "setenvifnocase" => {
                 self.set_env_if(d)
             }
@@ -376,6 +377,20 @@ impl<'a> HttpdParser<'a> {
         use directives::Class;
         let o = d.origin();
         if d.lower == "loadmodule" {
+            // Server config only, as httpd: not in <VirtualHost>, <Location> or <Proxy>.
+            if let Some(f) = self.stack.iter().find(|f| !matches!(f, Frame::Conditional)) {
+                self.err(
+                    &o,
+                    format!(
+                        "LoadModule cannot occur within <{}> section (httpd refuses it)",
+                        sections::frame_close_name(f)
+                    ),
+                )
+                .hint(
+                    "move it to the top level of the file, before the sections that use the module",
+                );
+                return;
+            }
             if let Some(name) = d.arg(0) {
                 self.ctx.loaded_modules.insert(module_base(name));
             }

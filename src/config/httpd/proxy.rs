@@ -30,6 +30,24 @@ impl HttpdParser<'_> {
                     self.ctx.builder.config.server.add_headers = b;
                 }
             }
+            "proxyvia" => {
+                let Some(v) = self.one_arg(d) else {
+                    return true;
+                };
+                self.ctx.builder.config.server.proxy_via = match v.to_ascii_lowercase().as_str() {
+                    "off" => ProxyVia::Off,
+                    "on" => ProxyVia::On,
+                    "full" => ProxyVia::Full,
+                    "block" => ProxyVia::Block,
+                    _ => {
+                        self.err(
+                            &d.arg_origin(0),
+                            format!("ProxyVia must be On, Off, Full or Block, not '{v}'"),
+                        );
+                        return true;
+                    }
+                };
+            }
             "proxystatus" => {
                 let v = d.arg(0).unwrap_or("").to_ascii_lowercase();
                 self.ctx.builder.config.server.proxy_status = v == "on" || v == "full";

@@ -73,6 +73,7 @@ impl HttpdParser<'_> {
                     request_headers: Vec::new(),
                     reverse: ReverseRules::default(),
                     error_documents: Vec::new(),
+                    proxy_switches: Default::default(),
                     origin: o.clone(),
                 });
                 let index = locs.len() - 1;
