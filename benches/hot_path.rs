@@ -9,7 +9,7 @@ use balancerd::config::{self, LoadOptions};
 use balancerd::h1::fields::FieldsView;
 use balancerd::h1::framing::BodyFraming;
 use balancerd::h1::writer::HeadWriter;
-use balancerd::proxy::forward_headers::{UpstreamHead, write_upstream_headers};
+use balancerd::proxy::forward_headers::{UpstreamHead, ViaAction, write_upstream_headers};
 use balancerd::route::{self, Matched};
 use balancerd::runtime::Snapshot;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -151,6 +151,7 @@ fn bench(c: &mut Criterion) {
                     close: false,
                     upgrade: None,
                     replace: None,
+                    via: ViaAction::Pass,
                 },
                 &mut w,
             );

@@ -28,6 +28,7 @@ fn find<'a>(host: &'a HostRt, path: &str, status: u16) -> Option<&'a ErrorDocume
     let in_location = host
         .locations
         .iter()
+        .rev()
         .filter(|l| location_matches(l, path))
         .filter_map(|l| {
             l.error_documents
@@ -36,7 +37,7 @@ fn find<'a>(host: &'a HostRt, path: &str, status: u16) -> Option<&'a ErrorDocume
                 .find(|(c, _)| *c == status)
                 .map(|(_, d)| d)
         })
-        .last();
+        .next();
     in_location.or_else(|| {
         host.error_documents
             .iter()

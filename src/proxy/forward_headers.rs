@@ -219,6 +219,7 @@ mod tests {
             close: false,
             upgrade: None,
             replace: None,
+            via: ViaAction::Pass,
         }
     }
 
