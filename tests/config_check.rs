@@ -814,7 +814,7 @@ fn refused_directives_say_what_httpd_would_do() {
     let d = ConfDir::new();
     d.write(
         "a.conf",
-        "ProxyPass /a http://h/a\nCacheEnable disk /\nProxyVia Off\nProxyVia On\nAuthType Basic\nProxyPasReverse /a http://h/a\n",
+        "ProxyPass /a http://h/a\nCacheEnable disk /\nProxyErrorOverride Off\nProxyErrorOverride On\nAuthType Basic\nProxyPasReverse /a http://h/a\n",
     );
     let r = d.check("a.conf");
     assert_eq!(r.code, 1, "{}", r.stderr);
@@ -832,7 +832,7 @@ fn refused_directives_say_what_httpd_would_do() {
         r.stderr
     );
     assert!(
-        r.stderr.contains("a.conf:4:1: error: ProxyVia (mod_proxy)"),
+        r.stderr.contains("a.conf:4:1: error: ProxyErrorOverride (mod_proxy)"),
         "{}",
         r.stderr
     );

@@ -131,7 +131,8 @@ pub struct ServerSettings {
     pub limit_request_field_size: u32,
     /// `LimitRequestFields` (default 100).
     pub limit_request_fields: u32,
-    /// `LimitRequestBody` (default 0 = unlimited, as in httpd 2.4.53-).
+    /// `LimitRequestBody` (httpd's default since 2.4.54: 1 GiB; 0 = unlimited). Applied to
+    /// proxied request bodies too (httpd applies it only to bodies it reads itself).
     pub limit_request_body: u64,
     /// `PidFile`.
     pub pid_file: Option<PathBuf>,
@@ -167,7 +168,7 @@ impl Default for ServerSettings {
             limit_request_line: 8190,
             limit_request_field_size: 8190,
             limit_request_fields: 100,
-            limit_request_body: 0,
+            limit_request_body: 1 << 30,
             pid_file: None,
             log_level: None,
             proxy_status: false,

@@ -59,10 +59,22 @@ pub(super) async fn forward(
     });
     let mut vars = BalancerVars::default();
     let body_timeout = snap.server.timeout;
+    let limit = snap.server.limit_request_body;
     let mut up_body = Some(if body.is_end_stream() {
         UpBody::Empty
     } else {
-        UpBody::client(body, body_timeout, snap.server.body_read_timeout)
+        // `LimitRequestBody`: a declared length over it is refused before anything is sent;
+        // a chunked body is counted as it streams.
+        if limit > 0 && body.size_hint().exact().is_some_and(|n| n > limit) {
+            return own_error(
+                cx,
+                None,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("The request body is larger than this server accepts ({limit} bytes)."),
+                true,
+            );
+        }
+        UpBody::client(body, body_timeout, snap.server.body_read_timeout, limit)
     });
     let mut attempts = 0u32;
     let default_timeout = snap.server.effective_proxy_timeout();

@@ -85,6 +85,9 @@ pub enum UpBody {
         stage: Option<ReadStage>,
         /// The running deadline of `stage`.
         deadline: Option<RateDeadline>,
+        /// `LimitRequestBody` (0: none) and the bytes read so far.
+        limit: u64,
+        read: u64,
         /// Armed while waiting for a frame.
         sleep: Option<Pin<Box<Sleep>>>,
         /// Where to count bytes sent (bytraffic).
@@ -95,13 +98,21 @@ pub enum UpBody {
 }
 
 impl UpBody {
-    /// Wraps a client body: `timeout` between reads, and `stage` for the whole body.
-    pub fn client(inner: ClientBody, timeout: Duration, stage: Option<ReadStage>) -> Self {
+    /// Wraps a client body: `timeout` between reads, `stage` for the whole body, and at
+    /// most `limit` bytes (`LimitRequestBody`; 0: no limit).
+    pub fn client(
+        inner: ClientBody,
+        timeout: Duration,
+        stage: Option<ReadStage>,
+        limit: u64,
+    ) -> Self {
         UpBody::Client {
             inner,
             timeout,
             stage,
             deadline: None,
+            limit,
+            read: 0,
             sleep: None,
             member: None,
             touched: false,
@@ -185,6 +196,8 @@ impl Body for UpBody {
                 timeout,
                 stage,
                 deadline,
+                limit,
+                read,
                 sleep,
                 member,
                 touched,
@@ -203,6 +216,12 @@ impl Body for UpBody {
                         {
                             if let Some(m) = member.as_ref() {
                                 m.transferred.fetch_add(d.len() as u64, Relaxed);
+                            }
+                            *read += d.len() as u64;
+                            if *limit > 0 && *read > *limit {
+                                return Poll::Ready(Some(Err(Box::new(
+                                    crate::upstream::error::BodyTooLarge(*limit),
+                                ))));
                             }
                             if let Some(dl) = deadline.as_mut() {
                                 if dl.passed(Instant::now()) {

@@ -89,6 +89,8 @@ pub enum ErrorKind {
     ClientBodyTimeout,
     /// The client closed or reset its connection before its request body ended.
     ClientGone,
+    /// The client's request body is larger than `LimitRequestBody`.
+    ClientBodyTooLarge,
     /// Anything else (a bug, or the system refusing a resource).
     Internal,
 }
@@ -104,9 +106,10 @@ impl ErrorKind {
             | ErrorKind::MemberIo
             | ErrorKind::MemberInvalidHead
             | ErrorKind::MemberTimeout => Origin::Member,
-            ErrorKind::ClientBodyInvalid | ErrorKind::ClientBodyTimeout | ErrorKind::ClientGone => {
-                Origin::Client
-            }
+            ErrorKind::ClientBodyInvalid
+            | ErrorKind::ClientBodyTimeout
+            | ErrorKind::ClientGone
+            | ErrorKind::ClientBodyTooLarge => Origin::Client,
             ErrorKind::Internal => Origin::Internal,
         }
     }
@@ -124,6 +127,7 @@ impl ErrorKind {
             ErrorKind::ClientBodyInvalid => "client-body-invalid",
             ErrorKind::ClientBodyTimeout => "client-body-timeout",
             ErrorKind::ClientGone => "client-gone",
+            ErrorKind::ClientBodyTooLarge => "client-body-too-large",
             ErrorKind::Internal => "internal",
         }
     }
@@ -220,6 +224,7 @@ impl ProxyError {
                 answer(StatusCode::BAD_REQUEST, false, true)
             }
             ErrorKind::ClientBodyTimeout => answer(StatusCode::REQUEST_TIMEOUT, false, true),
+            ErrorKind::ClientBodyTooLarge => answer(StatusCode::PAYLOAD_TOO_LARGE, false, true),
             ErrorKind::Internal => answer(StatusCode::INTERNAL_SERVER_ERROR, false, false),
         }
     }
@@ -237,10 +242,29 @@ impl fmt::Display for ProxyError {
     }
 }
 
+/// A request body passed `LimitRequestBody` (the client's fault: 413).
+#[derive(Debug)]
+pub struct BodyTooLarge(pub u64);
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request body is larger than LimitRequestBody ({} bytes)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
 /// The kind of a request-body failure, from the error the client's body gave: the plain
 /// server's body reports `InvalidData` (malformed chunked coding), `TimedOut` (stalled) or
 /// another I/O error (the client left); hyper's body reports its own errors.
 pub fn client_body_kind(e: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    if e.downcast_ref::<BodyTooLarge>().is_some() {
+        return ErrorKind::ClientBodyTooLarge;
+    }
     if let Some(io) = e.downcast_ref::<std::io::Error>() {
         return match io.kind() {
             std::io::ErrorKind::InvalidData => ErrorKind::ClientBodyInvalid,
