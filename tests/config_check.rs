@@ -827,12 +827,13 @@ fn refused_directives_say_what_httpd_would_do() {
     );
     assert!(
         r.stderr
-            .contains("a.conf:3:1: note: ProxyVia Off is what balancerd does"),
+            .contains("a.conf:3:1: note: ProxyErrorOverride Off is what balancerd does"),
         "{}",
         r.stderr
     );
     assert!(
-        r.stderr.contains("a.conf:4:1: error: ProxyErrorOverride (mod_proxy)"),
+        r.stderr
+            .contains("a.conf:4:1: error: ProxyErrorOverride (mod_proxy)"),
         "{}",
         r.stderr
     );
