@@ -28,6 +28,7 @@ fn module_lines() -> String {
         ("lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"),
         ("reqtimeout_module", "mod_reqtimeout.so"),
         ("env_module", "mod_env.so"),
+        ("alias_module", "mod_alias.so"),
     ];
     modules
         .iter()
@@ -662,5 +663,57 @@ async fn set_env_proxy_switches_as_httpd() {
             .get("transfer-encoding")
             .map(|v| v.to_str().unwrap()),
         Some("chunked")
+    );
+}
+
+/// mod_alias redirects as httpd applies them in front of a proxy: a server `ProxyPass` wins
+/// over a server `Redirect` for the same path; a prefix keeps the rest of the path and the
+/// query; `RedirectMatch` substitutes `$N`; `gone` is 410; a path target is made absolute
+/// with the request's host; a `<Location>`'s `Redirect` wins over its `ProxyPass`, after its
+/// access rules; a prefix matches whole segments only; a denied location without a handler
+/// is 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_as_httpd() {
+    let member = Backend::start("m").await;
+    let routing = format!(
+        "ServerName lb.example\n\
+         Redirect /old http://x.example/new\n\
+         ProxyPass /old http://{a}/old\n\
+         Redirect permanent /moved https://y.example/m\n\
+         RedirectMatch 301 ^/rm/(.*)\\.html$ https://z.example/$1\n\
+         Redirect gone /g\n\
+         Redirect 303 /see /local/path\n\
+         <Location /loc>\nRedirect http://w.example/w\nProxyPass http://{a}/loc\n</Location>\n\
+         <Location /denied>\nRequire all denied\nRedirect http://w.example/d\n</Location>\n\
+         ProxyPass /denied http://{a}/denied\n\
+         <Location /closed>\nRequire all denied\n</Location>\n",
+        a = member.addr
+    );
+    let req = |p: &str| {
+        format!("GET {p} HTTP/1.1\r\nHost: lb.example:8080\r\nConnection: close\r\n\r\n")
+            .into_bytes()
+    };
+    let paths = [
+        "/old/a?q=1",
+        "/moved/x?y=2",
+        "/rm/p/q.html?z",
+        "/g/x",
+        "/see/a",
+        "/loc/x",
+        "/denied/x",
+        "/movedx",
+        "/closed/x",
+    ];
+    let reqs: Vec<Vec<u8>> = paths.iter().map(|p| req(p)).collect();
+    let cases: Vec<(&[u8], &[&str])> = reqs
+        .iter()
+        .map(|r| (r.as_slice(), &["location"][..]))
+        .collect();
+    let statuses = same_answers(&routing, &cases).await;
+    assert_eq!(
+        statuses,
+        [
+            "200", "301", "301", "410", "303", "302", "403", "404", "403"
+        ]
     );
 }

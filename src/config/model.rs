@@ -204,6 +204,8 @@ pub struct HostRules {
     pub tls: Option<FrontTls>,
     /// `SetEnv proxy-*` at server level.
     pub proxy_switches: ProxySwitches,
+    /// `Redirect`/`RedirectMatch` at server level, in config order.
+    pub redirects: Vec<RedirectRule>,
     /// `ErrorDocument` of this server, in config order.
     pub error_documents: Vec<(u16, ErrorDocument)>,
     /// `CustomLog`/`TransferLog` of this server: each file with its format. A virtual host
@@ -871,6 +873,8 @@ pub struct LocationSection {
     pub error_documents: Vec<(u16, ErrorDocument)>,
     /// `SetEnv proxy-*` inside the section.
     pub proxy_switches: ProxySwitches,
+    /// `Redirect [status] [URL]` inside the section (the innermost matching one wins).
+    pub redirect: Option<(u16, Option<String>)>,
     /// Where it opens.
     pub origin: Origin,
 }
@@ -917,6 +921,28 @@ impl std::ops::BitOr for ProxySwitches {
     fn bitor(self, o: ProxySwitches) -> ProxySwitches {
         ProxySwitches(self.0 | o.0)
     }
+}
+
+/// A server-level `Redirect`, `RedirectMatch`, `RedirectTemp` or `RedirectPermanent`.
+#[derive(Debug, Clone)]
+pub struct RedirectRule {
+    /// The URL-path prefix (whole segments) or the regex.
+    pub matcher: RedirectMatcher,
+    /// 3xx (with a target) or another status such as 410 `gone` (without).
+    pub status: u16,
+    /// Where to: an absolute URL or a path on this server; `$N` from a regex.
+    pub target: Option<String>,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// What a redirect matches.
+#[derive(Debug, Clone)]
+pub enum RedirectMatcher {
+    /// `Redirect /old …`: the path and everything below it; the rest is appended.
+    Prefix(String),
+    /// `RedirectMatch regex …`.
+    Regex(Regex),
 }
 
 /// What `ErrorDocument` puts in place of balancerd's own page for one status, by httpd's

@@ -965,6 +965,7 @@ impl Walker<'_> {
                 reverse: ReverseRules::default(),
                 error_documents: Vec::new(),
                 proxy_switches: Default::default(),
+                redirect: None,
                 origin: o,
             });
     }

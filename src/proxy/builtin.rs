@@ -26,23 +26,29 @@ pub(super) fn builtin(
         .iter()
         .filter(|l| location_matches(l, uri))
         .collect();
-    let Some(handler) = matching.iter().rev().find_map(|l| l.handler) else {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "The requested URL was not found on this server.",
-        );
-    };
     let rules = matching
         .iter()
         .rev()
         .map(|l| &l.access)
         .find(|a| !a.is_open());
+    // Access rules first (httpd checks access before any handler or redirect runs).
     if rules.is_some_and(|a| !access::allowed(a, conn.peer.ip())) {
         return error_page(
             StatusCode::FORBIDDEN,
             "You don't have permission to access this resource.",
         );
     }
+    let Some(handler) = matching.iter().rev().find_map(|l| l.handler) else {
+        if let Some(r) =
+            super::redirect::location_redirect(&matching, parts, fields, conn.tls.is_some())
+        {
+            return r;
+        }
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "The requested URL was not found on this server.",
+        );
+    };
     let host_name = fields
         .role_value(FieldRole::Host)
         .and_then(field_str)

@@ -18,6 +18,7 @@ pub mod error_page;
 mod forward;
 pub mod forward_headers;
 pub mod handler;
+mod redirect;
 mod respond;
 pub mod rewrite;
 mod routing;

@@ -7,6 +7,7 @@
 use super::builtin::builtin;
 use super::check::{check_framing, check_limits};
 use super::handler::{ConnInfo, close, to_map};
+use super::redirect::{location_redirect, server_redirect};
 use crate::balancer::BalancerRt;
 use crate::config::model::{LocationSection, ProxySwitches, Route, RouteMatch};
 use crate::h1::fields::{FieldRole, Fields, FieldsView, field_str};
@@ -112,7 +113,13 @@ pub(super) fn prepare<'s>(
         rest,
     }) = matched
     else {
-        // Not proxied: a built-in handler of a matching <Location>, else 404.
+        // Not proxied: a server-level redirect, else a built-in handler of a matching
+        // <Location> (or its redirect), else 404.
+        if !host.redirects.is_empty()
+            && let Some(r) = server_redirect(host, parts, fields, conn.tls.is_some())
+        {
+            return Err(r);
+        }
         return Err(builtin(parts, fields, conn, snap, host, &uri));
     };
     if parts.method == http::Method::TRACE && !snap.server.trace_enable {
@@ -153,6 +160,16 @@ pub(super) fn prepare<'s>(
             StatusCode::FORBIDDEN,
             "You don't have permission to access this resource.",
         ));
+    }
+    // A <Location>'s Redirect wins over its ProxyPass (mod_alias fixups run first).
+    if locations.iter().any(|l| l.redirect.is_some()) {
+        let view = match &*raw {
+            Some(r) => FieldsView::Raw(r),
+            None => FieldsView::Map(&parts.headers),
+        };
+        if let Some(r) = location_redirect(&locations, parts, view, conn.tls.is_some()) {
+            return Err(r);
+        }
     }
 
     // The balancer-relative path, canonically re-encoded (or raw with nocanon).
@@ -254,6 +271,7 @@ mod tests {
             reverse: Default::default(),
             error_documents: Vec::new(),
             proxy_switches: Default::default(),
+            redirect: None,
             origin: crate::config::diag::Origin::new(&std::sync::Arc::from("t.conf"), 1, 1),
         }
     }

@@ -43,6 +43,9 @@ pub struct HostRt {
     pub access_logs: Vec<crate::telemetry::access_log::AccessLog>,
     /// A virtual host's `ServerName` as written (`%v`); `None`: the main server's.
     pub server_name: Option<Arc<str>>,
+    /// Server-level redirects (a vhost's own first, then the main server's, as mod_alias
+    /// merges them).
+    pub redirects: Vec<crate::config::model::RedirectRule>,
     /// `SetEnv proxy-*` at server level (a vhost's include the main server's).
     pub proxy_switches: crate::config::model::ProxySwitches,
     /// `ErrorDocument`s (main server's, then the vhost's: the last for a status wins).
@@ -296,6 +299,13 @@ impl Snapshot {
                         server_name: v.server_name.as_deref().map(Arc::from),
                         error_documents,
                         proxy_switches: main.proxy_switches | v.rules.proxy_switches,
+                        redirects: v
+                            .rules
+                            .redirects
+                            .iter()
+                            .chain(main.redirects.iter())
+                            .cloned()
+                            .collect(),
                     },
                 }
             })
@@ -341,6 +351,7 @@ impl Snapshot {
                 server_name: None,
                 error_documents: main.error_documents,
                 proxy_switches: main.proxy_switches,
+                redirects: main.redirects,
             },
             vhosts,
             listeners,

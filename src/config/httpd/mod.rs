@@ -20,6 +20,7 @@ mod filters;
 mod headers;
 mod log;
 mod proxy;
+mod redirect;
 mod sections;
 mod server;
 mod ssl;
@@ -365,6 +366,7 @@ impl<'a> HttpdParser<'a> {
                 self.output_filter(d)
             }
             "setenv" => self.set_env(d),
+            "redirect" | "redirectmatch" | "redirecttemp" | "redirectpermanent" => self.redirect(d),
             "browsermatch" | "browsermatchnocase" | "setenvif" | "setenvifnocase" => {
                 self.set_env_if(d)
             }

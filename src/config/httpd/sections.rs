@@ -74,6 +74,7 @@ impl HttpdParser<'_> {
                     reverse: ReverseRules::default(),
                     error_documents: Vec::new(),
                     proxy_switches: Default::default(),
+                    redirect: None,
                     origin: o.clone(),
                 });
                 let index = locs.len() - 1;

@@ -1,0 +1,97 @@
+//! mod_alias redirects as httpd applies them (pinned in `tests/httpd_diff.rs`): a server-level
+//! `Redirect`/`RedirectMatch` is tried only when no `ProxyPass` took the request (mod_proxy
+//! translates first); a `<Location>`'s `Redirect` wins over its `ProxyPass`, after the
+//! location's access rules. A prefix keeps the rest of the path; the query string is added
+//! when the target has none; a target that is a path is made absolute with the request's
+//! host.
+
+use super::error_page::error_page_with;
+use crate::config::model::{LocationSection, RedirectMatcher};
+use crate::h1::fields::{FieldRole, FieldsView, field_str};
+use crate::route;
+use crate::runtime::HostRt;
+use crate::upstream::body::DownBody;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+/// The answer of the first server-level redirect matching `raw_path`, if any.
+pub(super) fn server_redirect(
+    host: &HostRt,
+    parts: &http::request::Parts,
+    fields: FieldsView<'_>,
+    tls: bool,
+) -> Option<Response<DownBody>> {
+    let raw_path = parts.uri.path();
+    for r in &host.redirects {
+        let target = match &r.matcher {
+            RedirectMatcher::Prefix(p) => {
+                let Some(n) = route::prefix_match(p.trim_end_matches('/'), raw_path)
+                    .or_else(|| route::prefix_match(p, raw_path))
+                else {
+                    continue;
+                };
+                r.target.as_ref().map(|t| format!("{t}{}", &raw_path[n..]))
+            }
+            RedirectMatcher::Regex(re) => {
+                let Some(c) = re.captures(raw_path) else {
+                    continue;
+                };
+                r.target.as_ref().map(|t| {
+                    let mut out = String::new();
+                    c.expand(&t.replace('\\', "\\\\"), &mut out);
+                    out
+                })
+            }
+        };
+        return Some(answer(r.status, target, parts, fields, tls));
+    }
+    None
+}
+
+/// The answer of the innermost matching `<Location>` that has a `Redirect`, if any.
+pub(super) fn location_redirect(
+    locations: &[&LocationSection],
+    parts: &http::request::Parts,
+    fields: FieldsView<'_>,
+    tls: bool,
+) -> Option<Response<DownBody>> {
+    let (status, target) = locations.iter().rev().find_map(|l| l.redirect.as_ref())?;
+    Some(answer(*status, target.clone(), parts, fields, tls))
+}
+
+fn answer(
+    status: u16,
+    target: Option<String>,
+    parts: &http::request::Parts,
+    fields: FieldsView<'_>,
+    tls: bool,
+) -> Response<DownBody> {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+    let Some(mut url) = target else {
+        let why = if status == 410 {
+            "The requested resource is no longer available on this server and there is no forwarding address. Please remove all references to this resource."
+        } else {
+            "The server refused the request."
+        };
+        return error_page_with(code, why, "");
+    };
+    if url.starts_with('/') {
+        let host = fields
+            .role_value(FieldRole::Host)
+            .and_then(field_str)
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
+        url = format!("{}://{host}{url}", if tls { "https" } else { "http" });
+    }
+    if let Some(q) = parts.uri.query()
+        && !url.contains('?')
+    {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut r = error_page_with(code, "The document has moved.", "");
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
