@@ -76,7 +76,7 @@ pub(super) fn build_request(
     let framing = match body {
         // A body keeps the client's framing. (`proxy-sendchunked` changes nothing here: httpd
         // 2.4 reads it only when an input filter resized the body, and balancerd has none.)
-        UpBody::Client { inner, .. } => match inner.size_hint().exact() {
+        UpBody::Client(_) => match body.size_hint().exact() {
             Some(n) => BodyFraming::Length(n),
             None => BodyFraming::Chunked,
         },

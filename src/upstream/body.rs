@@ -67,34 +67,35 @@ impl Body for ClientBody {
 }
 
 /// The body sent to a member.
-///
-/// (Not boxed: `Client` is the common case of a request with a body, and a box would be an
-/// allocation per such request.)
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum UpBody {
     /// No body.
     Empty,
-    /// The client's body, streamed.
-    Client {
-        /// The client body.
-        inner: ClientBody,
-        /// Per-frame read timeout.
-        timeout: Duration,
-        /// The body's overall deadline (`RequestReadTimeout body=`), from the first read.
-        stage: Option<ReadStage>,
-        /// The running deadline of `stage`.
-        deadline: Option<RateDeadline>,
-        /// `LimitRequestBody` (0: none) and the bytes read so far.
-        limit: u64,
-        read: u64,
-        /// Armed while waiting for a frame.
-        sleep: Option<Pin<Box<Sleep>>>,
-        /// Where to count bytes sent (bytraffic).
-        member: Option<Arc<Peer>>,
-        /// True once any frame was read: the body can no longer be replayed.
-        touched: bool,
-    },
+    /// The client's body, streamed. (Boxed: a request without a body, the common case,
+    /// moves an `UpBody` of two words instead of the upload's state.)
+    Client(Box<ClientUpload>),
+}
+
+/// The state of a client's body on its way to a member.
+#[derive(Debug)]
+pub struct ClientUpload {
+    /// The client body.
+    inner: ClientBody,
+    /// Per-frame read timeout.
+    timeout: Duration,
+    /// The body's overall deadline (`RequestReadTimeout body=`), from the first read.
+    stage: Option<ReadStage>,
+    /// The running deadline of `stage`.
+    deadline: Option<RateDeadline>,
+    /// `LimitRequestBody` (0: none) and the bytes read so far.
+    limit: u64,
+    read: u64,
+    /// Armed while waiting for a frame.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Where to count bytes sent (bytraffic).
+    member: Option<Arc<Peer>>,
+    /// True once any frame was read: the body can no longer be replayed.
+    touched: bool,
 }
 
 impl UpBody {
@@ -106,7 +107,7 @@ impl UpBody {
         stage: Option<ReadStage>,
         limit: u64,
     ) -> Self {
-        UpBody::Client {
+        UpBody::Client(Box::new(ClientUpload {
             inner,
             timeout,
             stage,
@@ -116,19 +117,22 @@ impl UpBody {
             sleep: None,
             member: None,
             touched: false,
-        }
+        }))
     }
 
     /// True when some of the client body has been read (a retry would lose it).
     pub fn touched(&self) -> bool {
-        matches!(self, UpBody::Client { touched: true, .. })
+        matches!(self, UpBody::Client(u) if u.touched)
     }
 
     /// For zero-copy forwarding: the rest of a plain client's `Content-Length` body of at
     /// least `min` bytes, as a socket run (see [`crate::h1::request_body::RequestBody::take_plain_run`]).
     /// The body counts as read from here on (no replay).
     pub fn take_plain_run(&mut self, min: u64) -> Option<PlainRun<'_>> {
-        let UpBody::Client {
+        let UpBody::Client(u) = self else {
+            return None;
+        };
+        let ClientUpload {
             inner: ClientBody::Plain(body),
             timeout,
             stage,
@@ -136,7 +140,7 @@ impl UpBody {
             member,
             touched,
             ..
-        } = self
+        } = &mut **u
         else {
             return None;
         };
@@ -159,15 +163,13 @@ impl UpBody {
 
     /// True when [`UpBody::take_plain_run`] would give a run.
     pub fn can_splice(&self, min: u64) -> bool {
-        matches!(self, UpBody::Client { inner: ClientBody::Plain(body), .. } if body.can_splice(min))
+        matches!(self, UpBody::Client(u) if matches!(&u.inner, ClientBody::Plain(body) if body.can_splice(min)))
     }
 
     /// Ends a run taken with [`UpBody::take_plain_run`].
     pub fn plain_run_done(&mut self, moved_all: bool) {
-        if let UpBody::Client {
-            inner: ClientBody::Plain(body),
-            ..
-        } = self
+        if let UpBody::Client(u) = self
+            && let ClientBody::Plain(body) = &mut u.inner
         {
             body.plain_run_done(moved_all);
         }
@@ -175,8 +177,8 @@ impl UpBody {
 
     /// Counts the bytes sent to `member`.
     pub fn count_for(&mut self, m: &Arc<Peer>) {
-        if let UpBody::Client { member, .. } = self {
-            *member = Some(m.clone());
+        if let UpBody::Client(u) = self {
+            u.member = Some(m.clone());
         }
     }
 }
@@ -191,17 +193,18 @@ impl Body for UpBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             UpBody::Empty => Poll::Ready(None),
-            UpBody::Client {
-                inner,
-                timeout,
-                stage,
-                deadline,
-                limit,
-                read,
-                sleep,
-                member,
-                touched,
-            } => {
+            UpBody::Client(u) => {
+                let ClientUpload {
+                    inner,
+                    timeout,
+                    stage,
+                    deadline,
+                    limit,
+                    read,
+                    sleep,
+                    member,
+                    touched,
+                } = &mut **u;
                 if deadline.is_none()
                     && let Some(st) = stage
                 {
@@ -257,14 +260,14 @@ impl Body for UpBody {
     fn is_end_stream(&self) -> bool {
         match self {
             UpBody::Empty => true,
-            UpBody::Client { inner, .. } => inner.is_end_stream(),
+            UpBody::Client(u) => u.inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             UpBody::Empty => SizeHint::with_exact(0),
-            UpBody::Client { inner, .. } => inner.size_hint(),
+            UpBody::Client(u) => u.inner.size_hint(),
         }
     }
 }
