@@ -1092,3 +1092,43 @@ fn public_balancer_configs_load_where_httpd_loads_them() {
     assert!(files.len() >= 10 && loaded >= 10, "{report}");
     eprintln!("{report}");
 }
+
+/// The mod_rewrite balancerd does not do is an error that names it: file tests, maps,
+/// flags outside the implemented set, a `[P]` whose host comes from a back-reference,
+/// per-directory rules, and a rule that would map the request to a file.
+#[test]
+fn mod_rewrite_outside_the_implemented_part_is_refused() {
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        "RewriteEngine On\n\
+         RewriteCond %{REQUEST_FILENAME} !-f\n\
+         RewriteRule ^/a(.*)$ /index.php [L]\n\
+         RewriteMap m txt:/etc/map.txt\n\
+         RewriteRule ^/b(.*)$ /b2$1 [C,PT]\n\
+         RewriteRule ^/c/([^/]+)/(.*)$ http://$1/$2 [P]\n\
+         <Location /d>\nRewriteRule ^x$ /y [PT]\n</Location>\n\
+         RewriteRule ^/e(.*)$ /e2$1\n\
+         RewriteRule ^/ok/(.*)$ balancer://b/$1 [P,L]\n\
+         <Proxy balancer://b>\nBalancerMember http://h:1\n</Proxy>\n",
+    );
+    let r = d.check("a.conf");
+    let errors: Vec<String> = r
+        .heads()
+        .into_iter()
+        .filter(|h| h.contains(": error: "))
+        .collect();
+    let want = [
+        "a.conf:2:13: error: unknown server variable %{REQUEST_FILENAME}",
+        "a.conf:3:1: error: this RewriteRule maps the request to a file",
+        "a.conf:4:1: error: RewriteMap (mod_rewrite) changes what httpd does",
+        "a.conf:5:28: error: flag [C] is not supported",
+        "a.conf:6:31: error: [P] with a scheme or host from a back-reference",
+        "a.conf:8:1: error: RewriteRule inside <Location> or <Proxy> (per-directory rewriting) is not supported",
+        "a.conf:10:1: error: this RewriteRule maps the request to a file",
+    ];
+    for w in want {
+        assert!(errors.iter().any(|e| e.starts_with(w)), "{w}\n{errors:#?}");
+    }
+    assert_eq!(errors.len(), want.len(), "{errors:#?}");
+}

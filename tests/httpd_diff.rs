@@ -29,6 +29,7 @@ fn module_lines() -> String {
         ("reqtimeout_module", "mod_reqtimeout.so"),
         ("env_module", "mod_env.so"),
         ("alias_module", "mod_alias.so"),
+        ("rewrite_module", "mod_rewrite.so"),
     ];
     modules
         .iter()
@@ -716,4 +717,62 @@ async fn redirects_as_httpd() {
             "200", "301", "301", "410", "303", "302", "403", "404", "403"
         ]
     );
+}
+
+/// mod_rewrite in front of balancers, as httpd runs it (before `ProxyPass`): `[P]` into a
+/// balancer with `%N` from a header condition and `$N` from the path; a failed condition
+/// falls through to `ProxyPass`; `[R=301]` keeps the query; `[F]`, `[G]`; a query condition
+/// picking between two `[P]` rules, one with a new query and `QSA`; two host conditions
+/// joined by `[OR]` with `[NC]`; `[PT]` handing a new path to `ProxyPass`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mod_rewrite_as_httpd() {
+    let member = Backend::start("m").await;
+    let routing = format!(
+        "ServerName lb.example\n\
+         RewriteEngine On\n\
+         <Proxy balancer://cluster>\nBalancerMember http://{a}\n</Proxy>\n\
+         RewriteCond %{{HTTP:X-Tenant}} ^t([0-9]+)$\n\
+         RewriteRule ^/api/(.*)$ balancer://cluster/tenant%1/$1 [P,L]\n\
+         RewriteRule ^/old/(.*)$ /new/$1 [R=301,L]\n\
+         RewriteRule ^/blocked - [F]\n\
+         RewriteRule ^/gone - [G]\n\
+         RewriteCond %{{QUERY_STRING}} (^|&)v=2(&|$)\n\
+         RewriteRule ^/svc/(.*)$ http://{a}/v2/$1?x=1 [P,QSA]\n\
+         RewriteRule ^/svc/(.*)$ http://{a}/v1/$1 [P]\n\
+         RewriteCond %{{HTTP_HOST}} ^www\\. [NC,OR]\n\
+         RewriteCond %{{HTTP_HOST}} ^old\\.\n\
+         RewriteRule ^/(.*)$ https://lb.example/$1 [R,L]\n\
+         RewriteRule ^/pt/(.*)$ /app/$1 [PT]\n\
+         ProxyPass /app http://{a}/app\n\
+         ProxyPass /api http://{a}/direct\n",
+        a = member.addr
+    );
+    let cases: [(&str, &str, &str, &str); 9] = [
+        ("/api/x", "lb.example", "X-Tenant: t7\r\n", "200 /tenant7/x"),
+        ("/api/x", "lb.example", "", "200 /direct/x"),
+        ("/old/a?q=1", "lb.example", "", "301"),
+        ("/blocked", "lb.example", "", "403"),
+        ("/gone/x", "lb.example", "", "410"),
+        ("/svc/a?v=2", "lb.example", "", "200 /v2/a?x=1&v=2"),
+        ("/svc/a?v=1", "lb.example", "", "200 /v1/a?v=1"),
+        ("/p?z", "WWW.lb.example", "", "302"),
+        ("/pt/z", "lb.example", "", "200 /app/z"),
+    ];
+    for (path, host, extra, want) in cases {
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+        let ((h, hs), (b, bs)) = member_views(&routing, &member, req.as_bytes()).await;
+        let (hseen, bseen) = (seen(&h, &["location"]), seen(&b, &["location"]));
+        assert_eq!(
+            hseen, bseen,
+            "{path} (Host {host})\n-- httpd --\n{h}\n-- balancerd --\n{b}"
+        );
+        let got = if hseen.0 == "200" {
+            assert_eq!(hs.target, bs.target, "{path}: the member's target");
+            format!("200 {}", bs.target)
+        } else {
+            hseen.0.clone()
+        };
+        assert_eq!(got, want, "{path}");
+    }
 }

@@ -19,6 +19,7 @@ pub mod httpd;
 pub mod lint;
 pub mod model;
 pub mod params;
+pub mod rewrite;
 pub mod summary;
 pub mod toml;
 

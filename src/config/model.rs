@@ -206,6 +206,8 @@ pub struct HostRules {
     pub proxy_switches: ProxySwitches,
     /// `Redirect`/`RedirectMatch` at server level, in config order.
     pub redirects: Vec<RedirectRule>,
+    /// mod_rewrite of this server.
+    pub rewrite: RewriteConfig,
     /// `ErrorDocument` of this server, in config order.
     pub error_documents: Vec<(u16, ErrorDocument)>,
     /// `CustomLog`/`TransferLog` of this server: each file with its format. A virtual host
@@ -921,6 +923,27 @@ impl std::ops::BitOr for ProxySwitches {
     fn bitor(self, o: ProxySwitches) -> ProxySwitches {
         ProxySwitches(self.0 | o.0)
     }
+}
+
+/// A server's mod_rewrite: `RewriteEngine`, its rules and `RewriteOptions Inherit*`.
+#[derive(Debug, Clone, Default)]
+pub struct RewriteConfig {
+    /// `RewriteEngine On`.
+    pub engine: bool,
+    /// The rules in config order.
+    pub rules: Vec<super::rewrite::RewriteRule>,
+    /// `RewriteOptions Inherit` (the main server's rules after this one's) or
+    /// `InheritBefore` (before).
+    pub inherit: Option<InheritOrder>,
+}
+
+/// Where inherited rules go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InheritOrder {
+    /// After the virtual host's own.
+    After,
+    /// Before them.
+    Before,
 }
 
 /// A server-level `Redirect`, `RedirectMatch`, `RedirectTemp` or `RedirectPermanent`.

@@ -42,6 +42,8 @@ pub(super) async fn forward(
     let b = cx.balancer;
     let query = if cx.route.noquery {
         None
+    } else if let Some(q) = cx.rewritten_query {
+        q.as_deref()
     } else {
         parts.uri.query()
     };
@@ -58,6 +60,9 @@ pub(super) async fn forward(
         )
     });
     let mut vars = BalancerVars::default();
+    if !cx.rewrite_env.is_empty() {
+        vars.extra = cx.rewrite_env.to_vec();
+    }
     let body_timeout = snap.server.timeout;
     let limit = snap.server.limit_request_body;
     let mut up_body = Some(if body.is_end_stream() {

@@ -26,6 +26,8 @@ pub struct BalancerVars {
     /// `BALANCERD_ERROR`: the kind of the failure when forwarding failed
     /// (`upstream::error::ErrorKind::as_str`: `member-timeout`, `client-body-invalid`, …).
     pub error: Option<&'static str>,
+    /// Variables a `RewriteRule`'s `E=` set (empty unless one did).
+    pub extra: Vec<(String, String)>,
 }
 
 impl BalancerVars {
@@ -39,7 +41,12 @@ impl BalancerVars {
             "BALANCER_SESSION_ROUTE" => self.session_route.as_deref(),
             "BALANCER_ROUTE_CHANGED" => self.route_changed.then_some("1"),
             "BALANCERD_ERROR" => self.error,
-            _ => None,
+            _ => self
+                .extra
+                .iter()
+                .rev()
+                .find(|(k, _)| k == var)
+                .map(|(_, v)| v.as_str()),
         }
     }
 }

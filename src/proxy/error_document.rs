@@ -152,6 +152,8 @@ async fn serve_internal(
         conn,
         started,
         switches: plan.switches,
+        rewritten_query: plan.rewritten_query.as_ref(),
+        rewrite_env: &plan.rewrite_env,
     };
     let mut answered = None;
     forward(

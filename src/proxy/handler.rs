@@ -157,6 +157,8 @@ pub async fn handle(
                 conn,
                 started,
                 switches: plan.switches,
+                rewritten_query: plan.rewritten_query.as_ref(),
+                rewrite_env: &plan.rewrite_env,
             };
             let (path, upgrade) = (plan.fwd_path.as_str(), plan.client_upgrade);
             forward(&cx, &parts, body, path, upgrade, &mut answered).await
@@ -250,4 +252,8 @@ pub(super) struct Ctx<'a> {
     pub(super) started: Instant,
     /// `SetEnv proxy-*` switches in effect for this request.
     pub(super) switches: crate::config::model::ProxySwitches,
+    /// The query a `RewriteRule` gave the request, if one did.
+    pub(super) rewritten_query: Option<&'a Option<String>>,
+    /// Variables a `RewriteRule`'s `E=` set.
+    pub(super) rewrite_env: &'a [(String, String)],
 }

@@ -21,5 +21,6 @@ pub mod handler;
 mod redirect;
 mod respond;
 pub mod rewrite;
+mod rewrite_engine;
 mod routing;
 pub mod tunnel;

@@ -8,6 +8,7 @@ use super::builtin::builtin;
 use super::check::{check_framing, check_limits};
 use super::handler::{ConnInfo, close, to_map};
 use super::redirect::{location_redirect, server_redirect};
+use super::rewrite_engine::{self, Outcome, RequestFacts};
 use crate::balancer::BalancerRt;
 use crate::config::model::{LocationSection, ProxySwitches, Route, RouteMatch};
 use crate::h1::fields::{FieldRole, Fields, FieldsView, field_str};
@@ -34,6 +35,20 @@ pub(super) struct Plan<'s> {
     pub(super) client_upgrade: Option<ClientUpgrade>,
     /// `SetEnv proxy-*` of the server, the balancer's `<Proxy>` and the `<Location>`s.
     pub(super) switches: ProxySwitches,
+    /// The query a `RewriteRule` gave the request (`Some(None)`: none).
+    pub(super) rewritten_query: Option<Option<String>>,
+    /// Variables a `RewriteRule`'s `E=` set.
+    pub(super) rewrite_env: Vec<(String, String)>,
+}
+
+/// A `RewriteRule [R]` answer (its URL is already built and escaped).
+fn rewrite_redirect(code: u16, url: &str) -> Response<DownBody> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+    let mut r = super::error_page::error_page_with(status, "The document has moved.", "");
+    if let Ok(v) = http::HeaderValue::from_str(url) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    r
 }
 
 /// Phases 1–3 (check, route, request filters): the plan for a proxied request, or the
@@ -105,7 +120,60 @@ pub(super) fn prepare<'s>(
             )));
         }
     };
-    let matched = host.route_index.find(&host.routes, &uri);
+    // mod_rewrite runs before ProxyPass (httpd's translate order).
+    let mut rewrite_env = Vec::new();
+    let mut proxy_rule = None;
+    let mut new_path = None;
+    let mut rewritten_query = None;
+    if !host.rewrite.is_empty() {
+        let facts = RequestFacts {
+            fields,
+            parts,
+            tls: conn.tls.is_some(),
+            peer: conn.peer,
+            local_port: conn.local_port,
+            server_name: host.server_name.as_deref().unwrap_or(&snap.server_name),
+        };
+        let (out, env) = rewrite_engine::run(&host.rewrite, &uri, &facts);
+        rewrite_env = env;
+        match out {
+            Outcome::Unchanged => {}
+            Outcome::NewPath(p, q) => {
+                new_path = Some(p);
+                rewritten_query = Some(q);
+            }
+            Outcome::Proxy(rule, rest, q) => {
+                proxy_rule = Some((rule, rest));
+                rewritten_query = Some(q);
+            }
+            Outcome::Redirect(code, url) => return Err(rewrite_redirect(code, &url)),
+            Outcome::Forbidden => {
+                return Err(error_page(
+                    StatusCode::FORBIDDEN,
+                    "You don't have permission to access this resource.",
+                ));
+            }
+            Outcome::Gone => {
+                return Err(error_page(
+                    StatusCode::GONE,
+                    "The requested resource is no longer available on this server and there is no forwarding address. Please remove all references to this resource.",
+                ));
+            }
+        }
+    }
+    let uri: std::borrow::Cow<'_, str> = match new_path {
+        Some(p) => std::borrow::Cow::Owned(p),
+        None => uri,
+    };
+    let matched = match &proxy_rule {
+        Some((rule, rest)) => rule.proxy.as_ref().map(|t| Matched::Balancer {
+            route: usize::MAX,
+            balancer: t.balancer,
+            target_path: "",
+            rest: rest.as_str(),
+        }),
+        None => host.route_index.find(&host.routes, &uri),
+    };
     let Some(Matched::Balancer {
         route: ri,
         balancer: bi,
@@ -134,7 +202,13 @@ pub(super) fn prepare<'s>(
             "Max-Forwards has reached zero.",
         ));
     }
-    let r = &host.routes[ri];
+    let r = match &proxy_rule {
+        Some((rule, _)) => match &rule.proxy {
+            Some(t) => &t.route,
+            None => &host.routes[ri],
+        },
+        None => &host.routes[ri],
+    };
     let b = &snap.balancers[bi];
     let locations: Vec<&LocationSection> = host
         .locations
@@ -235,6 +309,8 @@ pub(super) fn prepare<'s>(
         fwd_path,
         client_upgrade: parts.extensions.remove::<ClientUpgrade>(),
         switches,
+        rewritten_query,
+        rewrite_env,
     })
 }
 

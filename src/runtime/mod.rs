@@ -43,6 +43,9 @@ pub struct HostRt {
     pub access_logs: Vec<crate::telemetry::access_log::AccessLog>,
     /// A virtual host's `ServerName` as written (`%v`); `None`: the main server's.
     pub server_name: Option<Arc<str>>,
+    /// mod_rewrite rules in effect (empty unless `RewriteEngine On` in this server; a vhost
+    /// gets the main server's only with `RewriteOptions Inherit*`).
+    pub rewrite: Vec<crate::config::rewrite::RewriteRule>,
     /// Server-level redirects (a vhost's own first, then the main server's, as mod_alias
     /// merges them).
     pub redirects: Vec<crate::config::model::RedirectRule>,
@@ -89,6 +92,25 @@ pub struct Snapshot {
     /// True when some server or `<Location>` has an `ErrorDocument` (the request head is
     /// kept for it, and balancerd's own error pages are looked up).
     pub error_documents: bool,
+}
+
+/// A virtual host's rewrite rules: its own when its `RewriteEngine` is on, with the main
+/// server's before or after them under `RewriteOptions InheritBefore`/`Inherit`.
+fn vhost_rewrite(
+    main: &crate::config::model::RewriteConfig,
+    own: &crate::config::model::RewriteConfig,
+) -> Vec<crate::config::rewrite::RewriteRule> {
+    use crate::config::model::InheritOrder;
+    if !own.engine {
+        return Vec::new();
+    }
+    let inherited: &[crate::config::rewrite::RewriteRule] =
+        if main.engine { &main.rules } else { &[] };
+    match own.inherit {
+        Some(InheritOrder::Before) => inherited.iter().chain(&own.rules).cloned().collect(),
+        Some(InheritOrder::After) => own.rules.iter().chain(inherited).cloned().collect(),
+        None => own.rules.clone(),
+    }
 }
 
 /// True when a `<VirtualHost>` address list names `port` (or no port at all).
@@ -299,6 +321,7 @@ impl Snapshot {
                         server_name: v.server_name.as_deref().map(Arc::from),
                         error_documents,
                         proxy_switches: main.proxy_switches | v.rules.proxy_switches,
+                        rewrite: vhost_rewrite(&main.rewrite, &v.rules.rewrite),
                         redirects: v
                             .rules
                             .redirects
@@ -351,6 +374,11 @@ impl Snapshot {
                 server_name: None,
                 error_documents: main.error_documents,
                 proxy_switches: main.proxy_switches,
+                rewrite: if main.rewrite.engine {
+                    main.rewrite.rules
+                } else {
+                    Vec::new()
+                },
                 redirects: main.redirects,
             },
             vhosts,

@@ -157,7 +157,7 @@ const EXPIRES: &str = "httpd would add Expires and Cache-Control headers to resp
 /// session
 const SESSION: &str = "httpd would keep a user session (mod_session); balancerd does not. Keep sessions in the member";
 /// rewrite
-const REWRITE: &str = "mod_rewrite is not implemented yet; httpd would rewrite or proxy the request by these rules. Write the routes as ProxyPass/ProxyPassMatch lines";
+const REWRITE: &str = "httpd would rewrite by a map or a base path; balancerd implements RewriteEngine, RewriteCond, RewriteRule and RewriteOptions Inherit in server context. Write the mapping out as rules";
 /// redirect
 const REDIRECT: &str = "httpd would answer with a redirect; balancerd does not implement mod_alias redirects yet. Let the member answer the redirect";
 /// heartbeat
@@ -710,11 +710,11 @@ pub static DIRECTIVES: &[Directive] = &[
     Directive { name: "RequireAny", module: "mod_authz_core", section: true, class: Implemented },
     Directive { name: "RequireNone", module: "mod_authz_core", section: true, class: Implemented },
     Directive { name: "RewriteBase", module: "mod_rewrite", section: false, class: Refused { why: REWRITE, default: None } },
-    Directive { name: "RewriteCond", module: "mod_rewrite", section: false, class: Refused { why: REWRITE, default: None } },
-    Directive { name: "RewriteEngine", module: "mod_rewrite", section: false, class: Refused { why: REWRITE, default: Some("off") } },
+    Directive { name: "RewriteCond", module: "mod_rewrite", section: false, class: Implemented },
+    Directive { name: "RewriteEngine", module: "mod_rewrite", section: false, class: Implemented },
     Directive { name: "RewriteMap", module: "mod_rewrite", section: false, class: Refused { why: REWRITE, default: None } },
-    Directive { name: "RewriteOptions", module: "mod_rewrite", section: false, class: Refused { why: REWRITE, default: None } },
-    Directive { name: "RewriteRule", module: "mod_rewrite", section: false, class: Refused { why: REWRITE, default: None } },
+    Directive { name: "RewriteOptions", module: "mod_rewrite", section: false, class: Implemented },
+    Directive { name: "RewriteRule", module: "mod_rewrite", section: false, class: Implemented },
     Directive { name: "RLimitCPU", module: "core", section: false, class: Skipped(PROCESS) },
     Directive { name: "RLimitMEM", module: "core", section: false, class: Skipped(PROCESS) },
     Directive { name: "RLimitNPROC", module: "core", section: false, class: Skipped(PROCESS) },

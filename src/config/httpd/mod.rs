@@ -21,6 +21,7 @@ mod headers;
 mod log;
 mod proxy;
 mod redirect;
+mod rewrite;
 mod sections;
 mod server;
 mod ssl;
@@ -174,6 +175,8 @@ pub struct HttpdParser<'a> {
     ctx: &'a mut LoadCtx,
     stack: Vec<Frame>,
     host: HostSel,
+    /// `RewriteCond`s waiting for their `RewriteRule`.
+    rewrite_conds: Vec<crate::config::rewrite::RewriteCond>,
 }
 
 impl<'a> HttpdParser<'a> {
@@ -183,6 +186,7 @@ impl<'a> HttpdParser<'a> {
             ctx,
             stack: Vec::new(),
             host: HostSel::Main,
+            rewrite_conds: Vec::new(),
         }
     }
 
@@ -366,6 +370,7 @@ impl<'a> HttpdParser<'a> {
                 self.output_filter(d)
             }
             "setenv" => self.set_env(d),
+            "rewriteengine" | "rewritecond" | "rewriterule" | "rewriteoptions" => self.rewrite(d),
             "redirect" | "redirectmatch" | "redirecttemp" | "redirectpermanent" => self.redirect(d),
             "browsermatch" | "browsermatchnocase" | "setenvif" | "setenvifnocase" => {
                 self.set_env_if(d)
