@@ -263,7 +263,7 @@ async fn empty_balancers_and_dollar_n_after_the_balancer_name_as_httpd() {
 async fn if_module_follows_the_modules_the_config_loads() {
     let member = Backend::start("m").await;
     let routing = format!(
-        "ServerName lb.example\n<IfModule ssl_module>\nSSLEngine on\nSSLCertificateFile /nonexistent.pem\nProxyPass /s http://{a}/s\n</IfModule>\n<IfModule mod_rewrite.c>\nProxyPass /r http://{a}/r\n</IfModule>\n<IfModule mod_proxy.c>\nProxyPass /p http://{a}/p\n</IfModule>\n<IfModule !mod_ssl.c>\nProxyPass /n http://{a}/n\n</IfModule>\n<IfModule log_config_module>\nProxyPass /l http://{a}/l\n</IfModule>\n",
+        "ServerName lb.example\n<IfModule ssl_module>\nSSLEngine on\nSSLCertificateFile /nonexistent.pem\nProxyPass /s http://{a}/s\n</IfModule>\n<IfModule mod_deflate.c>\nProxyPass /r http://{a}/r\n</IfModule>\n<IfModule mod_proxy.c>\nProxyPass /p http://{a}/p\n</IfModule>\n<IfModule !mod_ssl.c>\nProxyPass /n http://{a}/n\n</IfModule>\n<IfModule log_config_module>\nProxyPass /l http://{a}/l\n</IfModule>\n",
         a = member.addr
     );
     let httpd = Httpd::start(&routing);
