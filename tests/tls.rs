@@ -573,3 +573,70 @@ async fn health_checks_of_tls_members_speak_http_over_tls() {
     .await;
     assert!(back.is_some(), "{}", px.log_text());
 }
+
+/// `SSLVerifyClient require` with `SSLCACertificateFile`: a client without a certificate,
+/// or with one from another CA, does not get through the handshake; one with a certificate
+/// of the CA is served. `optional` serves a client without a certificate too, and still
+/// refuses one whose certificate does not chain to the CA. Without `SSLCACertificateFile`
+/// the config is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_client_certificates_as_ssl_verify_client_says() {
+    let pki = Pki::new("CA");
+    let other = Pki::new("Other");
+    let a = Backend::start("A").await;
+    let (sc, sk) = pki.issue("a", &["a.test"], false);
+    let (cc, ck) = pki.issue("agent", &["agent-7"], false);
+    let (oc, ok) = other.issue("intruder", &["x"], false);
+    for (mode, no_cert, good, bad) in [
+        ("require", false, true, false),
+        ("optional", true, true, false),
+    ] {
+        let conf = format!(
+            "Listen 127.0.0.1:{{PORT}} https\n<VirtualHost *:{{PORT}}>\nServerName a.test\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\nSSLVerifyClient {mode}\nSSLCACertificateFile {}\n</VirtualHost>\nProxyPass /t1/api http://a:1/api\n",
+            p(&sc),
+            p(&sk),
+            p(&pki.ca)
+        );
+        let px = Proxy::start(&conf, &[("a:1", a.addr)]);
+        let served = |r: std::io::Result<u16>| r.is_ok_and(|s| s == 200);
+        assert_eq!(
+            served(tls_get_with_client_cert(px.addr, &pki.ca, "a.test", None, "/t1/api/x").await),
+            no_cert,
+            "{mode}: without a certificate"
+        );
+        assert_eq!(
+            served(
+                tls_get_with_client_cert(px.addr, &pki.ca, "a.test", Some((&cc, &ck)), "/t1/api/x")
+                    .await
+            ),
+            good,
+            "{mode}: with the CA's certificate\n{}",
+            px.log_text()
+        );
+        assert_eq!(
+            served(
+                tls_get_with_client_cert(px.addr, &pki.ca, "a.test", Some((&oc, &ok)), "/t1/api/x")
+                    .await
+            ),
+            bad,
+            "{mode}: with another CA's certificate"
+        );
+    }
+    let d = ConfDir::new();
+    d.write(
+        "a.conf",
+        &format!(
+            "Listen 127.0.0.1:1 https\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\nSSLVerifyClient require\nProxyPass /a http://h/a\n",
+            p(&sc),
+            p(&sk)
+        ),
+    );
+    let r = d.check("a.conf");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("SSLVerifyClient needs SSLCACertificateFile"),
+        "{}",
+        r.stderr
+    );
+}

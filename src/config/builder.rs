@@ -209,6 +209,19 @@ impl ModelBuilder {
             ..
         } = self;
         resolve_health_checks(&mut config, diags);
+        for t in std::iter::once(&config.main.tls)
+            .chain(config.vhosts.iter().map(|v| &v.rules.tls))
+            .flatten()
+        {
+            if t.verify_client.is_some() && t.client_ca_file.is_none() {
+                let d = super::diag::Diagnostic::new(
+                    super::diag::Severity::Error,
+                    t.origin.clone(),
+                    "SSLVerifyClient needs SSLCACertificateFile: the CAs client certificates must chain to",
+                );
+                diags.push(d);
+            }
+        }
         order_routes_as_httpd(&mut config);
         if read_ok {
             lint::run(&config, &scoped_cookie_paths, saw_listen, main_file, diags);

@@ -247,6 +247,10 @@ pub struct FrontTls {
     pub ciphers: Option<String>,
     /// SNI names this certificate answers for (TOML; httpd uses ServerName/ServerAlias).
     pub sni_names: Vec<String>,
+    /// `SSLVerifyClient`: `Some(true)` require, `Some(false)` optional, `None` none.
+    pub verify_client: Option<bool>,
+    /// `SSLCACertificateFile`: the CAs client certificates must chain to.
+    pub client_ca_file: Option<PathBuf>,
     /// Where `SSLEngine`/the certificate was declared.
     pub origin: Option<Origin>,
 }
@@ -1077,6 +1081,15 @@ impl Default for UpstreamTls {
 }
 
 impl FrontTls {
+    /// The client certificates this server asks for (`SSLVerifyClient` with
+    /// `SSLCACertificateFile`).
+    pub fn client_auth(&self) -> Option<crate::net::tls::ClientAuth<'_>> {
+        Some(crate::net::tls::ClientAuth {
+            ca_file: self.client_ca_file.as_deref()?,
+            required: self.verify_client?,
+        })
+    }
+
     /// Loads the certificate chain and key this server serves (`SSLEngine on` needs
     /// `SSLCertificateFile`).
     pub fn certified_key(&self) -> Result<Arc<rustls::sign::CertifiedKey>, String> {

@@ -194,16 +194,44 @@ pub struct FrontEntry<'a> {
     pub key: Arc<CertifiedKey>,
     /// `SSLProtocol`, as written.
     pub protocols: Option<&'a str>,
+    /// `SSLVerifyClient optional|require` with its `SSLCACertificateFile`.
+    pub client_auth: Option<ClientAuth<'a>>,
+}
+
+/// Client certificates a TLS listener asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAuth<'a> {
+    /// The CAs a client certificate must chain to.
+    pub ca_file: &'a Path,
+    /// `require` (no certificate: the handshake fails) or `optional`.
+    pub required: bool,
 }
 
 /// Builds the server config of one listener (ALPN `h2`, `http/1.1`).
 pub fn server_config(entries: &[FrontEntry<'_>]) -> Result<Arc<ServerConfig>, String> {
     let mut r = SniResolver::default();
     let mut versions = None;
+    let mut client_auth: Option<Option<ClientAuth<'_>>> = None;
     for e in entries {
         r.add(&e.names, e.key.clone());
         if versions.is_none() {
             versions = Some(protocol_versions(e.protocols)?);
+        }
+        // One listener asks every client the same: rustls verifies before the name is
+        // known to the application.
+        match client_auth {
+            None => client_auth = Some(e.client_auth),
+            Some(a) if a != e.client_auth => {
+                return Err(format!(
+                    "the names on one listener ask for client certificates differently ({} and {}): SSLVerifyClient and SSLCACertificateFile must be the same for every <VirtualHost> on a TLS port",
+                    e.names.first().map_or("the default", String::as_str),
+                    entries[0]
+                        .names
+                        .first()
+                        .map_or("the default", String::as_str),
+                ));
+            }
+            Some(_) => {}
         }
     }
     if r.is_empty() {
@@ -211,11 +239,34 @@ pub fn server_config(entries: &[FrontEntry<'_>]) -> Result<Arc<ServerConfig>, St
     }
     let versions =
         versions.unwrap_or_else(|| vec![&rustls::version::TLS13, &rustls::version::TLS12]);
-    let mut cfg = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions)
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(r));
+        .map_err(|e| e.to_string())?;
+    let builder = match client_auth.flatten() {
+        None => builder.with_no_client_auth(),
+        Some(a) => {
+            let mut roots = RootCertStore::empty();
+            for c in load_certs(a.ca_file)? {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("{}: {e}", a.ca_file.display()))?;
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            );
+            let v = if a.required {
+                v
+            } else {
+                v.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(
+                v.build()
+                    .map_err(|e| format!("client certificate verification: {e}"))?,
+            )
+        }
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(r));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -129,6 +129,8 @@ fn front_tls(
 ) -> Result<HashMap<std::net::SocketAddr, Arc<rustls::ServerConfig>>, String> {
     use crate::net::tls::{FrontEntry, server_config};
     let mut out = HashMap::new();
+    // A virtual host without its own SSLVerifyClient inherits the main server's.
+    let main_auth = config.main.tls.as_ref().and_then(|t| t.client_auth());
     for l in &config.listeners {
         let port = l.addr.port();
         let mut entries: Vec<FrontEntry<'_>> = l
@@ -139,6 +141,7 @@ fn front_tls(
                     names: t.sni_names.clone(),
                     key: t.certified_key()?,
                     protocols: t.protocols.as_deref(),
+                    client_auth: t.client_auth(),
                 })
             })
             .collect::<Result<_, String>>()
@@ -150,6 +153,7 @@ fn front_tls(
                     .certified_key()
                     .map_err(|e| format!("{}: {e}", l.origin))?,
                 protocols: t.protocols.as_deref(),
+                client_auth: main_auth,
             });
         }
         for v in &config.vhosts {
@@ -167,6 +171,7 @@ fn front_tls(
                         .certified_key()
                         .map_err(|e| format!("{}: {e}", l.origin))?,
                     protocols: t.protocols.as_deref(),
+                    client_auth: t.client_auth().or(main_auth),
                 });
             }
         }

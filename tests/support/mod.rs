@@ -840,6 +840,46 @@ pub fn acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> tokio_rust
 }
 
 /// A TLS client connection to the proxy: returns the stream and the certificate served.
+/// A TLS client that presents `cert`/`key` (a client certificate), then one GET of `path`
+/// with `Host: sni`; the status, or the error of the handshake or the exchange.
+pub async fn tls_get_with_client_cert(
+    addr: SocketAddr,
+    ca: &Path,
+    sni: &str,
+    client: Option<(&Path, &Path)>,
+    path: &str,
+) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs_of(ca) {
+        roots.add(c).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match client {
+        Some((c, k)) => b.with_client_auth_cert(certs_of(c), key_of(k)).unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let mut ts = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, s)
+        .await?;
+    ts.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    ts.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))
+}
+
 pub async fn tls_connect(
     addr: SocketAddr,
     ca: &Path,

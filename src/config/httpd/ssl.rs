@@ -110,6 +110,17 @@ impl HttpdParser<'_> {
             }
             return;
         }
+        if matches!(
+            lower,
+            "sslverifyclient" | "sslcacertificatefile" | "sslverifydepth"
+        ) && (self.current_location().is_some() || self.in_proxy())
+        {
+            self.err(
+                &o,
+                format!("{} inside <Location> or <Proxy> (a renegotiation per path in httpd) is not supported; set it for the server or <VirtualHost>", d.name),
+            );
+            return;
+        }
         let h = self.host;
         let tls = self
             .ctx
@@ -124,6 +135,56 @@ impl HttpdParser<'_> {
                 tls.origin = Some(o);
             }
             "sslcertificatefile" => tls.cert_file = d.arg(0).map(file_arg),
+            "sslverifyclient" => {
+                let v = d.arg(0).unwrap_or("").to_ascii_lowercase();
+                tls.verify_client = match v.as_str() {
+                    "none" => None,
+                    "optional" => Some(false),
+                    "require" => Some(true),
+                    "optional_no_ca" => {
+                        self.err(
+                            &d.arg_origin(0),
+                            "SSLVerifyClient optional_no_ca (accept any client certificate) is not supported",
+                        )
+                        .hint("write optional or require with SSLCACertificateFile");
+                        return;
+                    }
+                    _ => {
+                        self.err(
+                            &d.arg_origin(0),
+                            "SSLVerifyClient takes none, optional or require",
+                        );
+                        return;
+                    }
+                };
+                if tls.origin.is_none() {
+                    tls.origin = Some(o);
+                }
+            }
+            "sslcacertificatefile" => {
+                let Some(p) = d.arg(0).map(file_arg) else {
+                    self.err(&o, "SSLCACertificateFile needs a file");
+                    return;
+                };
+                match crate::net::tls::load_certs(&p) {
+                    Ok(c) if !c.is_empty() => tls.client_ca_file = Some(p),
+                    Ok(_) => {
+                        self.err(
+                            &d.arg_origin(0),
+                            format!("{}: no certificate in the file", p.display()),
+                        );
+                    }
+                    Err(e) => {
+                        self.err(&d.arg_origin(0), e);
+                    }
+                }
+            }
+            "sslverifydepth" => {
+                self.ctx.diags.note(
+                    &o,
+                    "SSLVerifyDepth: client certificate chains are checked to a CA in SSLCACertificateFile whatever their length",
+                );
+            }
             "sslcertificatekeyfile" => tls.key_file = d.arg(0).map(file_arg),
             "sslcertificatechainfile" => tls.chain_file = d.arg(0).map(file_arg),
             "sslprotocol" => {
