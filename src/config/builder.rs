@@ -130,9 +130,10 @@ pub fn parse_member_url(s: &str) -> Result<(MemberUrl, Option<String>), String> 
                     .into(),
             );
         }
-        "ajp" | "fcgi" | "scgi" | "uwsgi" | "h2" | "h2c" | "ftp" => {
+        "ajp" => ("ajp", None),
+        "fcgi" | "scgi" | "uwsgi" | "h2" | "h2c" | "ftp" => {
             return Err(format!(
-                "{scheme_l}:// members are not supported; balancerd speaks HTTP/1.1 to members (http:// or https://)"
+                "{scheme_l}:// members are not supported; balancerd speaks HTTP/1.1 (http://, https://) and AJP13 (ajp://) to members"
             ));
         }
         _ => return Err(format!("unknown scheme '{scheme}' in '{s}'")),
@@ -152,7 +153,11 @@ pub fn parse_member_url(s: &str) -> Result<(MemberUrl, Option<String>), String> 
     if auth.is_empty() {
         return Err(format!("member URL '{s}' has no host"));
     }
-    let default_port = if scheme_n == "https" { 443 } else { 80 };
+    let default_port = match scheme_n {
+        "https" => 443,
+        "ajp" => 8009,
+        _ => 80,
+    };
     let (host, port, explicit) = if let Some(r) = auth.strip_prefix('[') {
         let (h, after) = r
             .split_once(']')
@@ -286,6 +291,18 @@ fn resolve_health_checks(config: &mut Config, diags: &mut Diagnostics) {
                     hc_templates.iter().map(|(n, _)| n.as_str()),
                 ),
             }
+        }
+        let method = m.params.hc.method.to_ascii_uppercase();
+        if m.url.scheme == "ajp" && !matches!(method.as_str(), "" | "NONE" | "TCP") {
+            diags
+                .error(
+                    &m.origin,
+                    format!(
+                        "hcmethod={}: HTTP health checks of ajp:// members are not supported",
+                        m.params.hc.method
+                    ),
+                )
+                .hint("use hcmethod=TCP (a connect check) for an AJP member");
         }
         if let Some(name) = m.params.hc.expr.clone() {
             match hc_exprs.iter().find(|(n, _)| *n == name) {

@@ -252,6 +252,16 @@ pub(super) async fn forward(
                     }
                 }
             }
+            Err((e, Some(recovered))) if e.decide(true, false) == Decision::FailOver => {
+                // Nothing of the request went out (an AJP member that did not answer its
+                // CPing): the member is in error, the next one gets the request whole.
+                drop(busy);
+                up_body = Some(recovered);
+                if connect_failed(m, b, &mut attempts, &ConnectError::Failed(e.detail.clone())) {
+                    continue;
+                }
+                return no_member_reached(cx, &vars);
+            }
             Err((e, _)) => Err(e),
             Ok(resp) => Ok((resp, conn)),
         };

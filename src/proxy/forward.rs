@@ -149,8 +149,28 @@ pub(super) fn build_request(
         },
         &mut w,
     );
+    let mut head = w.finish(framing);
+    if m.spec.url.scheme == "ajp" {
+        let host_name = client_host
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n))
+            .unwrap_or(&cx.snap.server_name);
+        let info = crate::upstream::ajp::RequestInfo {
+            remote_addr: &cx.conn.peer_ip,
+            server_name: host_name,
+            server_port: cx.conn.local_port,
+            is_ssl: cx.conn.tls.is_some(),
+            secret: m.spec.params.secret.as_deref(),
+        };
+        head = crate::upstream::ajp::forward_request(&head, &info).map_err(|e| {
+            error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("The request cannot be forwarded: {e}."),
+            )
+        })?;
+    }
     Ok(MemberRequest {
-        head: w.finish(framing),
+        head,
         framing,
         is_head: parts.method == http::Method::HEAD,
     })

@@ -189,7 +189,14 @@ async fn connect(
                 let _ = socket2::SockRef::from(&s).set_keepalive(true);
             }
             match &tls {
-                None => Ok(MemberConn::new(MemberIo::Plain(s))),
+                None => {
+                    let mut c = MemberConn::new(MemberIo::Plain(s));
+                    c.ajp = url.scheme == "ajp";
+                    if c.ajp {
+                        c.ajp_ping = m.params.ping;
+                    }
+                    Ok(c)
+                }
                 Some(cfg) => {
                     let name = crate::net::tls::server_name(&url.host)?;
                     let ts = tokio_rustls::TlsConnector::from(cfg.clone())

@@ -117,6 +117,10 @@ pub struct MemberConn {
     rbuf: BytesMut,
     /// The response timer, kept from one exchange to the next (see [`Self::take_timer`]).
     timer: Option<Pin<Box<Sleep>>>,
+    /// The member speaks AJP13 (`ajp://`), not HTTP/1.1.
+    pub ajp: bool,
+    /// `ping=` of an AJP member: a CPing must be answered within this before each request.
+    pub ajp_ping: Option<std::time::Duration>,
 }
 
 impl MemberConn {
@@ -126,6 +130,8 @@ impl MemberConn {
             io,
             rbuf: BytesMut::new(),
             timer: None,
+            ajp: false,
+            ajp_ping: None,
         }
     }
 
@@ -289,6 +295,9 @@ pub async fn exchange(
     framing: BodyFraming,
     method_is_head: bool,
 ) -> Result<(ResponseHead, bool), ProxyError> {
+    if conn.ajp {
+        return Box::pin(ajp_exchange(conn, head, body, framing, method_is_head)).await;
+    }
     let has_client_body = !matches!(body, UpBody::Empty);
     let mut out = Outgoing::new();
     out.push_piece(Piece::Borrowed(head));
@@ -594,6 +603,176 @@ fn poll_head(
     }
 }
 
+/// One AJP13 exchange: the forward-request packet (`packet`), the body in data packets as
+/// the container asks for them, until its `SEND_HEADERS` (recoded as an HTTP/1.1 head).
+/// Returns the head and whether the request body was sent whole.
+async fn ajp_exchange(
+    conn: &mut MemberConn,
+    packet: &[u8],
+    body: &mut UpBody,
+    framing: BodyFraming,
+    method_is_head: bool,
+) -> Result<(ResponseHead, bool), ProxyError> {
+    use super::ajp::{MAX_CHUNK, Packet, data_packet, take_packet};
+    use tokio::io::AsyncWriteExt;
+    let io_err = |e: io::Error, sent: bool| {
+        ProxyError::new(
+            ErrorKind::MemberIo,
+            Phase::Send,
+            format!("writing to the member: {e}"),
+        )
+        .sent(sent)
+    };
+    if let Some(wait) = conn.ajp_ping {
+        // CPing/CPong: a connection the container dropped is found before the request is
+        // sent (a failure here is replayable: nothing of the request went out).
+        conn.io
+            .write_all(&super::ajp::CPING)
+            .await
+            .map_err(|e| io_err(e, false))?;
+        let pong = tokio::time::timeout(wait, async {
+            loop {
+                match take_packet(&mut conn.rbuf) {
+                    Ok(Some(Packet::CPong)) => return Ok(()),
+                    Ok(Some(p)) => return Err(format!("{p:?} instead of CPONG")),
+                    Ok(None) => {}
+                    Err(e) => return Err(e),
+                }
+                match std::future::poll_fn(|cx| {
+                    poll_fill(&mut conn.io, cx, &mut conn.rbuf, SMALL_READ)
+                })
+                .await
+                {
+                    Ok(0) => return Err("the member closed the connection".to_string()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        match pong {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(ProxyError::new(
+                    ErrorKind::ConnectFailed,
+                    Phase::Send,
+                    format!("no CPONG: {e}"),
+                ));
+            }
+            Err(_) => {
+                return Err(ProxyError::new(
+                    ErrorKind::ConnectFailed,
+                    Phase::Send,
+                    format!("no CPONG within ping={wait:?}"),
+                ));
+            }
+        }
+    }
+    conn.io
+        .write_all(packet)
+        .await
+        .map_err(|e| io_err(e, false))?;
+    let mut body_open = !matches!(body, UpBody::Empty)
+        && matches!(framing, BodyFraming::Length(_) | BodyFraming::Chunked);
+    let mut pending = Bytes::new();
+    // mod_proxy_ajp sends the first body packet at once; the rest on request.
+    let mut want = if body_open { Some(MAX_CHUNK) } else { None };
+    loop {
+        if let Some(max) = want.take() {
+            let mut chunk = Vec::new();
+            while chunk.len() < max && body_open {
+                if pending.is_empty() {
+                    let frame =
+                        std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
+                    match frame {
+                        None => {
+                            body_open = false;
+                        }
+                        Some(Ok(f)) => {
+                            if let Ok(d) = f.into_data() {
+                                pending = d;
+                            }
+                        }
+                        Some(Err(e)) => {
+                            return Err(ProxyError::new(
+                                client_body_kind(e.as_ref()),
+                                Phase::Send,
+                                format!("reading the request body: {e}"),
+                            )
+                            .sent(true));
+                        }
+                    }
+                    continue;
+                }
+                let n = pending.len().min(max - chunk.len());
+                chunk.extend_from_slice(&pending.split_to(n));
+            }
+            conn.io
+                .write_all(&data_packet(&chunk))
+                .await
+                .map_err(|e| io_err(e, true))?;
+        }
+        match take_packet(&mut conn.rbuf) {
+            Ok(Some(Packet::GetBody(n))) => {
+                want = Some(n.clamp(1, MAX_CHUNK));
+                continue;
+            }
+            Ok(Some(Packet::Headers(h))) => {
+                let mut raw = BytesMut::from(&h[..]);
+                return match parse_response(&mut raw, method_is_head) {
+                    Ok(Some(head)) => Ok((head, !body_open)),
+                    _ => Err(ProxyError::new(
+                        ErrorKind::MemberInvalidHead,
+                        Phase::ResponseHead,
+                        "the member's AJP headers do not make an HTTP head",
+                    )
+                    .sent(true)),
+                };
+            }
+            Ok(Some(Packet::CPong)) => continue,
+            Ok(Some(p)) => {
+                return Err(ProxyError::new(
+                    ErrorKind::MemberInvalidHead,
+                    Phase::ResponseHead,
+                    format!("the member sent {p:?} before its headers"),
+                )
+                .sent(true));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(
+                    ProxyError::new(ErrorKind::MemberInvalidHead, Phase::ResponseHead, e)
+                        .sent(true),
+                );
+            }
+        }
+        let n = std::future::poll_fn(|cx| poll_fill(&mut conn.io, cx, &mut conn.rbuf, FIRST_READ))
+            .await
+            .map_err(|e| {
+                ProxyError::new(
+                    ErrorKind::MemberIo,
+                    Phase::ResponseHead,
+                    format!("reading from the member: {e}"),
+                )
+                .sent(true)
+            })?;
+        if n == 0 {
+            return Err(ProxyError::new(
+                ErrorKind::MemberClosed,
+                Phase::ResponseHead,
+                "the member closed the connection before answering",
+            )
+            .sent(true));
+        }
+    }
+}
+
+/// The state of an AJP13 response body: bytes of a declared length still to come.
+#[derive(Debug)]
+struct AjpBody {
+    remaining: Option<u64>,
+}
+
 /// A member's response body, streamed from the checked-out connection, which goes back to
 /// the pool at the end.
 #[derive(Debug)]
@@ -602,16 +781,34 @@ pub struct MemberBody {
     body: BodyDecoder,
     keep_alive: bool,
     next_read: usize,
+    /// `Some` for an AJP13 member: the body comes in packets.
+    ajp: Option<AjpBody>,
 }
 
 impl MemberBody {
     /// The body of a response whose head was just read from `owner`'s connection.
     pub fn new(owner: PooledConn, framing: BodyFraming, keep_alive: bool) -> Self {
+        if owner.conn.ajp {
+            // The packets frame the body; END_RESPONSE says whether to reuse.
+            return MemberBody {
+                owner: Some(owner),
+                body: BodyDecoder::UntilClose,
+                keep_alive: false,
+                next_read: FIRST_READ,
+                ajp: Some(AjpBody {
+                    remaining: match framing {
+                        BodyFraming::Length(n) => Some(n),
+                        _ => None,
+                    },
+                }),
+            };
+        }
         let mut b = MemberBody {
             owner: Some(owner),
             body: BodyDecoder::new(framing),
             keep_alive,
             next_read: FIRST_READ,
+            ajp: None,
         };
         if b.body.is_done() {
             b.finish();
@@ -627,6 +824,7 @@ impl MemberBody {
             body: BodyDecoder::Done,
             keep_alive: false,
             next_read: FIRST_READ,
+            ajp: None,
         }
     }
 
@@ -651,6 +849,9 @@ impl MemberBody {
     /// (to send first), the socket, and how many bytes of the body follow on it. Call
     /// [`MemberBody::plain_run_done`] after moving them.
     pub fn take_plain_run(&mut self, min: u64) -> Option<(Bytes, &TcpStream, u64)> {
+        if self.ajp.is_some() {
+            return None;
+        }
         let owner = self.owner.as_mut()?;
         let MemberIo::Plain(socket) = &owner.conn.io else {
             return None;
@@ -676,11 +877,21 @@ impl MemberBody {
 
     /// The exact size left, when known.
     pub fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.ajp {
+            Some(AjpBody { remaining: Some(n) }) if !self.body.is_done() => {
+                SizeHint::with_exact(*n)
+            }
+            Some(_) if self.body.is_done() => SizeHint::with_exact(0),
+            Some(_) => SizeHint::default(),
+            None => self.body.size_hint(),
+        }
     }
 
     /// The next piece of the body: `None` at its end.
     pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+        if self.ajp.is_some() {
+            return self.poll_ajp(cx);
+        }
         loop {
             let Some(owner) = self.owner.as_mut() else {
                 return Poll::Ready(None);
@@ -721,6 +932,65 @@ impl MemberBody {
                         self.next_read = want * 2;
                     }
                 }
+                Err(e) => {
+                    self.abort();
+                    return Poll::Ready(Some(Err(format!(
+                        "reading the body from the member: {e}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+impl MemberBody {
+    /// The next data of an AJP13 body: `SEND_BODY_CHUNK`s until `END_RESPONSE`.
+    fn poll_ajp(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+        use super::ajp::{Packet, take_packet};
+        loop {
+            if self.body.is_done() {
+                return Poll::Ready(None);
+            }
+            let Some(owner) = self.owner.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let conn = &mut owner.conn;
+            match take_packet(&mut conn.rbuf) {
+                Ok(Some(Packet::Body(d))) => {
+                    if let Some(AjpBody { remaining: Some(n) }) = &mut self.ajp {
+                        *n = n.saturating_sub(d.len() as u64);
+                    }
+                    if d.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(d)));
+                }
+                Ok(Some(Packet::End { reuse })) => {
+                    self.keep_alive = reuse;
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Some(Packet::CPong)) => continue,
+                Ok(Some(p)) => {
+                    self.abort();
+                    return Poll::Ready(Some(Err(format!(
+                        "the member sent {p:?} inside its response body (it asked for request body after answering)"
+                    ))));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.abort();
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            match ready!(poll_fill(&mut conn.io, cx, &mut conn.rbuf, MAX_READ)) {
+                Ok(0) => {
+                    self.abort();
+                    return Poll::Ready(Some(Err(
+                        "the member closed the connection before END_RESPONSE".into(),
+                    )));
+                }
+                Ok(_) => {}
                 Err(e) => {
                     self.abort();
                     return Poll::Ready(Some(Err(format!(

@@ -9,6 +9,7 @@
 //!
 //! May import: `util`, `telemetry`, `net`, `config`, `h1`, `route`.
 
+pub mod ajp;
 pub mod body;
 pub mod connect;
 pub mod error;
