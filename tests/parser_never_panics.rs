@@ -46,6 +46,31 @@ fn token() -> impl Strategy<Value = String> {
         Just("Define".to_string()),
         Just("Listen".to_string()),
         Just("SSLProxyEngine".to_string()),
+        Just("RewriteEngine On".to_string()),
+        Just("RewriteCond".to_string()),
+        Just("RewriteRule".to_string()),
+        Just("%{HTTP:X}".to_string()),
+        Just("%{HTTP_HOST".to_string()),
+        Just("$1".to_string()),
+        Just("%1".to_string()),
+        Just("[P,L,R=301,QSA,E=A:$1]".to_string()),
+        Just("[NC,OR]".to_string()),
+        Just("Redirect".to_string()),
+        Just("RedirectMatch".to_string()),
+        Just("ErrorDocument".to_string()),
+        Just("SetEnv".to_string()),
+        Just("proxy-nokeepalive".to_string()),
+        Just("RequestReadTimeout".to_string()),
+        Just("header=20-40,MinRate=500".to_string()),
+        Just("body=0".to_string()),
+        Just("SSLVerifyClient".to_string()),
+        Just("<IfVersion >= 2.4>".to_string()),
+        Just("</IfVersion>".to_string()),
+        Just("<IfFile x>".to_string()),
+        Just("</IfFile>".to_string()),
+        Just("ProxyVia".to_string()),
+        Just("ajp://h:8009".to_string()),
+        Just("LoadModule".to_string()),
         Just("http://h:80/x".to_string()),
         Just("balancer://b/x".to_string()),
         Just("route=A".to_string()),
@@ -78,6 +103,23 @@ proptest! {
         load("a.conf", &text);
         let lines = words.join("\n");
         load("b.conf", &lines);
+    }
+
+    /// The AJP13 reader takes whatever a member sends (bytes from the network) without
+    /// panicking: a packet, a need for more bytes, or an error.
+    #[test]
+    fn ajp_packets_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), ab in any::<bool>()) {
+        let mut buf = bytes::BytesMut::new();
+        if ab {
+            buf.extend_from_slice(b"AB");
+        }
+        buf.extend_from_slice(&bytes);
+        for _ in 0..64 {
+            match balancerd::upstream::ajp::take_packet(&mut buf) {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
     }
 
     #[test]
