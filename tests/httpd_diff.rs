@@ -776,3 +776,34 @@ async fn mod_rewrite_as_httpd() {
         assert_eq!(got, want, "{path}");
     }
 }
+
+/// `UseCanonicalName On`: self-referential URLs name the `ServerName` instead of the
+/// client's `Host`: a member's `Location` mapped by `ProxyPassReverse`, and a `Redirect`
+/// to a path; `Off` (the default) names the `Host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_canonical_name_as_httpd() {
+    let member = Backend::start("m").await;
+    member.set_reply(Reply::Status(302));
+    member.add_header("Location", &format!("http://{}/api/next", member.addr));
+    for setting in ["On", "Off"] {
+        let routing = format!(
+            "ServerName lb.example\nUseCanonicalName {setting}\nProxyPass /t1/api http://{a}/api\nProxyPassReverse /t1/api http://{a}/api\nRedirect 302 /go /landing\n",
+            a = member.addr
+        );
+        let statuses = same_answers(
+            &routing,
+            &[
+                (
+                    b"GET /t1/api/x HTTP/1.1\r\nHost: other.example:8080\r\nConnection: close\r\n\r\n",
+                    &["location"],
+                ),
+                (
+                    b"GET /go/x HTTP/1.1\r\nHost: other.example:8080\r\nConnection: close\r\n\r\n",
+                    &["location"],
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(statuses, ["302", "302"], "{setting}");
+    }
+}

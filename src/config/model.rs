@@ -144,6 +144,9 @@ pub struct ServerSettings {
     pub graceful_timeout: Duration,
     /// `TraceEnable` (default On): Off answers TRACE with 405 instead of proxying it.
     pub trace_enable: bool,
+    /// `UseCanonicalName On`: self-referential URLs (`ProxyPassReverse`, `Redirect` and
+    /// rewrite targets that are paths) name the `ServerName`, not the client's `Host`.
+    pub use_canonical_name: bool,
     /// `RequestReadTimeout header=`: the request head's deadline once its first byte
     /// arrived (mod_reqtimeout; `None`: `Timeout` for the whole head).
     pub header_read_timeout: Option<ReadStage>,
@@ -174,6 +177,7 @@ impl Default for ServerSettings {
             proxy_status: false,
             graceful_timeout: Duration::from_secs(30),
             trace_enable: true,
+            use_canonical_name: false,
             header_read_timeout: Some(REQTIMEOUT_HEADER),
             body_read_timeout: Some(REQTIMEOUT_BODY),
         }

@@ -39,9 +39,13 @@ pub(super) fn builtin(
         );
     }
     let Some(handler) = matching.iter().rev().find_map(|l| l.handler) else {
-        if let Some(r) =
-            super::redirect::location_redirect(&matching, parts, fields, conn.tls.is_some())
-        {
+        if let Some(r) = super::redirect::location_redirect(
+            &matching,
+            parts,
+            fields,
+            conn.tls.is_some(),
+            super::routing::canonical_name(snap, host),
+        ) {
             return r;
         }
         return error_page(

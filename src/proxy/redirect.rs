@@ -20,6 +20,7 @@ pub(super) fn server_redirect(
     parts: &http::request::Parts,
     fields: FieldsView<'_>,
     tls: bool,
+    canonical: Option<&str>,
 ) -> Option<Response<DownBody>> {
     let raw_path = parts.uri.path();
     for r in &host.redirects {
@@ -43,7 +44,7 @@ pub(super) fn server_redirect(
                 })
             }
         };
-        return Some(answer(r.status, target, parts, fields, tls));
+        return Some(answer(r.status, target, parts, fields, tls, canonical));
     }
     None
 }
@@ -54,17 +55,28 @@ pub(super) fn location_redirect(
     parts: &http::request::Parts,
     fields: FieldsView<'_>,
     tls: bool,
+    canonical: Option<&str>,
 ) -> Option<Response<DownBody>> {
     let (status, target) = locations.iter().rev().find_map(|l| l.redirect.as_ref())?;
-    Some(answer(*status, target.clone(), parts, fields, tls))
+    Some(answer(
+        *status,
+        target.clone(),
+        parts,
+        fields,
+        tls,
+        canonical,
+    ))
 }
 
+/// `canonical`: the `ServerName` under `UseCanonicalName On` (else the client's `Host`
+/// names the server in a path target made absolute).
 fn answer(
     status: u16,
     target: Option<String>,
     parts: &http::request::Parts,
     fields: FieldsView<'_>,
     tls: bool,
+    canonical: Option<&str>,
 ) -> Response<DownBody> {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
     let Some(mut url) = target else {
@@ -76,9 +88,8 @@ fn answer(
         return error_page_with(code, why, "");
     };
     if url.starts_with('/') {
-        let host = fields
-            .role_value(FieldRole::Host)
-            .and_then(field_str)
+        let host = canonical
+            .or_else(|| fields.role_value(FieldRole::Host).and_then(field_str))
             .or_else(|| parts.uri.authority().map(|a| a.as_str()))
             .unwrap_or("localhost");
         url = format!("{}://{host}{url}", if tls { "https" } else { "http" });

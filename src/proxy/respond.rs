@@ -164,13 +164,21 @@ pub(super) fn reverse_map(
     rule_sets.push(&cx.balancer.reverse);
     rule_sets.extend(cx.locations.iter().map(|l| &l.reverse));
     rule_sets.push(&cx.host.reverse);
-    let client_host = cx
-        .req
-        .role_value(FieldRole::Host)
-        .and_then(field_str)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        // No Host (an HTTP/1.0 client): httpd names the server by its ServerName.
+    let canonical = cx
+        .host
+        .server_name
+        .as_deref()
         .unwrap_or(&cx.snap.server_name);
+    let client_host = if cx.snap.server.use_canonical_name {
+        canonical
+    } else {
+        cx.req
+            .role_value(FieldRole::Host)
+            .and_then(field_str)
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            // No Host (an HTTP/1.0 client): httpd names the server by its ServerName.
+            .unwrap_or(canonical)
+    };
     for h in ["location", "content-location", "uri"] {
         if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok())
             && let Some(nv) = map_location(v, &rule_sets, &cx.snap.balancers, client_host)

@@ -16,6 +16,8 @@ pub(super) struct RequestFacts<'a> {
     pub(super) peer: std::net::SocketAddr,
     pub(super) local_port: u16,
     pub(super) server_name: &'a str,
+    /// `UseCanonicalName On`: the name self-referential URLs and `SERVER_NAME` use.
+    pub(super) canonical: Option<&'a str>,
 }
 
 /// What the rules decided.
@@ -113,9 +115,13 @@ pub(super) fn run<'s>(
             let status = rule.flags.redirect.unwrap_or(302);
             let mut url = if new_path.starts_with('/') {
                 let host = facts
-                    .fields
-                    .role_value(crate::h1::fields::FieldRole::Host)
-                    .and_then(field_str)
+                    .canonical
+                    .or_else(|| {
+                        facts
+                            .fields
+                            .role_value(crate::h1::fields::FieldRole::Host)
+                            .and_then(field_str)
+                    })
                     .unwrap_or(facts.server_name);
                 format!(
                     "{}://{host}{new_path}",
@@ -272,11 +278,12 @@ fn push_var(
         ServerVar::RequestMethod => out.push_str(f.parts.method.as_str()),
         ServerVar::RequestScheme => out.push_str(if f.tls { "https" } else { "http" }),
         ServerVar::ServerName => {
-            let host = f
-                .fields
-                .role_value(crate::h1::fields::FieldRole::Host)
-                .and_then(field_str)
-                .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n));
+            let host = f.canonical.or_else(|| {
+                f.fields
+                    .role_value(crate::h1::fields::FieldRole::Host)
+                    .and_then(field_str)
+            });
+            let host = host.map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n));
             out.push_str(host.unwrap_or(f.server_name));
         }
         ServerVar::ServerPort => {

@@ -41,6 +41,14 @@ pub(super) struct Plan<'s> {
     pub(super) rewrite_env: Vec<(String, String)>,
 }
 
+/// The `ServerName` self-referential URLs name under `UseCanonicalName On`; `None` when
+/// the client's `Host` names the server (Off, httpd's default).
+pub(super) fn canonical_name<'s>(snap: &'s Snapshot, host: &'s HostRt) -> Option<&'s str> {
+    snap.server
+        .use_canonical_name
+        .then(|| host.server_name.as_deref().unwrap_or(&snap.server_name))
+}
+
 /// A `RewriteRule [R]` answer (its URL is already built and escaped).
 fn rewrite_redirect(code: u16, url: &str) -> Response<DownBody> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
@@ -133,6 +141,7 @@ pub(super) fn prepare<'s>(
             peer: conn.peer,
             local_port: conn.local_port,
             server_name: host.server_name.as_deref().unwrap_or(&snap.server_name),
+            canonical: canonical_name(snap, host),
         };
         let (out, env) = rewrite_engine::run(&host.rewrite, &uri, &facts);
         rewrite_env = env;
@@ -184,7 +193,13 @@ pub(super) fn prepare<'s>(
         // Not proxied: a server-level redirect, else a built-in handler of a matching
         // <Location> (or its redirect), else 404.
         if !host.redirects.is_empty()
-            && let Some(r) = server_redirect(host, parts, fields, conn.tls.is_some())
+            && let Some(r) = server_redirect(
+                host,
+                parts,
+                fields,
+                conn.tls.is_some(),
+                canonical_name(snap, host),
+            )
         {
             return Err(r);
         }
@@ -241,7 +256,13 @@ pub(super) fn prepare<'s>(
             Some(r) => FieldsView::Raw(r),
             None => FieldsView::Map(&parts.headers),
         };
-        if let Some(r) = location_redirect(&locations, parts, view, conn.tls.is_some()) {
+        if let Some(r) = location_redirect(
+            &locations,
+            parts,
+            view,
+            conn.tls.is_some(),
+            canonical_name(snap, host),
+        ) {
             return Err(r);
         }
     }

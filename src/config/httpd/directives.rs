@@ -867,7 +867,7 @@ pub static DIRECTIVES: &[Directive] = &[
     Directive { name: "UndefMacro", module: "mod_macro", section: false, class: Refused { why: SCRIPT, default: None } },
     Directive { name: "UnsetEnv", module: "mod_env", section: false, class: Skipped("sets variables for CGI programs and SSI pages; balancerd runs neither") },
     Directive { name: "Use", module: "mod_macro", section: false, class: Refused { why: SCRIPT, default: None } },
-    Directive { name: "UseCanonicalName", module: "core", section: false, class: Refused { why: "httpd would choose the URL's host from the Host header (Off), ServerName (On) or the DNS name (DNS); balancerd uses the Host header (as UseCanonicalName Off, httpd's default)", default: Some("off") } },
+    Directive { name: "UseCanonicalName", module: "core", section: false, class: Implemented },
     Directive { name: "UseCanonicalPhysicalPort", module: "core", section: false, class: Refused { why: "httpd would use the socket's local port in self-referential URLs; balancerd uses the port from Listen", default: Some("off") } },
     Directive { name: "User", module: "mod_unixd", section: false, class: Skipped(PROCESS) },
     Directive { name: "UserDir", module: "mod_userdir", section: false, class: Skipped(FILES) },

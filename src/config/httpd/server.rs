@@ -126,6 +126,28 @@ impl HttpdParser<'_> {
                 }
             }
             "requestreadtimeout" => self.request_read_timeout(d),
+            "usecanonicalname" => {
+                let Some(v) = self.one_arg(d) else {
+                    return true;
+                };
+                match v.to_ascii_lowercase().as_str() {
+                    "on" => self.ctx.builder.config.server.use_canonical_name = true,
+                    "off" => self.ctx.builder.config.server.use_canonical_name = false,
+                    "dns" => {
+                        self.err(
+                            &d.arg_origin(0),
+                            "UseCanonicalName DNS (a reverse DNS lookup of the address each request arrived on) is not supported",
+                        )
+                        .hint("write UseCanonicalName On with the ServerName to use");
+                    }
+                    _ => {
+                        self.err(
+                            &d.arg_origin(0),
+                            format!("UseCanonicalName must be On, Off or DNS, not '{v}'"),
+                        );
+                    }
+                }
+            }
             "traceenable" => {
                 let Some(v) = self.one_arg(d) else {
                     return true;
