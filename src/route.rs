@@ -9,7 +9,7 @@
 //!
 //! Layer 5. May import: `util`, `telemetry`, `net`, `config`, `h1`.
 
-use crate::config::model::{RouteMatch, RouteTarget};
+use crate::config::model::{EncodedSlashes, RouteMatch, RouteTarget};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -35,6 +35,12 @@ fn hex(b: u8) -> Option<u8> {
 /// Decodes `%XX` escapes and normalises the path: dot-segments resolved, slash runs merged.
 /// Borrows when the path needs neither.
 pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    normalize_with(raw, EncodedSlashes::Off)
+}
+
+/// [`normalize`] with `AllowEncodedSlashes`: `On` decodes `%2F` to a separator, `NoDecode`
+/// keeps it as the three characters `%2F` (not a separator; see [`canon_encode_keep_2f`]).
+pub fn normalize_with(raw: &str, slashes: EncodedSlashes) -> Result<Cow<'_, str>, PathError> {
     let b = raw.as_bytes();
     if b.first() != Some(&b'/') {
         return Err(PathError::BadRequest(
@@ -76,7 +82,12 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
             };
             let v = h * 16 + l;
             match v {
-                b'/' => return Err(PathError::EncodedSlash),
+                b'/' if slashes == EncodedSlashes::NoDecode => {
+                    dec.extend_from_slice(b"%2F");
+                    i += 3;
+                    continue;
+                }
+                b'/' if slashes == EncodedSlashes::Off => return Err(PathError::EncodedSlash),
                 b'\\' => return Err(PathError::BadRequest("encoded backslash (%5C) in path")),
                 0..=0x1f | 0x7f => {
                     return Err(PathError::BadRequest("encoded control character in path"));
@@ -380,6 +391,18 @@ pub fn canon_encode_into(out: &mut impl PathSink, decoded: &str) {
     if bytes.len() > run {
         out.push_str(&decoded[run..]);
     }
+}
+
+/// [`canon_encode_into`] for a path read with `AllowEncodedSlashes NoDecode`: a kept `%2F`
+/// goes out as `%2F` (as httpd's canonicalisation leaves it); any other `%` is `%25`.
+pub fn canon_encode_keep_2f(out: &mut impl PathSink, decoded: &str) {
+    let mut rest = decoded;
+    while let Some(i) = rest.find("%2F") {
+        canon_encode_into(out, &rest[..i]);
+        out.push_str("%2F");
+        rest = &rest[i + 3..];
+    }
+    canon_encode_into(out, rest);
 }
 
 /// Where [`canon_encode_into`] writes: a `String`, or a [`ForwardPath`].

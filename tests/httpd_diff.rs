@@ -807,3 +807,38 @@ async fn use_canonical_name_as_httpd() {
         assert_eq!(statuses, ["302", "302"], "{setting}");
     }
 }
+
+/// `AllowEncodedSlashes`: `Off` (the default) answers a `%2F` 404; `On` decodes it to a
+/// separator (the member gets `/`); `NoDecode` keeps it (the member gets `%2F`), as httpd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_encoded_slashes_as_httpd() {
+    let member = Backend::start("m").await;
+    // (Off last: the member has seen a request by then, which member_views reads.)
+    for (setting, want) in [
+        ("On", "200 /api/a/b"),
+        ("NoDecode", "200 /api/a%2Fb"),
+        ("Off", "404"),
+    ] {
+        let routing = format!(
+            "ServerName lb.example\nAllowEncodedSlashes {setting}\nProxyPass /t1/api http://{a}/api\n",
+            a = member.addr
+        );
+        let req = b"GET /t1/api/a%2Fb HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n";
+        let before = member.count();
+        let ((h, hs), (b, bs)) = member_views(&routing, &member, req).await;
+        let (hst, bst) = (seen(&h, &[]).0, seen(&b, &[]).0);
+        assert_eq!(hst, bst, "{setting}\n{h}\n{b}");
+        let got = if hst == "200" {
+            assert_eq!(hs.target, bs.target, "{setting}: the member's path");
+            format!("200 {}", bs.target)
+        } else {
+            assert_eq!(
+                member.count(),
+                before,
+                "{setting}: nothing reached the member"
+            );
+            hst
+        };
+        assert_eq!(got, want, "{setting}");
+    }
+}

@@ -481,3 +481,30 @@ async fn limit_request_body_answers_413() {
     assert!(r.starts_with("HTTP/1.1 413"), "{r}");
     assert!(!b.saw("PUT", "/up/huge"));
 }
+
+/// `AllowEncodedSlashes NoDecode`: a kept `%2F` is never a separator, so an encoded
+/// traversal out of one tenant's prefix matches no route of the other tenant (404) and
+/// reaches no member; a plain request to each tenant is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_slashes_kept_never_cross_tenants() {
+    let t1 = Backend::start("t1").await;
+    let t2 = Backend::start("t2").await;
+    let conf = TWO_TENANTS.replace(
+        "KeepAliveTimeout 2\n",
+        "KeepAliveTimeout 2\nAllowEncodedSlashes NoDecode\n",
+    );
+    let p = Proxy::start(&conf, &[("t1:1", t1.addr), ("t2:1", t2.addr)]);
+    for path in [
+        "/t1/api%2F..%2F..%2Ft2/api/x",
+        "/t1/api%2f..%2f..%2ft2/api/x",
+        "/t1/api/%2E%2E%2F%2E%2E%2Ft2/api/x",
+        "/t1/api/x%2F..%2F..%2F..%2Ft2/api/x",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let (r, _) = raw(p.addr, req.as_bytes(), Duration::from_secs(2)).await;
+        assert!(!r.is_empty(), "{path}: answered");
+        assert_eq!(t2.count(), 0, "{path} reached tenant 2: {r}");
+    }
+    assert_eq!(get(p.addr, "/t2/api/x", &[]).await.status, 200);
+    assert_eq!(get(p.addr, "/t1/api/x", &[]).await.status, 200);
+}

@@ -88,6 +88,19 @@ pub const REQTIMEOUT_BODY: ReadStage = ReadStage {
     min_rate: 500,
 };
 
+/// `AllowEncodedSlashes`: what a `%2F` in a request path means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodedSlashes {
+    /// 404 (httpd's default).
+    #[default]
+    Off,
+    /// Decoded to `/` like any escape: it separates segments.
+    On,
+    /// Kept as the three characters `%2F`: not a separator for matching, and forwarded as
+    /// `%2F`.
+    NoDecode,
+}
+
 /// `ProxyVia`: what balancerd does with `Via` header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProxyVia {
@@ -144,6 +157,8 @@ pub struct ServerSettings {
     pub graceful_timeout: Duration,
     /// `TraceEnable` (default On): Off answers TRACE with 405 instead of proxying it.
     pub trace_enable: bool,
+    /// `AllowEncodedSlashes` (default Off: a `%2F` in the path is answered 404).
+    pub allow_encoded_slashes: EncodedSlashes,
     /// `UseCanonicalName On`: self-referential URLs (`ProxyPassReverse`, `Redirect` and
     /// rewrite targets that are paths) name the `ServerName`, not the client's `Host`.
     pub use_canonical_name: bool,
@@ -178,6 +193,7 @@ impl Default for ServerSettings {
             graceful_timeout: Duration::from_secs(30),
             trace_enable: true,
             use_canonical_name: false,
+            allow_encoded_slashes: EncodedSlashes::Off,
             header_read_timeout: Some(REQTIMEOUT_HEADER),
             body_read_timeout: Some(REQTIMEOUT_BODY),
         }

@@ -10,7 +10,7 @@ use super::handler::{ConnInfo, close, to_map};
 use super::redirect::{location_redirect, server_redirect};
 use super::rewrite_engine::{self, Outcome, RequestFacts};
 use crate::balancer::BalancerRt;
-use crate::config::model::{LocationSection, ProxySwitches, Route, RouteMatch};
+use crate::config::model::{EncodedSlashes, LocationSection, ProxySwitches, Route, RouteMatch};
 use crate::h1::fields::{FieldRole, Fields, FieldsView, field_str};
 use crate::proxy::access;
 use crate::proxy::env::apply_rules;
@@ -100,7 +100,7 @@ pub(super) fn prepare<'s>(
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     let host = snap.host_for(host_header);
     let raw_path = parts.uri.path();
-    let uri = match route::normalize(raw_path) {
+    let uri = match route::normalize_with(raw_path, snap.server.allow_encoded_slashes) {
         Ok(u) => u,
         Err(PathError::EncodedSlash) => {
             return Err(error_page(
@@ -269,20 +269,26 @@ pub(super) fn prepare<'s>(
 
     // The balancer-relative path, canonically re-encoded (or raw with nocanon).
     let mut fwd_path = route::ForwardPath::new();
-    match &r.matcher {
-        RouteMatch::Regex(re) => {
-            route::canon_encode_into(&mut fwd_path, &route::map_regex(re, target_path, &uri))
+    let keep_2f = snap.server.allow_encoded_slashes == EncodedSlashes::NoDecode;
+    let encode = |out: &mut route::ForwardPath, s: &str| {
+        if keep_2f {
+            route::canon_encode_keep_2f(out, s)
+        } else {
+            route::canon_encode_into(out, s)
         }
+    };
+    match &r.matcher {
+        RouteMatch::Regex(re) => encode(&mut fwd_path, &route::map_regex(re, target_path, &uri)),
         RouteMatch::Prefix(p) => {
             let raw_rest = if r.nocanon {
                 route::prefix_match(p, raw_path).map(|n| &raw_path[n..])
             } else {
                 None
             };
-            route::canon_encode_into(&mut fwd_path, target_path);
+            encode(&mut fwd_path, target_path);
             match raw_rest {
                 Some(raw) => route::PathSink::push_str(&mut fwd_path, raw),
-                None => route::canon_encode_into(&mut fwd_path, rest),
+                None => encode(&mut fwd_path, rest),
             }
         }
     }

@@ -192,7 +192,7 @@ pub static DIRECTIVES: &[Directive] = &[
     Directive { name: "AliasPreservePath", module: "mod_alias", section: false, class: Skipped(FILES) },
     Directive { name: "Allow", module: "mod_access_compat", section: false, class: Implemented },
     Directive { name: "AllowCONNECT", module: "mod_proxy_connect", section: false, class: Refused { why: FORWARD, default: None } },
-    Directive { name: "AllowEncodedSlashes", module: "core", section: false, class: Refused { why: "httpd would decode %2F in paths (On) or pass it through (NoDecode); balancerd answers 404 for an encoded slash as httpd does by default (AllowEncodedSlashes Off)", default: Some("off") } },
+    Directive { name: "AllowEncodedSlashes", module: "core", section: false, class: Implemented },
     Directive { name: "AllowMethods", module: "mod_allowmethods", section: false, class: Refused { why: "httpd would refuse the listed methods with 405; balancerd forwards every method. Use Require method ... in a <RequireAll>", default: None } },
     Directive { name: "AllowOverride", module: "core", section: false, class: Skipped(FILES) },
     Directive { name: "AllowOverrideList", module: "core", section: false, class: Skipped(FILES) },

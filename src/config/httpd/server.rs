@@ -126,6 +126,26 @@ impl HttpdParser<'_> {
                 }
             }
             "requestreadtimeout" => self.request_read_timeout(d),
+            "allowencodedslashes" => {
+                let Some(v) = self.one_arg(d) else {
+                    return true;
+                };
+                self.ctx.builder.config.server.allow_encoded_slashes = match v
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
+                    "off" => EncodedSlashes::Off,
+                    "on" => EncodedSlashes::On,
+                    "nodecode" => EncodedSlashes::NoDecode,
+                    _ => {
+                        self.err(
+                            &d.arg_origin(0),
+                            format!("AllowEncodedSlashes must be On, Off or NoDecode, not '{v}'"),
+                        );
+                        return true;
+                    }
+                };
+            }
             "usecanonicalname" => {
                 let Some(v) = self.one_arg(d) else {
                     return true;
