@@ -60,7 +60,11 @@ impl Httpd {
         conf.push_str(routing);
         let path = dir.path().join("httpd.conf");
         std::fs::write(&path, conf).unwrap();
+        // Its own process group: httpd's worker processes go with it on drop (a SIGKILL of
+        // the parent alone leaves them running).
+        use std::os::unix::process::CommandExt;
         let child = Command::new(APACHE2)
+            .process_group(0)
             .arg("-f")
             .arg(&path)
             .arg("-D")
@@ -91,6 +95,8 @@ impl Httpd {
 
 impl Drop for Httpd {
     fn drop(&mut self) {
+        // The whole group: the parent and every worker process it started.
+        let _ = balancerd::app::send_signal_group(self.child.id(), libc::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

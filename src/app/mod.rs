@@ -776,6 +776,18 @@ pub fn signal_reload(path: &Path, opts: &LoadOptions) -> i32 {
     }
 }
 
+/// Sends `sig` to every process of the process group `pgid` (tests stop a real httpd and
+/// its worker processes this way).
+pub fn send_signal_group(pgid: u32, sig: i32) -> std::io::Result<()> {
+    let pgid = i32::try_from(pgid).map_err(|_| std::io::Error::other("pid out of range"))?;
+    // SAFETY: kill(2) has no memory-safety preconditions; it only reads its two integers.
+    if unsafe { libc::kill(-pgid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Sends `sig` to `pid` (no dependency on a `kill` binary being installed).
 pub fn send_signal(pid: u32, sig: i32) -> std::io::Result<()> {
     let pid = i32::try_from(pid).map_err(|_| std::io::Error::other("pid out of range"))?;

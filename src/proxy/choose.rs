@@ -42,7 +42,7 @@ pub(super) async fn forward(
     let b = cx.balancer;
     let query = if cx.route.noquery {
         None
-    } else if let Some(q) = cx.rewritten_query {
+    } else if let Some(q) = cx.rewrite.and_then(|r| r.query.as_ref()) {
         q.as_deref()
     } else {
         parts.uri.query()
@@ -60,8 +60,10 @@ pub(super) async fn forward(
         )
     });
     let mut vars = BalancerVars::default();
-    if !cx.rewrite_env.is_empty() {
-        vars.extra = cx.rewrite_env.to_vec();
+    if let Some(r) = cx.rewrite
+        && !r.env.is_empty()
+    {
+        vars.extra = r.env.clone();
     }
     let body_timeout = snap.server.timeout;
     let limit = snap.server.limit_request_body;

@@ -152,8 +152,7 @@ async fn serve_internal(
         conn,
         started,
         switches: plan.switches,
-        rewritten_query: plan.rewritten_query.as_ref(),
-        rewrite_env: &plan.rewrite_env,
+        rewrite: plan.rewrite.as_deref(),
     };
     let mut answered = None;
     forward(

@@ -151,23 +151,7 @@ pub(super) fn build_request(
     );
     let mut head = w.finish(framing);
     if m.spec.url.scheme == "ajp" {
-        let host_name = client_host
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n))
-            .unwrap_or(&cx.snap.server_name);
-        let info = crate::upstream::ajp::RequestInfo {
-            remote_addr: &cx.conn.peer_ip,
-            server_name: host_name,
-            server_port: cx.conn.local_port,
-            is_ssl: cx.conn.tls.is_some(),
-            secret: m.spec.params.secret.as_deref(),
-        };
-        head = crate::upstream::ajp::forward_request(&head, &info).map_err(|e| {
-            error_page(
-                StatusCode::BAD_REQUEST,
-                &format!("The request cannot be forwarded: {e}."),
-            )
-        })?;
+        head = ajp_head(cx, m, client_host, &head)?;
     }
     Ok(MemberRequest {
         head,
@@ -176,16 +160,52 @@ pub(super) fn build_request(
     })
 }
 
+/// The request head recoded as an AJP13 forward-request packet (out of line: only `ajp://`
+/// members take this path).
+#[cold]
+#[inline(never)]
+#[allow(clippy::result_large_err)]
+fn ajp_head(
+    cx: &Ctx<'_>,
+    m: &MemberRt,
+    client_host: Option<&[u8]>,
+    head: &[u8],
+) -> Result<Vec<u8>, Response<DownBody>> {
+    let host_name = client_host
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n))
+        .unwrap_or(&cx.snap.server_name);
+    let info = crate::upstream::ajp::RequestInfo {
+        remote_addr: &cx.conn.peer_ip,
+        server_name: host_name,
+        server_port: cx.conn.local_port,
+        is_ssl: cx.conn.tls.is_some(),
+        secret: m.spec.params.secret.as_deref(),
+    };
+    crate::upstream::ajp::forward_request(head, &info).map_err(|e| {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("The request cannot be forwarded: {e}."),
+        )
+    })
+}
+
 /// `ProxyVia On|Full`: this hop as httpd names it in `Via`: the request's protocol version,
 /// the server's `ServerName` and the port the client addressed (from `Host`: none there is
 /// the scheme's default; no `Host`: the port it connected to) unless it is the scheme's
 /// default; `Full` adds a comment.
+#[inline]
 pub(super) fn via_value(cx: &Ctx<'_>, parts: &http::request::Parts) -> Option<String> {
-    let full = match cx.snap.server.proxy_via {
-        ProxyVia::On => false,
-        ProxyVia::Full => true,
-        ProxyVia::Off | ProxyVia::Block => return None,
-    };
+    match cx.snap.server.proxy_via {
+        ProxyVia::On => Some(via_text(cx, parts, false)),
+        ProxyVia::Full => Some(via_text(cx, parts, true)),
+        ProxyVia::Off | ProxyVia::Block => None,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn via_text(cx: &Ctx<'_>, parts: &http::request::Parts, full: bool) -> String {
     let version = if parts.version == http::Version::HTTP_10 {
         "1.0"
     } else {
@@ -212,7 +232,7 @@ pub(super) fn via_value(cx: &Ctx<'_>, parts: &http::request::Parts) -> Option<St
     if full {
         v.push_str(concat!(" (balancerd/", env!("CARGO_PKG_VERSION"), ")"));
     }
-    Some(v)
+    v
 }
 
 /// WebDAV `Destination`: the public URL mapped to the member's own URL, when it routes to

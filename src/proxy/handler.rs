@@ -157,8 +157,7 @@ pub async fn handle(
                 conn,
                 started,
                 switches: plan.switches,
-                rewritten_query: plan.rewritten_query.as_ref(),
-                rewrite_env: &plan.rewrite_env,
+                rewrite: plan.rewrite.as_deref(),
             };
             let (path, upgrade) = (plan.fwd_path.as_str(), plan.client_upgrade);
             forward(&cx, &parts, body, path, upgrade, &mut answered).await
@@ -252,8 +251,6 @@ pub(super) struct Ctx<'a> {
     pub(super) started: Instant,
     /// `SetEnv proxy-*` switches in effect for this request.
     pub(super) switches: crate::config::model::ProxySwitches,
-    /// The query a `RewriteRule` gave the request, if one did.
-    pub(super) rewritten_query: Option<&'a Option<String>>,
-    /// Variables a `RewriteRule`'s `E=` set.
-    pub(super) rewrite_env: &'a [(String, String)],
+    /// What a `RewriteRule` changed beyond the route (its query, its `E=` variables).
+    pub(super) rewrite: Option<&'a super::routing::Rewritten>,
 }

@@ -35,10 +35,16 @@ pub(super) struct Plan<'s> {
     pub(super) client_upgrade: Option<ClientUpgrade>,
     /// `SetEnv proxy-*` of the server, the balancer's `<Proxy>` and the `<Location>`s.
     pub(super) switches: ProxySwitches,
-    /// The query a `RewriteRule` gave the request (`Some(None)`: none).
-    pub(super) rewritten_query: Option<Option<String>>,
-    /// Variables a `RewriteRule`'s `E=` set.
-    pub(super) rewrite_env: Vec<(String, String)>,
+    /// What a `RewriteRule` changed beyond the route (boxed: most requests have none).
+    pub(super) rewrite: Option<Box<Rewritten>>,
+}
+
+/// The query a `RewriteRule` gave the request and the variables its `E=` set.
+#[derive(Debug, Default)]
+pub(super) struct Rewritten {
+    /// `Some(None)`: the rule removed the query; `None`: the query is the client's.
+    pub(super) query: Option<Option<String>>,
+    pub(super) env: Vec<(String, String)>,
 }
 
 /// The `ServerName` self-referential URLs name under `UseCanonicalName On`; `None` when
@@ -336,8 +342,12 @@ pub(super) fn prepare<'s>(
         fwd_path,
         client_upgrade: parts.extensions.remove::<ClientUpgrade>(),
         switches,
-        rewritten_query,
-        rewrite_env,
+        rewrite: (rewritten_query.is_some() || !rewrite_env.is_empty()).then(|| {
+            Box::new(Rewritten {
+                query: rewritten_query,
+                env: rewrite_env,
+            })
+        }),
     })
 }
 

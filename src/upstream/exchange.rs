@@ -296,7 +296,7 @@ pub async fn exchange(
     method_is_head: bool,
 ) -> Result<(ResponseHead, bool), ProxyError> {
     if conn.ajp {
-        return Box::pin(ajp_exchange(conn, head, body, framing, method_is_head)).await;
+        return ajp_boxed(conn, head, body, framing, method_is_head).await;
     }
     let has_client_body = !matches!(body, UpBody::Empty);
     let mut out = Outgoing::new();
@@ -603,6 +603,25 @@ fn poll_head(
     }
 }
 
+/// An exchange's future, boxed.
+type ExchangeFuture<'a> = Pin<
+    Box<dyn std::future::Future<Output = Result<(ResponseHead, bool), ProxyError>> + Send + 'a>,
+>;
+
+/// The AJP exchange, boxed and out of line: the HTTP exchange's state machine and code stay
+/// as they were for `http://` members.
+#[cold]
+#[inline(never)]
+fn ajp_boxed<'a>(
+    conn: &'a mut MemberConn,
+    packet: &'a [u8],
+    body: &'a mut UpBody,
+    framing: BodyFraming,
+    method_is_head: bool,
+) -> ExchangeFuture<'a> {
+    Box::pin(ajp_exchange(conn, packet, body, framing, method_is_head))
+}
+
 /// One AJP13 exchange: the forward-request packet (`packet`), the body in data packets as
 /// the container asks for them, until its `SEND_HEADERS` (recoded as an HTTP/1.1 head).
 /// Returns the head and whether the request body was sent whole.
@@ -789,19 +808,7 @@ impl MemberBody {
     /// The body of a response whose head was just read from `owner`'s connection.
     pub fn new(owner: PooledConn, framing: BodyFraming, keep_alive: bool) -> Self {
         if owner.conn.ajp {
-            // The packets frame the body; END_RESPONSE says whether to reuse.
-            return MemberBody {
-                owner: Some(owner),
-                body: BodyDecoder::UntilClose,
-                keep_alive: false,
-                next_read: FIRST_READ,
-                ajp: Some(AjpBody {
-                    remaining: match framing {
-                        BodyFraming::Length(n) => Some(n),
-                        _ => None,
-                    },
-                }),
-            };
+            return Self::new_ajp(owner, framing);
         }
         let mut b = MemberBody {
             owner: Some(owner),
@@ -814,6 +821,25 @@ impl MemberBody {
             b.finish();
         }
         b
+    }
+
+    /// The body of an AJP13 answer: the packets frame it; `END_RESPONSE` says whether to
+    /// reuse the connection.
+    #[cold]
+    #[inline(never)]
+    fn new_ajp(owner: PooledConn, framing: BodyFraming) -> Self {
+        MemberBody {
+            owner: Some(owner),
+            body: BodyDecoder::UntilClose,
+            keep_alive: false,
+            next_read: FIRST_READ,
+            ajp: Some(AjpBody {
+                remaining: match framing {
+                    BodyFraming::Length(n) => Some(n),
+                    _ => None,
+                },
+            }),
+        }
     }
 
     /// A body with nothing to read and no connection (a `101`, whose connection became a
