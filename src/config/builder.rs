@@ -293,7 +293,7 @@ fn resolve_health_checks(config: &mut Config, diags: &mut Diagnostics) {
             }
         }
         let method = m.params.hc.method.to_ascii_uppercase();
-        if m.url.scheme == "ajp" && !matches!(method.as_str(), "" | "NONE" | "TCP") {
+        if m.url.is_ajp() && !matches!(method.as_str(), "" | "NONE" | "TCP") {
             diags
                 .error(
                     &m.origin,

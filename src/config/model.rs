@@ -387,6 +387,11 @@ pub struct MemberUrl {
 }
 
 impl MemberUrl {
+    /// True for `ajp://` members (AJP13, not HTTP).
+    pub fn is_ajp(&self) -> bool {
+        self.scheme == "ajp"
+    }
+
     /// True for `https` members.
     pub fn is_tls(&self) -> bool {
         self.scheme == "https"
@@ -939,6 +944,13 @@ impl ProxySwitches {
     pub fn has(self, flag: u8) -> bool {
         self.0 & flag != 0
     }
+
+    /// True when the member connection must not be reused (`proxy-nokeepalive`,
+    /// `force-proxy-request-1.0`).
+    #[inline]
+    pub fn closes_member(self) -> bool {
+        self.has(Self::NO_KEEPALIVE | Self::FORCE_1_0)
+    }
 }
 
 impl std::ops::BitOr for ProxySwitches {
@@ -1005,6 +1017,26 @@ pub enum ErrorDocument {
     Remote(String),
     /// The built-in page (undoes an outer `ErrorDocument`).
     Default,
+}
+
+impl LocationSection {
+    /// An empty section for `path` (the regex source for `<LocationMatch>`), opened at
+    /// `origin`; directives inside fill it.
+    pub fn new(path: String, regex: Option<Regex>, origin: Origin) -> Self {
+        LocationSection {
+            path,
+            regex,
+            handler: None,
+            access: AccessRules::default(),
+            response_headers: Vec::new(),
+            request_headers: Vec::new(),
+            reverse: ReverseRules::default(),
+            error_documents: Vec::new(),
+            proxy_switches: ProxySwitches::default(),
+            redirect: None,
+            origin,
+        }
+    }
 }
 
 /// `Order` (mod_access_compat).

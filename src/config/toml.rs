@@ -956,17 +956,9 @@ impl Walker<'_> {
             .host_mut(HostSel::Main)
             .locations
             .push(LocationSection {
-                path,
-                regex: None,
                 handler,
                 access,
-                response_headers: Vec::new(),
-                request_headers: Vec::new(),
-                reverse: ReverseRules::default(),
-                error_documents: Vec::new(),
-                proxy_switches: Default::default(),
-                redirect: None,
-                origin: o,
+                ..LocationSection::new(path, None, o)
             });
     }
 }

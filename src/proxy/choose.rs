@@ -192,7 +192,7 @@ pub(super) async fn forward(
             }
         };
 
-        if cx.switches.0 & (ProxySwitches::NO_KEEPALIVE | ProxySwitches::FORCE_1_0) != 0 {
+        if cx.switches.closes_member() {
             conn.poolable = false;
         }
         let wants_upgrade = client_upgrade.is_some() && upgrade_allowed(cx.route, m, cx.req);
@@ -233,9 +233,7 @@ pub(super) async fn forward(
                 .await
                 {
                     Ok(mut c) => {
-                        if cx.switches.0 & (ProxySwitches::NO_KEEPALIVE | ProxySwitches::FORCE_1_0)
-                            != 0
-                        {
+                        if cx.switches.closes_member() {
                             c.poolable = false;
                         }
                         // Rare path, boxed: keeps every request's future small.

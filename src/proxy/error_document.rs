@@ -14,7 +14,7 @@
 
 use super::choose::forward;
 use super::error_page::{OwnError, error_page_with};
-use super::handler::{ConnInfo, Ctx};
+use super::handler::ConnInfo;
 use super::routing::{location_matches, prepare};
 use crate::config::model::ErrorDocument;
 use crate::h1::fields::FieldsView;
@@ -77,11 +77,10 @@ pub(super) async fn apply(
             Response::from_parts(head, DownBody::full(text.clone()))
         }
         ErrorDocument::Remote(url) => {
-            let Ok(location) = HeaderValue::from_str(url) else {
+            if HeaderValue::from_str(url).is_err() {
                 return resp;
-            };
-            let mut r = error_page_with(StatusCode::FOUND, "The document has moved here.", "");
-            r.headers_mut().insert(header::LOCATION, location);
+            }
+            let mut r = super::redirect::moved(StatusCode::FOUND, url);
             if let Some(c) = resp.headers().get(header::CONNECTION) {
                 r.headers_mut().insert(header::CONNECTION, c.clone());
             }
@@ -142,18 +141,7 @@ async fn serve_internal(
         Ok(plan) => plan,
         Err(resp) => return resp,
     };
-    let cx = Ctx {
-        req: FieldsView::Map(&parts.headers),
-        snap,
-        host: plan.host,
-        route: plan.route,
-        balancer: plan.balancer,
-        locations: &plan.locations,
-        conn,
-        started,
-        switches: plan.switches,
-        rewrite: plan.rewrite.as_deref(),
-    };
+    let cx = plan.ctx(FieldsView::Map(&parts.headers), snap, conn, started);
     let mut answered = None;
     forward(
         &cx,

@@ -150,7 +150,7 @@ pub(super) fn build_request(
         &mut w,
     );
     let mut head = w.finish(framing);
-    if m.spec.url.scheme == "ajp" {
+    if m.spec.url.is_ajp() {
         head = ajp_head(cx, m, client_host, &head)?;
     }
     Ok(MemberRequest {

@@ -139,27 +139,18 @@ pub async fn handle(
     let mut resp = 'resp: {
         // The plan or the answer, taken apart before the wait (a `match` would keep the
         // whole result in the request's state while forwarding).
-        let plan = match prepare(&mut parts, &mut raw, conn, snap, started) {
+        let mut plan = match prepare(&mut parts, &mut raw, conn, snap, started) {
             Ok(plan) => plan,
             Err(resp) => break 'resp resp,
         };
         {
-            let cx = Ctx {
-                req: match &raw {
-                    Some(r) => FieldsView::Raw(r),
-                    None => FieldsView::Map(&parts.headers),
-                },
-                snap,
-                host: plan.host,
-                route: plan.route,
-                balancer: plan.balancer,
-                locations: &plan.locations,
-                conn,
-                started,
-                switches: plan.switches,
-                rewrite: plan.rewrite.as_deref(),
+            let req = match &raw {
+                Some(r) => FieldsView::Raw(r),
+                None => FieldsView::Map(&parts.headers),
             };
-            let (path, upgrade) = (plan.fwd_path.as_str(), plan.client_upgrade);
+            let upgrade = plan.client_upgrade.take();
+            let cx = plan.ctx(req, snap, conn, started);
+            let path = plan.fwd_path.as_str();
             forward(&cx, &parts, body, path, upgrade, &mut answered).await
         }
     };

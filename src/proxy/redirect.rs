@@ -100,8 +100,14 @@ fn answer(
         url.push('?');
         url.push_str(q);
     }
-    let mut r = error_page_with(code, "The document has moved.", "");
-    if let Ok(v) = HeaderValue::from_str(&url) {
+    moved(code, &url)
+}
+
+/// A redirect to `url` with `status` and httpd's short page: what `Redirect`, `RewriteRule
+/// [R]` and an `ErrorDocument` URL answer.
+pub(super) fn moved(status: StatusCode, url: &str) -> Response<DownBody> {
+    let mut r = error_page_with(status, "The document has moved.", "");
+    if let Ok(v) = HeaderValue::from_str(url) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r

@@ -39,6 +39,34 @@ pub(super) struct Plan<'s> {
     pub(super) rewrite: Option<Box<Rewritten>>,
 }
 
+impl<'s> Plan<'s> {
+    /// The context the forwarding phases read, for this plan and request.
+    #[inline]
+    pub(super) fn ctx<'a>(
+        &'a self,
+        req: FieldsView<'a>,
+        snap: &'s Snapshot,
+        conn: &'a ConnInfo,
+        started: Instant,
+    ) -> super::handler::Ctx<'a>
+    where
+        's: 'a,
+    {
+        super::handler::Ctx {
+            req,
+            snap,
+            host: self.host,
+            route: self.route,
+            balancer: self.balancer,
+            locations: &self.locations,
+            conn,
+            started,
+            switches: self.switches,
+            rewrite: self.rewrite.as_deref(),
+        }
+    }
+}
+
 /// The query a `RewriteRule` gave the request and the variables its `E=` set.
 #[derive(Debug, Default)]
 pub(super) struct Rewritten {
@@ -53,16 +81,6 @@ pub(super) fn canonical_name<'s>(snap: &'s Snapshot, host: &'s HostRt) -> Option
     snap.server
         .use_canonical_name
         .then(|| host.server_name.as_deref().unwrap_or(&snap.server_name))
-}
-
-/// A `RewriteRule [R]` answer (its URL is already built and escaped).
-fn rewrite_redirect(code: u16, url: &str) -> Response<DownBody> {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
-    let mut r = super::error_page::error_page_with(status, "The document has moved.", "");
-    if let Ok(v) = http::HeaderValue::from_str(url) {
-        r.headers_mut().insert(http::header::LOCATION, v);
-    }
-    r
 }
 
 /// Phases 1–3 (check, route, request filters): the plan for a proxied request, or the
@@ -161,7 +179,10 @@ pub(super) fn prepare<'s>(
                 proxy_rule = Some((rule, rest));
                 rewritten_query = Some(q);
             }
-            Outcome::Redirect(code, url) => return Err(rewrite_redirect(code, &url)),
+            Outcome::Redirect(code, url) => {
+                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+                return Err(super::redirect::moved(status, &url));
+            }
             Outcome::Forbidden => {
                 return Err(error_page(
                     StatusCode::FORBIDDEN,
@@ -374,19 +395,11 @@ mod tests {
     use super::*;
 
     fn location(path: &str, regex: Option<&str>) -> LocationSection {
-        LocationSection {
-            path: path.to_string(),
-            regex: regex.map(|r| regex::Regex::new(r).unwrap()),
-            handler: None,
-            access: Default::default(),
-            response_headers: Vec::new(),
-            request_headers: Vec::new(),
-            reverse: Default::default(),
-            error_documents: Vec::new(),
-            proxy_switches: Default::default(),
-            redirect: None,
-            origin: crate::config::diag::Origin::new(&std::sync::Arc::from("t.conf"), 1, 1),
-        }
+        LocationSection::new(
+            path.to_string(),
+            regex.map(|r| regex::Regex::new(r).unwrap()),
+            crate::config::diag::Origin::new(&std::sync::Arc::from("t.conf"), 1, 1),
+        )
     }
 
     #[test]

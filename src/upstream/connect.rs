@@ -191,7 +191,7 @@ async fn connect(
             match &tls {
                 None => {
                     let mut c = MemberConn::new(MemberIo::Plain(s));
-                    c.ajp = url.scheme == "ajp";
+                    c.ajp = url.is_ajp();
                     if c.ajp {
                         c.ajp_ping = m.params.ping;
                     }

@@ -53,6 +53,15 @@ fn cmp_ignore_case(a: &str, b: &str) -> std::cmp::Ordering {
         .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
 }
 
+/// Why `name` is refused (what httpd would do, what to write instead), when the table
+/// refuses it.
+pub fn refusal(name: &str) -> Option<&'static str> {
+    match lookup(name)?.class {
+        Refused { why, .. } => Some(why),
+        _ => None,
+    }
+}
+
 /// The module base name (`proxy` for `mod_proxy`) as `<IfModule>` compares it.
 pub fn module_base_of(d: &Directive) -> &'static str {
     d.module.strip_prefix("mod_").unwrap_or(d.module)

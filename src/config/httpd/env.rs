@@ -34,17 +34,13 @@ impl HttpdParser<'_> {
             return;
         };
         let Some(flag) = ProxySwitches::by_name(name) else {
-            let why = match directives::lookup("SetEnv").map(|e| e.class) {
-                Some(directives::Class::Refused { why, .. }) => why,
-                _ => "balancerd sets no request variables",
-            };
             self.err(
                 &d.arg_origin(0),
                 format!(
                     "SetEnv {name}: balancerd reads only the proxy switches (proxy-sendchunked, proxy-initial-not-pooled, proxy-nokeepalive, force-proxy-request-1.0)"
                 ),
             )
-            .hint(why.to_string());
+            .hint("balancerd sets no request variables");
             return;
         };
         for f in self.stack.iter().rev() {
@@ -101,10 +97,7 @@ impl HttpdParser<'_> {
                 .iter()
                 .any(|s| s.eq_ignore_ascii_case(v))
         }) {
-            let why = match directives::lookup(&d.name).map(|e| e.class) {
-                Some(directives::Class::Refused { why, .. }) => why,
-                _ => "balancerd sets no request variables",
-            };
+            let why = directives::refusal(&d.name).unwrap_or("balancerd sets no request variables");
             self.err(
                 &d.origin(),
                 format!(

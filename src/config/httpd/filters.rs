@@ -35,10 +35,7 @@ impl HttpdParser<'_> {
             return;
         }
         if let Some(other) = other {
-            let why = match directives::lookup(&d.name).map(|e| e.class) {
-                Some(directives::Class::Refused { why, .. }) => why,
-                _ => "balancerd streams bodies unchanged",
-            };
+            let why = directives::refusal(&d.name).unwrap_or("balancerd streams bodies unchanged");
             self.err(
                 &d.arg_origin(0),
                 format!(

@@ -62,21 +62,10 @@ impl HttpdParser<'_> {
                 };
                 let host = self.host;
                 let locs = &mut self.ctx.builder.host_mut(host).locations;
-                locs.push(LocationSection {
-                    path: regex
-                        .as_ref()
-                        .map_or(path.clone(), |r| r.as_str().to_string()),
-                    regex,
-                    handler: None,
-                    access: AccessRules::default(),
-                    response_headers: Vec::new(),
-                    request_headers: Vec::new(),
-                    reverse: ReverseRules::default(),
-                    error_documents: Vec::new(),
-                    proxy_switches: Default::default(),
-                    redirect: None,
-                    origin: o.clone(),
-                });
+                let path = regex
+                    .as_ref()
+                    .map_or(path.clone(), |r| r.as_str().to_string());
+                locs.push(LocationSection::new(path, regex, o.clone()));
                 let index = locs.len() - 1;
                 self.stack.push(Frame::Location { host, index });
             }
