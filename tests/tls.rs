@@ -640,3 +640,41 @@ async fn front_client_certificates_as_ssl_verify_client_says() {
         r.stderr
     );
 }
+
+/// `%{SSL_PROTOCOL}x` and `%{SSL_CIPHER}x` log the TLS connection's protocol and cipher by
+/// OpenSSL's names (RHEL's `ssl.conf` logs them); a plain connection logs `-`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_names_the_tls_protocol_and_cipher() {
+    let pki = Pki::new("CA");
+    let a = Backend::start("A").await;
+    let (sc, sk) = pki.issue("a", &["a.test"], false);
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("ssl_request_log");
+    let conf = format!(
+        "Listen 127.0.0.1:{{PORT}} https\n<VirtualHost *:{{PORT}}>\nServerName a.test\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\nCustomLog {} \"%{{SSL_PROTOCOL}}x %{{SSL_CIPHER}}x %U\"\n</VirtualHost>\nProxyPass /t1/api http://a:1/api\n",
+        p(&sc),
+        p(&sk),
+        p(&log)
+    );
+    let px = Proxy::start(&conf, &[("a:1", a.addr)]);
+    let status = tls_get_with_client_cert(px.addr, &pki.ca, "a.test", None, "/t1/api/x")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(words.len(), 3, "{text}\n{}", px.log_text());
+    assert!(words[0] == "TLSv1.3" || words[0] == "TLSv1.2", "{text}");
+    assert!(
+        words[1].starts_with("TLS_") || words[1].starts_with("ECDHE-"),
+        "an OpenSSL cipher name: {text}"
+    );
+    assert_eq!(words[2], "/t1/api/x");
+}
