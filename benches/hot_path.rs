@@ -152,6 +152,7 @@ fn bench(c: &mut Criterion) {
                     upgrade: None,
                     replace: None,
                     via: ViaAction::Pass,
+                    underscores: false,
                 },
                 &mut w,
             );

@@ -187,3 +187,88 @@ async fn a_member_that_closes_is_still_the_members_fault() {
         "{plain}"
     );
 }
+
+/// A client's fault never marks a member: 1,000 malformed and stalled requests through a
+/// balancer of three members, 50 at a time; afterwards every member is `Ok` with 0 errors
+/// in `/server-status` and each one serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_bad_requests_mark_no_member() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let c = Backend::start("C").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let cfg = config(&log).replace(
+        "BalancerMember http://b:1 route=B\n",
+        "BalancerMember http://b:1 route=B\nBalancerMember http://c:1 route=C\n",
+    );
+    let p = Proxy::start(&cfg, &[("a:1", a.addr), ("b:1", b.addr), ("c:1", c.addr)]);
+    let chunked = "POST /up/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let kinds: Vec<Vec<u8>> = vec![
+        // Malformed chunked bodies (the head went to a member first).
+        format!("{chunked} 5\r\nhello\r\n0\r\n\r\n").into_bytes(),
+        format!("{chunked}0x5\r\nhello\r\n0\r\n\r\n").into_bytes(),
+        format!("{chunked}-5\r\nhello\r\n0\r\n\r\n").into_bytes(),
+        format!("{chunked}fffffffffffffffff\r\nhello\r\n0\r\n\r\n").into_bytes(),
+        format!("{chunked}5\r\nhelloXX\r\n0\r\n\r\n").into_bytes(),
+        format!("{chunked}5\r\nhello\n0\r\n\r\n").into_bytes(),
+        // Malformed heads (refused before any member is chosen).
+        b"POST /up/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello".to_vec(),
+        b"GET /up/x HTTP/1.1\r\nHost: a b\r\n\r\n".to_vec(),
+        b"GET /up/x HTTP/1.1\r\n\r\n".to_vec(),
+        b"GET /up/x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(),
+        b"GET /up/%2e%2e/%2e%2e/etc HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        b"GET /up/x HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n".to_vec(),
+        // Stalled bodies (the member waits; Timeout 1 cuts the client).
+        b"PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part".to_vec(),
+        format!("{chunked}5\r\nhello\r\n").into_bytes(),
+        // A client that leaves half-way through its body.
+        b"PUT /up/f HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc".to_vec(),
+    ];
+    let kinds = std::sync::Arc::new(kinds);
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(50));
+    let mut tasks = Vec::new();
+    for i in 0..1000usize {
+        let kinds = kinds.clone();
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let addr = p.addr;
+        tasks.push(tokio::spawn(async move {
+            let k = i % kinds.len();
+            let req = &kinds[k];
+            let got = if k == kinds.len() - 1 {
+                // Sends part of the body and closes.
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                use tokio::io::AsyncWriteExt;
+                s.write_all(req).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(s);
+                String::from("HTTP/1.1 closed")
+            } else {
+                exchange(addr, req).await
+            };
+            drop(permit);
+            (k, got)
+        }));
+    }
+    let mut by_status = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (k, got) = t.await.unwrap();
+        let status = got.split_whitespace().nth(1).unwrap_or("none").to_string();
+        assert!(
+            matches!(status.as_str(), "400" | "404" | "408" | "closed"),
+            "kind {k}: {got}"
+        );
+        *by_status.entry(status).or_insert(0) += 1;
+    }
+    eprintln!("answers: {by_status:?}");
+    assert_members_clean(p.addr).await;
+    // Each member still serves: the balancer spreads six requests over all three.
+    let mut served = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let g = get(p.addr, "/up/ok", &[]).await;
+        assert_eq!(g.status, 200);
+        served.insert(g.text());
+    }
+    assert_eq!(served.len(), 3, "{served:?}");
+    assert_members_clean(p.addr).await;
+}

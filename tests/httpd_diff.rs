@@ -848,3 +848,76 @@ async fn allow_encoded_slashes_as_httpd() {
         assert_eq!(got, want, "{setting}");
     }
 }
+
+/// The `Host` rules (RFC 9112 §3.2) beside httpd: a missing, repeated, listed or malformed
+/// `Host` is a 400 before anything reaches a member; an absolute-form target's authority
+/// takes the place of `Host`; an HTTP/1.0 request without `Host` gets the server's
+/// `ServerName` as the member's `Host` (`ProxyPreserveHost On`), as httpd sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_field_rules_as_httpd() {
+    let member = Backend::start("m").await;
+    let routing = format!(
+        "ServerName lb.example\nProxyPreserveHost On\nProxyPass /t1/api http://{a}/api\n",
+        a = member.addr
+    );
+    let httpd = Httpd::start(&routing);
+    let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+    // (request, the status both give, the member's Host when it is reached)
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        (
+            "GET /t1/api/ok HTTP/1.1\r\nHost: lb.example\r\n",
+            "200",
+            Some("lb.example"),
+        ),
+        ("GET /t1/api/h10 HTTP/1.0\r\n", "200", Some("lb.example")),
+        ("GET /t1/api/nohost HTTP/1.1\r\n", "400", None),
+        (
+            "GET /t1/api/two HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n",
+            "400",
+            None,
+        ),
+        (
+            "GET /t1/api/list HTTP/1.1\r\nHost: a.example, b.example\r\n",
+            "400",
+            None,
+        ),
+        ("GET /t1/api/space HTTP/1.1\r\nHost: a b\r\n", "400", None),
+        ("GET /t1/api/slash HTTP/1.1\r\nHost: a/b\r\n", "400", None),
+        (
+            "GET /t1/api/bracket HTTP/1.1\r\nHost: [::1\r\n",
+            "400",
+            None,
+        ),
+        (
+            "GET http://abs.example/t1/api/abs HTTP/1.1\r\nHost: lb.example\r\n",
+            "200",
+            Some("abs.example"),
+        ),
+    ];
+    let mut report = String::new();
+    for (req, want, member_host) in cases {
+        let req = format!("{req}Connection: close\r\n\r\n");
+        let path = req.split_whitespace().nth(1).unwrap();
+        let path = path.trim_start_matches("http://abs.example");
+        let mut got = Vec::new();
+        for (who, addr) in [("httpd", httpd.addr), ("balancerd", ours.addr)] {
+            let before = member.count();
+            let (answer, _) = raw(addr, req.as_bytes(), Duration::from_millis(700)).await;
+            let status = seen(&answer, &[]).0;
+            let reached = member.count() > before;
+            let host = reached.then(|| {
+                let s = member.last();
+                assert_eq!(s.target, path.replacen("/t1/api", "/api", 1), "{who}");
+                s.headers
+                    .get("host")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            });
+            report.push_str(&format!("{who}: {req:?} -> {status} {host:?}\n"));
+            got.push((status, host));
+        }
+        assert_eq!(got[0], got[1], "httpd and balancerd differ:\n{report}");
+        assert_eq!(got[1].0, *want, "{report}");
+        assert_eq!(got[1].1.as_deref(), *member_host, "{report}");
+    }
+}

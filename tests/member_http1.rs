@@ -146,20 +146,64 @@ async fn chunked_member_body_is_decoded_and_the_connection_reused() {
     );
 }
 
+/// A member's interim answers: `102 Processing` and `103 Early Hints` reach an HTTP/1.1
+/// client ahead of the final answer, with their fields; `100 Continue` does not (balancerd
+/// answers `Expect` itself); an HTTP/1.0 client gets none (RFC 9110 §15.2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interim_answers_are_skipped_and_the_final_one_forwarded() {
-    let answer = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
+async fn interim_answers_are_relayed_to_http11_clients_and_the_final_one_forwarded() {
+    let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n\
+HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
 HTTP/1.1 201 Created\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: h\r\nKeep-Alive: timeout=5\r\n\r\nok"
         .to_vec();
     let m = RawMember::start(answer, false, true).await;
     let p = proxy_to(&m);
-    let g = get(p.addr, "/m/a", &[]).await;
-    assert_eq!(g.status, 201);
-    assert_eq!(g.text(), "ok");
+    let (got, _) = raw(
+        p.addr,
+        b"GET /m/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let expect_start = "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\n";
+    assert!(got.starts_with(expect_start), "{got}");
+    assert!(got.ends_with("\r\n\r\nok"), "{got}");
+    let final_head = &got[expect_start.len()..].to_ascii_lowercase();
     // Hop-by-hop fields, and the one the member's Connection named, stay behind.
-    assert!(g.headers.get("x-hop").is_none());
-    assert!(g.headers.get("keep-alive").is_none());
-    assert!(g.headers.get("link").is_none());
+    assert!(!final_head.contains("x-hop"), "{got}");
+    assert!(!final_head.contains("keep-alive"), "{got}");
+    assert!(!final_head.contains("link:"), "{got}");
+    // An HTTP/1.0 client: the final answer only.
+    let (got, _) = raw(p.addr, b"GET /m/a HTTP/1.0\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(got.starts_with("HTTP/1.0 201 Created\r\n"), "{got}");
+    assert!(!got.contains("Early Hints"), "{got}");
+    // Through a pooled connection, twice: each request gets its own interim answers.
+    let mut c = Client::connect(p.addr).await;
+    for _ in 0..2 {
+        let g = c.get("/m/a", &[]).await;
+        assert_eq!(g.status, 201);
+        assert_eq!(g.text(), "ok");
+    }
+}
+
+/// A member's HTTP/1.0 response framed with `Transfer-Encoding` (RFC 9112 §6.1): the body is
+/// read chunked, and the member connection is closed after it, never reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_response_with_transfer_encoding_closes_the_member_connection() {
+    let answer = b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n\
+5\r\nhello\r\n0\r\n\r\n"
+        .to_vec();
+    let m = RawMember::start(answer, false, true).await;
+    let p = proxy_to(&m);
+    let mut c = Client::connect(p.addr).await;
+    for _ in 0..3 {
+        let g = c.get("/m/a", &[]).await;
+        assert_eq!(g.status, 200);
+        assert_eq!(g.text(), "hello");
+    }
+    assert_eq!(
+        m.connections.load(SeqCst),
+        3,
+        "a member connection per request"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

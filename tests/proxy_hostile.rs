@@ -508,3 +508,77 @@ async fn encoded_slashes_kept_never_cross_tenants() {
     assert_eq!(get(p.addr, "/t2/api/x", &[]).await.status, 200);
     assert_eq!(get(p.addr, "/t1/api/x", &[]).await.status, 200);
 }
+
+/// Field names with `_` (`Transfer_Encoding`, `X_Forwarded_For`) pose as the real fields in
+/// CGI-style stacks: they stay behind unless `UnderscoresInHeaders On`. `Proxy` (httpoxy)
+/// never crosses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn underscored_and_proxy_fields_stay_behind() {
+    let (t1, _t2, p) = tenants().await;
+    let req = b"GET /t1/api/u HTTP/1.1\r\nHost: x\r\nTransfer_Encoding: chunked\r\nX_Forwarded_For: 6.6.6.6\r\nProxy: http://evil.example:3128\r\nX-Ok: 1\r\nConnection: close\r\n\r\n";
+    let (got, _) = raw(p.addr, req, Duration::from_secs(3)).await;
+    assert!(got.starts_with("HTTP/1.1 200 "), "{got}");
+    let seen = t1.last();
+    for name in ["transfer_encoding", "x_forwarded_for", "proxy"] {
+        assert!(
+            seen.headers.get(name).is_none(),
+            "{name}: {:?}",
+            seen.headers
+        );
+    }
+    assert_eq!(seen.headers["x-ok"], "1");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    // Kept when the admin asks for them; `Proxy` still never crosses.
+    let p2 = Proxy::start(
+        &format!("{TWO_TENANTS}UnderscoresInHeaders On\n"),
+        &[("t1:1", t1.addr), ("t2:1", _t2.addr)],
+    );
+    let (got, _) = raw(p2.addr, req, Duration::from_secs(3)).await;
+    assert!(got.starts_with("HTTP/1.1 200 "), "{got}");
+    let seen = t1.last();
+    assert_eq!(seen.headers["x_forwarded_for"], "6.6.6.6");
+    assert_eq!(seen.headers["transfer_encoding"], "chunked");
+    assert!(seen.headers.get("proxy").is_none());
+}
+
+/// RFC 9112 §3.2: one valid `Host` per HTTP/1.1 request, or 400 before anything reaches a
+/// member; an absolute-form target routes by its path, its authority standing for `Host`,
+/// and balancerd never connects to that authority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_field_rules() {
+    let (t1, t2, p) = tenants().await;
+    for head in [
+        "GET /t1/api/x HTTP/1.1\r\n",
+        "GET /t1/api/x HTTP/1.1\r\nHost: x\r\nHost: x\r\n",
+        "GET /t1/api/x HTTP/1.1\r\nHost: x\r\nHost: y\r\n",
+        "GET /t1/api/x HTTP/1.1\r\nHost: a, b\r\n",
+        "GET /t1/api/x HTTP/1.1\r\nHost: a b\r\n",
+        "GET /t1/api/x HTTP/1.1\r\nHost: a/b\r\n",
+        "GET /t1/api/x HTTP/1.1\r\nHost: [::1\r\n",
+        "GET /t1/api/x HTTP/1.0\r\nHost: x\r\nHost: y\r\n",
+        "GET http://x/t1/api/x HTTP/1.1\r\n",
+    ] {
+        let (got, _) = raw(
+            p.addr,
+            format!("{head}\r\n").as_bytes(),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(got.starts_with("HTTP/1.1 400 "), "{head:?}: {got}");
+    }
+    assert_eq!(t1.count() + t2.count(), 0);
+    // An absolute-form target: its path routes (tenant 2 here, whatever Host says), and the
+    // authority (a closed port) is never connected to.
+    let closed = free_port();
+    let req = format!(
+        "GET http://127.0.0.1:{closed}/t2/api/abs HTTP/1.1\r\nHost: t1.example\r\nConnection: close\r\n\r\n"
+    );
+    let (got, _) = raw(p.addr, req.as_bytes(), Duration::from_secs(3)).await;
+    assert!(got.starts_with("HTTP/1.1 200 "), "{got}");
+    assert!(got.contains("backend t2"), "{got}");
+    assert_eq!(t2.last().target, "/api/abs");
+    assert_eq!(
+        t2.last().headers["x-forwarded-host"],
+        format!("127.0.0.1:{closed}")
+    );
+}

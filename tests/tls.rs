@@ -678,3 +678,58 @@ async fn access_log_names_the_tls_protocol_and_cipher() {
     );
     assert_eq!(words[2], "/t1/api/x");
 }
+
+/// The `Host` rules hold on hyper's connections too (TLS HTTP/1.1): a request without
+/// `Host`, with two, or with a list is a 400 and reaches no member; field names with `_`
+/// and `Proxy` stay behind over HTTP/2 as over HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_rules_and_field_hygiene_over_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new("CA");
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let (conf, _, _) = front_conf(&pki);
+    let px = Proxy::start(&conf, &[("a:1", a.addr), ("b:1", b.addr)]);
+    for head in [
+        "GET /t1/api/x HTTP/1.1\r\n",
+        "GET /t1/api/x HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\n",
+        "GET /t1/api/x HTTP/1.1\r\nHost: a.test, b.test\r\n",
+        "GET /t1/api/x HTTP/1.1\r\nHost: a b\r\n",
+    ] {
+        let (mut s, _) = tls_connect(px.addr, &pki.ca, "a.test", &[b"http/1.1"])
+            .await
+            .unwrap();
+        s.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 400 "), "{head:?}: {out}");
+    }
+    assert_eq!(a.count() + b.count(), 0, "nothing reached a member");
+    let (s, _) = tls_connect(px.addr, &pki.ca, "a.test", &[b"h2"])
+        .await
+        .unwrap();
+    let mut h2 = H2Client::over(s).await;
+    let g = h2
+        .get(
+            "https://a.test/t1/api/x",
+            &[
+                ("x_forwarded_for", "6.6.6.6"),
+                ("proxy", "http://evil:1"),
+                ("x-ok", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(g.status, 200);
+    let seen = if a.count() > 0 { a.last() } else { b.last() };
+    assert!(
+        seen.headers.get("x_forwarded_for").is_none(),
+        "{:?}",
+        seen.headers
+    );
+    assert!(seen.headers.get("proxy").is_none(), "{:?}", seen.headers);
+    assert_eq!(seen.headers["x-ok"], "1");
+}

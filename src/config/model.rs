@@ -168,6 +168,11 @@ pub struct ServerSettings {
     /// `RequestReadTimeout body=`: the request body's deadline from its first read
     /// (`None`: only `Timeout` between reads).
     pub body_read_timeout: Option<ReadStage>,
+    /// `UnderscoresInHeaders On` (a balancerd directive; `underscores_in_headers` in TOML):
+    /// request fields whose names contain `_` reach members. Off by default (nginx's
+    /// default; httpd passes them): CGI-style stacks read `X_Forwarded_For` as
+    /// `X-Forwarded-For`.
+    pub underscores_in_headers: bool,
 }
 
 impl Default for ServerSettings {
@@ -192,6 +197,7 @@ impl Default for ServerSettings {
             proxy_status: false,
             graceful_timeout: Duration::from_secs(30),
             trace_enable: true,
+            underscores_in_headers: false,
             use_canonical_name: false,
             allow_encoded_slashes: EncodedSlashes::Off,
             header_read_timeout: Some(REQTIMEOUT_HEADER),

@@ -305,6 +305,7 @@ impl Walker<'_> {
             "access_log",
             "log_format",
             "request_read_timeout",
+            "underscores_in_headers",
         ];
         self.check_keys(t, K, "[server]");
         for (k, val) in t.iter() {
@@ -332,6 +333,11 @@ impl Walker<'_> {
                 "preserve_host" => {
                     if let Some(b) = self.bool_of(val, key) {
                         self.ctx.builder.config.server.preserve_host = b;
+                    }
+                }
+                "underscores_in_headers" => {
+                    if let Some(b) = self.bool_of(val, key) {
+                        self.ctx.builder.config.server.underscores_in_headers = b;
                     }
                 }
                 "add_forwarded_headers" => {

@@ -48,6 +48,10 @@ pub enum FieldRole {
     ForwardedHost,
     /// `X-Forwarded-Server`.
     ForwardedServer,
+    /// A request field whose name has an `_` (`X_Forwarded_For`, `Transfer_Encoding`): CGI
+    /// stacks map `-` and `_` to the same variable, so it can pose as the real field behind
+    /// the proxy's back. Left out unless `UnderscoresInHeaders On` (nginx's default too).
+    Underscored,
 }
 
 /// The role of a request field named `raw` (any case).
@@ -56,6 +60,9 @@ pub fn request_field_role(raw: &[u8]) -> FieldRole {
     match raw.len() {
         2 if is(b"te") => FieldRole::Hop,
         4 if is(b"host") => FieldRole::Host,
+        // httpoxy (CVE-2016-5385): `Proxy` becomes HTTP_PROXY in CGI stacks. No request
+        // needs it; it never crosses.
+        5 if is(b"proxy") => FieldRole::Hop,
         6 if is(b"cookie") => FieldRole::Cookie,
         6 if is(b"expect") => FieldRole::Expect,
         7 if is(b"upgrade") => FieldRole::Upgrade,
@@ -69,6 +76,7 @@ pub fn request_field_role(raw: &[u8]) -> FieldRole {
         16 if is(b"proxy-connection") => FieldRole::Hop,
         17 if is(b"transfer-encoding") => FieldRole::TransferEncoding,
         18 if is(b"x-forwarded-server") => FieldRole::ForwardedServer,
+        _ if raw.contains(&b'_') => FieldRole::Underscored,
         _ => FieldRole::Other,
     }
 }
@@ -268,7 +276,7 @@ impl FieldRole {
     /// The field's name, for roles that name one field.
     fn header_name(self) -> Option<HeaderName> {
         Some(match self {
-            FieldRole::Other | FieldRole::Hop => return None,
+            FieldRole::Other | FieldRole::Hop | FieldRole::Underscored => return None,
             FieldRole::Host => header::HOST,
             FieldRole::Date => header::DATE,
             FieldRole::Cookie => header::COOKIE,

@@ -15,6 +15,7 @@ use super::fields::{
     request_field_role, response_field_role,
 };
 use super::framing::BodyFraming;
+use super::host::{check_host_count, valid_host};
 use bytes::BytesMut;
 use http::header::HeaderName;
 use http::{Method, StatusCode, Uri, Version};
@@ -116,6 +117,7 @@ pub fn parse_request(
     let (mut cl_count, mut te_count) = (0u32, 0u32);
     let mut length = 0u64;
     let mut te_chunked = false;
+    let mut host_count = 0u32;
     // Names and values were checked by httparse (the same bytes `http` accepts); each field
     // gets its role once, here.
     for &span in spans {
@@ -145,6 +147,15 @@ pub fn parse_request(
                 }
             }
             FieldRole::Upgrade => has_upgrade = true,
+            FieldRole::Host => {
+                host_count += 1;
+                if !valid_host(raw) {
+                    return Err(HeadRefusal(
+                        StatusCode::BAD_REQUEST,
+                        "Bad request: the Host field is not one valid host[:port].",
+                    ));
+                }
+            }
             FieldRole::Expect => {
                 expect_continue = raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
             }
@@ -152,6 +163,8 @@ pub fn parse_request(
         }
         fields.push((span, role));
     }
+    check_host_count(host_count, version == Version::HTTP_11)
+        .map_err(|why| HeadRefusal(StatusCode::BAD_REQUEST, why))?;
     let framing = if te_count > 0 {
         if cl_count > 0 {
             return Err(bad_framing(
@@ -284,6 +297,11 @@ pub fn parse_response(
         }
         fields.push((field_span(f, base), role));
     }
+    // An HTTP/1.0 response with Transfer-Encoding was framed by a 1.1-speaking stack
+    // behind a 1.0 front: the connection must not be reused (RFC 9112 §6.1).
+    if version == Version::HTTP_10 && te_chunked.is_some() {
+        keep_alive = false;
+    }
     let head = buf.split_to(len).freeze();
     let code = status.as_u16();
     let framing = if method_is_head || status.is_informational() || code == 204 || code == 304 {
@@ -336,18 +354,18 @@ mod tests {
             .unwrap();
         assert_eq!(p.framing, BodyFraming::Length(5));
         assert!(p.keep_alive);
-        let p = parse(b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        let p = parse(b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
             .unwrap()
             .unwrap();
         assert_eq!(p.framing, BodyFraming::Chunked);
         for bad in [
-            &b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            &b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"GET /a HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n",
         ] {
             let r = parse(bad);
             assert!(
@@ -359,6 +377,34 @@ mod tests {
     }
 
     #[test]
+    fn host_fields_are_checked() {
+        for bad in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            b"GET http://a/ HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(HeadRefusal(StatusCode::BAD_REQUEST, _))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+        assert!(
+            parse(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n")
+                .unwrap()
+                .is_some()
+        );
+        assert!(parse(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
     fn keep_alive_and_upgrade_follow_connection() {
         let p = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!p.keep_alive);
@@ -366,12 +412,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(p.keep_alive);
-        let p = parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        let p = parse(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!p.keep_alive);
         let p = parse(
-            b"GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
         )
         .unwrap()
         .unwrap();
@@ -381,13 +427,13 @@ mod tests {
     #[test]
     fn incomplete_heads_wait_and_oversized_ones_are_refused() {
         assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
-        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD + 1));
         assert!(matches!(
             parse(&big),
             Err(HeadRefusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _))
         ));
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        let mut many = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
         for i in 0..120 {
             many.extend(format!("X-{i}: v\r\n").bytes());
         }
@@ -400,7 +446,9 @@ mod tests {
 
     #[test]
     fn pipelined_bytes_stay_in_the_buffer() {
-        let mut b = BytesMut::from(&b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"[..]);
+        let mut b = BytesMut::from(
+            &b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        );
         let p = parse_request(&mut b, 101).unwrap().unwrap();
         assert_eq!(p.uri, "/1");
         let p = parse_request(&mut b, 101).unwrap().unwrap();

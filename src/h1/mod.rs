@@ -2,7 +2,7 @@
 //! member side (`upstream::exchange`).
 //!
 //! Owns: fields kept as received with a role each ([`fields`]), chunked coding and
-//! `Content-Length` values ([`chunked`]), the head writer ([`writer::HeadWriter`]) and the
+//! `Content-Length` values ([`chunked`]), the `Host` rules ([`host`]), interim answers queued for a client ([`interim`]), the head writer ([`writer::HeadWriter`]) and the
 //! second look at request framing under hyper's server ([`framing_check`]).
 //!
 //! May import: `util`, `telemetry`, `net`, `config`.
@@ -13,5 +13,7 @@ pub mod fields;
 pub mod framing;
 pub mod framing_check;
 pub mod head;
+pub mod host;
+pub mod interim;
 pub mod request_body;
 pub mod writer;

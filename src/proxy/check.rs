@@ -1,6 +1,6 @@
 //! Phase 1, **check**, for requests read by hyper (TLS, HTTP/2; the plain HTTP/1.1 server
 //! decides framing itself): request framing (`Content-Length` with `Transfer-Encoding`,
-//! codings other than one `chunked`) and httpd's request limits (`LimitRequestLine`,
+//! codings other than one `chunked`), the `Host` rules, and httpd's request limits (`LimitRequestLine`,
 //! `LimitRequestFields`, `LimitRequestFieldSize`).
 
 use super::handler::close;
@@ -33,6 +33,26 @@ pub(super) fn check_framing(h: &http::HeaderMap) -> Result<(), &'static str> {
         return Err("more than one Content-Length");
     }
     Ok(())
+}
+
+/// The `Host` rules for a request read by hyper (the plain server checks them as it parses):
+/// one valid `Host` in an HTTP/1.1 request, at most one in HTTP/1.0, a valid one in HTTP/2
+/// (where `:authority` usually stands in for it).
+pub(super) fn check_host(parts: &http::request::Parts) -> Result<(), &'static str> {
+    let mut count = 0;
+    for v in parts.headers.get_all(header::HOST) {
+        count += 1;
+        if !crate::h1::host::valid_host(v.as_bytes()) {
+            return Err("Bad request: the Host field is not one valid host[:port].");
+        }
+    }
+    match parts.version {
+        http::Version::HTTP_10 | http::Version::HTTP_11 => {
+            crate::h1::host::check_host_count(count, parts.version == http::Version::HTTP_11)
+        }
+        _ if count > 1 => Err("Bad request: more than one Host field."),
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn check_limits(

@@ -218,7 +218,13 @@ pub(super) async fn forward(
         } else {
             Instant::now()
         };
-        let (result, conn) = send(conn, &head, bodyv, sent_at + member_timeout).await;
+        // 1xx answers are relayed to a client connection that can take them (HTTP/1.1).
+        let interim = cx
+            .conn
+            .interim
+            .as_ref()
+            .filter(|_| parts.version == http::Version::HTTP_11);
+        let (result, conn) = send(conn, &head, bodyv, sent_at + member_timeout, interim).await;
         let result = match result {
             Err((e, Some(recovered))) if e.decide(true, false) == Decision::RetryFresh => {
                 // A reused connection died before answering: once more on a fresh one.
@@ -238,7 +244,7 @@ pub(super) async fn forward(
                         }
                         // Rare path, boxed: keeps every request's future small.
                         let deadline = Instant::now() + member_timeout;
-                        let (r2, c2) = Box::pin(send(c, &head, recovered, deadline)).await;
+                        let (r2, c2) = Box::pin(send(c, &head, recovered, deadline, interim)).await;
                         r2.map(|resp| (resp, c2)).map_err(|(e, _)| e)
                     }
                     Err(e) => {

@@ -9,6 +9,7 @@ use crate::config::model::{ProxySwitches, ProxyVia, Route, RouteMatch};
 use crate::h1::fields::{FieldRole, FieldsView, field_str};
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::ResponseHead;
+use crate::h1::interim::Interim;
 use crate::h1::writer::HeadWriter;
 use crate::proxy::error_page::error_page;
 use crate::proxy::forward_headers::{UpstreamHead, ViaAction, write_upstream_headers};
@@ -52,13 +53,24 @@ pub(super) fn build_request(
     body: &UpBody,
 ) -> Result<MemberRequest, Response<DownBody>> {
     let url = &m.spec.url;
-    // The client's host: its Host header, or the :authority of an HTTP/2 request.
-    let client_host: Option<&[u8]> = cx
-        .req
-        .role_value(FieldRole::Host)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
+    // The client's host: the authority of an absolute-form target or of an HTTP/2 request
+    // (it takes the place of Host: RFC 9112 §3.2.2), else its Host field.
+    let client_host: Option<&[u8]> = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().as_bytes())
+        .or_else(|| cx.req.role_value(FieldRole::Host));
     let host = if cx.snap.server.preserve_host {
-        client_host.or(Some(b""))
+        // An HTTP/1.0 request without Host: the server's name, as httpd sends it.
+        client_host.or_else(|| {
+            Some(
+                cx.host
+                    .server_name
+                    .as_deref()
+                    .unwrap_or(&cx.snap.server_name)
+                    .as_bytes(),
+            )
+        })
     } else {
         m.host_header.as_ref().map(HeaderValue::as_bytes)
     };
@@ -146,6 +158,7 @@ pub(super) fn build_request(
                 (None, ProxyVia::Block) => ViaAction::Block,
                 (None, _) => ViaAction::Pass,
             },
+            underscores: cx.snap.server.underscores_in_headers,
         },
         &mut w,
     );
@@ -280,6 +293,7 @@ pub(super) async fn send(
     req: &MemberRequest,
     mut body: UpBody,
     deadline: Instant,
+    interim: Option<&Interim>,
 ) -> (SendResult, Option<PooledConn>) {
     let reused = conn.reused;
     let mut timer = conn.conn.take_timer(deadline.into());
@@ -290,6 +304,7 @@ pub(super) async fn send(
             &mut body,
             req.framing,
             req.is_head,
+            interim,
         );
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {

@@ -49,6 +49,8 @@ pub struct UpstreamHead<'a> {
     pub replace: Option<(&'a str, &'a [u8])>,
     /// `ProxyVia`: the client's `Via` passed, dropped (`Block`) or merged with ours.
     pub via: ViaAction<'a>,
+    /// `UnderscoresInHeaders On`: fields named with `_` pass (left out otherwise).
+    pub underscores: bool,
 }
 
 /// What a request's `Via` fields get (`ProxyVia`).
@@ -86,6 +88,7 @@ pub fn write_upstream_headers(client: FieldsView<'_>, u: &UpstreamHead<'_>, w: &
         }
         match role {
             FieldRole::Expect if !v.eq_ignore_ascii_case(b"100-continue") => continue,
+            FieldRole::Underscored if !u.underscores => continue,
             FieldRole::ForwardedFor | FieldRole::ForwardedHost | FieldRole::ForwardedServer
                 if u.add_forwarded =>
             {
@@ -220,7 +223,35 @@ mod tests {
             upgrade: None,
             replace: None,
             via: ViaAction::Pass,
+            underscores: false,
         }
+    }
+
+    /// `Proxy` (httpoxy) never crosses; names with `_` cross only when allowed.
+    #[test]
+    fn proxy_and_underscored_fields() {
+        let f = raw_fields(
+            "GET /x HTTP/1.1\r\nHost: front\r\nProxy: http://evil:1\r\n\
+             Transfer_Encoding: chunked\r\nX_Forwarded_For: 6.6.6.6\r\nX-Ok: 1\r\n\r\n",
+        );
+        let c = FieldsView::Raw(&f);
+        let (ip, lb) = (b"127.0.0.1".as_slice(), b"lb".as_slice());
+        let h = member_head_of(c, &head(ip, lb));
+        for n in ["Proxy", "Transfer_Encoding", "X_Forwarded_For"] {
+            assert!(one(&h, n).is_none(), "{n}: {h:?}");
+        }
+        assert_eq!(one(&h, "X-Ok"), Some("1"));
+        assert_eq!(one(&h, "x-forwarded-for"), Some("127.0.0.1"));
+        let h = member_head_of(
+            c,
+            &UpstreamHead {
+                underscores: true,
+                ..head(ip, lb)
+            },
+        );
+        assert!(one(&h, "Proxy").is_none());
+        assert_eq!(one(&h, "Transfer_Encoding"), Some("chunked"));
+        assert_eq!(one(&h, "X_Forwarded_For"), Some("6.6.6.6"));
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct ConnInfo {
     pub local_port: u16,
     /// TLS protocol and cipher by OpenSSL's names (`%{SSL_PROTOCOL}x`); `None` for plain.
     pub tls: Option<(&'static str, &'static str)>,
+    /// Where a member's interim (1xx) answers wait for the connection to write them; only
+    /// on connections whose writer relays them (balancerd's own HTTP/1.1 server).
+    pub interim: Option<crate::h1::interim::Interim>,
 }
 
 impl ConnInfo {
@@ -71,6 +74,7 @@ impl ConnInfo {
             writes_member_fields: false,
             local_port: 0,
             tls: None,
+            interim: None,
         }
     }
 
@@ -78,6 +82,7 @@ impl ConnInfo {
     pub fn plain(peer: SocketAddr) -> Self {
         ConnInfo {
             writes_member_fields: true,
+            interim: Some(crate::h1::interim::Interim::default()),
             ..ConnInfo::new(peer, None)
         }
     }

@@ -5,7 +5,7 @@
 //! [`Plan`] for a proxied request or the answer when there is nothing to forward.
 
 use super::builtin::builtin;
-use super::check::{check_framing, check_limits};
+use super::check::{check_framing, check_host, check_limits};
 use super::handler::{ConnInfo, close, to_map};
 use super::redirect::{location_redirect, server_redirect};
 use super::rewrite_engine::{self, Outcome, RequestFacts};
@@ -110,6 +110,10 @@ pub(super) fn prepare<'s>(
                 &format!("Bad request framing: {why}."),
             )));
         }
+        if let Err(why) = check_host(parts) {
+            tracing::info!(client = %conn.peer, "refused request: {why}");
+            return Err(close(error_page(StatusCode::BAD_REQUEST, why)));
+        }
     }
     let fields = match &*raw {
         Some(r) => FieldsView::Raw(r),
@@ -118,10 +122,12 @@ pub(super) fn prepare<'s>(
     if let Some(r) = check_limits(parts, fields, snap) {
         return Err(r);
     }
-    let host_header = fields
-        .role_value(FieldRole::Host)
-        .and_then(field_str)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    // An absolute-form target's authority takes the place of Host (RFC 9112 §3.2.2): it
+    // chooses the server; balancerd never connects to it.
+    let host_header = match parts.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => fields.role_value(FieldRole::Host).and_then(field_str),
+    };
     let host = snap.host_for(host_header);
     let raw_path = parts.uri.path();
     let uri = match route::normalize_with(raw_path, snap.server.allow_encoded_slashes) {

@@ -141,6 +141,7 @@ async fn check(
             &mut body,
             crate::h1::framing::BodyFraming::None,
             verb == "HEAD",
+            None,
         )
         .await
         .map_err(|e| format!("{verb} {target}: {}", e.detail))?;

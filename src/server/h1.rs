@@ -68,7 +68,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
@@ -379,19 +379,51 @@ async fn exchange(
     } = into_request(p, &mut conn);
     // Pinned where it is made: moving the handler's future (kilobytes) costs a copy.
     let mut handler = std::pin::pin!(handle(parts, body, Some(fields), info, snap));
-    let resp = if let Some(rd) = conn.rd.as_mut() {
-        let buf = &mut conn.buf;
+    let resp = {
+        let ClientConn { rd, wr, buf, .. } = &mut conn;
         let mut gone = false;
+        let mut done = None;
+        // Interim (1xx) answers a member sent, being written ahead of the final one.
+        let mut interim_out: Vec<u8> = Vec::new();
+        let interim = info.interim.as_ref();
         let watched = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = handler.as_mut().poll(cx) {
+            if done.is_none()
+                && let Poll::Ready(r) = handler.as_mut().poll(cx)
+            {
+                done = Some(r);
+            }
+            if let Some(q) = interim
+                && q.has_pending()
+            {
+                q.take_into(&mut interim_out);
+            }
+            while !interim_out.is_empty() {
+                match Pin::new(&mut *wr).poll_write(cx, &interim_out) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        interim_out.drain(..n);
+                    }
+                    Poll::Ready(_) => {
+                        gone = true;
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if !gone
+                && interim_out.is_empty()
+                && let Some(r) = done.take()
+            {
                 return Poll::Ready(Some(r));
             }
-            // Watch the socket: buffer pipelined requests, notice a client that left.
-            while !gone && buf.len() < MAX_PIPELINED {
-                match poll_read_small(rd, cx, buf) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => gone = true,
-                    Poll::Ready(Ok(_)) => {}
-                    Poll::Pending => break,
+            // Watch the socket (when no request body holds it): buffer pipelined requests,
+            // notice a client that left.
+            if let Some(rd) = rd.as_mut() {
+                while !gone && buf.len() < MAX_PIPELINED {
+                    match poll_read_small(rd, cx, buf) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => gone = true,
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Pending => break,
+                    }
                 }
             }
             if gone {
@@ -406,8 +438,6 @@ async fn exchange(
                 return None;
             }
         }
-    } else {
-        handler.await
     };
     if let Some(slot) = &slot
         && !conn.reclaim(slot)

@@ -26,6 +26,7 @@ use crate::h1::body::{BodyDecoder, Step};
 use crate::h1::chunked::chunk_size_line;
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::{ResponseHead, parse_response};
+use crate::h1::interim::Interim;
 use crate::net::read::{SMALL_READ, poll_fill};
 use crate::net::splice::{SPLICE_MIN, SpliceError, SpliceRun};
 use bytes::{Buf, Bytes, BytesMut};
@@ -294,6 +295,7 @@ pub async fn exchange(
     body: &mut UpBody,
     framing: BodyFraming,
     method_is_head: bool,
+    interim: Option<&Interim>,
 ) -> Result<(ResponseHead, bool), ProxyError> {
     if conn.ajp {
         return ajp_boxed(conn, head, body, framing, method_is_head).await;
@@ -334,7 +336,7 @@ pub async fn exchange(
             let mut progress = false;
             // The answer may come before the body is sent: listen first.
             if !read_pending {
-                match poll_head(conn, cx, method_is_head, &mut got_bytes) {
+                match poll_head(conn, cx, method_is_head, &mut got_bytes, interim) {
                     Poll::Ready(Ok(Some(h))) => return Poll::Ready(Ok((h, !body_open))),
                     Poll::Ready(Ok(None)) => progress = true,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -561,6 +563,7 @@ fn poll_head(
     cx: &mut Context<'_>,
     method_is_head: bool,
     got_bytes: &mut bool,
+    interim: Option<&Interim>,
 ) -> Poll<Result<Option<ResponseHead>, ProxyError>> {
     let n = match ready!(poll_fill(&mut conn.io, cx, &mut conn.rbuf, FIRST_READ)) {
         Ok(n) => n,
@@ -596,8 +599,16 @@ fn poll_head(
                 .answer_started(true)));
             }
             Ok(None) => return Poll::Ready(Ok(None)),
-            // Interim answers (100 Continue, 102, 103) are not forwarded.
-            Ok(Some(h)) if h.status.is_informational() && h.status.as_u16() != 101 => continue,
+            // Interim answers: 102 and 103 go to an HTTP/1.1 client that can take them
+            // (`interim`), 100 Continue never (balancerd answers `Expect` itself).
+            Ok(Some(h)) if h.status.is_informational() && h.status.as_u16() != 101 => {
+                if let Some(q) = interim
+                    && Interim::relays(h.status)
+                {
+                    q.push(h.status, &h.fields);
+                }
+                continue;
+            }
             Ok(Some(h)) => return Poll::Ready(Ok(Some(h))),
         }
     }

@@ -168,6 +168,22 @@ impl HttpdParser<'_> {
                     }
                 }
             }
+            "underscoresinheaders" => {
+                // balancerd's own directive (httpd passes such fields; nginx drops them).
+                let Some(v) = self.one_arg(d) else {
+                    return true;
+                };
+                match v.to_ascii_lowercase().as_str() {
+                    "on" => self.ctx.builder.config.server.underscores_in_headers = true,
+                    "off" => self.ctx.builder.config.server.underscores_in_headers = false,
+                    _ => {
+                        self.err(
+                            &d.arg_origin(0),
+                            format!("UnderscoresInHeaders must be On or Off, not '{v}'"),
+                        );
+                    }
+                }
+            }
             "traceenable" => {
                 let Some(v) = self.one_arg(d) else {
                     return true;
