@@ -118,6 +118,21 @@ pub fn normalize_with(raw: &str, slashes: EncodedSlashes) -> Result<Cow<'_, str>
                 "path segment with ';' parameters on '.' or '..'",
             ));
         }
+        // `NoDecode` keeps `%2F` inside a segment; a member that decodes it would see `.`
+        // or `..` segments between them and climb out of the route's space (found by the
+        // `route_normalize` fuzz target). httpd forwards them; balancerd refuses.
+        if slashes == EncodedSlashes::NoDecode
+            && seg.windows(3).any(|w| w == b"%2F")
+            && seg
+                .split(|&c| c == b'/' || c == b'%')
+                .map(|p| p.strip_prefix(b"2F").unwrap_or(p))
+                .map(|p| p.split(|&c| c == b';').next().unwrap_or(p))
+                .any(|p| p == b"." || p == b"..")
+        {
+            return Err(PathError::BadRequest(
+                "'.' or '..' between encoded slashes (%2F) in path",
+            ));
+        }
         if seg == b".." {
             // Remove the last segment; above the root is refused.
             match out.iter().rposition(|&c| c == b'/') {
@@ -499,6 +514,35 @@ impl std::fmt::Debug for ForwardPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (fuzz target `route_normalize`): under `NoDecode`, dot-segments between
+    /// kept `%2F`s are refused; a kept `%2F` with ordinary names still passes.
+    #[test]
+    fn no_decode_refuses_dot_segments_between_encoded_slashes() {
+        let nd = EncodedSlashes::NoDecode;
+        for bad in [
+            "/t1/api/%2F..%2Ft2",
+            "/t1/api/%2f..%2ft2",
+            "/t1/api/a%2F.%2Fb",
+            "/t1/api/a%2F..",
+            "/t1/api/..%2Fx",
+            "/t1/api/%2F..;x%2Fy",
+            "/t1/api/%252F..%252F",
+        ] {
+            assert!(
+                matches!(normalize_with(bad, nd), Err(PathError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            normalize_with("/t1/api/a%2Fb", nd).unwrap(),
+            "/t1/api/a%2Fb"
+        );
+        assert_eq!(
+            normalize_with("/t1/api/a%2F...%2Fb", nd).unwrap(),
+            "/t1/api/a%2F...%2Fb"
+        );
+    }
 
     #[test]
     fn forward_path_is_inline_until_it_outgrows_its_room() {

@@ -218,30 +218,70 @@ impl Diagnostic {
 }
 
 /// The closest of `candidates` to `word` (case-insensitive edit distance), if close enough
-/// to be a plausible typo.
+/// to be a plausible typo. Words longer than any name a config uses get no suggestion.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let w = word.to_ascii_lowercase();
+    const LONGEST: usize = 48;
+    if word.len() > LONGEST {
+        return None;
+    }
+    let w = word.as_bytes();
+    // A plausible typo: a third of the word, at least 2 edits and at most 4.
+    let limit = (w.len() / 3).clamp(2, 4);
+    let wm = letters(w);
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
-        let d = edit_distance(&w, &c.to_ascii_lowercase());
-        if best.is_none_or(|(bd, _)| d < bd) {
+        // The distance is at least the difference in length: most candidates are
+        // skipped without computing it (a config with many unknown words stays fast).
+        let bound = best.map_or(limit, |(bd, _)| bd.saturating_sub(1).min(limit));
+        if c.len().abs_diff(w.len()) > bound {
+            continue;
+        }
+        // Each letter one word has and the other lacks costs an edit: a second cheap bound.
+        let cm = letters(c.as_bytes());
+        if (wm & !cm).count_ones().max((cm & !wm).count_ones()) as usize > bound {
+            continue;
+        }
+        let d = edit_distance(w, c.as_bytes(), bound);
+        if d <= bound && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
-    let limit = (w.len() / 3).max(2);
-    best.filter(|(d, _)| *d <= limit).map(|(_, c)| c)
+    best.map(|(_, c)| c)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
+/// The set of ASCII letters and digits in `s` (case-folded), one bit each.
+fn letters(s: &[u8]) -> u64 {
+    s.iter().fold(0u64, |m, &b| match b.to_ascii_lowercase() {
+        c @ b'a'..=b'z' => m | 1 << (c - b'a'),
+        c @ b'0'..=b'9' => m | 1 << (26 + c - b'0'),
+        _ => m | 1 << 63,
+    })
+}
+
+/// Levenshtein distance over ASCII-case-folded bytes (both words are at most `LONGEST`
+/// bytes: the rows live on the stack), giving up (returning `bound + 1`) once every
+/// alignment costs more than `bound`.
+fn edit_distance(a: &[u8], b: &[u8], bound: usize) -> usize {
+    const ROW: usize = 64;
+    if a.len() >= ROW || b.len() >= ROW {
+        return bound + 1;
+    }
+    let mut prev = [0usize; ROW];
+    let mut cur = [0usize; ROW];
+    for (j, p) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *p = j;
+    }
     for i in 1..=a.len() {
         cur[0] = i;
+        let mut row_min = i;
+        let ai = a[i - 1].to_ascii_lowercase();
         for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let cost = usize::from(ai != b[j - 1].to_ascii_lowercase());
             cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            row_min = row_min.min(cur[j]);
+        }
+        if row_min > bound {
+            return bound + 1;
         }
         std::mem::swap(&mut prev, &mut cur);
     }

@@ -54,16 +54,15 @@ impl HeadWriter {
     /// Starts a response head (`HTTP/1.x CODE REASON`) in `buf`, emptied first: its room is
     /// reused (the request head's buffer, which the member's head was written into).
     #[inline]
-    pub fn response(mut buf: Vec<u8>, version: http::Version, status: http::StatusCode) -> Self {
+    pub fn response(mut buf: Vec<u8>, status: http::StatusCode) -> Self {
         buf.clear();
         if buf.capacity() == 0 {
             buf.reserve(512);
         }
-        buf.extend_from_slice(if version == http::Version::HTTP_10 {
-            b"HTTP/1.0 "
-        } else {
-            b"HTTP/1.1 "
-        });
+        // The status line names the version the server speaks, whatever the request's
+        // (RFC 9110 §6.2; httpd and nginx answer an HTTP/1.0 request with `HTTP/1.1`); the
+        // request's version decides only the framing and keep-alive.
+        buf.extend_from_slice(b"HTTP/1.1 ");
         buf.extend_from_slice(status.as_str().as_bytes());
         buf.push(b' ');
         buf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());

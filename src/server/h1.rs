@@ -539,7 +539,7 @@ async fn write_response(
 
     // The request head's buffer when there was one (it grows if the answer's head is
     // longer); a fresh one for balancerd's own answers.
-    let mut w = HeadWriter::response(head, version, status);
+    let mut w = HeadWriter::response(head, status);
     if let Some(f) = &member_fields {
         for (name, value, role) in f.passed() {
             if role == FieldRole::ContentLength

@@ -177,7 +177,13 @@ pub struct HttpdParser<'a> {
     host: HostSel,
     /// `RewriteCond`s waiting for their `RewriteRule`.
     rewrite_conds: Vec<crate::config::rewrite::RewriteCond>,
+    /// "Did you mean" hints given so far: a file of garbage gets the first
+    /// [`MAX_SUGGESTIONS`], not one edit-distance search over 721 names per word.
+    suggestions: u32,
 }
+
+/// Most "did you mean" hints for unknown directives in one load.
+const MAX_SUGGESTIONS: u32 = 10;
 
 impl<'a> HttpdParser<'a> {
     /// A parser at the top level of the main server.
@@ -187,6 +193,7 @@ impl<'a> HttpdParser<'a> {
             stack: Vec::new(),
             host: HostSel::Main,
             rewrite_conds: Vec::new(),
+            suggestions: 0,
         }
     }
 
@@ -413,10 +420,12 @@ impl<'a> HttpdParser<'a> {
                 .iter()
                 .filter(|e| !e.section)
                 .map(|e| e.name);
+            let suggest = self.suggestions < MAX_SUGGESTIONS;
+            self.suggestions += 1;
             let dd = self.err(&o, format!("unknown directive '{}'", d.name));
             if looks_kv {
                 dd.hint("a key=value word must be on the same line as its directive");
-            } else if let Some(c) = closest(&d.name, names) {
+            } else if let Some(c) = suggest.then(|| closest(&d.name, names)).flatten() {
                 dd.hint(format!("did you mean {c}?"));
             }
             return;
