@@ -195,8 +195,14 @@ proptest! {
 #[test]
 fn the_rfc_cases() {
     let cases: &[(&str, Verdict)] = &[
-        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", Verdict::Length(5)),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", Verdict::Chunked),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+            Verdict::Length(5),
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Verdict::Chunked,
+        ),
         ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", Verdict::Length(0)),
         ("GET / HTTP/1.0\r\n\r\n", Verdict::Length(0)),
         (
@@ -215,13 +221,18 @@ fn the_rfc_cases() {
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
             Verdict::Reject("several lengths"),
         ),
-        ("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", Verdict::Reject("host")),
+        (
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            Verdict::Reject("host"),
+        ),
     ];
     for (head, want) in cases {
         assert_eq!(rfc_verdict(head.as_bytes()).as_ref(), Some(want), "{head}");
         let got = ours(head.as_bytes());
         match want {
-            Verdict::Reject(_) => assert!(matches!(got, Some(Verdict::Reject(_))), "{head}: {got:?}"),
+            Verdict::Reject(_) => {
+                assert!(matches!(got, Some(Verdict::Reject(_))), "{head}: {got:?}")
+            }
             w => assert_eq!(got.as_ref(), Some(w), "{head}"),
         }
     }

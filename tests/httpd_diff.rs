@@ -19,6 +19,7 @@ fn module_lines() -> String {
     let modules = [
         ("mpm_event_module", "mod_mpm_event.so"),
         ("authz_core_module", "mod_authz_core.so"),
+        ("authz_host_module", "mod_authz_host.so"),
         ("headers_module", "mod_headers.so"),
         ("status_module", "mod_status.so"),
         ("proxy_module", "mod_proxy.so"),
@@ -26,6 +27,8 @@ fn module_lines() -> String {
         ("slotmem_shm_module", "mod_slotmem_shm.so"),
         ("proxy_balancer_module", "mod_proxy_balancer.so"),
         ("lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"),
+        ("lbmethod_bybusyness_module", "mod_lbmethod_bybusyness.so"),
+        ("lbmethod_bytraffic_module", "mod_lbmethod_bytraffic.so"),
         ("reqtimeout_module", "mod_reqtimeout.so"),
         ("env_module", "mod_env.so"),
         ("alias_module", "mod_alias.so"),
@@ -921,4 +924,142 @@ async fn host_field_rules_as_httpd() {
         assert_eq!(got[1].0, format!("HTTP/1.1 {want}"), "{report}");
         assert_eq!(got[1].1.as_deref(), *member_host, "{report}");
     }
+}
+
+/// The balancer-manager beside httpd's: the same update requests (and the same refused
+/// ones) to both, and after each the same member and balancer state in the XML output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancer_manager_updates_as_httpd() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let routing = format!(
+        "ServerName lb.example\n<Proxy balancer://t1rws>\nBalancerMember http://{a} route=A\nBalancerMember http://{b} route=B\nProxySet stickysession=ROUTEID\n</Proxy>\nProxyPass /balancer-manager !\nProxyPass /t1/api balancer://t1rws/api\n<Location /balancer-manager>\nSetHandler balancer-manager\nRequire ip 127.0.0.1\n</Location>\n",
+        a = a.addr,
+        b = b.addr
+    );
+    let httpd = Httpd::start(&routing);
+    let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+    const REF: &str = "Referer: http://lb.example/balancer-manager\r\n";
+    async fn ask(addr: std::net::SocketAddr, req: String) -> String {
+        raw(addr, req.as_bytes(), Duration::from_millis(1500))
+            .await
+            .0
+    }
+    async fn nonce(addr: std::net::SocketAddr) -> String {
+        let page = ask(
+            addr,
+            "GET /balancer-manager HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n"
+                .into(),
+        )
+        .await;
+        let tag = "?b=t1rws&amp;nonce=";
+        let at = page.find(tag).unwrap_or_else(|| panic!("{page}")) + tag.len();
+        page[at..].split('"').next().unwrap().to_string()
+    }
+    /// The state the XML shows: per worker and for the balancer, the fields compared.
+    async fn state(addr: std::net::SocketAddr) -> Vec<String> {
+        let x = ask(
+            addr,
+            format!("GET /balancer-manager?xml=1 HTTP/1.1\r\nHost: lb.example\r\n{REF}Connection: close\r\n\r\n"),
+        )
+        .await;
+        let mut out = Vec::new();
+        for tag in [
+            "status",
+            "loadfactor",
+            "lbset",
+            "route",
+            "redirect",
+            "lbmethod",
+            "timeout",
+            "maxattempts",
+            "stickysession",
+            "nofailover",
+        ] {
+            let open = format!("<httpd:{tag}>");
+            let vals: Vec<&str> = x
+                .split(open.as_str())
+                .skip(1)
+                .map(|s| s.split('<').next().unwrap())
+                .collect();
+            out.push(format!("{tag}={vals:?}"));
+        }
+        out
+    }
+    let (hn, on) = (nonce(httpd.addr).await, nonce(ours.addr).await);
+    let (wa, wb) = (format!("http://{}", a.addr), format!("http://{}", b.addr));
+    assert_eq!(state(httpd.addr).await, state(ours.addr).await, "at start");
+    // (form, extra header lines): taken or refused as httpd takes them.
+    let cases: Vec<(String, &str)> = vec![
+        (format!("b=t1rws&w={wa}&nonce=NONCE&w_status_N=1"), REF),
+        (format!("b=t1rws&w={wb}&nonce=NONCE&w_status_D=1"), ""),
+        (format!("b=t1rws&w={wb}&nonce=wrong&w_status_D=1"), REF),
+        (
+            format!("b=t1rws&w={wb}&nonce=NONCE&w_lf=2.5&w_ls=3&w_wr=B2&w_rr=A"),
+            REF,
+        ),
+        (format!("b=t1rws&w={wb}&nonce=NONCE&w_lf=101&w_ls=100"), REF),
+        (
+            format!("b=t1rws&w={wa}&nonce=NONCE&w_status_N=0&w_status_I=1&w_status_H=1"),
+            REF,
+        ),
+        (
+            format!("b=t1rws&w={wa}&nonce=NONCE&w_status_I=0&w_status_H=0&w_status_R=1"),
+            REF,
+        ),
+        (
+            format!("b=t1rws&w={wa}&nonce=NONCE&w_status_R=0&w_status_S=1"),
+            REF,
+        ),
+        (format!("b=t1rws&w={wa}&nonce=NONCE&w_status_S=0"), REF),
+        (
+            "b=t1rws&nonce=NONCE&b_lbm=bybusyness&b_tmo=7&b_max=2&b_sforce=1".into(),
+            REF,
+        ),
+        ("b=t1rws&nonce=NONCE&b_ss=JSESSIONID|jsessionid".into(), REF),
+        (
+            "b=t1rws&nonce=NONCE&b_lbm=nosuch&b_tmo=7201&b_max=100".into(),
+            REF,
+        ),
+        ("b=t1rws&nonce=NONCE&b_ss=-".into(), REF),
+        (
+            "b=t1rws&nonce=NONCE&b_sforce=0".into(),
+            "Referer: http://evil.example/\r\n",
+        ),
+    ];
+    for (form, extra) in &cases {
+        let mut answers = Vec::new();
+        for (addr, n) in [(httpd.addr, &hn), (ours.addr, &on)] {
+            let form = form.replace("NONCE", n);
+            let answer = ask(
+                addr,
+                format!(
+                    "POST /balancer-manager HTTP/1.1\r\nHost: lb.example\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+                    form.len()
+                ),
+            )
+            .await;
+            answers.push(seen(&answer, &[]).0);
+        }
+        assert_eq!(answers[0], answers[1], "{form}: the answer's status");
+        assert_eq!(
+            state(httpd.addr).await,
+            state(ours.addr).await,
+            "after {form} with {extra:?}\n{}",
+            httpd.logs()
+        );
+    }
+    // A GET query changes nothing in either.
+    for (addr, n) in [(httpd.addr, &hn), (ours.addr, &on)] {
+        ask(
+            addr,
+            format!("GET /balancer-manager?b=t1rws&w={wa}&nonce={n}&w_status_D=1 HTTP/1.1\r\nHost: lb.example\r\n{REF}Connection: close\r\n\r\n"),
+        )
+        .await;
+    }
+    assert_eq!(
+        state(httpd.addr).await,
+        state(ours.addr).await,
+        "after a GET"
+    );
 }

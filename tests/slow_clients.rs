@@ -117,7 +117,10 @@ async fn slowloris_and_body_tricklers_are_cut_while_normal_load_keeps_its_latenc
         let addr = p.addr;
         slow.push(tokio::spawn(async move {
             if i < n_heads {
-                (true, slow_client(addr, b"G", b"ET /t1/api/x HTTP/1.1\r\nHost: x\r\n").await)
+                (
+                    true,
+                    slow_client(addr, b"G", b"ET /t1/api/x HTTP/1.1\r\nHost: x\r\n").await,
+                )
             } else {
                 let head: &'static [u8] =
                     b"PUT /t1/api/up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc";
@@ -191,7 +194,10 @@ async fn slowloris_and_body_tricklers_are_cut_while_normal_load_keeps_its_latenc
     // Normal requests keep their latency: p99 within 2x of the unloaded run (sub-millisecond
     // p99s on loopback are compared from 1 ms, below which scheduling noise decides).
     let floor = Duration::from_millis(1);
-    assert!(l <= 2 * u.max(floor), "p99 {l:?} under slow clients, {u:?} without");
+    assert!(
+        l <= 2 * u.max(floor),
+        "p99 {l:?} under slow clients, {u:?} without"
+    );
     // Bounded memory: a slow connection costs a few KiB.
     assert!(per_slow < 16 * 1024, "{per_slow} B per slow connection");
 }

@@ -32,7 +32,6 @@ pub mod demo;
 use crate::config::{self, LoadOptions};
 use crate::runtime::{Shared, Snapshot};
 use crate::telemetry::stats::{ReloadResult, STATS};
-use arc_swap::ArcSwap;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -609,7 +608,7 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
     }
     let grace = snap.server.graceful_timeout;
     let _pid = PidFile::write(snap.server.pid_file.as_deref());
-    let shared: Shared = Arc::new(ArcSwap::from_pointee(snap));
+    let shared: Shared = crate::runtime::control::share(snap);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut app = App {
         shared: shared.clone(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A whole config: what `balancerd check` validates and `balancerd run` serves.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Config {
     /// Addresses to accept connections on, in config order.
     pub listeners: Vec<Listener>,
@@ -214,7 +214,7 @@ impl ServerSettings {
 }
 
 /// Rules that belong to one server (the main server or a `<VirtualHost>`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct HostRules {
     /// `ProxyPass`/`ProxyPassMatch` in config order.
     pub routes: Vec<Route>,
@@ -242,7 +242,7 @@ pub struct HostRules {
 }
 
 /// A `<VirtualHost>` section.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VirtualHost {
     /// The addresses the section names (`*:443`, `10.0.0.1:80`).
     pub addrs: Vec<String>,
@@ -309,7 +309,7 @@ pub struct UpstreamTls {
 }
 
 /// A `balancer://NAME` with its members and settings.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Balancer {
     /// Lower-cased name (httpd lower-cases balancer names).
     pub name: String,
@@ -872,7 +872,7 @@ pub struct ReverseMap {
 pub enum Handler {
     /// `server-status`.
     ServerStatus,
-    /// `balancer-manager` (parsed; served in a later release).
+    /// `balancer-manager`: httpd's manager page, updates and XML (`admin::manager`).
     BalancerManager,
     /// `metrics`: Prometheus exposition.
     Metrics,

@@ -1,5 +1,5 @@
 //! The built-in handlers behind their `<Location>`'s access rules: `server-status`
-//! (`?auto` too) and `metrics` (the `admin` layer renders them).
+//! (`?auto` too), `metrics` and `balancer-manager` (the `admin` layer renders them).
 
 use super::handler::ConnInfo;
 use super::routing::location_matches;
@@ -11,6 +11,80 @@ use crate::runtime::{HostRt, Snapshot};
 use crate::upstream::body::DownBody;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
+
+/// A request for the balancer-manager, allowed by its location's access rules: the handler
+/// reads its form body and calls [`manager`].
+#[derive(Clone)]
+pub(super) struct ManagerCall {
+    /// The host the client addressed, without the port.
+    host: String,
+}
+
+/// Serves the balancer-manager (`admin::manager`): reads up to the form's limit of the
+/// body of a POST, and answers the page with headers that keep it out of frames and caches.
+pub(super) async fn manager(
+    call: ManagerCall,
+    parts: &http::request::Parts,
+    fields: FieldsView<'_>,
+    mut body: crate::upstream::body::ClientBody,
+    conn: &ConnInfo,
+    snap: &Snapshot,
+) -> Response<DownBody> {
+    use crate::admin::manager::{MAX_FORM, ManagerRequest, serve};
+    use http_body_util::BodyExt;
+    let post = parts.method == http::Method::POST;
+    let mut form = Vec::new();
+    if post {
+        while form.len() < MAX_FORM {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        form.extend_from_slice(&d);
+                    }
+                }
+                Some(Err(_)) => {
+                    return error_page(StatusCode::BAD_REQUEST, "The form could not be read.");
+                }
+                None => break,
+            }
+        }
+        form.truncate(MAX_FORM);
+    }
+    let value = |n: &str| fields.value(n).and_then(field_str);
+    let answer = serve(
+        snap,
+        &ManagerRequest {
+            post,
+            query: parts.uri.query(),
+            body: &form,
+            path: parts.uri.path(),
+            host: &call.host,
+            referer: value("referer"),
+            origin: value("origin"),
+            sec_fetch_site: value("sec-fetch-site"),
+            client: conn.peer.ip(),
+        },
+    );
+    let mut r = Response::new(DownBody::full(answer.body));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(answer.content_type),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
 
 /// The built-in handlers (`server-status`, `metrics`) behind their location's access rules.
 pub(super) fn builtin(
@@ -87,10 +161,18 @@ pub(super) fn builtin(
             "text/plain; version=0.0.4",
         ),
         Handler::BalancerManager => {
-            return error_page(
-                StatusCode::NOT_FOUND,
-                "balancer-manager is not served by this version.",
-            );
+            if parts.method != http::Method::GET && parts.method != http::Method::POST {
+                return error_page(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "balancer-manager answers GET and POST only.",
+                );
+            }
+            // Served by `manager` once the form body is read (the handler sees this mark).
+            let mut r = Response::new(DownBody::empty());
+            r.extensions_mut().insert(ManagerCall {
+                host: host_name.to_string(),
+            });
+            return r;
         }
     };
     let mut r = Response::new(DownBody::full(body));

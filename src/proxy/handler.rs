@@ -146,7 +146,20 @@ pub async fn handle(
         // whole result in the request's state while forwarding).
         let mut plan = match prepare(&mut parts, &mut raw, conn, snap, started) {
             Ok(plan) => plan,
-            Err(resp) => break 'resp resp,
+            Err(resp) => {
+                if let Some(call) = resp.extensions().get::<super::builtin::ManagerCall>() {
+                    let req = match &raw {
+                        Some(r) => FieldsView::Raw(r),
+                        None => FieldsView::Map(&parts.headers),
+                    };
+                    let call = call.clone();
+                    break 'resp Box::pin(super::builtin::manager(
+                        call, &parts, req, body, conn, snap,
+                    ))
+                    .await;
+                }
+                break 'resp resp;
+            }
         };
         {
             let req = match &raw {

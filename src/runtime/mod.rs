@@ -10,6 +10,7 @@
 //!
 //! May import: `util`, `telemetry`, `net`, `config`, `h1`, `route`, `upstream`, `balancer`.
 
+pub mod control;
 pub mod health;
 
 use crate::balancer::BalancerRt;
@@ -92,6 +93,9 @@ pub struct Snapshot {
     /// True when some server or `<Location>` has an `ErrorDocument` (the request head is
     /// kept for it, and balancerd's own error pages are looked up).
     pub error_documents: bool,
+    /// Runtime changes (the balancer-manager's) and the nonces, shared by every snapshot of
+    /// the process.
+    pub control: Arc<control::Control>,
 }
 
 /// A virtual host's rewrite rules: its own when its `RewriteEngine` is on, with the main
@@ -202,9 +206,42 @@ impl RouteLike for Route {
 }
 
 impl Snapshot {
-    /// Builds a snapshot, reusing the member state of `prev` for members that still exist.
-    /// Fails when a certificate cannot be loaded.
+    /// Builds a snapshot, reusing the member state of `prev` for members that still exist
+    /// and keeping the runtime changes made on it (unless `config` changed what they
+    /// change: see [`control`]). Fails when a certificate cannot be loaded.
     pub fn build(config: Config, prev: Option<&Snapshot>) -> Result<Snapshot, String> {
+        let Some(p) = prev else {
+            let control = control::Control::new(&config);
+            return Self::build_with(config, None, control);
+        };
+        let control = p.control.clone();
+        let _serial = control
+            .serial
+            .lock()
+            .map_err(|_| "control state poisoned")?;
+        let (applied, changes) = control.preview(&config);
+        let snap = Self::build_with(applied, prev, control.clone())?;
+        control.commit(config, changes);
+        Ok(snap)
+    }
+
+    /// Builds a snapshot from a config the runtime changes were already laid over.
+    pub(crate) fn build_applied(
+        config: Config,
+        prev: Option<&Snapshot>,
+    ) -> Result<Snapshot, String> {
+        let control = match prev {
+            Some(p) => p.control.clone(),
+            None => control::Control::new(&config),
+        };
+        Self::build_with(config, prev, control)
+    }
+
+    fn build_with(
+        config: Config,
+        prev: Option<&Snapshot>,
+        control: Arc<control::Control>,
+    ) -> Result<Snapshot, String> {
         let front_tls = front_tls(&config)?;
         // Each log file opened once per build (reopened at every reload, for logrotate).
         let mut opened: Vec<(std::path::PathBuf, crate::telemetry::access_log::AccessLog)> =
@@ -358,6 +395,7 @@ impl Snapshot {
                         .any(|l| !l.error_documents.is_empty())
             });
         Ok(Snapshot {
+            control,
             logging,
             error_documents,
             proxy_access,

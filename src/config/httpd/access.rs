@@ -15,13 +15,7 @@ impl HttpdParser<'_> {
         };
         let handler = match v.to_ascii_lowercase().as_str() {
             "server-status" => Some(Handler::ServerStatus),
-            "balancer-manager" => {
-                self.ctx.diags.note(
-                    &o,
-                    "balancer-manager is parsed but not served yet; requests to it get 404",
-                );
-                Some(Handler::BalancerManager)
-            }
+            "balancer-manager" => Some(Handler::BalancerManager),
             "metrics" => Some(Handler::Metrics),
             "none" => None,
             _ => {

@@ -1,0 +1,419 @@
+//! The balancer-manager on real sockets: the page and httpd's XML, updates taken only as
+//! httpd takes them (a POST form with the balancer's nonce and a same-host `Referer`), the
+//! stricter cross-site checks, escaping and the page's headers, traffic following a drain,
+//! and changes across a reload. `tests/httpd_diff.rs` pins the same updates against httpd.
+
+mod support;
+use std::time::Duration;
+use support::*;
+
+const CONFIG: &str = "Listen 127.0.0.1:{PORT}
+ServerName lb.example
+<Proxy balancer://t1rws>
+BalancerMember http://a:1 route=A
+BalancerMember http://b:1 route=B
+ProxySet stickysession=ROUTEID
+</Proxy>
+Header add Set-Cookie \"ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/t1\" env=BALANCER_ROUTE_CHANGED
+ProxyPass /balancer-manager !
+ProxyPass /t1/api balancer://t1rws/api
+<Location /balancer-manager>
+SetHandler balancer-manager
+Require ip 127.0.0.1
+</Location>
+";
+
+/// One raw exchange (Connection: close), the whole answer.
+async fn ask(addr: std::net::SocketAddr, req: String) -> String {
+    raw(addr, req.as_bytes(), Duration::from_secs(5)).await.0
+}
+
+/// A POST of `form` to the manager with `extra` header lines.
+async fn post(addr: std::net::SocketAddr, form: &str, extra: &str) -> String {
+    ask(
+        addr,
+        format!(
+            "POST /balancer-manager HTTP/1.1\r\nHost: lb.example\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .await
+}
+
+async fn xml(addr: std::net::SocketAddr) -> String {
+    ask(
+        addr,
+        format!("GET /balancer-manager?xml=1 HTTP/1.1\r\nHost: lb.example\r\n{REF}Connection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// The nonce of balancer `name` from the manager's page.
+async fn nonce(addr: std::net::SocketAddr, name: &str) -> String {
+    let page = ask(
+        addr,
+        "GET /balancer-manager HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    let tag = format!("?b={name}&amp;nonce=");
+    let at = page
+        .find(&tag)
+        .unwrap_or_else(|| panic!("no nonce for {name}: {page}"))
+        + tag.len();
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+/// The `<httpd:status>` of each worker in the XML, in order.
+fn statuses(xml: &str) -> Vec<String> {
+    xml.split("<httpd:status>")
+        .skip(1)
+        .map(|s| s.split("</httpd:status>").next().unwrap().to_string())
+        .collect()
+}
+
+fn field(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<httpd:{tag}>");
+    let close = format!("</httpd:{tag}>");
+    xml.split(open.as_str())
+        .skip(1)
+        .map(|s| s.split(close.as_str()).next().unwrap().to_string())
+        .collect()
+}
+
+const REF: &str = "Referer: http://lb.example/balancer-manager\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_and_xml_list_balancers_and_members() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let p = Proxy::start(CONFIG, &[("a:1", a.addr), ("b:1", b.addr)]);
+    let page = ask(
+        p.addr,
+        "GET /balancer-manager HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+    let head = page.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    for h in [
+        "cache-control: no-store",
+        "x-frame-options: deny",
+        "content-security-policy: default-src 'none'",
+        "content-type: text/html",
+    ] {
+        assert!(head.contains(h), "{h}: {head}");
+    }
+    assert!(
+        page.contains("LoadBalancer Status for <a href=\"/balancer-manager?b=t1rws&amp;nonce="),
+        "{page}"
+    );
+    assert!(
+        page.contains(">http://a:1</a>") && page.contains(">http://b:1</a>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>ROUTEID</td>") || page.contains("<td>ROUTEID"),
+        "{page}"
+    );
+    let n = nonce(p.addr, "t1rws").await;
+    assert_eq!(n.len(), 32, "{n}");
+    // The worker form.
+    let form = ask(
+        p.addr,
+        format!("GET /balancer-manager?b=t1rws&w=http://a:1&nonce={n} HTTP/1.1\r\nHost: lb.example\r\n{REF}Connection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        form.contains("Edit worker settings for http://a:1"),
+        "{form}"
+    );
+    assert!(
+        form.contains("name='w_status_N'") && form.contains(&format!("value='{n}'")),
+        "{form}"
+    );
+    // The balancer form.
+    let form = ask(
+        p.addr,
+        format!("GET /balancer-manager?b=t1rws&nonce={n} HTTP/1.1\r\nHost: lb.example\r\n{REF}Connection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        form.contains("Edit balancer settings for balancer://t1rws"),
+        "{form}"
+    );
+    assert!(
+        form.contains("name='b_lbm'") && form.contains("name='b_ss'"),
+        "{form}"
+    );
+    let x = xml(p.addr).await;
+    assert!(
+        x.contains("content-type: text/xml")
+            || x.to_ascii_lowercase().contains("content-type: text/xml"),
+        "{x}"
+    );
+    assert!(
+        x.contains("<httpd:name>balancer://t1rws</httpd:name>"),
+        "{x}"
+    );
+    assert_eq!(field(&x, "route"), ["A", "B"]);
+    assert_eq!(statuses(&x), ["Init Ok ", "Init Ok "]);
+    assert_eq!(field(&x, "stickysession"), ["ROUTEID"]);
+    assert_eq!(field(&x, "lbmethod"), ["byrequests"]);
+    // Access rules hold: a client from another address gets 403.
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut c = s.connect(p.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    c.write_all(b"GET /balancer-manager HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 403 "), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_apply_only_from_a_same_host_post_with_the_nonce() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let p = Proxy::start(CONFIG, &[("a:1", a.addr), ("b:1", b.addr)]);
+    let n = nonce(p.addr, "t1rws").await;
+    let drain = format!("b=t1rws&w=http%3A%2F%2Fa%3A1&nonce={n}&w_status_N=1");
+    // Refused, each answered 200 with the page and nothing changed.
+    let refused = [
+        // A GET query: only b, w, nonce and xml are read from it.
+        (
+            ask(p.addr, format!("GET /balancer-manager?{drain} HTTP/1.1\r\nHost: lb.example\r\n{REF}Connection: close\r\n\r\n")).await,
+            "GET query",
+        ),
+        (post(p.addr, &drain, "").await, "no Referer"),
+        (post(p.addr, &drain, "Referer: http://evil.example/x\r\n").await, "other Referer"),
+        (
+            post(p.addr, &drain.replace(&n, "0123456789abcdef0123456789abcdef"), REF).await,
+            "wrong nonce",
+        ),
+        (post(p.addr, &drain.replace(&format!("&nonce={n}"), ""), REF).await, "no nonce"),
+        (
+            post(p.addr, &drain, &format!("{REF}Origin: http://evil.example\r\n")).await,
+            "cross-site Origin",
+        ),
+        (
+            post(p.addr, &drain, &format!("{REF}Sec-Fetch-Site: cross-site\r\n")).await,
+            "cross-site fetch",
+        ),
+    ];
+    for (answer, why) in &refused {
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{why}: {answer}");
+        assert_eq!(
+            statuses(&xml(p.addr).await),
+            ["Init Ok ", "Init Ok "],
+            "{why}"
+        );
+    }
+    assert!(
+        p.log_text()
+            .contains("ignoring params in balancer-manager cross-site access")
+    );
+    // Taken: same host, the nonce, a POST (a browser's same-origin headers are fine).
+    let ok = post(
+        p.addr,
+        &drain,
+        &format!("{REF}Origin: http://lb.example\r\nSec-Fetch-Site: same-origin\r\n"),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200 "), "{ok}");
+    let x = xml(p.addr).await;
+    assert_eq!(statuses(&x), ["Init Drn Ok ", "Init Ok "], "{x}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = p.log_text();
+    assert!(
+        log.contains("balancer-manager: balancer://t1rws http://a:1: status N 0 -> 1")
+            && log.contains("127.0.0.1"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_parameter_as_httpd_reads_it() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let p = Proxy::start(CONFIG, &[("a:1", a.addr), ("b:1", b.addr)]);
+    let n = nonce(p.addr, "t1rws").await;
+    let w = |form: &str| format!("b=t1rws&w=http://b:1&nonce={n}&{form}");
+    // Member: factor, set, route, redirect, each status flag on and off.
+    post(p.addr, &w("w_lf=2.5&w_ls=3&w_wr=B2&w_rr=A"), REF).await;
+    let x = xml(p.addr).await;
+    assert_eq!(
+        field(&x, "loadfactor")[2..4],
+        ["2.50".to_string(), "2.50".to_string()],
+        "{x}"
+    );
+    assert_eq!(field(&x, "lbset"), ["0", "3"]);
+    assert_eq!(field(&x, "route"), ["A", "B2"]);
+    assert_eq!(field(&x, "redirect"), ["", "A"]);
+    // Out of range: ignored (factor 1..100, set 0..99); an over-long route clears it.
+    post(
+        p.addr,
+        &w(&format!("w_lf=101&w_ls=100&w_wr={}", "r".repeat(64))),
+        REF,
+    )
+    .await;
+    let x = xml(p.addr).await;
+    assert_eq!(field(&x, "lbset"), ["0", "3"]);
+    assert_eq!(field(&x, "route"), ["A", ""]);
+    for (flag, word) in [
+        ("I", "Ign"),
+        ("D", "Dis"),
+        ("H", "Stby"),
+        ("R", "Spar"),
+        ("S", "Stop"),
+        ("N", "Drn"),
+    ] {
+        post(p.addr, &w(&format!("w_status_{flag}=1")), REF).await;
+        let s = statuses(&xml(p.addr).await);
+        assert!(s[1].contains(word), "{flag}: {s:?}");
+        post(p.addr, &w(&format!("w_status_{flag}=0")), REF).await;
+        let s = statuses(&xml(p.addr).await);
+        assert!(!s[1].contains(word), "{flag} off: {s:?}");
+    }
+    // Balancer: lbmethod, timeout, maxattempts, sticky force, sticky session.
+    let bal = |form: &str| format!("b=t1rws&nonce={n}&{form}");
+    post(
+        p.addr,
+        &bal("b_lbm=bybusyness&b_tmo=7&b_max=2&b_sforce=1&b_ss=JSESSIONID|jsessionid"),
+        REF,
+    )
+    .await;
+    let x = xml(p.addr).await;
+    assert_eq!(field(&x, "lbmethod"), ["bybusyness"], "{x}");
+    assert_eq!(field(&x, "timeout")[0], "7");
+    assert_eq!(field(&x, "maxattempts"), ["2"]);
+    assert_eq!(field(&x, "nofailover"), ["On"]);
+    assert_eq!(field(&x, "stickysession"), ["JSESSIONID"]);
+    // Out of range or unknown: ignored; '-' removes the sticky session.
+    post(
+        p.addr,
+        &bal("b_lbm=nosuch&b_tmo=7201&b_max=100&b_ss=-"),
+        REF,
+    )
+    .await;
+    let x = xml(p.addr).await;
+    assert_eq!(field(&x, "lbmethod"), ["bybusyness"]);
+    assert_eq!(field(&x, "timeout")[0], "7");
+    assert_eq!(field(&x, "maxattempts"), ["2"]);
+    assert!(field(&x, "stickysession").is_empty(), "{x}");
+    // Values are escaped on the page and in the XML.
+    post(p.addr, &w("w_wr=%3Cscript%3Ex%3C%2Fscript%3E"), REF).await;
+    let x = xml(p.addr).await;
+    assert!(
+        x.contains("&lt;script&gt;x&lt;/script&gt;") && !x.contains("<script>"),
+        "{x}"
+    );
+    let page = ask(
+        p.addr,
+        "GET /balancer-manager HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    assert!(!page.contains("<script>"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_member_keeps_its_sessions_and_gets_no_new_ones() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let p = Proxy::start(CONFIG, &[("a:1", a.addr), ("b:1", b.addr)]);
+    let n = nonce(p.addr, "t1rws").await;
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://a:1&nonce={n}&w_status_N=1"),
+        REF,
+    )
+    .await;
+    assert!(statuses(&xml(p.addr).await)[0].contains("Drn"));
+    // New clients: all to B.
+    for _ in 0..10 {
+        let g = get(p.addr, "/t1/api/x", &[]).await;
+        assert_eq!(g.text().trim(), "backend B");
+    }
+    // A client sticky to A stays with A.
+    for _ in 0..5 {
+        let g = get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.A")]).await;
+        assert_eq!(g.text().trim(), "backend A");
+    }
+    // Disabled: it takes no requests, so its sticky clients move too.
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://a:1&nonce={n}&w_status_N=0&w_status_D=1"),
+        REF,
+    )
+    .await;
+    for _ in 0..5 {
+        let g = get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.A")]).await;
+        assert_eq!(g.text().trim(), "backend B");
+    }
+    // Enabled again: new clients reach A.
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://a:1&nonce={n}&w_status_D=0"),
+        REF,
+    )
+    .await;
+    let mut seen_a = false;
+    for _ in 0..6 {
+        seen_a |= get(p.addr, "/t1/api/x", &[]).await.text().trim() == "backend A";
+    }
+    assert!(seen_a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_survive_a_reload_unless_the_config_changed_that_member() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let p = Proxy::start(CONFIG, &[("a:1", a.addr), ("b:1", b.addr)]);
+    let n = nonce(p.addr, "t1rws").await;
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://a:1&nonce={n}&w_status_D=1"),
+        REF,
+    )
+    .await;
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://b:1&nonce={n}&w_ls=2"),
+        REF,
+    )
+    .await;
+    let reload = |p: &Proxy| {
+        let before = p.log_text().matches("reloaded").count();
+        let _ = balancerd::app::send_signal(p.pid(), libc::SIGHUP);
+        for _ in 0..200 {
+            if p.log_text().matches("reloaded").count() > before {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no reload: {}", p.log_text());
+    };
+    // The same config: both changes stay, and so does the nonce.
+    reload(&p);
+    let x = xml(p.addr).await;
+    assert_eq!(statuses(&x), ["Init Dis ", "Init Ok "], "{x}");
+    assert_eq!(field(&x, "lbset"), ["0", "2"]);
+    assert_eq!(nonce(p.addr, "t1rws").await, n);
+    // The config changes member b (its factor): b's runtime change gives way, a's stays.
+    let text = std::fs::read_to_string(p.conf.path().join("balancerd.conf")).unwrap();
+    p.conf.write(
+        "balancerd.conf",
+        &text.replace(
+            "BalancerMember http://b:1 route=B",
+            "BalancerMember http://b:1 route=B loadfactor=2",
+        ),
+    );
+    reload(&p);
+    let x = xml(p.addr).await;
+    assert_eq!(statuses(&x), ["Init Dis ", "Init Ok "], "{x}");
+    assert_eq!(field(&x, "lbset"), ["0", "0"], "{x}");
+    assert!(
+        p.log_text()
+            .contains("the reloaded config changed this member")
+    );
+}
