@@ -417,3 +417,97 @@ async fn changes_survive_a_reload_unless_the_config_changed_that_member() {
             .contains("the reloaded config changed this member")
     );
 }
+
+/// `balancerd ctl` through the admin socket beside the PidFile: the same changes as the
+/// manager's form, from a script, and the state as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_changes_the_running_instance_through_its_admin_socket() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid = dir.path().join("balancerd.pid");
+    let p = Proxy::start(
+        &format!("{CONFIG}PidFile {}\n", pid.display()),
+        &[("a:1", a.addr), ("b:1", b.addr)],
+    );
+    let socket = dir.path().join("balancerd.pid.ctl");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let conf = p.conf.path().join("balancerd.conf");
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_balancerd"))
+            .arg("ctl")
+            .arg("--config")
+            .arg(&conf)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = ctl(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["balancers"][0]["name"], "balancer://t1rws");
+    assert_eq!(v["balancers"][0]["members"][0]["status"], "Ok");
+    // Drain A: new clients go to B, A's sticky clients stay.
+    let (code, out, err) = ctl(&["drain", "t1rws", "http://a:1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("changed: status N 0 -> 1"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["balancers"][0]["members"][0]["status"], "N");
+    assert_eq!(v["balancers"][0]["members"][0]["changed_at_runtime"], true);
+    for _ in 0..4 {
+        assert_eq!(
+            get(p.addr, "/t1/api/x", &[]).await.text().trim(),
+            "backend B"
+        );
+    }
+    assert_eq!(
+        get(p.addr, "/t1/api/x", &[("cookie", "ROUTEID=.A")])
+            .await
+            .text()
+            .trim(),
+        "backend A"
+    );
+    // The manager's XML shows the same.
+    assert_eq!(statuses(&xml(p.addr).await)[0], "Init Drn Ok ");
+    // Settings by name; a member may be named by its route.
+    let (code, _, err) = ctl(&["set", "t1rws", "B", "factor=2", "lbset=1", "status=+H"]);
+    assert_eq!(code, 0, "{err}");
+    let x = xml(p.addr).await;
+    assert_eq!(field(&x, "lbset"), ["0", "1"]);
+    assert!(statuses(&x)[1].contains("Stby"), "{x}");
+    let (code, _, err) = ctl(&["set", "t1rws", "lbmethod=bybusyness", "nofailover=on"]);
+    assert_eq!(code, 0, "{err}");
+    let x = xml(p.addr).await;
+    assert_eq!(field(&x, "lbmethod"), ["bybusyness"]);
+    assert_eq!(field(&x, "nofailover"), ["On"]);
+    // Enable clears D, N and S.
+    let (code, _, err) = ctl(&["enable", "t1rws", "http://a:1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(statuses(&xml(p.addr).await)[0], "Init Ok ");
+    // Mistakes are errors that say what is wrong.
+    let (code, _, err) = ctl(&["drain", "t1rws", "http://nosuch:1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no member http://nosuch:1"), "{err}");
+    let (code, _, err) = ctl(&["set", "t1rws", "B", "colour=blue"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown setting 'colour'"), "{err}");
+    let (code, _, _) = ctl(&["frobnicate"]);
+    assert_eq!(code, 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(p.log_text().contains("client=admin socket") || p.log_text().contains("admin socket"));
+}

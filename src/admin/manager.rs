@@ -42,8 +42,10 @@ pub struct ManagerRequest<'a> {
     /// The request's path (the form's action).
     pub path: &'a str,
     /// The host the client addressed (its `Host` without the port), for the `Referer`
-    /// and `Origin` checks and the page's title.
+    /// check and the page's title.
     pub host: &'a str,
+    /// The whole `Host` (with its port), for the `Origin` check.
+    pub authority: &'a str,
     pub referer: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub sec_fetch_site: Option<&'a str>,
@@ -164,9 +166,12 @@ pub fn serve(snap: &Snapshot, req: &ManagerRequest<'_>) -> ManagerAnswer {
     // httpd drops the parameters of any request without a same-host `Referer`, `?xml=1`
     // included (its test of the parameter table is always true).
     let referer_ok = req.referer.and_then(url_host).is_some_and(|h| h == host);
-    let origin_ok = req
-        .origin
-        .is_none_or(|o| url_host(o).is_some_and(|h| h == host));
+    // The origin must be this very one: host and port (a page on another port of the same
+    // host is another origin, though httpd's Referer test lets it through).
+    let origin_ok = req.origin.is_none_or(|o| {
+        o.split_once("://")
+            .is_some_and(|(_, a)| a.trim_end_matches('/').eq_ignore_ascii_case(req.authority))
+    });
     let fetch_ok = req
         .sec_fetch_site
         .is_none_or(|s| s.eq_ignore_ascii_case("same-origin") || s.eq_ignore_ascii_case("none"));
@@ -194,8 +199,8 @@ pub fn serve(snap: &Snapshot, req: &ManagerRequest<'_>) -> ManagerAnswer {
         let nonce = snap.control.nonce(&b.full_name).unwrap_or_default();
         if !nonce.is_empty() && get("nonce") == Some(nonce.as_str()) {
             let w = wsel.map(|i| &b.members[i]);
-            if let Some(changed) = apply(snap, b, w, &get, req) {
-                snap_now = changed;
+            if apply(snap, b, w, &get, &req.client.to_string()).is_ok_and(|l| !l.is_empty()) {
+                snap_now = snap.control.current();
             }
         }
     }
@@ -221,8 +226,8 @@ fn apply<'a>(
     b: &BalancerRt,
     w: Option<&MemberRt>,
     get: &dyn Fn(&str) -> Option<&'a str>,
-    req: &ManagerRequest<'_>,
-) -> Option<Option<std::sync::Arc<Snapshot>>> {
+    who: &str,
+) -> Result<Vec<String>, String> {
     let mut mc_new: Option<MemberChange> = None;
     let mut log: Vec<String> = Vec::new();
     if let Some(m) = w {
@@ -366,7 +371,7 @@ fn apply<'a>(
         }
     }
     if log.is_empty() {
-        return None;
+        return Ok(log);
     }
     let member_name = w.map(|m| m.name.to_string());
     let r = snap
@@ -398,14 +403,89 @@ fn apply<'a>(
     };
     match r {
         Ok(()) => {
-            tracing::warn!(client = %req.client, "balancer-manager: {target}: {}", log.join(", "));
-            Some(None)
+            tracing::warn!(client = %who, "balancer-manager: {target}: {}", log.join(", "));
+            Ok(log)
         }
         Err(e) => {
-            tracing::error!(client = %req.client, "balancer-manager: {target}: change not applied: {e}");
-            None
+            tracing::error!(client = %who, "balancer-manager: {target}: change not applied: {e}");
+            Err(e)
         }
     }
+}
+
+/// Applies httpd's update parameters (`w_lf`, `w_status_D`, `b_lbm`, …) to balancer
+/// `balancer` (its name without `balancer://`) and, when given, its member `member` (the
+/// worker URL), as the manager's form does; for `balancerd ctl`. Returns what changed, as
+/// logged.
+pub fn update(
+    snap: &Snapshot,
+    balancer: &str,
+    member: Option<&str>,
+    params: &[(String, String)],
+    who: &str,
+) -> Result<Vec<String>, String> {
+    let b = snap
+        .balancers
+        .iter()
+        .find(|x| short_name(x) == balancer || *x.full_name == *balancer)
+        .ok_or_else(|| format!("no balancer {balancer}"))?;
+    let w = match member {
+        Some(m) => Some(
+            b.members
+                .iter()
+                .find(|x| *x.name == *m || x.route.as_ref() == m)
+                .ok_or_else(|| format!("no member {m} in {}", b.full_name))?,
+        ),
+        None => None,
+    };
+    let get = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
+    apply(snap, b, w, &get, who)
+}
+
+/// The state of every balancer and member as JSON (`balancerd ctl status`): what the page
+/// shows, with the status as letters and as httpd's words.
+pub fn json(snap: &Snapshot) -> serde_json::Value {
+    let balancers: Vec<serde_json::Value> = snap
+        .balancers
+        .iter()
+        .map(|b| {
+            let p = &b.params;
+            let members: Vec<serde_json::Value> = b
+                .members
+                .iter()
+                .map(|m| {
+                    let mp = &m.spec.params;
+                    let s = &m.state;
+                    serde_json::json!({
+                        "url": &*m.name,
+                        "route": &mp.route,
+                        "redirect": &mp.redirect,
+                        "factor": mp.loadfactor as f64 / 100.0,
+                        "lbset": mp.lbset,
+                        "status": crate::admin::status::member_flags(m),
+                        "status_words": status_words(m).trim_end(),
+                        "usable": m.usable(),
+                        "elected": s.elected.load(Relaxed),
+                        "busy": s.peer.busy.load(Relaxed),
+                        "errors": s.errors.load(Relaxed),
+                        "to_bytes": s.peer.transferred.load(Relaxed),
+                        "from_bytes": s.peer.read.load(Relaxed),
+                        "changed_at_runtime": snap.control.member_change(&b.full_name, &m.name).is_some(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": &*b.full_name,
+                "lbmethod": p.lbmethod.as_str(),
+                "timeout": p.timeout.map_or(0, |d| d.as_secs()),
+                "maxattempts": b.max_attempts,
+                "stickysession": p.sticky.as_ref().map(|s| s.cookie.to_string()),
+                "nofailover": p.no_failover,
+                "members": members,
+            })
+        })
+        .collect();
+    serde_json::json!({ "balancers": balancers })
 }
 
 /// httpd's XML output (`?xml=1`).

@@ -63,6 +63,17 @@ enum Command {
     },
     /// Print every httpd 2.4 directive with what balancerd does with it (Markdown).
     Directives,
+    /// Change balancers and members of the running instance (its admin socket, beside the
+    /// PidFile): `ctl status`, `ctl drain|enable|disable BALANCER MEMBER`,
+    /// `ctl set BALANCER [MEMBER] factor=2 lbset=1 route=r status=+N-D lbmethod=bybusyness …`.
+    Ctl {
+        /// The admin socket (default: the config's PidFile + `.ctl`).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// status | drain | enable | disable | set, and its arguments.
+        #[arg(required = true, num_args = 1..)]
+        args: Vec<String>,
+    },
     /// Validate a config (a main file or one tenant file) and print a summary.
     Check {
         /// Treat warnings as errors (exit 1).
@@ -138,6 +149,7 @@ pub fn main() -> i32 {
         Command::Run => run(&path, &opts, false, cli.threads),
         Command::Demo => run(&path, &opts, true, cli.threads),
         Command::Reload => crate::app::signal_reload(&path, &opts),
+        Command::Ctl { socket, args } => ctl(&path, &opts, socket, &args),
         Command::GenCerts { dir } => match crate::net::tls::gen_certs(&dir) {
             Ok(files) => {
                 for f in files {
@@ -151,6 +163,52 @@ pub fn main() -> i32 {
             }
         },
     }
+}
+
+/// `balancerd ctl`: parses its arguments, finds the admin socket, and runs the command.
+fn ctl(path: &Path, opts: &LoadOptions, socket: Option<PathBuf>, args: &[String]) -> i32 {
+    use crate::app::ctl::CtlCommand;
+    let usage = "usage: balancerd ctl status | drain|enable|disable BALANCER MEMBER | set BALANCER [MEMBER] key=value…";
+    let two = |f: fn(String, String) -> CtlCommand| match args {
+        [_, b, m] => Some(f(b.clone(), m.clone())),
+        _ => None,
+    };
+    let cmd = match args.first().map(String::as_str) {
+        Some("status") if args.len() == 1 => Some(CtlCommand::Status),
+        Some("drain") => two(CtlCommand::Drain),
+        Some("enable") => two(CtlCommand::Enable),
+        Some("disable") => two(CtlCommand::Disable),
+        Some("set") if args.len() >= 3 => {
+            let (member, kvs) = if args[2].contains('=') {
+                (None, &args[2..])
+            } else {
+                (Some(args[2].clone()), &args[3..])
+            };
+            Some(CtlCommand::Set(args[1].clone(), member, kvs.to_vec()))
+        }
+        _ => None,
+    };
+    let Some(cmd) = cmd else {
+        eprintln!("{usage}");
+        return 2;
+    };
+    let socket = match socket {
+        Some(s) => s,
+        None => {
+            let Some(cfg) = crate::app::load_or_report(path, opts) else {
+                return 1;
+            };
+            let Some(pid) = cfg.server.pid_file else {
+                eprintln!(
+                    "balancerd ctl: {} sets no PidFile, so the admin socket cannot be found; give --socket",
+                    path.display()
+                );
+                return 1;
+            };
+            crate::app::ctl::socket_path(&pid)
+        }
+    };
+    crate::app::ctl::run(&socket, &cmd)
 }
 
 fn check(path: &Path, opts: &LoadOptions, strict: bool, format: Format, verbose: bool) -> i32 {

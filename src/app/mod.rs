@@ -27,6 +27,7 @@
 //! ([`cli`]) and the demo ([`demo`]). May import: every layer.
 
 pub mod cli;
+pub mod ctl;
 pub mod demo;
 
 use crate::config::{self, LoadOptions};
@@ -551,6 +552,7 @@ impl Drop for PidFile {
     fn drop(&mut self) {
         if let Some(p) = &self.0 {
             let _ = std::fs::remove_file(p);
+            let _ = std::fs::remove_file(ctl::socket_path(p));
         }
     }
 }
@@ -609,6 +611,10 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
     let grace = snap.server.graceful_timeout;
     let _pid = PidFile::write(snap.server.pid_file.as_deref());
     let shared: Shared = crate::runtime::control::share(snap);
+    // The admin socket for `balancerd ctl`, beside the PidFile.
+    if let Some(p) = shared.load().server.pid_file.as_deref() {
+        tokio::spawn(ctl::serve(ctl::socket_path(p), shared.clone()));
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut app = App {
         shared: shared.clone(),

@@ -18,6 +18,8 @@ use http::{Response, StatusCode};
 pub(super) struct ManagerCall {
     /// The host the client addressed, without the port.
     host: String,
+    /// The whole `Host` field (with its port).
+    authority: String,
 }
 
 /// Serves the balancer-manager (`admin::manager`): reads up to the form's limit of the
@@ -59,6 +61,7 @@ pub(super) async fn manager(
             body: &form,
             path: parts.uri.path(),
             host: &call.host,
+            authority: &call.authority,
             referer: value("referer"),
             origin: value("origin"),
             sec_fetch_site: value("sec-fetch-site"),
@@ -169,8 +172,15 @@ pub(super) fn builtin(
             }
             // Served by `manager` once the form body is read (the handler sees this mark).
             let mut r = Response::new(DownBody::empty());
+            let authority = fields
+                .role_value(FieldRole::Host)
+                .and_then(field_str)
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+                .unwrap_or("")
+                .to_string();
             r.extensions_mut().insert(ManagerCall {
                 host: host_name.to_string(),
+                authority,
             });
             return r;
         }

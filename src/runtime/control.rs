@@ -254,6 +254,14 @@ impl Control {
             .and_then(|i| i.nonces.get(full_name).cloned())
     }
 
+    /// The snapshot in use now (after a change, the one it built).
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.shared
+            .get()
+            .and_then(Weak::upgrade)
+            .map(|s| s.load_full())
+    }
+
     /// The change recorded for a member (what the manager shows as changed).
     pub fn member_change(&self, balancer: &str, member: &str) -> Option<MemberChange> {
         let inner = self.inner.lock().ok()?;

@@ -1,0 +1,260 @@
+//! `balancerd ctl`: runtime administration from scripts (Pacemaker, Ansible, cron) through
+//! the running instance's admin socket, a Unix socket beside its `PidFile`
+//! (`<PidFile>.ctl`, mode 0600: whoever may signal the process may change it).
+//!
+//! The protocol is one JSON request line and one JSON answer line per connection:
+//!
+//! ```text
+//!   {"cmd":"status"}
+//!   {"cmd":"update","balancer":"t1rws","member":"http://rws1:8080","params":{"w_status_N":"1"}}
+//!   → {"ok":true,"state":{…}}            or {"ok":false,"error":"…"}
+//! ```
+//!
+//! `params` are httpd's balancer-manager parameters, applied exactly as the manager's form
+//! applies them (`admin::manager::update`), so a change is the same whichever way it came.
+//!
+//! May import: every layer.
+
+use crate::runtime::Shared;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// The admin socket of an instance whose `PidFile` is `pid_file`.
+pub fn socket_path(pid_file: &Path) -> PathBuf {
+    let mut s = pid_file.as_os_str().to_owned();
+    s.push(".ctl");
+    PathBuf::from(s)
+}
+
+/// Serves the admin socket at `path` until the process ends.
+pub async fn serve(path: PathBuf, shared: Shared) {
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("cannot open the admin socket {}: {e}", path.display());
+            return;
+        }
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    tracing::info!("admin socket {}", path.display());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let (rd, mut wr) = stream.into_split();
+            let mut line = String::new();
+            let mut rd = BufReader::new(rd.take(64 * 1024));
+            if rd.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let answer = answer(&line, &shared);
+            let _ = wr.write_all(format!("{answer}\n").as_bytes()).await;
+        });
+    }
+}
+
+/// The answer to one request line.
+fn answer(line: &str, shared: &Shared) -> serde_json::Value {
+    let fail = |e: String| serde_json::json!({ "ok": false, "error": e });
+    let req: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("not a JSON request: {e}")),
+    };
+    let snap = shared.load_full();
+    match req["cmd"].as_str() {
+        Some("status") => {
+            serde_json::json!({ "ok": true, "state": crate::admin::manager::json(&snap) })
+        }
+        Some("update") => {
+            let Some(balancer) = req["balancer"].as_str() else {
+                return fail("update needs a balancer".into());
+            };
+            let member = req["member"].as_str();
+            let params: Vec<(String, String)> = req["params"]
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                            (k.clone(), v)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            match crate::admin::manager::update(&snap, balancer, member, &params, "admin socket") {
+                Ok(changed) => {
+                    let now = shared.load_full();
+                    serde_json::json!({
+                        "ok": true,
+                        "changed": changed,
+                        "state": crate::admin::manager::json(&now),
+                    })
+                }
+                Err(e) => fail(e),
+            }
+        }
+        _ => fail("cmd must be status or update".into()),
+    }
+}
+
+/// What `balancerd ctl` was asked on the command line.
+pub enum CtlCommand {
+    Status,
+    Drain(String, String),
+    Enable(String, String),
+    Disable(String, String),
+    /// Balancer, optional member, `key=value` settings.
+    Set(String, Option<String>, Vec<String>),
+}
+
+/// The manager parameters a `ctl set` setting stands for.
+fn setting(kv: &str) -> Result<Vec<(String, String)>, String> {
+    let (k, v) = kv
+        .split_once('=')
+        .ok_or_else(|| format!("'{kv}' is not key=value"))?;
+    let one = |p: &str| Ok(vec![(p.to_string(), v.to_string())]);
+    match k {
+        "factor" | "loadfactor" => one("w_lf"),
+        "lbset" => one("w_ls"),
+        "route" => one("w_wr"),
+        "redirect" => one("w_rr"),
+        "lbmethod" => one("b_lbm"),
+        "timeout" => one("b_tmo"),
+        "maxattempts" => one("b_max"),
+        "stickysession" => one("b_ss"),
+        "nofailover" => Ok(vec![(
+            "b_sforce".into(),
+            if matches!(v, "on" | "On" | "1" | "true") {
+                "1"
+            } else {
+                "0"
+            }
+            .into(),
+        )]),
+        "status" => {
+            // status=+N-D: flags on and off, httpd's letters.
+            let mut out = Vec::new();
+            let mut on = true;
+            for c in v.chars() {
+                match c {
+                    '+' => on = true,
+                    '-' => on = false,
+                    'I' | 'N' | 'D' | 'H' | 'R' | 'S' | 'C' => {
+                        out.push((format!("w_status_{c}"), if on { "1" } else { "0" }.into()))
+                    }
+                    _ => return Err(format!("status flag '{c}' is not one of I N D H R S C")),
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(format!(
+            "unknown setting '{k}' (factor, lbset, route, redirect, status, lbmethod, timeout, maxattempts, stickysession, nofailover)"
+        )),
+    }
+}
+
+/// The request line for a command.
+fn request(cmd: &CtlCommand) -> Result<serde_json::Value, String> {
+    let update = |b: &str, m: Option<&str>, params: Vec<(String, String)>| {
+        let params: serde_json::Map<String, serde_json::Value> = params
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        serde_json::json!({ "cmd": "update", "balancer": b, "member": m, "params": params })
+    };
+    let flags = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    Ok(match cmd {
+        CtlCommand::Status => serde_json::json!({ "cmd": "status" }),
+        CtlCommand::Drain(b, m) => update(b, Some(m), flags(&[("w_status_N", "1")])),
+        CtlCommand::Disable(b, m) => update(b, Some(m), flags(&[("w_status_D", "1")])),
+        CtlCommand::Enable(b, m) => update(
+            b,
+            Some(m),
+            flags(&[
+                ("w_status_D", "0"),
+                ("w_status_N", "0"),
+                ("w_status_S", "0"),
+            ]),
+        ),
+        CtlCommand::Set(b, m, kvs) => {
+            let mut params = Vec::new();
+            for kv in kvs {
+                params.extend(setting(kv)?);
+            }
+            update(b, m.as_deref(), params)
+        }
+    })
+}
+
+/// Runs `balancerd ctl`: sends the command to the instance's admin socket (`socket`, or
+/// the one beside the config's `PidFile`) and prints the answer. Returns the exit code.
+pub fn run(socket: &Path, cmd: &CtlCommand) -> i32 {
+    let req = match request(cmd) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("balancerd ctl: {e}");
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("balancerd ctl: {e}");
+            return 1;
+        }
+    };
+    let answer = rt.block_on(async {
+        let mut s = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", socket.display()))?;
+        s.write_all(format!("{req}\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        BufReader::new(s)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str::<serde_json::Value>(&line).map_err(|e| e.to_string())
+    });
+    match answer {
+        Ok(v) if v["ok"] == serde_json::Value::Bool(true) => {
+            if let Some(changed) = v["changed"].as_array() {
+                if changed.is_empty() {
+                    eprintln!("balancerd ctl: nothing changed");
+                }
+                for c in changed {
+                    eprintln!("changed: {}", c.as_str().unwrap_or_default());
+                }
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v["state"]).unwrap_or_default()
+            );
+            0
+        }
+        Ok(v) => {
+            eprintln!(
+                "balancerd ctl: {}",
+                v["error"].as_str().unwrap_or("refused")
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("balancerd ctl: {e}");
+            1
+        }
+    }
+}
