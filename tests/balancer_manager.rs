@@ -511,3 +511,68 @@ async fn ctl_changes_the_running_instance_through_its_admin_socket() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(p.log_text().contains("client=admin socket") || p.log_text().contains("admin socket"));
 }
+
+/// With a PidFile, changes are kept in `<PidFile>.state` and survive a restart, unless the
+/// config changed that member meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_survive_a_restart_through_the_state_file() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid = dir.path().join("balancerd.pid");
+    let config = format!("{CONFIG}PidFile {}\n", pid.display());
+    let hosts = [("a:1", a.addr), ("b:1", b.addr)];
+    let p = Proxy::start(&config, &hosts);
+    let n = nonce(p.addr, "t1rws").await;
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://a:1&nonce={n}&w_status_N=1"),
+        REF,
+    )
+    .await;
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://b:1&nonce={n}&w_ls=2"),
+        REF,
+    )
+    .await;
+    post(
+        p.addr,
+        &format!("b=t1rws&nonce={n}&b_lbm=bybusyness&b_ss=-"),
+        REF,
+    )
+    .await;
+    let state = dir.path().join("balancerd.pid.state");
+    assert!(state.exists());
+    drop(p);
+    // The same config after a restart: every change is back.
+    let p = Proxy::start(&config, &hosts);
+    let x = xml(p.addr).await;
+    assert_eq!(
+        statuses(&x),
+        ["Init Drn Ok ", "Init Ok "],
+        "{x}\n{}",
+        p.log_text()
+    );
+    assert_eq!(field(&x, "lbset"), ["0", "2"]);
+    assert_eq!(field(&x, "lbmethod"), ["bybusyness"]);
+    assert!(field(&x, "stickysession").is_empty(), "{x}");
+    assert!(
+        p.log_text()
+            .contains("balancer-manager change kept from before the restart")
+    );
+    drop(p);
+    // The config changed member b meanwhile: its change is dropped, a's stays.
+    let changed = config.replace(
+        "BalancerMember http://b:1 route=B",
+        "BalancerMember http://b:1 route=B loadfactor=3",
+    );
+    let p = Proxy::start(&changed, &hosts);
+    let x = xml(p.addr).await;
+    assert_eq!(statuses(&x), ["Init Drn Ok ", "Init Ok "], "{x}");
+    assert_eq!(field(&x, "lbset"), ["0", "0"], "{x}");
+    assert!(
+        p.log_text()
+            .contains("the config changed this member since its balancer-manager change")
+    );
+}

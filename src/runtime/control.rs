@@ -16,6 +16,10 @@
 //! * Changes survive reloads (balancerd keeps balancer state as httpd's `BalancerPersist On`),
 //!   except where the reload changed the same member's or balancer's config: the config wins
 //!   and the change is dropped (and logged).
+//! * With a `PidFile`, changes also survive a restart: each one is written to
+//!   `<PidFile>.state` with a fingerprint of the config it was made over, and read back at
+//!   start; a change whose member's or balancer's config differs from its fingerprint is
+//!   dropped (the config wins there too).
 //! * Each balancer has one nonce for the life of the process (reloads keep it), as httpd's.
 //!
 //! May import: `util`, `telemetry`, `net`, `config`, `h1`, `route`, `upstream`, `balancer`.
@@ -116,6 +120,8 @@ impl Changes {
 struct Inner {
     /// The config as loaded, before the changes.
     config: Config,
+    /// `<PidFile>.state`, where the changes are kept across restarts.
+    state_file: Option<std::path::PathBuf>,
     changes: Changes,
     /// Each balancer's nonce, by `balancer://name`.
     nonces: HashMap<String, String>,
@@ -158,17 +164,31 @@ fn new_nonce() -> String {
 impl Control {
     /// Control for a first snapshot built from `config`.
     pub(super) fn new(config: &Config) -> Arc<Control> {
+        let state_file = state_file(config);
+        let changes = state_file
+            .as_deref()
+            .map(|f| persist::read(f, config))
+            .unwrap_or_default();
         let c = Arc::new(Control {
             shared: OnceLock::new(),
             serial: Mutex::new(()),
             inner: Mutex::new(Inner {
                 config: config.clone(),
-                changes: Changes::default(),
+                state_file,
+                changes,
                 nonces: HashMap::new(),
             }),
         });
         c.adopt_nonces(config);
         c
+    }
+
+    /// `config` with the recorded changes laid over it (a first snapshot's, at start).
+    pub(super) fn applied(&self, config: Config) -> Config {
+        match self.inner.lock() {
+            Ok(inner) => inner.changes.apply(config),
+            Err(_) => config,
+        }
     }
 
     /// What a reloaded `config` becomes: the config with the changes that remain laid over
@@ -203,7 +223,14 @@ impl Control {
             keep
         });
         changes.balancers.retain(|b, _| {
-            let params = |c: &Config| find_b(c, b).map(|b| b.params);
+            // Where `stickysession` was written (its line may move) is not what it is.
+            let params = |c: &Config| {
+                find_b(c, b).map(|b| {
+                    let mut p = b.params;
+                    p.sticky_origin = None;
+                    p
+                })
+            };
             let (before, after) = (params(old), params(config));
             let keep = after.is_some() && before == after;
             if !keep {
@@ -218,8 +245,10 @@ impl Control {
     pub(super) fn commit(&self, config: Config, changes: Changes) {
         self.adopt_nonces(&config);
         if let Ok(mut inner) = self.inner.lock() {
+            inner.state_file = state_file(&config);
             inner.config = config;
             inner.changes = changes;
+            inner.save();
         }
     }
 
@@ -307,9 +336,173 @@ impl Control {
         let next = Snapshot::build_applied(config, Some(&current))?;
         if let Ok(mut inner) = self.inner.lock() {
             inner.changes = changes;
+            inner.save();
         }
         shared.store(Arc::new(next));
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Writes the changes to the state file (when there is one).
+    fn save(&self) {
+        if let Some(f) = &self.state_file
+            && let Err(e) = persist::write(f, &self.changes, &self.config)
+        {
+            tracing::warn!("cannot write {}: {e}", f.display());
+        }
+    }
+}
+
+/// `<PidFile>.state` of `config`.
+fn state_file(config: &Config) -> Option<std::path::PathBuf> {
+    config.server.pid_file.as_ref().map(|p| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(".state");
+        std::path::PathBuf::from(s)
+    })
+}
+
+/// The state file: the changes as JSON, each with a fingerprint of the config it was made
+/// over (FNV-1a of the member's or balancer's parameters as the model prints them).
+mod persist {
+    use super::{BalancerChange, Changes, MemberChange};
+    use crate::config::model::{Config, LbMethod, StickySession};
+    use serde_json::{Value, json};
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn fnv(s: &str) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in s.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    fn balancer<'c>(c: &'c Config, full: &str) -> Option<&'c crate::config::model::Balancer> {
+        c.balancers
+            .iter()
+            .find(|b| full.strip_prefix("balancer://") == Some(b.name.as_str()))
+    }
+
+    fn member_print(c: &Config, b: &str, m: &str) -> Option<String> {
+        balancer(c, b)?
+            .members
+            .iter()
+            .find(|x| x.url.to_string() == m)
+            .map(|x| fnv(&format!("{:?}", x.params)))
+    }
+
+    fn balancer_print(c: &Config, b: &str) -> Option<String> {
+        balancer(c, b).map(|b| {
+            // Where `stickysession` was written is not part of what it is.
+            let mut p = b.params.clone();
+            p.sticky_origin = None;
+            fnv(&format!("{p:?}"))
+        })
+    }
+
+    pub(super) fn write(f: &Path, ch: &Changes, base: &Config) -> std::io::Result<()> {
+        let members: Vec<Value> = ch
+            .members
+            .iter()
+            .map(|((b, m), c)| {
+                json!({
+                    "balancer": b, "member": m, "config": member_print(base, b, m),
+                    "status_on": c.status_on, "status_off": c.status_off,
+                    "loadfactor": c.loadfactor, "lbset": c.lbset,
+                    "route": c.route, "redirect": c.redirect,
+                })
+            })
+            .collect();
+        let balancers: Vec<Value> = ch
+            .balancers
+            .iter()
+            .map(|(b, c)| {
+                json!({
+                    "balancer": b, "config": balancer_print(base, b),
+                    "lbmethod": c.lbmethod.map(LbMethod::as_str),
+                    "timeout": c.timeout.map(|d| d.as_secs()),
+                    "maxattempts": c.max_attempts,
+                    "nofailover": c.sticky_force,
+                    "sticky": match &c.sticky {
+                        None => Value::Null,
+                        Some(None) => json!("-"),
+                        Some(Some(s)) => json!([s.cookie.to_string(), s.url_param.to_string()]),
+                    },
+                })
+            })
+            .collect();
+        let tmp = f.with_extension("state.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&json!({ "members": members, "balancers": balancers }))?,
+        )?;
+        std::fs::rename(&tmp, f)
+    }
+
+    /// The changes in `f` that still apply to `config`.
+    pub(super) fn read(f: &Path, config: &Config) -> Changes {
+        let mut ch = Changes::default();
+        let Ok(text) = std::fs::read_to_string(f) else {
+            return ch;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            tracing::warn!("{}: not a state file; ignored", f.display());
+            return ch;
+        };
+        let s = |v: &Value| v.as_str().map(str::to_string);
+        for m in v["members"].as_array().into_iter().flatten() {
+            let (Some(b), Some(u)) = (s(&m["balancer"]), s(&m["member"])) else {
+                continue;
+            };
+            if member_print(config, &b, &u) != s(&m["config"]) {
+                tracing::info!(balancer = %b, member = %u, "the config changed this member since its balancer-manager change: the change is dropped");
+                continue;
+            }
+            let c = MemberChange {
+                status_on: m["status_on"].as_u64().unwrap_or(0) as u16,
+                status_off: m["status_off"].as_u64().unwrap_or(0) as u16,
+                loadfactor: m["loadfactor"].as_u64().map(|x| x as u32),
+                lbset: m["lbset"].as_u64().map(|x| x as u8),
+                route: s(&m["route"]),
+                redirect: s(&m["redirect"]),
+            };
+            tracing::info!(balancer = %b, member = %u, "balancer-manager change kept from before the restart");
+            ch.members.insert((b, u), c);
+        }
+        for x in v["balancers"].as_array().into_iter().flatten() {
+            let Some(b) = s(&x["balancer"]) else {
+                continue;
+            };
+            if balancer_print(config, &b) != s(&x["config"]) {
+                tracing::info!(balancer = %b, "the config changed this balancer since its balancer-manager change: the change is dropped");
+                continue;
+            }
+            let c = BalancerChange {
+                lbmethod: match x["lbmethod"].as_str() {
+                    Some("byrequests") => Some(LbMethod::ByRequests),
+                    Some("bybusyness") => Some(LbMethod::ByBusyness),
+                    Some("bytraffic") => Some(LbMethod::ByTraffic),
+                    _ => None,
+                },
+                timeout: x["timeout"].as_u64().map(Duration::from_secs),
+                max_attempts: x["maxattempts"].as_u64().map(|n| n as u32),
+                sticky_force: x["nofailover"].as_bool(),
+                sticky: match &x["sticky"] {
+                    Value::String(d) if d == "-" => Some(None),
+                    Value::Array(a) if a.len() == 2 => Some(Some(StickySession {
+                        cookie: a[0].as_str().unwrap_or("").into(),
+                        url_param: a[1].as_str().unwrap_or("").into(),
+                    })),
+                    _ => None,
+                },
+            };
+            ch.balancers.insert(b, c);
+        }
+        ch
     }
 }
 

@@ -211,8 +211,10 @@ impl Snapshot {
     /// change: see [`control`]). Fails when a certificate cannot be loaded.
     pub fn build(config: Config, prev: Option<&Snapshot>) -> Result<Snapshot, String> {
         let Some(p) = prev else {
+            // A first snapshot: the changes kept from before a restart (if any) apply.
             let control = control::Control::new(&config);
-            return Self::build_with(config, None, control);
+            let applied = control.applied(config);
+            return Self::build_with(applied, None, control);
         };
         let control = p.control.clone();
         let _serial = control
