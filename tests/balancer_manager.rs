@@ -576,3 +576,73 @@ async fn changes_survive_a_restart_through_the_state_file() {
             .contains("the config changed this member since its balancer-manager change")
     );
 }
+
+/// `b_nwrkr` with `b_wyes=1` adds a member as httpd does: within the balancer's `growth`,
+/// disabled until enabled; another one past the growth, or one it has, is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_within_growth_starts_disabled() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let c = Backend::start("C").await;
+    let config = CONFIG.replace(
+        "ProxySet stickysession=ROUTEID",
+        "ProxySet stickysession=ROUTEID growth=1",
+    );
+    let p = Proxy::start(
+        &config,
+        &[("a:1", a.addr), ("b:1", b.addr), ("c:1", c.addr)],
+    );
+    let n = nonce(p.addr, "t1rws").await;
+    let form = ask(
+        p.addr,
+        format!("GET /balancer-manager?b=t1rws&nonce={n} HTTP/1.1\r\nHost: lb.example\r\n{REF}Connection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(form.contains("name='b_nwrkr'"), "{form}");
+    // Without the confirmation box: nothing.
+    post(
+        p.addr,
+        &format!("b=t1rws&nonce={n}&b_nwrkr=http://c:1"),
+        REF,
+    )
+    .await;
+    assert_eq!(statuses(&xml(p.addr).await).len(), 2);
+    let added = post(
+        p.addr,
+        &format!("b=t1rws&nonce={n}&b_nwrkr=http%3A%2F%2Fc%3A1&b_wyes=1"),
+        REF,
+    )
+    .await;
+    assert!(added.starts_with("HTTP/1.1 200 "), "{added}");
+    let x = xml(p.addr).await;
+    assert_eq!(statuses(&x), ["Init Ok ", "Init Ok ", "Init Dis "], "{x}");
+    // Disabled: no traffic yet. Enabled: it serves.
+    for _ in 0..6 {
+        assert_ne!(
+            get(p.addr, "/t1/api/x", &[]).await.text().trim(),
+            "backend C"
+        );
+    }
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://c:1&nonce={n}&w_status_D=0"),
+        REF,
+    )
+    .await;
+    let mut served_c = false;
+    for _ in 0..9 {
+        served_c |= get(p.addr, "/t1/api/x", &[]).await.text().trim() == "backend C";
+    }
+    assert!(served_c);
+    // Past the growth, or a member it has: 400, nothing added.
+    for url in ["http://d:1", "http://a:1"] {
+        let r = post(
+            p.addr,
+            &format!("b=t1rws&nonce={n}&b_nwrkr={url}&b_wyes=1"),
+            REF,
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 400 "), "{url}: {r}");
+    }
+    assert_eq!(statuses(&xml(p.addr).await).len(), 3);
+}

@@ -31,6 +31,9 @@ use std::sync::atomic::Ordering::Relaxed;
 /// Most bytes of a form body read (httpd reads 1024).
 pub const MAX_FORM: usize = 1024;
 
+/// How a refused `b_nwrkr` begins (answered 400, as httpd answers it).
+const CANNOT_ADD: &str = "cannot add member";
+
 /// One request to the manager, as the proxy layer read it.
 pub struct ManagerRequest<'a> {
     /// POST (a form body) rather than GET.
@@ -53,8 +56,10 @@ pub struct ManagerRequest<'a> {
     pub client: std::net::IpAddr,
 }
 
-/// The manager's answer: the body and its content type (status 200, as httpd's).
+/// The manager's answer: the status (200, or httpd's 400 when a member cannot be added),
+/// the body and its content type.
 pub struct ManagerAnswer {
+    pub status: u16,
     pub body: String,
     pub content_type: &'static str,
 }
@@ -199,8 +204,17 @@ pub fn serve(snap: &Snapshot, req: &ManagerRequest<'_>) -> ManagerAnswer {
         let nonce = snap.control.nonce(&b.full_name).unwrap_or_default();
         if !nonce.is_empty() && get("nonce") == Some(nonce.as_str()) {
             let w = wsel.map(|i| &b.members[i]);
-            if apply(snap, b, w, &get, &req.client.to_string()).is_ok_and(|l| !l.is_empty()) {
-                snap_now = snap.control.current();
+            match apply(snap, b, w, &get, &req.client.to_string()) {
+                Ok(l) if !l.is_empty() => snap_now = snap.control.current(),
+                Ok(_) => {}
+                Err(e) if e.starts_with(CANNOT_ADD) => {
+                    return ManagerAnswer {
+                        status: 400,
+                        body: format!("{e}\n"),
+                        content_type: "text/plain; charset=utf-8",
+                    };
+                }
+                Err(_) => {}
             }
         }
     }
@@ -208,11 +222,13 @@ pub fn serve(snap: &Snapshot, req: &ManagerRequest<'_>) -> ManagerAnswer {
     let shown = snap_now.as_deref().unwrap_or(snap);
     if get("xml").is_some() {
         ManagerAnswer {
+            status: 200,
             body: xml(shown),
             content_type: "text/xml",
         }
     } else {
         ManagerAnswer {
+            status: 200,
             body: page(shown, bsel, wsel, req),
             content_type: "text/html; charset=ISO-8859-1",
         }
@@ -370,6 +386,37 @@ fn apply<'a>(
             }
         }
     }
+    // A new member (`b_nwrkr` with `b_wyes=1`), as httpd: only within the balancer's
+    // `growth`, never a URL it already has, and disabled until enabled.
+    let mut add = None;
+    if get("b_wyes") == Some("1")
+        && let Some(url) = get("b_nwrkr")
+    {
+        let added_before = snap
+            .control
+            .balancer_change(&b.full_name)
+            .map_or(0, |c| c.added.len());
+        let configured = b.members.len() - added_before;
+        let free = (configured + bp.growth as usize).saturating_sub(b.members.len());
+        let parsed = crate::config::builder::parse_member_url(url);
+        let exists = parsed
+            .as_ref()
+            .is_ok_and(|(u, _)| b.members.iter().any(|m| m.spec.url == *u));
+        match parsed {
+            Ok((u, _)) if !exists && free > 0 => {
+                log.push(format!("member {u} added (disabled)"));
+                add = Some(u.to_string());
+            }
+            Ok(_) if exists => return Err(format!("{CANNOT_ADD} {url}: the balancer has it")),
+            Ok(_) => {
+                return Err(format!(
+                    "{CANNOT_ADD} {url}: no free slot (growth={})",
+                    bp.growth
+                ));
+            }
+            Err(e) => return Err(format!("{CANNOT_ADD} {url}: {e}")),
+        }
+    }
     if log.is_empty() {
         return Ok(log);
     }
@@ -392,6 +439,9 @@ fn apply<'a>(
             }
             if bc.sticky.is_some() {
                 rec.sticky = bc.sticky.clone();
+            }
+            if let Some(u) = &add {
+                rec.added.push(u.clone());
             }
             if let (Some(m), Some(new)) = (m_rec, mc_new) {
                 *m = new;
@@ -790,8 +840,19 @@ fn page(
             radio(&mut o, "b_sforce", p.no_failover);
             let _ = write!(
                 o,
-                "</tr>\n<tr><td>Sticky Session:</td><td><input name='b_ss' id='b_ss' size=64 type=text value =\"{}\">&nbsp;&nbsp;&nbsp;&nbsp;(Use '-' to delete)</td></tr>\n<tr><td colspan=2><input type=submit value='Submit'></td></tr>\n</table>\n<input type=hidden name='b' id='b' value=\"{name}\">\n<input type=hidden name='nonce' id='nonce' value='{nonce}'>\n</form>\n<hr />\n",
+                "</tr>\n<tr><td>Sticky Session:</td><td><input name='b_ss' id='b_ss' size=64 type=text value =\"{}\">&nbsp;&nbsp;&nbsp;&nbsp;(Use '-' to delete)</td></tr>\n",
                 escape_html(&ss)
+            );
+            let added = snap
+                .control
+                .balancer_change(&b.full_name)
+                .map_or(0, |c| c.added.len());
+            if b.members.len() < b.members.len() - added + p.growth as usize {
+                o.push_str("<tr><td>Add New Worker:</td><td><input name='b_nwrkr' id='b_nwrkr' size=32 type=text>&nbsp;&nbsp;&nbsp;&nbsp;Are you sure? <input name='b_wyes' id='b_wyes' type=checkbox value='1'></td></tr>");
+            }
+            let _ = write!(
+                o,
+                "<tr><td colspan=2><input type=submit value='Submit'></td></tr>\n</table>\n<input type=hidden name='b' id='b' value=\"{name}\">\n<input type=hidden name='nonce' id='nonce' value='{nonce}'>\n</form>\n<hr />\n"
             );
         }
     }

@@ -69,6 +69,7 @@ pub(super) async fn manager(
         },
     );
     let mut r = Response::new(DownBody::full(answer.body));
+    *r.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -61,6 +61,8 @@ pub struct BalancerChange {
     pub sticky_force: Option<bool>,
     /// `stickysession` (`Some(None)`: removed).
     pub sticky: Option<Option<StickySession>>,
+    /// Members added at run time (`b_nwrkr`), by URL, within the balancer's `growth`.
+    pub added: Vec<String>,
 }
 
 /// Every runtime change, by balancer (`balancer://name`) and member URL.
@@ -91,6 +93,26 @@ impl Changes {
                 }
                 if let Some(s) = &c.sticky {
                     p.sticky = s.clone();
+                }
+                // Added members: httpd's defaults, disabled until an admin enables them.
+                for url in &c.added {
+                    let Ok((url, _)) = crate::config::builder::parse_member_url(url) else {
+                        continue;
+                    };
+                    if b.members.iter().any(|m| m.url == url) {
+                        continue;
+                    }
+                    let mut params = crate::config::model::MemberParams::default();
+                    params.status.0 |= crate::config::model::StatusFlags::DISABLED;
+                    b.members.push(crate::config::model::Member {
+                        url,
+                        params,
+                        origin: crate::config::diag::Origin::new(
+                            &std::sync::Arc::from("balancer-manager"),
+                            0,
+                            0,
+                        ),
+                    });
                 }
             }
             for m in &mut b.members {
@@ -291,6 +313,12 @@ impl Control {
             .map(|s| s.load_full())
     }
 
+    /// The change recorded for a balancer.
+    pub fn balancer_change(&self, balancer: &str) -> Option<BalancerChange> {
+        let inner = self.inner.lock().ok()?;
+        inner.changes.balancers.get(balancer).cloned()
+    }
+
     /// The change recorded for a member (what the manager shows as changed).
     pub fn member_change(&self, balancer: &str, member: &str) -> Option<MemberChange> {
         let inner = self.inner.lock().ok()?;
@@ -427,6 +455,7 @@ mod persist {
                     "timeout": c.timeout.map(|d| d.as_secs()),
                     "maxattempts": c.max_attempts,
                     "nofailover": c.sticky_force,
+                    "added": c.added,
                     "sticky": match &c.sticky {
                         None => Value::Null,
                         Some(None) => json!("-"),
@@ -491,6 +520,12 @@ mod persist {
                 timeout: x["timeout"].as_u64().map(Duration::from_secs),
                 max_attempts: x["maxattempts"].as_u64().map(|n| n as u32),
                 sticky_force: x["nofailover"].as_bool(),
+                added: x["added"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect(),
                 sticky: match &x["sticky"] {
                     Value::String(d) if d == "-" => Some(None),
                     Value::Array(a) if a.len() == 2 => Some(Some(StickySession {
