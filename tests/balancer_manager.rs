@@ -646,3 +646,65 @@ async fn a_member_added_within_growth_starts_disabled() {
     }
     assert_eq!(statuses(&xml(p.addr).await).len(), 3);
 }
+
+/// The member form's health-check fields (mod_proxy_hcheck's `w_hm`, `w_hi`, `w_hp`,
+/// `w_hf`, `w_hu`): switching a member's check on from the manager starts the checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_are_set_from_the_member_form() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let p = Proxy::start(CONFIG, &[("a:1", a.addr), ("b:1", b.addr)]);
+    let n = nonce(p.addr, "t1rws").await;
+    let form = ask(
+        p.addr,
+        format!("GET /balancer-manager?b=t1rws&w=http://a:1&nonce={n} HTTP/1.1\r\nHost: lb.example\r\n{REF}Connection: close\r\n\r\n"),
+    )
+    .await;
+    for f in [
+        "name='w_hm'",
+        "name='w_hi'",
+        "name='w_hp'",
+        "name='w_hf'",
+        "name='w_hu'",
+        "name='w_he'",
+    ] {
+        assert!(form.contains(f), "{f}: {form}");
+    }
+    let before = a.count();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.count(), before, "no checks before");
+    // Too short an interval (httpd's floor is 100 ms) and a bad method are ignored.
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://a:1&nonce={n}&w_hm=BREW&w_hi=50"),
+        REF,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.count(), before);
+    post(
+        p.addr,
+        &format!("b=t1rws&w=http://a:1&nonce={n}&w_hm=GET&w_hi=200&w_hp=1&w_hf=2&w_hu=%2Fhealth"),
+        REF,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        a.count() >= before + 2,
+        "checks every 200 ms: {}",
+        a.count() - before
+    );
+    assert_eq!(a.last().target, "/health");
+    let page = ask(
+        p.addr,
+        "GET /balancer-manager HTTP/1.1\r\nHost: lb.example\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    assert!(page.contains("<td>GET</td><td>200ms</td><td>1 ("), "{page}");
+    assert!(page.contains("<td>/health</td>"), "{page}");
+    assert!(
+        p.log_text().contains("hcmethod 'None' -> 'GET'"),
+        "{}",
+        p.log_text()
+    );
+}

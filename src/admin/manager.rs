@@ -31,6 +31,18 @@ use std::sync::atomic::Ordering::Relaxed;
 /// Most bytes of a form body read (httpd reads 1024).
 pub const MAX_FORM: usize = 1024;
 
+/// The health-check methods the member form offers (mod_proxy_hcheck's implemented ones).
+const HC_METHODS: [&str; 8] = [
+    "None",
+    "TCP",
+    "OPTIONS",
+    "HEAD",
+    "GET",
+    "OPTIONS11",
+    "HEAD11",
+    "GET11",
+];
+
 /// How a refused `b_nwrkr` begins (answered 400, as httpd answers it).
 const CANNOT_ADD: &str = "cannot add member";
 
@@ -314,6 +326,61 @@ fn apply<'a>(
         {
             log.push(format!("lbset {} -> {n}", p.lbset));
             c.lbset = Some(n);
+        }
+        // Health checks, as mod_proxy_hcheck's form fields.
+        let hc = &p.hc;
+        let mut set_hc = |key: &str, old: String, new: String, log: &mut Vec<String>| {
+            if old != new {
+                log.push(format!("{key} '{old}' -> '{new}'"));
+                c.hc.retain(|(k, _)| k != key);
+                c.hc.push((key.to_string(), new));
+            }
+        };
+        if let Some(v) = get("w_hm")
+            && let Some(m) = HC_METHODS.iter().find(|m| m.eq_ignore_ascii_case(v))
+        {
+            set_hc("hcmethod", hc.method.clone(), (*m).to_string(), &mut log);
+        }
+        if let Some(v) = get("w_hi")
+            && let Ok(d) = crate::config::params::timeout_with_unit("hcinterval", v.trim(), true)
+            && d >= std::time::Duration::from_millis(100)
+        {
+            set_hc(
+                "hcinterval",
+                format!("{}ms", hc.interval.as_millis()),
+                format!("{}ms", d.as_millis()),
+                &mut log,
+            );
+        }
+        for (field, key, old) in [
+            ("w_hp", "hcpasses", hc.passes),
+            ("w_hf", "hcfails", hc.fails),
+        ] {
+            if let Some(v) = get(field)
+                && let Ok(n) = v.trim().parse::<u32>()
+                && n >= 1
+            {
+                set_hc(key, old.to_string(), n.to_string(), &mut log);
+            }
+        }
+        if let Some(v) = get("w_hu") {
+            let new = if !v.is_empty() && v.len() < 64 { v } else { "" };
+            set_hc(
+                "hcuri",
+                hc.uri.clone().unwrap_or_default(),
+                new.to_string(),
+                &mut log,
+            );
+        }
+        if let Some(v) = get("w_he") {
+            let known = snap.control.hc_expr_names().iter().any(|n| n == v);
+            let new = if known { v } else { "" };
+            set_hc(
+                "hcexpr",
+                hc.expr.clone().unwrap_or_default(),
+                new.to_string(),
+                &mut log,
+            );
         }
         mc_new = Some(c);
     }
@@ -806,9 +873,37 @@ fn page(
             ] {
                 radio(&mut o, n, f.has(bit));
             }
+            o.push_str("</tr></table></td></tr>\n<tr><td colspan='2'>\n<table align='center'><tr><th>Health Check param</th><th>Value</th></tr>\n<tr><td>Method</td><td><select name='w_hm'>\n");
+            let hc = &mp.hc;
+            for hm in HC_METHODS {
+                let sel = if hm.eq_ignore_ascii_case(&hc.method) {
+                    "selected"
+                } else {
+                    ""
+                };
+                let _ = writeln!(o, "<option value='{hm}' {sel} >{hm}</option>");
+            }
+            o.push_str("</select>\n</td></tr>\n<tr><td>Expr</td><td><select name='w_he'>\n<option value=''></option>\n");
+            for e in snap.control.hc_expr_names() {
+                let sel = if hc.expr.as_deref() == Some(e.as_str()) {
+                    "selected"
+                } else {
+                    ""
+                };
+                let e = escape_html(&e);
+                let _ = writeln!(o, "<option value='{e}' {sel} >{e}</option>");
+            }
             let _ = write!(
                 o,
-                "</tr></table></td></tr>\n<tr><td colspan='2'><input type=submit value='Submit'></td></tr>\n</table>\n<input type=hidden name='w' id='w' value=\"{}\">\n<input type=hidden name='b' id='b' value=\"{name}\">\n<input type=hidden name='nonce' id='nonce' value='{nonce}'>\n</form>\n<hr />\n",
+                "</select>\n</td></tr>\n<tr><td>Interval (ms)</td><td><input name='w_hi' id='w_hi' type='text' value='{}'></td></tr>\n<tr><td>Passes trigger</td><td><input name='w_hp' id='w_hp' type='text' value='{}'></td></tr>\n<tr><td>Fails trigger</td><td><input name='w_hf' id='w_hf' type='text' value='{}'></td></tr>\n<tr><td>HC uri</td><td><input name='w_hu' id='w_hu' type='text' value=\"{}\"></td></tr>\n</table>\n</td></tr>\n",
+                hc.interval.as_millis(),
+                hc.passes,
+                hc.fails,
+                escape_html(hc.uri.as_deref().unwrap_or(""))
+            );
+            let _ = write!(
+                o,
+                "<tr><td colspan='2'><input type=submit value='Submit'></td></tr>\n</table>\n<input type=hidden name='w' id='w' value=\"{}\">\n<input type=hidden name='b' id='b' value=\"{name}\">\n<input type=hidden name='nonce' id='nonce' value='{nonce}'>\n</form>\n<hr />\n",
                 escape_html(&m.name)
             );
         } else {

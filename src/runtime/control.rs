@@ -46,6 +46,10 @@ pub struct MemberChange {
     pub route: Option<String>,
     /// `redirect`.
     pub redirect: Option<String>,
+    /// Health-check parameters (`hcmethod`, `hcinterval`, `hcpasses`, `hcfails`, `hcuri`,
+    /// `hcexpr`) as `BalancerMember` takes them, in the order set; an empty `hcuri` or
+    /// `hcexpr` removes it.
+    pub hc: Vec<(String, String)>,
 }
 
 /// What the admin changed on one balancer, over its config.
@@ -75,6 +79,7 @@ pub struct Changes {
 impl Changes {
     /// `config` with the changes laid over it.
     fn apply(&self, mut config: Config) -> Config {
+        let exprs = config.hc_exprs.clone();
         for b in &mut config.balancers {
             let full = format!("balancer://{}", b.name);
             if let Some(c) = self.balancers.get(&full) {
@@ -132,6 +137,26 @@ impl Changes {
                 }
                 if let Some(r) = &c.redirect {
                     p.redirect = r.clone();
+                }
+                for (k, v) in &c.hc {
+                    match (k.as_str(), v.is_empty()) {
+                        ("hcuri", true) => p.hc.uri = None,
+                        ("hcexpr", true) => p.hc.expr = None,
+                        _ => {
+                            // Checked when the change was taken.
+                            let _ = crate::config::params::set_member_param(p, k, v);
+                        }
+                    }
+                }
+                // The expression a (new) `hcexpr` names; none for NONE and TCP checks.
+                if !c.hc.is_empty() {
+                    if matches!(p.hc.method.to_ascii_uppercase().as_str(), "NONE" | "TCP") {
+                        p.hc.expr = None;
+                    }
+                    p.hc.check =
+                        p.hc.expr.as_ref().and_then(|e| {
+                            exprs.iter().find(|(n, _)| n == e).map(|(_, x)| x.clone())
+                        });
                 }
             }
         }
@@ -313,6 +338,14 @@ impl Control {
             .map(|s| s.load_full())
     }
 
+    /// The names of the config's `ProxyHCExpr`s (the member form's choices).
+    pub fn hc_expr_names(&self) -> Vec<String> {
+        self.inner.lock().map_or_else(
+            |_| Vec::new(),
+            |i| i.config.hc_exprs.iter().map(|(n, _)| n.clone()).collect(),
+        )
+    }
+
     /// The change recorded for a balancer.
     pub fn balancer_change(&self, balancer: &str) -> Option<BalancerChange> {
         let inner = self.inner.lock().ok()?;
@@ -441,7 +474,7 @@ mod persist {
                     "balancer": b, "member": m, "config": member_print(base, b, m),
                     "status_on": c.status_on, "status_off": c.status_off,
                     "loadfactor": c.loadfactor, "lbset": c.lbset,
-                    "route": c.route, "redirect": c.redirect,
+                    "route": c.route, "redirect": c.redirect, "hc": c.hc,
                 })
             })
             .collect();
@@ -498,6 +531,12 @@ mod persist {
                 lbset: m["lbset"].as_u64().map(|x| x as u8),
                 route: s(&m["route"]),
                 redirect: s(&m["redirect"]),
+                hc: m["hc"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|kv| Some((s(&kv[0])?, s(&kv[1])?)))
+                    .collect(),
             };
             tracing::info!(balancer = %b, member = %u, "balancer-manager change kept from before the restart");
             ch.members.insert((b, u), c);
