@@ -26,6 +26,22 @@ pub fn check_host_count(count: u32, http11: bool) -> Result<(), HostRefusal> {
 /// `reg-name` allows it, because a `Host` of `a, b` is the list form two fields fold into
 /// (RFC 9110 §5.3), which a server must refuse (RFC 9112 §3.2); no DNS name contains one.
 pub fn valid_host(v: &[u8]) -> bool {
+    // The common case in one pass: reg-name bytes and at most one ':' followed by digits
+    // (a table lookup a byte); anything else (`[`, `%`, spaces) takes the full reading.
+    let mut colon = None;
+    for (i, &b) in v.iter().enumerate() {
+        if b == b':' && colon.is_none() {
+            colon = Some(i);
+        } else if !REG_NAME[b as usize] || (colon.is_some() && !b.is_ascii_digit()) {
+            return valid_host_slow(v);
+        }
+    }
+    true
+}
+
+/// [`valid_host`] for what its one pass does not settle.
+#[cold]
+fn valid_host_slow(v: &[u8]) -> bool {
     let v = v.trim_ascii();
     let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
         // IP-literal: hex digits, ':' and '.' (an embedded IPv4), then ']' and the port.
@@ -55,22 +71,48 @@ pub fn valid_host(v: &[u8]) -> bool {
     port.iter().all(u8::is_ascii_digit) && valid_reg_name(host)
 }
 
-/// `reg-name` of RFC 3986 (unreserved, pct-encoded and sub-delims) without `,`.
+/// The bytes `reg-name` allows besides `%` escapes: unreserved and sub-delims, without `,`.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b';'
+                    | b'='
+            );
+        c += 1;
+    }
+    t
+};
+
+/// `reg-name` of RFC 3986 (unreserved, pct-encoded and sub-delims) without `,`: one table
+/// lookup a byte (the `Host` of every request passes here).
 fn valid_reg_name(h: &[u8]) -> bool {
     let mut i = 0;
     while i < h.len() {
-        match h[i] {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {}
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b';' | b'=' => {}
-            b'%' => {
-                if !(h.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+        let b = h[i];
+        if !REG_NAME[b as usize] {
+            if b != b'%'
+                || !(h.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                     && h.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-                {
-                    return false;
-                }
-                i += 2;
+            {
+                return false;
             }
-            _ => return false,
+            i += 2;
         }
         i += 1;
     }

@@ -44,6 +44,7 @@ use crate::h1::chunked::chunk_size_line;
 use crate::h1::fields::{ConnectionToken, FieldRole, Fields, connection_tokens};
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::{HeadRefusal, MAX_FIELDS, RequestHead, parse_request};
+use crate::h1::interim::Interim;
 use crate::h1::request_body::{RequestBody, ReturnSlot, Returned};
 use crate::h1::writer::HeadWriter;
 use crate::net::read::poll_read_small;
@@ -357,6 +358,58 @@ fn into_request(p: RequestHead, conn: &mut ClientConn) -> Request {
     }
 }
 
+/// Interim answers being written to the client ahead of the final one, and the final one
+/// once the handler gave it.
+struct InterimOut {
+    bytes: Vec<u8>,
+    done: Option<http::Response<DownBody>>,
+}
+
+impl InterimOut {
+    fn new(done: Option<http::Response<DownBody>>) -> Self {
+        InterimOut {
+            bytes: Vec::new(),
+            done,
+        }
+    }
+
+    /// Runs the handler on, writes what the member's interim answers queued, and gives the
+    /// final answer once everything before it is written; `Ready(None)`: the client is gone.
+    #[cold]
+    #[inline(never)]
+    fn poll<F: Future<Output = http::Response<DownBody>>>(
+        &mut self,
+        handler: Pin<&mut F>,
+        interim: Option<&Interim>,
+        wr: &mut OwnedWriteHalf,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<http::Response<DownBody>>> {
+        if self.done.is_none()
+            && let Poll::Ready(r) = handler.poll(cx)
+        {
+            self.done = Some(r);
+        }
+        if let Some(q) = interim
+            && q.has_pending()
+        {
+            q.take_into(&mut self.bytes);
+        }
+        while !self.bytes.is_empty() {
+            match Pin::new(&mut *wr).poll_write(cx, &self.bytes) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    self.bytes.drain(..n);
+                }
+                Poll::Ready(_) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match self.done.take() {
+            Some(r) => Poll::Ready(Some(r)),
+            None => Poll::Pending,
+        }
+    }
+}
+
 /// One request: runs the handler (watching the socket), writes the response, and gives the
 /// connection back when it can carry another request.
 async fn exchange(
@@ -382,38 +435,29 @@ async fn exchange(
     let resp = {
         let ClientConn { rd, wr, buf, .. } = &mut conn;
         let mut gone = false;
-        let mut done = None;
-        // Interim (1xx) answers a member sent, being written ahead of the final one.
-        let mut interim_out: Vec<u8> = Vec::new();
+        // Interim (1xx) answers a member sent, written ahead of the final one: made only
+        // when a member sends one (out of every request's state otherwise).
+        let mut interim_out: Option<Box<InterimOut>> = None;
         let interim = info.interim.as_ref();
         let watched = std::future::poll_fn(|cx| {
-            if done.is_none()
-                && let Poll::Ready(r) = handler.as_mut().poll(cx)
-            {
-                done = Some(r);
-            }
-            if let Some(q) = interim
-                && q.has_pending()
-            {
-                q.take_into(&mut interim_out);
-            }
-            while !interim_out.is_empty() {
-                match Pin::new(&mut *wr).poll_write(cx, &interim_out) {
-                    Poll::Ready(Ok(n)) if n > 0 => {
-                        interim_out.drain(..n);
+            if interim_out.is_none() {
+                match handler.as_mut().poll(cx) {
+                    Poll::Ready(r) if !interim.is_some_and(Interim::has_pending) => {
+                        return Poll::Ready(Some(r));
                     }
-                    Poll::Ready(_) => {
-                        gone = true;
-                        break;
+                    Poll::Ready(r) => interim_out = Some(Box::new(InterimOut::new(Some(r)))),
+                    Poll::Pending if interim.is_some_and(Interim::has_pending) => {
+                        interim_out = Some(Box::new(InterimOut::new(None)));
                     }
-                    Poll::Pending => break,
+                    Poll::Pending => {}
                 }
             }
-            if !gone
-                && interim_out.is_empty()
-                && let Some(r) = done.take()
-            {
-                return Poll::Ready(Some(r));
+            if let Some(out) = interim_out.as_mut() {
+                match out.poll(handler.as_mut(), interim, wr, cx) {
+                    Poll::Ready(Some(r)) => return Poll::Ready(Some(r)),
+                    Poll::Ready(None) => gone = true,
+                    Poll::Pending => {}
+                }
             }
             // Watch the socket (when no request body holds it): buffer pipelined requests,
             // notice a client that left.
