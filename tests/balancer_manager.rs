@@ -708,3 +708,52 @@ async fn health_checks_are_set_from_the_member_form() {
         p.log_text()
     );
 }
+
+/// The state as JSON over HTTP (`Accept: application/json`, no `Referer` needed to read),
+/// and `balancerd ctl --url` changing the instance through the manager itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_over_http_and_ctl_through_the_manager_url() {
+    let a = Backend::start("A").await;
+    let b = Backend::start("B").await;
+    let p = Proxy::start(CONFIG, &[("a:1", a.addr), ("b:1", b.addr)]);
+    let answer = ask(
+        p.addr,
+        "GET /balancer-manager HTTP/1.1\r\nHost: lb.example\r\nAccept: application/json\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["balancers"][0]["name"], "balancer://t1rws");
+    assert_eq!(v["balancers"][0]["nonce"], nonce(p.addr, "t1rws").await);
+    assert_eq!(v["balancers"][0]["members"][1]["route"], "B");
+    let url = format!("http://{}/balancer-manager", p.addr);
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_balancerd"))
+            .args(["ctl", "--url", &url])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = ctl(&["drain", "t1rws", "A"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["balancers"][0]["members"][0]["status"], "N", "{out}");
+    assert_eq!(statuses(&xml(p.addr).await)[0], "Init Drn Ok ");
+    let (code, out, _) = ctl(&["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"status_words\": \"Init Drn Ok\""), "{out}");
+    let (code, _, err) = ctl(&["drain", "t1rws", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no member nosuch"), "{err}");
+}

@@ -64,6 +64,10 @@ pub struct ManagerRequest<'a> {
     pub referer: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub sec_fetch_site: Option<&'a str>,
+    /// The client asked for JSON (`Accept: application/json`): the state as
+    /// [`json`] gives it, instead of the page (a balancerd addition; reading it changes
+    /// nothing, so it needs no `Referer`).
+    pub wants_json: bool,
     /// The client's address, for the log.
     pub client: std::net::IpAddr,
 }
@@ -232,7 +236,13 @@ pub fn serve(snap: &Snapshot, req: &ManagerRequest<'_>) -> ManagerAnswer {
     }
     // Answer from the snapshot the change built, when there was one.
     let shown = snap_now.as_deref().unwrap_or(snap);
-    if get("xml").is_some() {
+    if req.wants_json {
+        ManagerAnswer {
+            status: 200,
+            body: json(shown).to_string(),
+            content_type: "application/json",
+        }
+    } else if get("xml").is_some() {
         ManagerAnswer {
             status: 200,
             body: xml(shown),
@@ -593,6 +603,7 @@ pub fn json(snap: &Snapshot) -> serde_json::Value {
                 .collect();
             serde_json::json!({
                 "name": &*b.full_name,
+                "nonce": snap.control.nonce(&b.full_name).unwrap_or_default(),
                 "lbmethod": p.lbmethod.as_str(),
                 "timeout": p.timeout.map_or(0, |d| d.as_secs()),
                 "maxattempts": b.max_attempts,

@@ -70,6 +70,10 @@ enum Command {
         /// The admin socket (default: the config's PidFile + `.ctl`).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// Talk to the balancer-manager at this http:// URL instead of the admin socket
+        /// (its access rules apply).
+        #[arg(long, conflicts_with = "socket")]
+        url: Option<String>,
         /// status | drain | enable | disable | set, and its arguments.
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
@@ -149,7 +153,7 @@ pub fn main() -> i32 {
         Command::Run => run(&path, &opts, false, cli.threads),
         Command::Demo => run(&path, &opts, true, cli.threads),
         Command::Reload => crate::app::signal_reload(&path, &opts),
-        Command::Ctl { socket, args } => ctl(&path, &opts, socket, &args),
+        Command::Ctl { socket, url, args } => ctl(&path, &opts, socket, url, &args),
         Command::GenCerts { dir } => match crate::net::tls::gen_certs(&dir) {
             Ok(files) => {
                 for f in files {
@@ -166,7 +170,13 @@ pub fn main() -> i32 {
 }
 
 /// `balancerd ctl`: parses its arguments, finds the admin socket, and runs the command.
-fn ctl(path: &Path, opts: &LoadOptions, socket: Option<PathBuf>, args: &[String]) -> i32 {
+fn ctl(
+    path: &Path,
+    opts: &LoadOptions,
+    socket: Option<PathBuf>,
+    url: Option<String>,
+    args: &[String],
+) -> i32 {
     use crate::app::ctl::CtlCommand;
     let usage = "usage: balancerd ctl status | drain|enable|disable BALANCER MEMBER | set BALANCER [MEMBER] key=value…";
     let two = |f: fn(String, String) -> CtlCommand| match args {
@@ -192,6 +202,9 @@ fn ctl(path: &Path, opts: &LoadOptions, socket: Option<PathBuf>, args: &[String]
         eprintln!("{usage}");
         return 2;
     };
+    if let Some(url) = url {
+        return crate::app::ctl::run_url(&url, &cmd);
+    }
     let socket = match socket {
         Some(s) => s,
         None => {

@@ -195,6 +195,141 @@ fn request(cmd: &CtlCommand) -> Result<serde_json::Value, String> {
     })
 }
 
+/// Runs `balancerd ctl` against the balancer-manager at `url` (`http://host:port/path`)
+/// instead of the admin socket: the state as JSON (`Accept: application/json`), and an
+/// update as the manager's own form posts it (the balancer's nonce, a `Referer` naming the
+/// manager), so the instance's access rules for the manager apply.
+pub fn run_url(url: &str, cmd: &CtlCommand) -> i32 {
+    let req = match request(cmd) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("balancerd ctl: {e}");
+            return 2;
+        }
+    };
+    match manager_call(url, &req) {
+        Ok(state) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&state).unwrap_or_default()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("balancerd ctl: {e}");
+            1
+        }
+    }
+}
+
+/// One HTTP/1.1 exchange with the manager (plain HTTP; `Connection: close`): the status and
+/// the body.
+fn http(url: &str, method: &str, body: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("--url must be an http:// URL (use the admin socket for anything else)")?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let mut s = std::net::TcpStream::connect(&addr).map_err(|e| format!("{addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nReferer: {url}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("no answer from the manager")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// Runs one request line's command against the manager at `url`.
+fn manager_call(url: &str, req: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let state = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .map_err(|_| "the manager did not answer JSON (is --url its address?)".to_string())
+    };
+    let (code, body) = http(url, "GET", "")?;
+    if code != 200 {
+        return Err(format!("the manager answered {code}"));
+    }
+    let now = state(&body)?;
+    if req["cmd"] == "status" {
+        return Ok(now);
+    }
+    let balancer = req["balancer"].as_str().unwrap_or_default();
+    let nonce = now["balancers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| {
+            b["name"]
+                .as_str()
+                .is_some_and(|n| n == balancer || n.strip_prefix("balancer://") == Some(balancer))
+        })
+        .and_then(|b| b["nonce"].as_str())
+        .ok_or_else(|| format!("no balancer {balancer}"))?
+        .to_string();
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let mut form = format!(
+        "b={}&nonce={}",
+        enc(balancer.strip_prefix("balancer://").unwrap_or(balancer)),
+        enc(&nonce)
+    );
+    if let Some(m) = req["member"].as_str() {
+        // The manager names members by URL; a route names one too.
+        let url_of = now["balancers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|b| b["members"].as_array().into_iter().flatten())
+            .find(|x| x["url"] == m || x["route"] == m)
+            .and_then(|x| x["url"].as_str())
+            .ok_or_else(|| format!("no member {m} in {balancer}"))?;
+        form.push_str(&format!("&w={}", enc(url_of)));
+    }
+    for (k, v) in req["params"].as_object().into_iter().flatten() {
+        form.push_str(&format!(
+            "&{}={}",
+            enc(k),
+            enc(v.as_str().unwrap_or_default())
+        ));
+    }
+    let (code, body) = http(url, "POST", &form)?;
+    if code != 200 {
+        return Err(format!(
+            "the manager refused the change ({code}): {}",
+            body.trim()
+        ));
+    }
+    state(&body)
+}
+
 /// Runs `balancerd ctl`: sends the command to the instance's admin socket (`socket`, or
 /// the one beside the config's `PidFile`) and prints the answer. Returns the exit code.
 pub fn run(socket: &Path, cmd: &CtlCommand) -> i32 {

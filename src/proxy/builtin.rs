@@ -65,6 +65,7 @@ pub(super) async fn manager(
             referer: value("referer"),
             origin: value("origin"),
             sec_fetch_site: value("sec-fetch-site"),
+            wants_json: value("accept").is_some_and(|a| a.contains("application/json")),
             client: conn.peer.ip(),
         },
     );
