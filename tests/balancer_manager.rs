@@ -80,6 +80,21 @@ fn field(xml: &str, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs `balancerd ctl WHERE… ARGS…`: exit code, stdout, stderr.
+fn balancerd_ctl(where_: &[&str], args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_balancerd"))
+        .arg("ctl")
+        .args(where_)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 const REF: &str = "Referer: http://lb.example/balancer-manager\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,20 +458,8 @@ async fn ctl_changes_the_running_instance_through_its_admin_socket() {
         0o600
     );
     let conf = p.conf.path().join("balancerd.conf");
-    let ctl = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_balancerd"))
-            .arg("ctl")
-            .arg("--config")
-            .arg(&conf)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let conf = conf.display().to_string();
+    let ctl = |args: &[&str]| balancerd_ctl(&["--config", &conf], args);
     let (code, out, err) = ctl(&["status"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -733,18 +736,7 @@ async fn json_over_http_and_ctl_through_the_manager_url() {
     assert_eq!(v["balancers"][0]["nonce"], nonce(p.addr, "t1rws").await);
     assert_eq!(v["balancers"][0]["members"][1]["route"], "B");
     let url = format!("http://{}/balancer-manager", p.addr);
-    let ctl = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_balancerd"))
-            .args(["ctl", "--url", &url])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let ctl = |args: &[&str]| balancerd_ctl(&["--url", &url], args);
     let (code, out, err) = ctl(&["drain", "t1rws", "A"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -68,15 +68,7 @@ async fn recordings_of_100_mb_stream_both_ways_in_bounded_memory() {
         let (peak, stop, pid) = (peak.clone(), stop.clone(), p.pid());
         tokio::spawn(async move {
             while !stop.load(SeqCst) {
-                let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                if let Some(k) = s
-                    .lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|n| n.parse::<u64>().ok())
-                {
-                    peak.fetch_max(k, SeqCst);
-                }
+                peak.fetch_max(rss_kib_of(pid), SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })

@@ -142,15 +142,7 @@ async fn round(p: &Proxy, n_heads: usize, n_bodies: usize) -> Round {
         let (peak, pid) = (peak.clone(), p.pid());
         tokio::spawn(async move {
             for _ in 0..200 {
-                let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                if let Some(k) = s
-                    .lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|n| n.parse::<u64>().ok())
-                {
-                    peak.fetch_max(k, SeqCst);
-                }
+                peak.fetch_max(rss_kib_of(pid), SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })

@@ -3,23 +3,12 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
+#[path = "config_file.rs"]
+mod config_file;
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("balancerd-fuzz-toml-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join("fuzz.toml");
-    if std::fs::write(&path, text).is_err() {
-        return;
-    }
-    let loaded = balancerd::config::load(&path, &balancerd::config::LoadOptions::default());
-    let lines = text.split('\n').count() as u32;
-    for d in &loaded.diagnostics {
-        if let Some(o) = &d.origin
-            && *o.file == *path.display().to_string()
-        {
-            assert!(o.line >= 1 && o.line <= lines.max(1), "{d:?}");
-        }
-    }
+    config_file::load_and_check("fuzz.toml", text);
 });

@@ -22,6 +22,7 @@
 use crate::balancer::BalancerRt;
 use crate::balancer::member::MemberRt;
 use crate::config::model::{LbMethod, StatusFlags, StickySession};
+use crate::config::params::HC_METHODS;
 use crate::runtime::Snapshot;
 use crate::runtime::control::{BalancerChange, MemberChange};
 use crate::util::html::escape_html;
@@ -30,18 +31,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// Most bytes of a form body read (httpd reads 1024).
 pub const MAX_FORM: usize = 1024;
-
-/// The health-check methods the member form offers (mod_proxy_hcheck's implemented ones).
-const HC_METHODS: [&str; 8] = [
-    "None",
-    "TCP",
-    "OPTIONS",
-    "HEAD",
-    "GET",
-    "OPTIONS11",
-    "HEAD11",
-    "GET11",
-];
 
 /// How a refused `b_nwrkr` begins (answered 400, as httpd answers it).
 const CANNOT_ADD: &str = "cannot add member";
@@ -162,8 +151,9 @@ fn short_name(b: &BalancerRt) -> &str {
         .unwrap_or(&b.full_name)
 }
 
-/// Percent-encodes what may not stand in a query value.
-fn escape_uri(s: &str) -> String {
+/// Percent-encodes what may not stand in a query or form value (`balancerd ctl --url`
+/// writes its form with it too).
+pub fn escape_uri(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~/:".contains(&b) {
@@ -465,7 +455,6 @@ fn apply<'a>(
     }
     // A new member (`b_nwrkr` with `b_wyes=1`), as httpd: only within the balancer's
     // `growth`, never a URL it already has, and disabled until enabled.
-    let mut add = None;
     if get("b_wyes") == Some("1")
         && let Some(url) = get("b_nwrkr")
     {
@@ -482,7 +471,7 @@ fn apply<'a>(
         match parsed {
             Ok((u, _)) if !exists && free > 0 => {
                 log.push(format!("member {u} added (disabled)"));
-                add = Some(u.to_string());
+                bc.added.push(u.to_string());
             }
             Ok(_) if exists => return Err(format!("{CANNOT_ADD} {url}: the balancer has it")),
             Ok(_) => {
@@ -501,25 +490,7 @@ fn apply<'a>(
     let r = snap
         .control
         .update(&b.full_name, member_name.as_deref(), |b_rec, m_rec| {
-            let rec = b_rec;
-            if bc.lbmethod.is_some() {
-                rec.lbmethod = bc.lbmethod;
-            }
-            if bc.timeout.is_some() {
-                rec.timeout = bc.timeout;
-            }
-            if bc.max_attempts.is_some() {
-                rec.max_attempts = bc.max_attempts;
-            }
-            if bc.sticky_force.is_some() {
-                rec.sticky_force = bc.sticky_force;
-            }
-            if bc.sticky.is_some() {
-                rec.sticky = bc.sticky.clone();
-            }
-            if let Some(u) = &add {
-                rec.added.push(u.clone());
-            }
+            b_rec.merge(bc);
             if let (Some(m), Some(new)) = (m_rec, mc_new) {
                 *m = new;
             }

@@ -285,17 +285,7 @@ fn manager_call(url: &str, req: &serde_json::Value) -> Result<serde_json::Value,
         .and_then(|b| b["nonce"].as_str())
         .ok_or_else(|| format!("no balancer {balancer}"))?
         .to_string();
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
+    let enc = crate::admin::manager::escape_uri;
     let mut form = format!(
         "b={}&nonce={}",
         enc(balancer.strip_prefix("balancer://").unwrap_or(balancer)),

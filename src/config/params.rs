@@ -80,6 +80,19 @@ pub const MEMBER_KEYS: &[&str] = &[
     "responsefieldsize",
 ];
 
+/// The health-check methods mod_proxy_hcheck implements (`hcmethod=`, and the
+/// balancer-manager's `w_hm`).
+pub const HC_METHODS: [&str; 8] = [
+    "None",
+    "TCP",
+    "OPTIONS",
+    "HEAD",
+    "GET",
+    "OPTIONS11",
+    "HEAD11",
+    "GET11",
+];
+
 /// Every balancer parameter key httpd knows.
 pub const BALANCER_KEYS: &[&str] = &[
     "stickysession",
@@ -317,17 +330,7 @@ pub fn set_member_param(p: &mut MemberParams, key: &str, v: &str) -> ParamResult
         "secret" => p.secret = Some(v.to_string()),
         "addressttl" => p.addressttl = Some(int_in(key, v, -1, i32::MAX as i64)?),
         "hcmethod" => {
-            const M: [&str; 8] = [
-                "None",
-                "TCP",
-                "OPTIONS",
-                "HEAD",
-                "GET",
-                "OPTIONS11",
-                "HEAD11",
-                "GET11",
-            ];
-            let Some(m) = M.iter().find(|m| m.eq_ignore_ascii_case(v)) else {
+            let Some(m) = HC_METHODS.iter().find(|m| m.eq_ignore_ascii_case(v)) else {
                 return Err(ParamIssue::error(format!("hcmethod={v}: unknown method"))
                     .hint("use one of None, TCP, OPTIONS, HEAD, GET, OPTIONS11, HEAD11, GET11"));
             };

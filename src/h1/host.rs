@@ -6,6 +6,17 @@
 //!
 //! May import: nothing outside `h1`.
 
+use super::fields::{FieldRole, FieldsView};
+
+/// The authority a request names: an absolute-form target's (or HTTP/2's `:authority`),
+/// which takes the place of `Host` (RFC 9112 §3.2.2), else its `Host` field.
+pub fn request_authority<'a>(uri: &'a http::Uri, fields: FieldsView<'a>) -> Option<&'a [u8]> {
+    match uri.authority() {
+        Some(a) => Some(a.as_str().as_bytes()),
+        None => fields.role_value(FieldRole::Host),
+    }
+}
+
 /// Why a request's `Host` fields are refused (the text of the 400 page).
 pub type HostRefusal = &'static str;
 

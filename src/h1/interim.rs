@@ -1,5 +1,5 @@
 //! Interim (1xx) answers on their way from a member to an HTTP/1.1 client: `102 Processing`
-//! (WebDAV) and `103 Early Hints`. The member side ([`crate::upstream::exchange`]) encodes
+//! (WebDAV) and `103 Early Hints`. The member side (the upstream layer's exchange) encodes
 //! each one it reads into the client connection's [`Interim`] queue; the connection that
 //! runs the request writes the queued bytes to the client before the final answer.
 //!

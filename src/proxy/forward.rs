@@ -55,11 +55,7 @@ pub(super) fn build_request(
     let url = &m.spec.url;
     // The client's host: the authority of an absolute-form target or of an HTTP/2 request
     // (it takes the place of Host: RFC 9112 §3.2.2), else its Host field.
-    let client_host: Option<&[u8]> = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().as_bytes())
-        .or_else(|| cx.req.role_value(FieldRole::Host));
+    let client_host = crate::h1::host::request_authority(&parts.uri, cx.req);
     let host = if cx.snap.server.preserve_host {
         // An HTTP/1.0 request without Host: the server's name, as httpd sends it.
         client_host.or_else(|| {

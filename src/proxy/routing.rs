@@ -12,6 +12,7 @@ use super::rewrite_engine::{self, Outcome, RequestFacts};
 use crate::balancer::BalancerRt;
 use crate::config::model::{EncodedSlashes, LocationSection, ProxySwitches, Route, RouteMatch};
 use crate::h1::fields::{FieldRole, Fields, FieldsView, field_str};
+use crate::h1::host::request_authority;
 use crate::proxy::access;
 use crate::proxy::env::apply_rules;
 use crate::proxy::error_page::error_page;
@@ -124,10 +125,7 @@ pub(super) fn prepare<'s>(
     }
     // An absolute-form target's authority takes the place of Host (RFC 9112 §3.2.2): it
     // chooses the server; balancerd never connects to it.
-    let host_header = match parts.uri.authority() {
-        Some(a) => Some(a.as_str()),
-        None => fields.role_value(FieldRole::Host).and_then(field_str),
-    };
+    let host_header = request_authority(&parts.uri, fields).and_then(field_str);
     let host = snap.host_for(host_header);
     let raw_path = parts.uri.path();
     let uri = match route::normalize_with(raw_path, snap.server.allow_encoded_slashes) {

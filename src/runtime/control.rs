@@ -69,6 +69,29 @@ pub struct BalancerChange {
     pub added: Vec<String>,
 }
 
+impl BalancerChange {
+    /// Takes in a newer change: what it sets replaces what this one set; its added members
+    /// join this one's.
+    pub fn merge(&mut self, newer: BalancerChange) {
+        let BalancerChange {
+            lbmethod,
+            timeout,
+            max_attempts,
+            sticky_force,
+            sticky,
+            added,
+        } = newer;
+        self.lbmethod = lbmethod.or(self.lbmethod);
+        self.timeout = timeout.or(self.timeout);
+        self.max_attempts = max_attempts.or(self.max_attempts);
+        self.sticky_force = sticky_force.or(self.sticky_force);
+        if sticky.is_some() {
+            self.sticky = sticky;
+        }
+        self.added.extend(added);
+    }
+}
+
 /// Every runtime change, by balancer (`balancer://name`) and member URL.
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
