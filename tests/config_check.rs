@@ -1132,3 +1132,52 @@ fn mod_rewrite_outside_the_implemented_part_is_refused() {
     }
     assert_eq!(errors.len(), want.len(), "{errors:#?}");
 }
+
+/// `UnderscoresInHeaders` (httpd dialect) and `underscores_in_headers` (TOML) load, and a
+/// value that is not On/Off or a boolean is an error at its file:line.
+#[test]
+fn underscores_in_headers_in_both_dialects() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let ok = w(
+        "ok.conf",
+        "Listen 127.0.0.1:8080\nUnderscoresInHeaders On\n",
+    );
+    assert_eq!(balancerd(&["check", "--config", &ok]).code, 0);
+    let bad = w(
+        "bad.conf",
+        "Listen 127.0.0.1:8080\nUnderscoresInHeaders Maybe\n",
+    );
+    let r = balancerd(&["check", "--config", &bad]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("bad.conf:2:")
+            && r.stderr
+                .contains("UnderscoresInHeaders must be On or Off, not 'Maybe'"),
+        "{}",
+        r.stderr
+    );
+    let ok = w(
+        "ok.toml",
+        "[server]\nunderscores_in_headers = true\n[[listen]]\naddr = \"127.0.0.1:8080\"\n",
+    );
+    let r = balancerd(&["check", "--config", &ok]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bad = w(
+        "bad.toml",
+        "[server]\nunderscores_in_headers = \"yes\"\n[[listen]]\naddr = \"127.0.0.1:8080\"\n",
+    );
+    let r = balancerd(&["check", "--config", &bad]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("bad.toml:2:")
+            && r.stderr
+                .contains("underscores_in_headers must be true or false"),
+        "{}",
+        r.stderr
+    );
+}
