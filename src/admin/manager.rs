@@ -564,6 +564,8 @@ pub fn json(snap: &Snapshot) -> serde_json::Value {
                         "status_words": status_words(m).trim_end(),
                         "usable": m.usable(),
                         "elected": s.elected.load(Relaxed),
+                        "lbstatus": s.lbstatus.load(Relaxed),
+                        "retry_in_ms": m.retry_in().map(|d| d.as_millis() as u64),
                         "busy": s.peer.busy.load(Relaxed),
                         "errors": s.errors.load(Relaxed),
                         "to_bytes": s.peer.transferred.load(Relaxed),

@@ -78,6 +78,34 @@ enum Command {
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
     },
+    /// Tell what the config does with one request: the rule that matches (file:line) or why
+    /// none does, the balancer, the sticky route's origin, each member's eligibility, the
+    /// member chosen, and the request head it would receive.
+    Explain {
+        /// The method (GET, POST, …).
+        method: String,
+        /// The request target: a path with its query, or an absolute URL (its authority is
+        /// the Host).
+        url: String,
+        /// A request header field, `Name: value` (repeatable; `Cookie: ROUTEID=.r1`).
+        #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// The client's address, for access rules and X-Forwarded-For (default 127.0.0.1).
+        #[arg(long, value_name = "IP[:PORT]")]
+        client: Option<String>,
+        /// As if the request came over TLS.
+        #[arg(long)]
+        tls: bool,
+        /// Ask the running instance (its admin socket) for member states and counters.
+        #[arg(long)]
+        live: bool,
+        /// The admin socket for --live (default: the config's PidFile + `.ctl`).
+        #[arg(long, requires = "live")]
+        socket: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Validate a config (a main file or one tenant file) and print a summary.
     Check {
         /// Treat warnings as errors (exit 1).
@@ -150,6 +178,29 @@ pub fn main() -> i32 {
             print!("{}", crate::config::httpd::directives::markdown());
             0
         }
+        Command::Explain {
+            method,
+            url,
+            headers,
+            client,
+            tls,
+            live,
+            socket,
+            format,
+        } => crate::app::explain::run(
+            &path,
+            &opts,
+            &crate::app::explain::ExplainArgs {
+                method,
+                url,
+                headers,
+                client,
+                tls,
+                live,
+                socket,
+                json: format == Format::Json,
+            },
+        ),
         Command::Run => run(&path, &opts, false, cli.threads),
         Command::Demo => run(&path, &opts, true, cli.threads),
         Command::Reload => crate::app::signal_reload(&path, &opts),

@@ -330,30 +330,7 @@ pub fn run(socket: &Path, cmd: &CtlCommand) -> i32 {
             return 2;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("balancerd ctl: {e}");
-            return 1;
-        }
-    };
-    let answer = rt.block_on(async {
-        let mut s = tokio::net::UnixStream::connect(socket)
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", socket.display()))?;
-        s.write_all(format!("{req}\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        BufReader::new(s)
-            .read_line(&mut line)
-            .await
-            .map_err(|e| e.to_string())?;
-        serde_json::from_str::<serde_json::Value>(&line).map_err(|e| e.to_string())
-    });
+    let answer = ask(socket, &req);
     match answer {
         Ok(v) if v["ok"] == serde_json::Value::Bool(true) => {
             if let Some(changed) = v["changed"].as_array() {
@@ -382,4 +359,26 @@ pub fn run(socket: &Path, cmd: &CtlCommand) -> i32 {
             1
         }
     }
+}
+
+/// One request line to the admin socket and its answer (also `balancerd explain --live`).
+pub fn ask(socket: &Path, req: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let mut s = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", socket.display()))?;
+        s.write_all(format!("{req}\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        BufReader::new(s)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str::<serde_json::Value>(&line).map_err(|e| e.to_string())
+    })
 }

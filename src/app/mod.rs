@@ -29,6 +29,7 @@
 pub mod cli;
 pub mod ctl;
 pub mod demo;
+pub mod explain;
 
 use crate::config::{self, LoadOptions};
 use crate::runtime::{Shared, Snapshot};

@@ -15,6 +15,7 @@ mod choose;
 pub mod env;
 mod error_document;
 pub mod error_page;
+pub mod explain;
 mod forward;
 pub mod forward_headers;
 pub mod handler;

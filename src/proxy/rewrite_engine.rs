@@ -37,16 +37,28 @@ pub(super) enum Outcome<'s> {
 }
 
 /// Runs `rules` on `path` (decoded). Returns the outcome and the variables `E=` set.
+#[inline]
 pub(super) fn run<'s>(
     rules: &'s [RewriteRule],
     path: &str,
     facts: &RequestFacts<'_>,
 ) -> (Outcome<'s>, Vec<(String, String)>) {
+    run_traced(rules, path, facts, None)
+}
+
+/// [`run`], noting in `applied` the index of every rule whose pattern and conditions held
+/// (for `balancerd explain`).
+pub(super) fn run_traced<'s>(
+    rules: &'s [RewriteRule],
+    path: &str,
+    facts: &RequestFacts<'_>,
+    mut applied: Option<&mut Vec<usize>>,
+) -> (Outcome<'s>, Vec<(String, String)>) {
     let mut env = Vec::new();
     let mut current = path.to_string();
     let mut query: Option<String> = facts.parts.uri.query().map(str::to_string);
     let mut changed = false;
-    for rule in rules {
+    for (i, rule) in rules.iter().enumerate() {
         let caps = rule.pattern.captures(&current);
         if caps.is_some() == rule.negate {
             continue;
@@ -62,6 +74,9 @@ pub(super) fn run<'s>(
         else {
             continue;
         };
+        if let Some(a) = applied.as_deref_mut() {
+            a.push(i);
+        }
         let expand = |pieces: &[Piece]| {
             expand(
                 pieces,
