@@ -106,6 +106,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write a config in the other dialect (or the same one, flattened): everything the
+    /// validated model holds; what the target dialect has no form for is listed on stderr
+    /// with its file:line.
+    Convert {
+        /// The config to convert (default: --config).
+        file: Option<PathBuf>,
+        /// The dialect to write (default: the other one).
+        #[arg(long, value_enum)]
+        to: Option<Dialect>,
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Print the validated model as Rust's Debug form (for tests that compare two configs).
+    #[command(hide = true)]
+    DumpModel,
     /// Validate a config (a main file or one tenant file) and print a summary.
     Check {
         /// Treat warnings as errors (exit 1).
@@ -118,6 +134,12 @@ enum Command {
         #[arg(long, short = 'v')]
         verbose: bool,
     },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Dialect {
+    Toml,
+    Httpd,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -201,6 +223,22 @@ pub fn main() -> i32 {
                 json: format == Format::Json,
             },
         ),
+        Command::Convert { file, to, output } => convert(
+            file.as_deref().unwrap_or(&path),
+            &opts,
+            to,
+            output.as_deref(),
+        ),
+        Command::DumpModel => match crate::app::load_or_report(&path, &opts) {
+            Some(mut c) => {
+                c.sources.clear();
+                c.watch_dirs.clear();
+                c.include_patterns.clear();
+                println!("{c:#?}");
+                0
+            }
+            None => 1,
+        },
         Command::Run => run(&path, &opts, false, cli.threads),
         Command::Demo => run(&path, &opts, true, cli.threads),
         Command::Reload => crate::app::signal_reload(&path, &opts),
@@ -273,6 +311,44 @@ fn ctl(
         }
     };
     crate::app::ctl::run(&socket, &cmd)
+}
+
+/// `balancerd convert`: loads and validates `path`, writes it in the target dialect, and
+/// lists on stderr what that dialect cannot say.
+fn convert(path: &Path, opts: &LoadOptions, to: Option<Dialect>, output: Option<&Path>) -> i32 {
+    let Some(c) = crate::app::load_or_report(path, opts) else {
+        eprintln!(
+            "balancerd convert: {}: the config has errors",
+            path.display()
+        );
+        return 1;
+    };
+    let to = to.unwrap_or(if config::is_toml(path) {
+        Dialect::Httpd
+    } else {
+        Dialect::Toml
+    });
+    let (text, losses) = match to {
+        Dialect::Toml => config::emit::toml::emit(&c),
+        Dialect::Httpd => config::emit::httpd::emit(&c),
+    };
+    for l in &losses {
+        let at = l
+            .origin
+            .as_ref()
+            .map_or_else(|| path.display().to_string(), |o| o.to_string());
+        eprintln!("{at}: note: {}", l.what);
+    }
+    match output {
+        Some(f) => {
+            if let Err(e) = std::fs::write(f, &text) {
+                eprintln!("balancerd convert: cannot write {}: {e}", f.display());
+                return 1;
+            }
+        }
+        None => print!("{text}"),
+    }
+    0
 }
 
 fn check(path: &Path, opts: &LoadOptions, strict: bool, format: Format, verbose: bool) -> i32 {

@@ -13,6 +13,7 @@
 
 pub mod builder;
 pub mod diag;
+pub mod emit;
 pub mod hcexpr;
 pub mod headers;
 pub mod httpd;

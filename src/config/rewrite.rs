@@ -165,6 +165,8 @@ pub enum CmpOp {
 /// A compiled `RewriteCond`.
 #[derive(Debug, Clone)]
 pub struct RewriteCond {
+    /// The directive as written (for `balancerd convert`).
+    pub source: String,
     pub test: Vec<Piece>,
     pub pattern: CondPattern,
     /// `!pattern`.
@@ -190,6 +192,8 @@ pub struct ProxyTarget {
 /// A compiled `RewriteRule`.
 #[derive(Debug, Clone)]
 pub struct RewriteRule {
+    /// The directive as written (for `balancerd convert`).
+    pub source: String,
     /// The conditions written above it.
     pub conds: Vec<RewriteCond>,
     /// The pattern, matched against the %-decoded URL-path.

@@ -194,6 +194,7 @@ impl Walker<'_> {
             "header",
             "request_header",
             "location",
+            "httpd",
         ];
         self.check_keys(root, TOP, "the top level");
         // Server settings first: they hold defaults other sections read.
@@ -236,6 +237,10 @@ impl Walker<'_> {
             for t in self.tables(l, "location") {
                 self.location(t);
             }
+        }
+        // httpd directives for what this dialect has no key for, read in place.
+        if let Some(h) = root.get("httpd") {
+            self.httpd_lines(h);
         }
         // Includes last, in order, so a TOML main file can pull in httpd tenant files.
         if let Some(inc) = root.get("include") {
@@ -280,6 +285,41 @@ impl Walker<'_> {
                 }
             }
         }
+    }
+
+    /// `httpd = ["Directive args", ...]`: httpd-dialect lines, read by the httpd parser in
+    /// the main server's context after this file's tables. Each line keeps its place in the
+    /// TOML file, so a diagnostic points at the string it came from.
+    fn httpd_lines(&mut self, v: &Val<'_>) {
+        let items: Vec<&Val<'_>> = match v.get_ref() {
+            DeValue::Array(a) => a.iter().collect(),
+            _ => vec![v],
+        };
+        let mut text = String::new();
+        let mut line = 1u32;
+        for it in items {
+            let Some(s) = self.str_of(it, "httpd") else {
+                continue;
+            };
+            let o = self.origin(it.span().start);
+            for part in s.split('\n') {
+                if line < o.line {
+                    while line < o.line {
+                        text.push('\n');
+                        line += 1;
+                    }
+                } else if !text.is_empty() {
+                    text.push('\n');
+                    line += 1;
+                }
+                // The directive's column is the first character inside the quotes.
+                text.push_str(&" ".repeat(o.col as usize));
+                text.push_str(part);
+            }
+        }
+        let path = PathBuf::from(&*self.file);
+        let mut p = super::httpd::HttpdParser::new(self.ctx);
+        p.parse_file(&path, &text);
     }
 
     fn server(&mut self, v: &Val<'_>) {
@@ -465,7 +505,7 @@ impl Walker<'_> {
         let Some(t) = self.as_table(v, "listen") else {
             return;
         };
-        self.check_keys(t, &["addr", "tls"], "[[listen]]");
+        self.check_keys(t, &["addr", "tls", "protocol"], "[[listen]]");
         let o = self.origin(v.span().start);
         let Some(a) = t.get("addr") else {
             self.ctx
@@ -551,10 +591,16 @@ impl Walker<'_> {
                 tls.push(f);
             }
         }
+        // `protocol` as httpd's `Listen addr protocol` (default: https with certificates,
+        // else none, which is http).
+        let protocol = match t.get("protocol") {
+            Some(p) => self.str_of(p, "protocol").map(|s| s.to_ascii_lowercase()),
+            None => None,
+        };
         self.ctx.builder.saw_listen = true;
         self.ctx.builder.config.listeners.push(Listener {
             addr,
-            protocol: Some(if tls.is_empty() { "http" } else { "https" }.into()),
+            protocol: protocol.or_else(|| (!tls.is_empty()).then(|| "https".into())),
             tls,
             origin: self.origin(v.span().start),
         });

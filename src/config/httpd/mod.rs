@@ -168,6 +168,16 @@ impl Dir {
     fn arg(&self, i: usize) -> Option<&str> {
         self.args.get(i).map(|w| w.text.as_str())
     }
+    /// The directive as it can be written again (`balancerd convert`): its name and words,
+    /// quoted where a word needs it.
+    fn as_written(&self) -> String {
+        let mut s = self.name.clone();
+        for w in &self.args {
+            s.push(' ');
+            s.push_str(&crate::config::emit::httpd_word(&w.text));
+        }
+        s
+    }
 }
 
 /// Reads httpd-dialect files into the shared builder.

@@ -157,6 +157,7 @@ impl HttpdParser<'_> {
             }
         };
         Some(RewriteCond {
+            source: d.as_written(),
             test,
             pattern,
             negate,
@@ -240,6 +241,7 @@ impl HttpdParser<'_> {
             .rewrite
             .rules
             .push(RewriteRule {
+                source: d.as_written(),
                 conds,
                 pattern,
                 negate,
