@@ -425,3 +425,86 @@ to = \"balancer://t1/\"
     let r = balancerd_in(d.path(), &["convert", "broken.conf"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
 }
+
+/// What fuzzing `convert` found (`fuzz/fuzz_targets/config_file.rs`: a config that loads
+/// converts to both dialects, and each converted file loads to the same summary): settings
+/// one dialect took and the other refused. Each is now refused in both, or converts.
+#[test]
+fn fuzz_finds_load_the_same_in_both_dialects() {
+    let d = ConfDir::new();
+    // Refused at their line and column.
+    for (file, text, at, message) in [
+        (
+            "a.toml",
+            "[[balancer]]\nname = \"\"\n",
+            "a.toml:2:8: error:",
+            "is not a name balancer:// can carry",
+        ),
+        (
+            "b.toml",
+            "[[balancer]]\nname = \"a/b\"\n",
+            "b.toml:2:8: error:",
+            "is not a name balancer:// can carry",
+        ),
+        (
+            "c.toml",
+            "[[balancer]]\nname = \"t\"\n  [[balancer.member]]\n  url = \"http://h:1/x, y\"\n",
+            "c.toml:4:9: error:",
+            "has a space or control character; a member URL is one word",
+        ),
+        (
+            "d.toml",
+            "[server]\ntimeout = \"0s\"\n",
+            "d.toml:2:11: error:",
+            "timeout must be more than 0",
+        ),
+        (
+            "e.toml",
+            "[[balancer]]\nname = \"t\"\n  [[balancer.member]]\n  url = \"http://h:1\"\n  hcinterval = \"50ms\"\n",
+            "e.toml:5:16: error:",
+            "hcinterval must be at least 100 ms",
+        ),
+        (
+            "f.conf",
+            "ProxyPass /t/dest2 balancer:///tlwebdav/dest3\n",
+            "f.conf:1:20: error:",
+            "balancer:// needs a name",
+        ),
+        (
+            "g.conf",
+            "ProxyPass /t1/rws balancer://?tlrws/rws\n",
+            "g.conf:1:19: error:",
+            "a balancer name has no wildcard characters",
+        ),
+    ] {
+        d.write(file, text);
+        let r = d.check(file);
+        assert_eq!(r.code, 1, "{file}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .lines()
+                .any(|l| l.starts_with(at) && l.contains(message)),
+            "{file}: want {at} … {message}\n{}",
+            r.stderr
+        );
+    }
+    // Taken, and converted both ways to the same model.
+    d.write(
+        "h.toml",
+        "[[balancer]]\nname = \"t1\"\nstickysession = \"JSESS ofst\"\n  [[balancer.member]]\n  url = \"http://h:1\"\n\n[[location]]\npath = \"/sus\"\nallow = []\n",
+    );
+    d.write("i.conf", "ProxyPass /t1/x balancer://t\u{64c}m/y\n");
+    for f in ["h.toml", "i.conf"] {
+        round_trip(d.path(), f, "toml");
+        round_trip(d.path(), f, "httpd");
+    }
+    // An empty allow list lets no one in, in both dialects.
+    let r = balancerd_in(
+        d.path(),
+        &[
+            "explain", "--config", "h.toml", "GET", "/sus", "--format", "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["locations"][0]["access"], "denied for 127.0.0.1");
+}

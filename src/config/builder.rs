@@ -118,6 +118,13 @@ pub fn parse_member_url(s: &str) -> Result<(MemberUrl, Option<String>), String> 
     let (scheme, rest) = s
         .split_once("://")
         .ok_or_else(|| format!("'{s}' is not a URL (expected http://host[:port][/path])"))?;
+    // A space or control character would end up in every request line sent to the member.
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "'{}' has a space or control character; a member URL is one word",
+            s.escape_debug()
+        ));
+    }
     let scheme_l = scheme.to_ascii_lowercase();
     let (scheme_n, upgrade) = match scheme_l.as_str() {
         "http" => ("http", None),

@@ -147,6 +147,18 @@ impl Walker<'_> {
         }
     }
 
+    /// A duration that must be more than zero (a zero timeout would fail everything at
+    /// once; httpd refuses 0 for the same settings).
+    fn positive_duration_of(&mut self, v: &Val<'_>, what: &str) -> Option<Duration> {
+        let d = self.duration_of(v, what)?;
+        if d.is_zero() {
+            self.err(v.span().start, format!("{what} must be more than 0"))
+                .hint(format!("write e.g. {what} = \"30s\""));
+            return None;
+        }
+        Some(d)
+    }
+
     fn path_of(&mut self, v: &Val<'_>, what: &str) -> Option<PathBuf> {
         let s = self.str_of(v, what)?;
         let p = Path::new(&s);
@@ -353,12 +365,13 @@ impl Walker<'_> {
             match key {
                 "name" => self.ctx.builder.config.server.server_name = self.str_of(val, key),
                 "timeout" => {
-                    if let Some(d) = self.duration_of(val, key) {
+                    if let Some(d) = self.positive_duration_of(val, key) {
                         self.ctx.builder.config.server.timeout = d;
                     }
                 }
                 "proxy_timeout" => {
-                    self.ctx.builder.config.server.proxy_timeout = self.duration_of(val, key)
+                    self.ctx.builder.config.server.proxy_timeout =
+                        self.positive_duration_of(val, key)
                 }
                 "keepalive" => {
                     if let Some(b) = self.bool_of(val, key) {
@@ -366,7 +379,7 @@ impl Walker<'_> {
                     }
                 }
                 "keepalive_timeout" => {
-                    if let Some(d) = self.duration_of(val, key) {
+                    if let Some(d) = self.positive_duration_of(val, key) {
                         self.ctx.builder.config.server.keepalive_timeout = d;
                     }
                 }
@@ -654,6 +667,19 @@ impl Walker<'_> {
             return;
         };
         let name = name.to_ascii_lowercase();
+        // The name is the host part of `balancer://name`: letters, digits and `.-_~`.
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'~'))
+        {
+            self.err(
+                nv.span().start,
+                format!("balancer name '{name}' is not a name balancer:// can carry"),
+            )
+            .hint("use letters, digits, '.', '-', '_' or '~' (e.g. name = \"t1rws\")");
+            return;
+        }
         if self.ctx.builder.find_balancer(&name).is_some() {
             self.err(
                 nv.span().start,
@@ -669,7 +695,7 @@ impl Walker<'_> {
                 continue;
             }
             if key == "timeout" {
-                let d = self.duration_of(val, key);
+                let d = self.positive_duration_of(val, key);
                 self.ctx.builder.config.balancers[bi].params.timeout = d;
                 continue;
             }
@@ -783,6 +809,19 @@ impl Walker<'_> {
                     let Some(d) = self.duration_of(val, key) else {
                         continue;
                     };
+                    // The same lower bounds as the httpd dialect's (retry may be 0).
+                    let min = match key {
+                        "retry" => Duration::ZERO,
+                        "hcinterval" => Duration::from_millis(100),
+                        _ => Duration::from_millis(1),
+                    };
+                    if d < min {
+                        self.err(
+                            val.span().start,
+                            format!("{key} must be at least {} ms", min.as_millis()),
+                        );
+                        continue;
+                    }
                     match key {
                         "retry" => p.retry = d,
                         "timeout" => p.timeout = Some(d),
@@ -992,7 +1031,12 @@ impl Walker<'_> {
                         "allow must be a list of addresses or networks",
                     );
                 }
-                access.require = Some(Require::Any(vec![Require::Ip(nets)]));
+                // An empty list lets no one in: httpd's `Require all denied`.
+                access.require = Some(Require::Any(vec![if nets.is_empty() {
+                    Require::AllDenied
+                } else {
+                    Require::Ip(nets)
+                }]));
             }
             None => {
                 if handler.is_some() {

@@ -339,6 +339,17 @@ impl Emitter<'_> {
     }
 
     fn balancer(&mut self, b: &Balancer) {
+        if let Some(t) = b.params.timeout.filter(|t| t.subsec_nanos() > 0) {
+            self.losses.push(Loss {
+                origin: b.definitions.first().cloned(),
+                what: format!(
+                    "balancer://{} timeout of {} ms: httpd reads whole seconds; written as {}",
+                    b.name,
+                    t.as_millis(),
+                    t.as_secs() + 1
+                ),
+            });
+        }
         let _ = writeln!(self.out, "<Proxy balancer://{}>", b.name);
         for m in &b.members {
             let params = member_params(m, &mut self.losses);
@@ -621,7 +632,7 @@ fn member_params(m: &Member, losses: &mut Vec<Loss>) -> String {
     let d = MemberParams::default();
     let mut s = String::new();
     let mut kv = |k: &str, v: String| {
-        let _ = write!(s, " {k}={}", w(&v));
+        let _ = write!(s, " {}", w(&format!("{k}={v}")));
     };
     if p.loadfactor != d.loadfactor {
         kv("loadfactor", loadfactor(p.loadfactor));
@@ -739,7 +750,7 @@ fn member_params(m: &Member, losses: &mut Vec<Loss>) -> String {
 fn balancer_params(p: &BalancerParams) -> String {
     let mut s = String::new();
     let mut kv = |k: &str, v: String| {
-        let _ = write!(s, " {k}={}", w(&v));
+        let _ = write!(s, " {}", w(&format!("{k}={v}")));
     };
     if let Some(st) = &p.sticky {
         if st.cookie == st.url_param {
@@ -776,7 +787,11 @@ fn balancer_params(p: &BalancerParams) -> String {
         kv("lbmethod", p.lbmethod.as_str().into());
     }
     if let Some(t) = p.timeout {
-        kv("timeout", t.as_secs().max(1).to_string());
+        // Whole seconds (a sub-second TOML timeout is listed by the caller).
+        kv(
+            "timeout",
+            (t.as_secs() + u64::from(t.subsec_nanos() > 0)).to_string(),
+        );
     }
     if p.growth != 0 {
         kv("growth", p.growth.to_string());
@@ -851,6 +866,7 @@ fn require_leaf(r: &Require) -> String {
     match r {
         Require::AllGranted => "all granted".into(),
         Require::AllDenied => "all denied".into(),
+        Require::Ip(nets) if nets.is_empty() => "all denied".into(),
         Require::Ip(nets) => {
             let n: Vec<String> = nets.iter().map(ToString::to_string).collect();
             format!("ip {}", n.join(" "))

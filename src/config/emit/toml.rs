@@ -393,7 +393,13 @@ fn upstream_tls(out: &mut String, u: &UpstreamTls, rest: &mut Config, losses: &m
 }
 
 fn balancer_is_native(b: &Balancer) -> bool {
-    b.access.is_none()
+    // The TOML dialect's names are letters, digits and `.-_~` (httpd takes any word).
+    let toml_name = !b.name.is_empty()
+        && b.name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'~'));
+    toml_name
+        && b.access.is_none()
         && b.proxy_switches.0 == 0
         && b.response_headers.iter().all(header_is_native)
         && b.request_headers.iter().all(header_is_native)

@@ -411,6 +411,24 @@ impl HttpdParser<'_> {
                     .find(|c| c == '/' || (is_match && c == '$'))
                     .unwrap_or(rest.len());
                 let name = &rest[..end];
+                if name.is_empty() {
+                    self.err(
+                        &d.arg_origin(1),
+                        format!("{target}: balancer:// needs a name"),
+                    )
+                    .hint("balancer:///x has three slashes: write balancer://name/x");
+                    return;
+                }
+                if name.contains(['*', '?', '[']) {
+                    // No <Proxy> section can define such a name (wildcard sections are
+                    // refused), so the balancer would never have a member.
+                    self.err(
+                        &d.arg_origin(1),
+                        format!("balancer://{name}: a balancer name has no wildcard characters"),
+                    )
+                    .hint("name the balancer exactly as its <Proxy balancer://…> section does");
+                    return;
+                }
                 let path = target[11 + name.len()..].to_string();
                 let known = self.ctx.builder.find_balancer(name).is_some();
                 if path.starts_with('$') {

@@ -275,6 +275,18 @@ impl HttpdParser<'_> {
         let prefix = format!("{scheme}://{authority}");
         let bi = if scheme.eq_ignore_ascii_case("balancer") {
             let name = authority.to_ascii_lowercase();
+            if name.is_empty() {
+                self.err(&o, "[P] to balancer:// needs a name")
+                    .hint("balancer:///x has three slashes: write balancer://name/x");
+                return None;
+            }
+            if name.contains(['*', '?', '[']) {
+                self.err(
+                    &o,
+                    format!("balancer://{name}: a balancer name has no wildcard characters"),
+                );
+                return None;
+            }
             let known = self.ctx.builder.find_balancer(&name).is_some();
             let bi = self.ctx.builder.balancer_index(&name, &o);
             if !known {
