@@ -7,4 +7,5 @@
 
 pub mod manager;
 pub mod metrics;
+pub mod probe;
 pub mod status;

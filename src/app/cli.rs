@@ -65,16 +65,18 @@ enum Command {
     Directives,
     /// Change balancers and members of the running instance (its admin socket, beside the
     /// PidFile): `ctl status`, `ctl drain|enable|disable BALANCER MEMBER`,
-    /// `ctl set BALANCER [MEMBER] factor=2 lbset=1 route=r status=+N-D lbmethod=bybusyness …`.
+    /// `ctl set BALANCER [MEMBER] factor=2 lbset=1 route=r status=+N-D lbmethod=bybusyness …`,
+    /// `ctl release ADDRESS` (reset the client connections accepted on a leaving VIP).
     Ctl {
-        /// The admin socket (default: the config's PidFile + `.ctl`).
+        /// The admin socket (default: the config's PidFile + `.ctl`). Repeat it to apply the
+        /// same command to several instances (an HA pair), in order.
         #[arg(long)]
-        socket: Option<PathBuf>,
+        socket: Vec<PathBuf>,
         /// Talk to the balancer-manager at this http:// URL instead of the admin socket
-        /// (its access rules apply).
+        /// (its access rules apply). Repeatable, as --socket.
         #[arg(long, conflicts_with = "socket")]
-        url: Option<String>,
-        /// status | drain | enable | disable | set, and its arguments.
+        url: Vec<String>,
+        /// status | drain | enable | disable | set | release, and its arguments.
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
     },
@@ -262,18 +264,19 @@ pub fn main() -> i32 {
 fn ctl(
     path: &Path,
     opts: &LoadOptions,
-    socket: Option<PathBuf>,
-    url: Option<String>,
+    sockets: Vec<PathBuf>,
+    urls: Vec<String>,
     args: &[String],
 ) -> i32 {
     use crate::app::ctl::CtlCommand;
-    let usage = "usage: balancerd ctl status | drain|enable|disable BALANCER MEMBER | set BALANCER [MEMBER] key=value…";
+    let usage = "usage: balancerd ctl status | drain|enable|disable BALANCER MEMBER | set BALANCER [MEMBER] key=value… | release ADDRESS";
     let two = |f: fn(String, String) -> CtlCommand| match args {
         [_, b, m] => Some(f(b.clone(), m.clone())),
         _ => None,
     };
     let cmd = match args.first().map(String::as_str) {
         Some("status") if args.len() == 1 => Some(CtlCommand::Status),
+        Some("release") if args.len() == 2 => Some(CtlCommand::Release(args[1].clone())),
         Some("drain") => two(CtlCommand::Drain),
         Some("enable") => two(CtlCommand::Enable),
         Some("disable") => two(CtlCommand::Disable),
@@ -291,25 +294,32 @@ fn ctl(
         eprintln!("{usage}");
         return 2;
     };
-    if let Some(url) = url {
-        return crate::app::ctl::run_url(&url, &cmd);
+    // Several instances: the same command to each, in order; the worst exit code.
+    if !urls.is_empty() {
+        return urls
+            .iter()
+            .map(|u| crate::app::ctl::run_url(u, &cmd))
+            .max()
+            .unwrap_or(0);
     }
-    let socket = match socket {
-        Some(s) => s,
-        None => {
-            let Some(cfg) = crate::app::load_or_report(path, opts) else {
-                return 1;
-            };
-            let Some(pid) = cfg.server.pid_file else {
-                eprintln!(
-                    "balancerd ctl: {} sets no PidFile, so the admin socket cannot be found; give --socket",
-                    path.display()
-                );
-                return 1;
-            };
-            crate::app::ctl::socket_path(&pid)
-        }
+    if !sockets.is_empty() {
+        return sockets
+            .iter()
+            .map(|s| crate::app::ctl::run(s, &cmd))
+            .max()
+            .unwrap_or(0);
+    }
+    let Some(cfg) = crate::app::load_or_report(path, opts) else {
+        return 1;
     };
+    let Some(pid) = cfg.server.pid_file else {
+        eprintln!(
+            "balancerd ctl: {} sets no PidFile, so the admin socket cannot be found; give --socket",
+            path.display()
+        );
+        return 1;
+    };
+    let socket = crate::app::ctl::socket_path(&pid);
     crate::app::ctl::run(&socket, &cmd)
 }
 

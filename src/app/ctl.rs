@@ -97,7 +97,17 @@ fn answer(line: &str, shared: &Shared) -> serde_json::Value {
                 Err(e) => fail(e),
             }
         }
-        _ => fail("cmd must be status or update".into()),
+        Some("release") => {
+            let Some(ip) = req["address"]
+                .as_str()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            else {
+                return fail("release needs an IP address".into());
+            };
+            let n = crate::server::release::release(ip);
+            serde_json::json!({ "ok": true, "released": n, "address": ip.to_string() })
+        }
+        _ => fail("cmd must be status, update or release".into()),
     }
 }
 
@@ -109,6 +119,8 @@ pub enum CtlCommand {
     Disable(String, String),
     /// Balancer, optional member, `key=value` settings.
     Set(String, Option<String>, Vec<String>),
+    /// Reset every client connection accepted on this local address (a VIP leaving).
+    Release(String),
 }
 
 /// The manager parameters a `ctl set` setting stands for.
@@ -174,6 +186,11 @@ fn request(cmd: &CtlCommand) -> Result<serde_json::Value, String> {
     };
     Ok(match cmd {
         CtlCommand::Status => serde_json::json!({ "cmd": "status" }),
+        CtlCommand::Release(a) => {
+            a.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("'{a}' is not an IP address"))?;
+            serde_json::json!({ "cmd": "release", "address": a })
+        }
         CtlCommand::Drain(b, m) => update(b, Some(m), flags(&[("w_status_N", "1")])),
         CtlCommand::Disable(b, m) => update(b, Some(m), flags(&[("w_status_D", "1")])),
         CtlCommand::Enable(b, m) => update(
@@ -207,6 +224,12 @@ pub fn run_url(url: &str, cmd: &CtlCommand) -> i32 {
             return 2;
         }
     };
+    if let CtlCommand::Release(_) = cmd {
+        eprintln!(
+            "balancerd ctl: release goes through the admin socket (--socket), not the manager"
+        );
+        return 2;
+    }
     match manager_call(url, &req) {
         Ok(state) => {
             println!(
@@ -332,6 +355,14 @@ pub fn run(socket: &Path, cmd: &CtlCommand) -> i32 {
     };
     let answer = ask(socket, &req);
     match answer {
+        Ok(v) if v["ok"] == serde_json::Value::Bool(true) && v.get("released").is_some() => {
+            eprintln!(
+                "released {}: {} client connection(s) reset",
+                v["address"].as_str().unwrap_or(""),
+                v["released"]
+            );
+            0
+        }
         Ok(v) if v["ok"] == serde_json::Value::Bool(true) => {
             if let Some(changed) = v["changed"].as_array() {
                 if changed.is_empty() {

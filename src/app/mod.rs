@@ -7,7 +7,9 @@
 //!   │             │ SIGHUP / file changed (debounced)  │ new listeners bound first, then the
 //!   ✗ exit 1      ├──▶ load (same code as `check`) ──ok┘ snapshot swapped (member state kept),
 //!                 │         └─✗─▶ diagnostics logged, old snapshot kept, failure counted
-//!                 └ SIGTERM/SIGINT ──▶ draining: stop accepting, idle connections closed,
+//!                 └ SIGTERM/SIGINT ──▶ not ready (`SetHandler ready` 503), serving on for
+//!                                      `ShutdownDelay`, then
+//!                                      draining: stop accepting, idle connections closed,
 //!                                      in-flight requests and tunnels finish (grace period)
 //!                                      ──▶ exit 0
 //! ```
@@ -644,6 +646,16 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
         signals,
     )
     .await;
+    // Not ready from now on; with `ShutdownDelay`, go on serving that long (probes see 503
+    // and move traffic away), then drain.
+    STATS.stopping.store(true, Relaxed);
+    let delay = app.shared.load().server.shutdown_delay;
+    if !delay.is_zero() {
+        tracing::info!(
+            "stopping: readiness is 503; serving {delay:?} more before draining (ShutdownDelay)"
+        );
+        tokio::time::sleep(delay).await;
+    }
     // Draining.
     hc.abort();
     let _ = stop_tx.send(true);

@@ -155,6 +155,11 @@ pub struct ServerSettings {
     pub proxy_status: bool,
     /// `GracefulShutdownTimeout`: how long a stop waits for in-flight requests (default 30 s).
     pub graceful_timeout: Duration,
+    /// `ShutdownDelay` (balancerd's own; `shutdown_delay` in TOML): after SIGTERM, how long
+    /// balancerd goes on accepting and serving with its readiness handler answering 503,
+    /// before it stops accepting and drains (default 0), so a load balancer's or
+    /// Kubernetes' probe moves traffic away first.
+    pub shutdown_delay: Duration,
     /// `TraceEnable` (default On): Off answers TRACE with 405 instead of proxying it.
     pub trace_enable: bool,
     /// `AllowEncodedSlashes` (default Off: a `%2F` in the path is answered 404).
@@ -196,6 +201,7 @@ impl Default for ServerSettings {
             log_level: None,
             proxy_status: false,
             graceful_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             trace_enable: true,
             underscores_in_headers: false,
             use_canonical_name: false,
@@ -876,6 +882,11 @@ pub enum Handler {
     BalancerManager,
     /// `metrics`: Prometheus exposition.
     Metrics,
+    /// `ready` (balancerd's own): 200 when the config is loaded, the process is not
+    /// stopping, and every balancer with members has a usable one; else 503 (`admin::probe`).
+    Ready,
+    /// `live` (balancerd's own): 200 while the process serves.
+    Live,
 }
 
 impl Handler {
@@ -885,6 +896,8 @@ impl Handler {
             Handler::ServerStatus => "server-status",
             Handler::BalancerManager => "balancer-manager",
             Handler::Metrics => "metrics",
+            Handler::Ready => "ready",
+            Handler::Live => "live",
         }
     }
 }

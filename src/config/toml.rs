@@ -358,6 +358,7 @@ impl Walker<'_> {
             "log_format",
             "request_read_timeout",
             "underscores_in_headers",
+            "shutdown_delay",
         ];
         self.check_keys(t, K, "[server]");
         for (k, val) in t.iter() {
@@ -461,6 +462,11 @@ impl Walker<'_> {
                     }
                 }
                 "log_format" => {}
+                "shutdown_delay" => {
+                    if let Some(d) = self.duration_of(val, key) {
+                        self.ctx.builder.config.server.shutdown_delay = d;
+                    }
+                }
                 "graceful_timeout" => {
                     if let Some(d) = self.duration_of(val, key) {
                         self.ctx.builder.config.server.graceful_timeout = d;
@@ -994,17 +1000,21 @@ impl Walker<'_> {
         };
         let handler = match t.get("handler") {
             None => None,
-            Some(h) => match self.str_of(h, "handler").as_deref() {
-                Some("server-status") => Some(Handler::ServerStatus),
-                Some("balancer-manager") => Some(Handler::BalancerManager),
-                Some("metrics") => Some(Handler::Metrics),
-                Some(other) => {
-                    self.err(h.span().start, format!("unknown handler '{other}'"))
-                        .hint("handlers are server-status, balancer-manager and metrics");
-                    return;
+            Some(h) => {
+                match self.str_of(h, "handler").as_deref() {
+                    Some("server-status") => Some(Handler::ServerStatus),
+                    Some("balancer-manager") => Some(Handler::BalancerManager),
+                    Some("metrics") => Some(Handler::Metrics),
+                    Some("ready") => Some(Handler::Ready),
+                    Some("live") => Some(Handler::Live),
+                    Some(other) => {
+                        self.err(h.span().start, format!("unknown handler '{other}'"))
+                        .hint("handlers are server-status, balancer-manager, metrics, ready and live");
+                        return;
+                    }
+                    None => return,
                 }
-                None => return,
-            },
+            }
         };
         let mut access = AccessRules::default();
         match t.get("allow") {

@@ -165,6 +165,29 @@ pub(super) fn builtin(
             crate::admin::metrics::render(snap),
             "text/plain; version=0.0.4",
         ),
+        Handler::Ready | Handler::Live => {
+            if parts.method != http::Method::GET && parts.method != http::Method::HEAD {
+                return error_page(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "ready and live answer GET and HEAD only.",
+                );
+            }
+            let (ok, body) = match handler {
+                Handler::Ready => crate::admin::probe::ready(snap),
+                _ => (true, "live\n".to_string()),
+            };
+            let mut r = Response::new(DownBody::full(body));
+            if !ok {
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
+        }
         Handler::BalancerManager => {
             if parts.method != http::Method::GET && parts.method != http::Method::POST {
                 return error_page(

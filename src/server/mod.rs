@@ -13,6 +13,7 @@
 //! May import: every layer below it (`util` … `proxy`).
 
 pub mod h1;
+pub mod release;
 
 use crate::h1::framing_check::{Tracked, Verdicts};
 use crate::proxy::handler::{ConnInfo, handle};
@@ -59,32 +60,57 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
         let shutdown = shutdown.clone();
         crate::net::tuning::apply(&stream);
         let tls = shared.load().front_tls.get(&addr).cloned();
+        // The address the client connected to, for `ctl release` (a VIP leaving this node).
+        let local_ip = stream.local_addr().map_or(addr.ip(), |a| a.ip());
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
         // One task per connection, sized for what it serves: a plain connection's task does
         // not carry the TLS handshake and HTTP/2 states (it would be ~10 KiB instead of ~1).
         let Some(cfg) = tls else {
             tokio::spawn(async move {
                 let _conn = ConnCount::open();
-                crate::server::h1::serve(stream, peer, addr.port(), shared, shutdown).await
+                let reg = release::Registration::new(local_ip);
+                tokio::select! {
+                    biased;
+                    () = crate::server::h1::serve(stream, peer, addr.port(), shared, shutdown) => {}
+                    () = reg.released(fd) => {}
+                }
             });
             continue;
         };
         tokio::spawn(async move {
             let _conn = ConnCount::open();
-            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => {
-                    let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let names = crate::net::tls::openssl_names(s.get_ref().1);
-                    if h2 {
-                        Box::pin(serve_http2(s, peer, addr.port(), names, shared, shutdown)).await;
-                    } else {
-                        Box::pin(serve_http1(s, peer, addr.port(), names, shared, shutdown)).await;
-                    }
-                }
-                Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
-                Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+            let reg = release::Registration::new(local_ip);
+            tokio::select! {
+                biased;
+                () = serve_tls(stream, cfg, peer, addr.port(), shared, shutdown) => {}
+                () = reg.released(fd) => {}
             }
         });
+    }
+}
+
+/// A TLS connection: the handshake (bounded in time), then HTTP/2 or HTTP/1.1 by ALPN.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    cfg: Arc<rustls::ServerConfig>,
+    peer: SocketAddr,
+    port: u16,
+    shared: Shared,
+    shutdown: Shutdown,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => {
+            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+            let names = crate::net::tls::openssl_names(s.get_ref().1);
+            if h2 {
+                Box::pin(serve_http2(s, peer, port, names, shared, shutdown)).await;
+            } else {
+                Box::pin(serve_http1(s, peer, port, names, shared, shutdown)).await;
+            }
+        }
+        Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::time::{Instant, SystemTime};
 
 /// The result of the last reload.
@@ -52,6 +52,8 @@ pub struct Stats {
     pub generation: AtomicU64,
     /// The last reload.
     pub last_reload: Mutex<ReloadResult>,
+    /// Stopping (SIGTERM): the readiness handler answers 503 from this moment on.
+    pub stopping: AtomicBool,
 }
 
 /// The process's counters.
@@ -72,4 +74,5 @@ pub static STATS: LazyLock<Stats> = LazyLock::new(|| Stats {
     reloads_failed: AtomicU64::new(0),
     generation: AtomicU64::new(1),
     last_reload: Mutex::new(ReloadResult::default()),
+    stopping: AtomicBool::new(false),
 });

@@ -200,6 +200,13 @@ impl Emitter<'_> {
             let n = self.seconds("GracefulShutdownTimeout", s.graceful_timeout, None);
             let _ = writeln!(self.out, "GracefulShutdownTimeout {n}");
         }
+        if s.shutdown_delay != d.shutdown_delay {
+            let _ = writeln!(
+                self.out,
+                "ShutdownDelay {}",
+                httpd_timeout(s.shutdown_delay)
+            );
+        }
         if !s.trace_enable {
             self.out.push_str("TraceEnable Off\n");
         }

@@ -304,6 +304,14 @@ fn server(out: &mut String, c: &Config, rest: &mut ServerSettings, losses: &mut 
         );
         rest.graceful_timeout = d.graceful_timeout;
     }
+    if s.shutdown_delay != d.shutdown_delay {
+        let _ = writeln!(
+            out,
+            "shutdown_delay = {}",
+            string(&toml_duration(s.shutdown_delay))
+        );
+        rest.shutdown_delay = d.shutdown_delay;
+    }
     if let [(path, fmt)] = c.main.access_logs.as_slice() {
         let _ = writeln!(out, "access_log = {}", string(&super::path_text(path)));
         let _ = writeln!(out, "log_format = {}", string(fmt.source()));

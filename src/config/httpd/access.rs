@@ -17,13 +17,15 @@ impl HttpdParser<'_> {
             "server-status" => Some(Handler::ServerStatus),
             "balancer-manager" => Some(Handler::BalancerManager),
             "metrics" => Some(Handler::Metrics),
+            "ready" => Some(Handler::Ready),
+            "live" => Some(Handler::Live),
             "none" => None,
             _ => {
                 self.err(
                     &d.arg_origin(0),
                     format!("SetHandler {v} is not a handler balancerd has"),
                 )
-                .hint("balancerd serves server-status, balancer-manager and metrics");
+                .hint("balancerd serves server-status, balancer-manager, metrics, ready and live");
                 return;
             }
         };

@@ -168,6 +168,20 @@ impl HttpdParser<'_> {
                     }
                 }
             }
+            "shutdowndelay" => {
+                // balancerd's own directive: whole seconds (or a unit: 500ms).
+                let Some(v) = self.one_arg(d) else {
+                    return true;
+                };
+                if v == "0" {
+                    self.ctx.builder.config.server.shutdown_delay = Duration::ZERO;
+                    return true;
+                }
+                match crate::config::params::timeout_with_unit("ShutdownDelay", &v, false) {
+                    Ok(t) => self.ctx.builder.config.server.shutdown_delay = t,
+                    Err(e) => self.issue(&d.arg_origin(0), e),
+                }
+            }
             "underscoresinheaders" => {
                 // balancerd's own directive (httpd passes such fields; nginx drops them).
                 let Some(v) = self.one_arg(d) else {

@@ -1,0 +1,122 @@
+//! Releasing an address that leaves this node: `balancerd ctl release ADDRESS` resets every
+//! client connection accepted on `ADDRESS` (the local address the client connected to,
+//! such as a keepalived or Pacemaker virtual IP), so clients learn at once that their
+//! connection is gone and reconnect to the node that now holds the address, instead of
+//! waiting out their own timeouts on a connection nothing will ever answer.
+//!
+//! Each connection task registers its local IP at accept ([`Registration`]) and races its
+//! server against [`Registration::released`]. A release bumps the address's generation and
+//! wakes the waiters; a connection accepted before the bump aborts its socket (the client
+//! receives a reset) and its task ends. Connections accepted after the release
+//! (the address came back) are not touched.
+//!
+//! Invariants:
+//! * A release touches only connections whose local IP is the address, accepted before it.
+//! * The socket is reset only while its connection still owns it (the server future is
+//!   alive when `released` sets the option; it is dropped right after).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{LazyLock, Mutex};
+use tokio::sync::watch;
+
+#[derive(Default)]
+struct Entry {
+    /// Open connections on the address.
+    open: usize,
+    /// Releases so far.
+    generation: u64,
+}
+
+static ADDRESSES: LazyLock<Mutex<HashMap<IpAddr, Entry>>> = LazyLock::new(Default::default);
+/// Bumped at every release: wakes every connection to look at its address's generation.
+static SIGNAL: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+/// Connections reset by releases (for the log and tests).
+pub static RESET: AtomicU64 = AtomicU64::new(0);
+
+/// One connection's place in the registry (removed on drop).
+pub struct Registration {
+    ip: IpAddr,
+    generation: u64,
+}
+
+impl Registration {
+    /// Registers a connection accepted on local address `ip`.
+    pub fn new(ip: IpAddr) -> Self {
+        let mut map = ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
+        let e = map.entry(ip).or_default();
+        e.open += 1;
+        Registration {
+            ip,
+            generation: e.generation,
+        }
+    }
+
+    fn is_released(&self) -> bool {
+        let map = ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&self.ip)
+            .is_some_and(|e| e.generation > self.generation)
+    }
+
+    /// Waits until the connection's address is released, then arms `fd` (the connection's
+    /// socket, still owned by its server future) to be reset when it closes.
+    pub async fn released(&self, fd: RawFd) {
+        let mut rx = SIGNAL.subscribe();
+        loop {
+            if self.is_released() {
+                break;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+        // Abort the connection now: `connect` with `AF_UNSPEC` makes Linux drop a connected
+        // TCP socket with a reset (tcp_disconnect), before the server's halves are dropped
+        // (dropping the write half would send a FIN first, and the client would read a
+        // clean end instead of a reset).
+        let unspec = libc::sockaddr {
+            sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+            sa_data: [0; 14],
+        };
+        // SAFETY: `fd` is the socket of the connection this registration belongs to; the
+        // caller's server future owns it and is still alive while this future is polled (it
+        // is dropped only after this future completes), so the descriptor is open and ours.
+        // `unspec` is a valid `sockaddr` for the length given.
+        unsafe {
+            libc::connect(
+                fd,
+                &unspec,
+                std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+            );
+        }
+        RESET.fetch_add(1, Relaxed);
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = map.get_mut(&self.ip) {
+            e.open = e.open.saturating_sub(1);
+            if e.open == 0 && e.generation == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Releases `ip`: every connection accepted on it so far is reset. Returns how many were
+/// open.
+pub fn release(ip: IpAddr) -> usize {
+    let open = {
+        let mut map = ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
+        let e = map.entry(ip).or_default();
+        e.generation += 1;
+        e.open
+    };
+    SIGNAL.send_modify(|g| *g += 1);
+    tracing::warn!(address = %ip, "released: resetting {open} client connection(s) accepted on {ip}");
+    open
+}
