@@ -80,11 +80,21 @@ impl Registration {
             sa_family: libc::AF_UNSPEC as libc::sa_family_t,
             sa_data: [0; 14],
         };
+        // The address may already be gone from this host (keepalived removes a VIP before
+        // it runs `notify_backup`): then the kernel finds no route for a reset from it, and
+        // the client would never hear of it. `IP_TRANSPARENT` (with CAP_NET_ADMIN) lets the
+        // reset leave from an address that is not local; without the capability it fails
+        // and the reset is sent only while the address is still here.
+        let one: libc::c_int = 1;
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: `fd` is the socket of the connection this registration belongs to; the
         // caller's server future owns it and is still alive while this future is polled (it
         // is dropped only after this future completes), so the descriptor is open and ours.
-        // `unspec` is a valid `sockaddr` for the length given.
+        // `one` and `unspec` are valid for the lengths given.
         unsafe {
+            let opt = (&one as *const libc::c_int).cast();
+            libc::setsockopt(fd, libc::SOL_IP, libc::IP_TRANSPARENT, opt, len);
+            libc::setsockopt(fd, libc::SOL_IPV6, libc::IPV6_TRANSPARENT, opt, len);
             libc::connect(
                 fd,
                 &unspec,
