@@ -1,0 +1,78 @@
+//! The deployment files load: the Kubernetes ConfigMap's balancerd.conf and tenant file (as
+//! the Pod mounts them, with a certificate made here) pass `balancerd check`, and the OCF
+//! agent and keepalived scripts are executable. (kubernetes-validate and hadolint check the
+//! manifests and the Dockerfile in `.ci/run`.)
+
+mod support;
+use support::*;
+
+/// The `key: |` blocks of a ConfigMap's `data`, by key (two-space keys, four-space text).
+fn configmap_data(yaml: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut in_data = false;
+    for line in yaml.lines() {
+        if line == "data:" {
+            in_data = true;
+            continue;
+        }
+        if !in_data {
+            continue;
+        }
+        if let Some(key) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(": |")) {
+            out.push((key.to_string(), String::new()));
+        } else if let Some(text) = line.strip_prefix("    ") {
+            let last = out.last_mut().expect("text before a key");
+            last.1.push_str(text);
+            last.1.push('\n');
+        } else if line.trim().is_empty() {
+            if let Some(last) = out.last_mut() {
+                last.1.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_kubernetes_configmap_loads() {
+    let yaml = std::fs::read_to_string(root().join("deploy/k8s/configmap.yaml")).unwrap();
+    let data = configmap_data(&yaml);
+    assert_eq!(data.len(), 2, "{data:?}");
+    let d = ConfDir::new();
+    let g = balancerd_in(d.path(), &["gen-certs", "tls"]);
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    let top = d.path().display().to_string();
+    for (key, text) in &data {
+        // The Pod's paths, moved into this folder.
+        let text = text
+            .replace("/etc/balancerd/tls/tls.crt", &format!("{top}/tls/localhost.pem"))
+            .replace("/etc/balancerd/tls/tls.key", &format!("{top}/tls/localhost.key"))
+            .replace("/etc/balancerd/conf.d", &format!("{top}/conf.d"))
+            .replace("/run/balancerd", &top);
+        let rel = if key == "balancerd.conf" {
+            key.clone()
+        } else {
+            format!("conf.d/{key}")
+        };
+        d.write(&rel, &text);
+    }
+    let r = d.check("balancerd.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("balancer://t1rws"), "{}", r.stdout);
+    assert!(r.stdout.contains("0.0.0.0:8443 (https)"), "{}", r.stdout);
+    assert!(r.stdout.contains("/ready -> ready"), "{}", r.stdout);
+    assert!(r.stdout.contains("/live -> live"), "{}", r.stdout);
+}
+
+#[test]
+fn the_agent_and_scripts_are_executable() {
+    use std::os::unix::fs::PermissionsExt;
+    for f in [
+        "deploy/ocf/balancerd",
+        "deploy/keepalived/balancerd-ready.sh",
+        "deploy/keepalived/balancerd-release.sh",
+    ] {
+        let mode = std::fs::metadata(root().join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111, 0o111, "{f} is not executable");
+    }
+}
