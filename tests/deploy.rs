@@ -24,10 +24,10 @@ fn configmap_data(yaml: &str) -> Vec<(String, String)> {
             let last = out.last_mut().expect("text before a key");
             last.1.push_str(text);
             last.1.push('\n');
-        } else if line.trim().is_empty() {
-            if let Some(last) = out.last_mut() {
-                last.1.push('\n');
-            }
+        } else if line.trim().is_empty()
+            && let Some(last) = out.last_mut()
+        {
+            last.1.push('\n');
         }
     }
     out
@@ -45,8 +45,14 @@ fn the_kubernetes_configmap_loads() {
     for (key, text) in &data {
         // The Pod's paths, moved into this folder.
         let text = text
-            .replace("/etc/balancerd/tls/tls.crt", &format!("{top}/tls/localhost.pem"))
-            .replace("/etc/balancerd/tls/tls.key", &format!("{top}/tls/localhost.key"))
+            .replace(
+                "/etc/balancerd/tls/tls.crt",
+                &format!("{top}/tls/localhost.pem"),
+            )
+            .replace(
+                "/etc/balancerd/tls/tls.key",
+                &format!("{top}/tls/localhost.key"),
+            )
             .replace("/etc/balancerd/conf.d", &format!("{top}/conf.d"))
             .replace("/run/balancerd", &top);
         let rel = if key == "balancerd.conf" {
@@ -72,7 +78,10 @@ fn the_agent_and_scripts_are_executable() {
         "deploy/keepalived/balancerd-ready.sh",
         "deploy/keepalived/balancerd-release.sh",
     ] {
-        let mode = std::fs::metadata(root().join(f)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(root().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o111, 0o111, "{f} is not executable");
     }
 }

@@ -13,7 +13,8 @@ const APACHE_AGENT: &str = "/usr/lib/ocf/resource.d/heartbeat/apache";
 
 fn installed() {
     assert!(
-        std::path::Path::new(APACHE_AGENT).exists() && std::path::Path::new("/usr/sbin/ocf-tester").exists(),
+        std::path::Path::new(APACHE_AGENT).exists()
+            && std::path::Path::new("/usr/sbin/ocf-tester").exists(),
         "resource-agents is not installed (apt-get install resource-agents; .ci/run does)"
     );
 }
@@ -59,7 +60,10 @@ fn apache_monitor(conf: &std::path::Path, port: u16) -> (i32, String) {
 fn the_apache_agents_monitor_passes_against_balancerd() {
     installed();
     let dir = tempfile::tempdir().unwrap();
-    let mut p = Proxy::start(&config(dir.path(), 0).replace("127.0.0.1:0", "127.0.0.1:{PORT}"), &[]);
+    let mut p = Proxy::start(
+        &config(dir.path(), 0).replace("127.0.0.1:0", "127.0.0.1:{PORT}"),
+        &[],
+    );
     let conf = p.conf.path().join("balancerd.conf");
     let port = p.addr.port();
     let (rc, out) = apache_monitor(&conf, port);
@@ -67,7 +71,10 @@ fn the_apache_agents_monitor_passes_against_balancerd() {
     balancerd::app::send_signal(p.pid(), libc::SIGTERM).unwrap();
     let _ = p.child.wait();
     let (rc, out) = apache_monitor(&conf, port);
-    assert_eq!(rc, 7, "OCF_NOT_RUNNING expected after balancerd stopped: {out}");
+    assert_eq!(
+        rc, 7,
+        "OCF_NOT_RUNNING expected after balancerd stopped: {out}"
+    );
 }
 
 fn agent() -> String {
@@ -121,7 +128,10 @@ fn the_shipped_ocf_agent_passes_ocf_tester() {
     let broken = dir.path().join("broken.conf");
     std::fs::write(
         &broken,
-        format!("{}ProxyPass /x balancer://nowhere/ timeout=500ms\nBogus on\n", config(dir.path(), port)),
+        format!(
+            "{}ProxyPass /x balancer://nowhere/ timeout=500ms\nBogus on\n",
+            config(dir.path(), port)
+        ),
     )
     .unwrap();
     assert_eq!(run_agent("start", &params(&broken)), 6);

@@ -40,6 +40,8 @@ pub struct BalancerRt {
     pub access: Option<crate::config::model::AccessRules>,
     /// `SetEnv proxy-*` of the `<Proxy>` section.
     pub proxy_switches: crate::config::model::ProxySwitches,
+    /// `BackupSiteRedirect`: where requests go when no member can serve.
+    pub backup_site: Option<crate::config::model::BackupSite>,
     /// httpd's per-balancer lock around member choice.
     lock: Mutex<()>,
 }
@@ -83,6 +85,7 @@ impl BalancerRt {
             reverse,
             access: None,
             proxy_switches: Default::default(),
+            backup_site: None,
             lock: Mutex::new(()),
         }
     }

@@ -42,6 +42,51 @@ pub struct Config {
     /// The wildcard or folder `Include`s themselves (absolute or relative as resolved): a
     /// change to a file they match triggers a reload; nothing else in their folders does.
     pub include_patterns: Vec<PathBuf>,
+    /// `SiteRedirect` rules (balancerd's own; Workspace smart failover), in config order.
+    pub site_redirects: Vec<SiteRedirect>,
+}
+
+/// `BackupSiteRedirect URL [status=307] [marker=NAME]` (balancerd's own directive; TOML
+/// `backup_site`): when no member of the balancer can serve (every `lbset` tier in error,
+/// disabled, stopped or failing its health check), the request is redirected to the same
+/// path and query on the backup site instead of 503. The redirect adds `NAME=1` to the
+/// query; a request that already carries `NAME` (it came from the other site) gets 503, so
+/// two sites that are both down never bounce a client between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSite {
+    /// The backup site's base URL (`https://rws.dc2.example.com` or with a path prefix), no
+    /// trailing slash.
+    pub url: String,
+    /// 301, 302, 303, 307 (the default) or 308.
+    pub status: u16,
+    /// The query parameter that marks a redirected request (default `bd-failover`).
+    pub marker: String,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// `SiteRedirect ENTRY-HOST[/PATH] LOCAL-URL BACKUP-HOST [param=site-1] [status=302]`
+/// (balancerd's own directive; TOML `[[site_redirect]]`): Workspace's smart failover. A
+/// request for the common entry URL (its `Host` and a path under `PATH`) is redirected to
+/// the local site's URL with the same path and query, plus `site-1=BACKUP-HOST` (not added
+/// again when the query has a `site-1` already); the browser app then reconnects to the
+/// backup host when it loses its CometD connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteRedirect {
+    /// The common entry host, lower-case, without a port.
+    pub entry_host: String,
+    /// The entry path prefix (whole segments; `/` for everything).
+    pub entry_path: String,
+    /// The local site's base URL (no trailing slash).
+    pub local: String,
+    /// The backup site's host, the parameter's value.
+    pub backup_host: String,
+    /// The parameter name (default `site-1`).
+    pub param: String,
+    /// 301, 302 (the default), 303, 307 or 308.
+    pub status: u16,
+    /// Where it was written.
+    pub origin: Origin,
 }
 
 impl Config {
@@ -340,6 +385,8 @@ pub struct Balancer {
     /// Created by a `ProxyPass` naming it before any `<Proxy>` section or `BalancerMember`
     /// defined it (the section that comes later is its first definition, not a second one).
     pub referenced_only: bool,
+    /// `BackupSiteRedirect` inside the `<Proxy>` section.
+    pub backup_site: Option<BackupSite>,
 }
 
 impl Balancer {
@@ -357,6 +404,7 @@ impl Balancer {
             definitions: vec![origin],
             implicit: false,
             referenced_only: false,
+            backup_site: None,
         }
     }
 
@@ -925,6 +973,8 @@ pub struct LocationSection {
     pub proxy_switches: ProxySwitches,
     /// `Redirect [status] [URL]` inside the section (the innermost matching one wins).
     pub redirect: Option<(u16, Option<String>)>,
+    /// `BackupSiteRedirect` inside the section (before the balancer's own).
+    pub backup_site: Option<BackupSite>,
     /// Where it opens.
     pub origin: Origin,
 }
@@ -1053,6 +1103,7 @@ impl LocationSection {
             error_documents: Vec::new(),
             proxy_switches: ProxySwitches::default(),
             redirect: None,
+            backup_site: None,
             origin,
         }
     }

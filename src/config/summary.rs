@@ -166,6 +166,13 @@ pub fn text(c: &Config) -> String {
         for m in &b.members {
             let _ = writeln!(out, "    {}", member_line(m));
         }
+        if let Some(s) = &b.backup_site {
+            let _ = writeln!(
+                out,
+                "    no member usable: {} to {} (+{}=1; a request carrying it gets 503)  {}",
+                s.status, s.url, s.marker, s.origin
+            );
+        }
     }
     out.push_str("routes (match order):\n");
     let mut n = 0;
@@ -183,6 +190,26 @@ pub fn text(c: &Config) -> String {
         for r in &v.rules.routes {
             n += 1;
             route_line(&mut out, c, n, r);
+        }
+    }
+    if !c.site_redirects.is_empty() {
+        out.push_str("site redirects (before routing):\n");
+        for r in &c.site_redirects {
+            let _ = writeln!(
+                out,
+                "  {}{} -> {} {}/…?{}={}  {}",
+                r.entry_host,
+                if r.entry_path == "/" {
+                    ""
+                } else {
+                    &r.entry_path
+                },
+                r.status,
+                r.local,
+                r.param,
+                r.backup_host,
+                r.origin
+            );
         }
     }
     let locs: Vec<&LocationSection> = c

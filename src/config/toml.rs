@@ -207,6 +207,7 @@ impl Walker<'_> {
             "request_header",
             "location",
             "httpd",
+            "site_redirect",
         ];
         self.check_keys(root, TOP, "the top level");
         // Server settings first: they hold defaults other sections read.
@@ -248,6 +249,11 @@ impl Walker<'_> {
         if let Some(l) = root.get("location") {
             for t in self.tables(l, "location") {
                 self.location(t);
+            }
+        }
+        if let Some(r) = root.get("site_redirect") {
+            for t in self.tables(r, "site_redirect") {
+                self.site_redirect(t);
             }
         }
         // httpd directives for what this dialect has no key for, read in place.
@@ -332,6 +338,96 @@ impl Walker<'_> {
         let path = PathBuf::from(&*self.file);
         let mut p = super::httpd::HttpdParser::new(self.ctx);
         p.parse_file(&path, &text);
+    }
+
+    /// `backup_site = { url = "https://…", status = 307, marker = "bd-failover" }`.
+    fn backup_site(&mut self, v: &Val<'_>) -> Option<BackupSite> {
+        let t = self.as_table(v, "backup_site")?;
+        self.check_keys(t, &["url", "status", "marker"], "backup_site");
+        let o = self.origin(v.span().start);
+        let Some(u) = t.get("url") else {
+            self.ctx
+                .diags
+                .error(&o, "backup_site needs url = \"https://backup-site\"");
+            return None;
+        };
+        let url = self.str_of(u, "url")?;
+        let url = match super::httpd::site::base_url(&url) {
+            Ok(x) => x,
+            Err(e) => {
+                self.err(u.span().start, e);
+                return None;
+            }
+        };
+        let mut site = BackupSite {
+            url,
+            status: 307,
+            marker: "bd-failover".into(),
+            origin: o,
+        };
+        if let Some(s) = t.get("status") {
+            let n = self.int_of(s, "status")?;
+            match super::httpd::site::redirect_status(&n.to_string()) {
+                Ok(c) => site.status = c,
+                Err(e) => {
+                    self.err(s.span().start, e);
+                    return None;
+                }
+            }
+        }
+        if let Some(m) = t.get("marker") {
+            let name = self.str_of(m, "marker")?;
+            match super::httpd::site::param_name(&name) {
+                Ok(n) => site.marker = n,
+                Err(e) => {
+                    self.err(m.span().start, e);
+                    return None;
+                }
+            }
+        }
+        Some(site)
+    }
+
+    /// `[[site_redirect]] entry = "agents.example.com/ui", local = "https://…",
+    /// backup_host = "…", param = "site-1", status = 302`.
+    fn site_redirect(&mut self, v: &Val<'_>) {
+        let Some(t) = self.as_table(v, "site_redirect") else {
+            return;
+        };
+        self.check_keys(
+            t,
+            &["entry", "local", "backup_host", "param", "status"],
+            "[[site_redirect]]",
+        );
+        let o = self.origin(v.span().start);
+        let mut words = Vec::new();
+        for key in ["entry", "local", "backup_host"] {
+            let Some(x) = t.get(key) else {
+                self.ctx
+                    .diags
+                    .error(&o, "a site_redirect needs entry, local and backup_host");
+                return;
+            };
+            let Some(s) = self.str_of(x, key) else {
+                return;
+            };
+            words.push(s);
+        }
+        if let Some(p) = t.get("param") {
+            words.push(format!(
+                "param={}",
+                self.str_of(p, "param").unwrap_or_default()
+            ));
+        }
+        if let Some(s) = t.get("status") {
+            words.push(format!("status={}", self.int_of(s, "status").unwrap_or(0)));
+        }
+        match super::httpd::site::parse_site_redirect(&words, o.clone()) {
+            Ok(r) => self.ctx.builder.config.site_redirects.push(r),
+            Err(e) => {
+                self.ctx.diags.error(&o, e);
+            }
+        }
     }
 
     fn server(&mut self, v: &Val<'_>) {
@@ -659,6 +755,7 @@ impl Walker<'_> {
             "reverse",
             "cookie_path",
             "cookie_domain",
+            "backup_site",
         ];
         known.extend(BALANCER_KEYS.iter().copied());
         self.check_keys(t, &known, "[[balancer]]");
@@ -726,6 +823,11 @@ impl Walker<'_> {
             for mt in self.tables(m, "member") {
                 self.member(bi, mt);
             }
+        }
+        if let Some(bs) = t.get("backup_site")
+            && let Some(site) = self.backup_site(bs)
+        {
+            self.ctx.builder.config.balancers[bi].backup_site = Some(site);
         }
         for (key, req) in [("header", false), ("request_header", true)] {
             if let Some(h) = t.get(key) {

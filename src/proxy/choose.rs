@@ -108,6 +108,20 @@ pub(super) async fn forward(
                 if let Some(i) = Box::pin(wait_for_member(b, session.map(|s| s.route))).await {
                     (i, b.params.sticky.is_some())
                 } else {
+                    // The backup site takes it (`BackupSiteRedirect`), unless it came from there.
+                    let backup = cx
+                        .locations
+                        .iter()
+                        .rev()
+                        .find_map(|l| l.backup_site.as_ref())
+                        .or(b.backup_site.as_ref());
+                    if let Some(site) = backup {
+                        if let Some(r) = super::redirect::backup_site_redirect(site, parts) {
+                            tracing::warn!(balancer = %b.full_name, "no member can serve: redirected to the backup site {}", site.url);
+                            return r;
+                        }
+                        tracing::error!(balancer = %b.full_name, "no member can serve, and the request came from the backup site ({} in the query): 503", site.marker);
+                    }
                     let what = if b.members.is_empty() {
                         "No members in balancer"
                     } else {

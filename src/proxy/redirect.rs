@@ -112,3 +112,82 @@ pub(super) fn moved(status: StatusCode, url: &str) -> Response<DownBody> {
     }
     r
 }
+
+/// True when the query has a parameter called `name` (with or without a value).
+pub(super) fn has_param(query: Option<&str>, name: &str) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.split('=').next().is_some_and(|k| k == name))
+    })
+}
+
+/// `SiteRedirect`: the answer when the request is for a site's common entry URL (its host,
+/// without a port, and a path under the entry path): the local site's URL with the same path
+/// and query, plus `param=backup-host` unless the query names `param` already.
+pub(super) fn site_redirect(
+    rules: &[crate::config::model::SiteRedirect],
+    host: Option<&str>,
+    parts: &http::request::Parts,
+    normalised: &str,
+) -> Option<Response<DownBody>> {
+    let host = host?;
+    let name = match host.strip_prefix('[') {
+        Some(_) => host
+            .split(']')
+            .next()
+            .map_or(host, |h| &host[..h.len() + 1]),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let rule = rules.iter().find(|r| {
+        r.entry_host.eq_ignore_ascii_case(name)
+            && (r.entry_path == "/" || route::prefix_match(&r.entry_path, normalised).is_some())
+    })?;
+    let mut url = format!("{}{}", rule.local, parts.uri.path());
+    let query = parts.uri.query();
+    match query {
+        Some(q) if !q.is_empty() => {
+            url.push('?');
+            url.push_str(q);
+            if !has_param(query, &rule.param) {
+                url.push('&');
+                url.push_str(&rule.param);
+                url.push('=');
+                url.push_str(&rule.backup_host);
+            }
+        }
+        _ => {
+            url.push('?');
+            url.push_str(&rule.param);
+            url.push('=');
+            url.push_str(&rule.backup_host);
+        }
+    }
+    let code = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::FOUND);
+    Some(moved(code, &url))
+}
+
+/// `BackupSiteRedirect`: the redirect to the same path and query on the backup site, marked
+/// so the other site does not send it back; `None` when the request carries the mark already
+/// (it came from the other site: 503, never a loop).
+pub(super) fn backup_site_redirect(
+    site: &crate::config::model::BackupSite,
+    parts: &http::request::Parts,
+) -> Option<Response<DownBody>> {
+    let query = parts.uri.query();
+    if has_param(query, &site.marker) {
+        return None;
+    }
+    let mut url = format!("{}{}", site.url, parts.uri.path());
+    match query {
+        Some(q) if !q.is_empty() => {
+            url.push('?');
+            url.push_str(q);
+            url.push('&');
+        }
+        _ => url.push('?'),
+    }
+    url.push_str(&site.marker);
+    url.push_str("=1");
+    let code = StatusCode::from_u16(site.status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
+    Some(moved(code, &url))
+}

@@ -156,6 +156,13 @@ pub(super) fn prepare<'s>(
             )));
         }
     };
+    // Workspace's entry URL (`SiteRedirect`) goes to the local site before anything else.
+    if !snap.site_redirects.is_empty()
+        && let Some(r) =
+            super::redirect::site_redirect(&snap.site_redirects, host_header, parts, &uri)
+    {
+        return Err(r);
+    }
     // mod_rewrite runs before ProxyPass (httpd's translate order).
     let mut rewrite_env = Vec::new();
     let mut proxy_rule = None;

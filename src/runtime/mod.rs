@@ -96,6 +96,8 @@ pub struct Snapshot {
     /// Runtime changes (the balancer-manager's) and the nonces, shared by every snapshot of
     /// the process.
     pub control: Arc<control::Control>,
+    /// `SiteRedirect` rules (Workspace's entry URL), checked before routing when any.
+    pub site_redirects: Vec<crate::config::model::SiteRedirect>,
 }
 
 /// A virtual host's rewrite rules: its own when its `RewriteEngine` is on, with the main
@@ -303,6 +305,7 @@ impl Snapshot {
             main,
             vhosts,
             proxy_access,
+            site_redirects,
             ..
         } = config;
         let balancers: Vec<BalancerRt> = balancers
@@ -329,6 +332,7 @@ impl Snapshot {
                 );
                 rt.access = b.access;
                 rt.proxy_switches = b.proxy_switches;
+                rt.backup_site = b.backup_site;
                 rt
             })
             .collect();
@@ -397,6 +401,7 @@ impl Snapshot {
                         .any(|l| !l.error_documents.is_empty())
             });
         Ok(Snapshot {
+            site_redirects,
             control,
             logging,
             error_documents,

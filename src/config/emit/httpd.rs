@@ -244,6 +244,22 @@ impl Emitter<'_> {
                 stage("body", &s.body_read_timeout)
             );
         }
+        for r in &self.config.site_redirects {
+            let entry = if r.entry_path == "/" {
+                r.entry_host.clone()
+            } else {
+                format!("{}{}", r.entry_host, r.entry_path)
+            };
+            let _ = writeln!(
+                self.out,
+                "SiteRedirect {} {} {} param={} status={}",
+                w(&entry),
+                w(&r.local),
+                w(&r.backup_host),
+                r.param,
+                r.status
+            );
+        }
         for (path, fmt) in &self.config.main.access_logs {
             let _ = writeln!(
                 self.out,
@@ -373,6 +389,9 @@ impl Emitter<'_> {
             self.access(a, 1);
         }
         self.switches(b.proxy_switches, 1);
+        if let Some(site) = &b.backup_site {
+            self.line(1, &backup_site(site));
+        }
         self.out.push_str("</Proxy>\n");
     }
 
@@ -562,6 +581,9 @@ impl Emitter<'_> {
             self.line(depth, &t);
         }
         self.switches(l.proxy_switches, depth);
+        if let Some(site) = &l.backup_site {
+            self.line(depth, &backup_site(site));
+        }
         if let Some((status, target)) = &l.redirect {
             let mut t = format!("Redirect {status}");
             if let Some(u) = target {
@@ -907,4 +929,13 @@ fn redirect(r: &RedirectRule) -> String {
         t.push_str(&w(u));
     }
     t
+}
+
+fn backup_site(s: &BackupSite) -> String {
+    format!(
+        "BackupSiteRedirect {} status={} marker={}",
+        w(&s.url),
+        s.status,
+        s.marker
+    )
 }

@@ -37,6 +37,22 @@ pub fn emit(c: &Config) -> (String, Vec<Loss>) {
     }
 
     server(&mut native, c, &mut rest.server, &mut losses);
+    for r in &c.site_redirects {
+        let entry = if r.entry_path == "/" {
+            r.entry_host.clone()
+        } else {
+            format!("{}{}", r.entry_host, r.entry_path)
+        };
+        let _ = write!(
+            native,
+            "\n[[site_redirect]]\nentry = {}\nlocal = {}\nbackup_host = {}\nparam = {}\nstatus = {}\n",
+            string(&entry),
+            string(&r.local),
+            string(&r.backup_host),
+            string(&r.param),
+            r.status
+        );
+    }
     for l in &c.listeners {
         listen(&mut native, l);
     }
@@ -443,6 +459,7 @@ fn location_is_native(l: &LocationSection) -> bool {
         && l.error_documents.is_empty()
         && l.proxy_switches.0 == 0
         && l.redirect.is_none()
+        && l.backup_site.is_none()
 }
 
 /// A parameter value: a number or boolean as such, else a string.
@@ -480,6 +497,15 @@ fn balancer(out: &mut String, b: &Balancer) {
         } else {
             let _ = writeln!(out, "{k} = {}", value(&v));
         }
+    }
+    if let Some(s) = &b.backup_site {
+        let _ = writeln!(
+            out,
+            "backup_site = {{ url = {}, status = {}, marker = {} }}",
+            string(&s.url),
+            s.status,
+            string(&s.marker)
+        );
     }
     for m in &b.members {
         out.push_str("  [[balancer.member]]\n");

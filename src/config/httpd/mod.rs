@@ -12,6 +12,7 @@
 
 pub mod directives;
 pub mod lexer;
+pub(crate) mod site;
 
 mod access;
 mod env;
@@ -387,6 +388,7 @@ impl<'a> HttpdParser<'a> {
                 self.output_filter(d)
             }
             "setenv" => self.set_env(d),
+            "backupsiteredirect" | "siteredirect" => self.site(d),
             "rewriteengine" | "rewritecond" | "rewriterule" | "rewriteoptions" => self.rewrite(d),
             "redirect" | "redirectmatch" | "redirecttemp" | "redirectpermanent" => self.redirect(d),
             "browsermatch" | "browsermatchnocase" | "setenvif" | "setenvifnocase" => {
