@@ -137,10 +137,17 @@ fn the_shipped_ocf_agent_passes_ocf_tester() {
     assert_eq!(run_agent("start", &params(&broken)), 6);
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 
-    // Start, monitor, reload, stop by hand.
+    // Start, monitor, reload, stop by hand; after a binary upgrade (`balancerd upgrade`)
+    // the agent follows the PidFile to the new process.
     assert_eq!(run_agent("start", &params(&conf)), 0);
     assert_eq!(run_agent("monitor", &params(&conf)), 0);
     assert_eq!(run_agent("reload", &params(&conf)), 0);
+    assert_eq!(run_agent("monitor", &params(&conf)), 0);
+    let pid_file = dir.path().join("balancerd.pid");
+    let before = std::fs::read_to_string(&pid_file).unwrap();
+    let up = balancerd(&["upgrade", "--config", conf.to_str().unwrap()]);
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    assert_ne!(std::fs::read_to_string(&pid_file).unwrap(), before);
     assert_eq!(run_agent("monitor", &params(&conf)), 0);
     assert_eq!(run_agent("stop", &params(&conf)), 0);
     assert_eq!(run_agent("monitor", &params(&conf)), 7);

@@ -56,6 +56,9 @@ enum Command {
     Demo,
     /// Ask the running instance (found through its PidFile) to reload its config.
     Reload,
+    /// Zero-downtime binary upgrade: the running instance starts the binary again and hands
+    /// it its listening sockets; it then drains and exits (SIGUSR2 does the same).
+    Upgrade,
     /// Write a development CA, a `localhost` server certificate and a client certificate.
     GenCerts {
         /// Folder to write them to.
@@ -244,6 +247,7 @@ pub fn main() -> i32 {
         Command::Run => run(&path, &opts, false, cli.threads),
         Command::Demo => run(&path, &opts, true, cli.threads),
         Command::Reload => crate::app::signal_reload(&path, &opts),
+        Command::Upgrade => crate::app::signal_upgrade(&path, &opts),
         Command::Ctl { socket, url, args } => ctl(&path, &opts, socket, url, &args),
         Command::GenCerts { dir } => match crate::net::tls::gen_certs(&dir) {
             Ok(files) => {

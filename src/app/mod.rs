@@ -32,6 +32,7 @@ pub mod cli;
 pub mod ctl;
 pub mod demo;
 pub mod explain;
+pub mod upgrade;
 
 use crate::config::{self, LoadOptions};
 use crate::runtime::{Shared, Snapshot};
@@ -116,6 +117,10 @@ struct App {
     path: PathBuf,
     opts: LoadOptions,
     listeners: HashMap<SocketAddr, Vec<JoinHandle<()>>>,
+    /// The listening sockets' descriptors by address (what an upgrade hands over).
+    listen_fds: HashMap<SocketAddr, Vec<std::os::fd::RawFd>>,
+    /// Sockets handed over by the process this one upgraded (empty otherwise).
+    inherited: upgrade::Inherited,
     shutdown: watch::Receiver<bool>,
     /// A hash of the running config's files (paths and contents): a file-triggered reload
     /// whose files hash the same does nothing.
@@ -124,8 +129,15 @@ struct App {
 
 impl App {
     fn start_listener(&mut self, l: &crate::config::model::Listener) -> Result<(), String> {
-        let tl = bind_listeners(l.addr)
-            .map_err(|e| format!("{}: cannot listen on {}: {e}", l.origin, l.addr))?;
+        let tl = match self.inherited.take(l.addr) {
+            Some(tl) => tl,
+            None => bind_listeners(l.addr)
+                .map_err(|e| format!("{}: cannot listen on {}: {e}", l.origin, l.addr))?,
+        };
+        self.listen_fds.insert(
+            l.addr,
+            tl.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect(),
+        );
         let tls = self.shared.load().front_tls.contains_key(&l.addr);
         tracing::info!(
             "listening on {}{} ({})",
@@ -150,6 +162,45 @@ impl App {
                 ))
             })
             .collect()
+    }
+
+    /// SIGUSR2: starts the binary again with this process's arguments and hands it the
+    /// listening sockets ([`upgrade`]). True when the new process serves (this one then
+    /// drains and exits); on failure this one goes on serving.
+    async fn upgrade(&mut self) -> bool {
+        let Ok(exe) = std::env::current_exe() else {
+            tracing::error!("upgrade: cannot find this process's binary");
+            return false;
+        };
+        // After a package upgrade the file at that path is the new binary (the running one
+        // shows as "(deleted)").
+        let exe = std::path::PathBuf::from(
+            exe.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_string(),
+        );
+        let sockets: Vec<(SocketAddr, std::os::fd::RawFd)> = self
+            .listen_fds
+            .iter()
+            .flat_map(|(a, fds)| fds.iter().map(move |f| (*a, *f)))
+            .collect();
+        tracing::info!(
+            "SIGUSR2: upgrading: starting {} with {} listening socket(s)",
+            exe.display(),
+            sockets.len()
+        );
+        match upgrade::hand_over(exe, sockets).await {
+            Ok(pid) => {
+                tracing::info!(
+                    "upgrade: pid {pid} serves; this process stops accepting and drains"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!("upgrade failed, this process goes on serving: {e}");
+                false
+            }
+        }
     }
 
     /// Reloads the config; on any error the running snapshot stays. This is exactly the
@@ -215,6 +266,10 @@ impl App {
         self.sources_hash = hash;
         for (addr, tl) in fresh {
             tracing::info!("listening on {addr} (added by reload)");
+            self.listen_fds.insert(
+                addr,
+                tl.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect(),
+            );
             let tasks = self.serve_all(tl, addr);
             self.listeners.insert(addr, tasks);
         }
@@ -225,6 +280,7 @@ impl App {
             .copied()
             .collect();
         for a in gone {
+            self.listen_fds.remove(&a);
             if let Some(tasks) = self.listeners.remove(&a) {
                 tasks.iter().for_each(JoinHandle::abort);
                 tracing::info!("stopped listening on {a} (removed by reload)");
@@ -551,6 +607,13 @@ impl PidFile {
     }
 }
 
+impl PidFile {
+    /// Leaves the files in place at exit (a new process owns them after an upgrade).
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
 impl Drop for PidFile {
     fn drop(&mut self) {
         if let Some(p) = &self.0 {
@@ -568,6 +631,7 @@ struct Signals(
         tokio::signal::unix::Signal,
         tokio::signal::unix::Signal,
         tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
     )>,
     #[cfg(not(unix))] Option<()>,
 );
@@ -580,8 +644,9 @@ impl Signals {
             signal(SignalKind::hangup()),
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::user_defined2()),
         ) {
-            (Ok(h), Ok(t), Ok(i)) => Signals(Some((h, t, i))),
+            (Ok(h), Ok(t), Ok(i), Ok(u)) => Signals(Some((h, t, i, u))),
             _ => Signals(None),
         }
     }
@@ -612,18 +677,17 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
         return 1;
     }
     let grace = snap.server.graceful_timeout;
-    let _pid = PidFile::write(snap.server.pid_file.as_deref());
+    // Started by an upgrade: the old process's listening sockets.
+    let inherited = upgrade::Inherited::from_env();
     let shared: Shared = crate::runtime::control::share(snap);
-    // The admin socket for `balancerd ctl`, beside the PidFile.
-    if let Some(p) = shared.load().server.pid_file.as_deref() {
-        tokio::spawn(ctl::serve(ctl::socket_path(p), shared.clone()));
-    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut app = App {
         shared: shared.clone(),
         path,
         opts,
         listeners: HashMap::new(),
+        listen_fds: HashMap::new(),
+        inherited,
         shutdown: stop_rx,
         sources_hash: sources_hash(&sources),
     };
@@ -634,10 +698,18 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
             return 1;
         }
     }
+    // Serving: the PidFile and the admin socket (`balancerd ctl`) beside it name this
+    // process (after an upgrade, from now on: the old process leaves them alone).
+    let mut pid_file = PidFile::write(shared.load().server.pid_file.as_deref());
+    if let Some(p) = shared.load().server.pid_file.as_deref() {
+        tokio::spawn(ctl::serve(ctl::socket_path(p), shared.clone()));
+    }
+    app.inherited.ready();
+    upgrade::notify_systemd(&format!("READY=1\nMAINPID={}", std::process::id()));
     let hc = tokio::spawn(crate::runtime::health::run(shared.clone()));
     let (mut parents, mut wdirs) = watch_set(&sources, &dirs);
     let mut watcher = ConfigWatch::start(&parents, &wdirs);
-    wait_loop(
+    let stop = wait_loop(
         &mut app,
         &mut watcher,
         &mut parents,
@@ -647,10 +719,16 @@ pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> 
     )
     .await;
     // Not ready from now on; with `ShutdownDelay`, go on serving that long (probes see 503
-    // and move traffic away), then drain.
+    // and move traffic away), then drain. After an upgrade the new process serves already:
+    // stop accepting at once, and leave the PidFile and admin socket to it.
     STATS.stopping.store(true, Relaxed);
+    if stop == Stop::Signal {
+        upgrade::notify_systemd("STOPPING=1");
+    }
     let delay = app.shared.load().server.shutdown_delay;
-    if !delay.is_zero() {
+    if stop == Stop::Upgraded {
+        pid_file.disarm();
+    } else if !delay.is_zero() {
         tracing::info!(
             "stopping: readiness is 503; serving {delay:?} more before draining (ShutdownDelay)"
         );
@@ -689,10 +767,10 @@ async fn wait_loop(
     wdirs: &mut BTreeSet<PathBuf>,
     targets: &mut WatchTargets,
     signals: Signals,
-) {
-    let Signals(Some((mut hup, mut term, mut int))) = signals else {
+) -> Stop {
+    let Signals(Some((mut hup, mut term, mut int, mut usr2))) = signals else {
         let _ = tokio::signal::ctrl_c().await;
-        return;
+        return Stop::Signal;
     };
     let debounce = Duration::from_millis(250);
     let mut due: Option<tokio::time::Instant> = None;
@@ -727,8 +805,14 @@ async fn wait_loop(
                 due = None;
                 app.reload("config files changed", false);
             }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping gracefully"); return; }
-            _ = int.recv() => { tracing::info!("SIGINT: stopping gracefully"); return; }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping gracefully"); return Stop::Signal; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping gracefully"); return Stop::Signal; }
+            _ = usr2.recv() => {
+                if app.upgrade().await {
+                    return Stop::Upgraded;
+                }
+                continue;
+            }
         }
         // Includes may have changed: watch what the config is made of now.
         let cfg = config::load(&app.path, &app.opts).config;
@@ -752,8 +836,66 @@ async fn wait_loop(
     _d: &mut BTreeSet<PathBuf>,
     _t: &mut WatchTargets,
     _s: Signals,
-) {
+) -> Stop {
     let _ = tokio::signal::ctrl_c().await;
+    Stop::Signal
+}
+
+/// Why the serving loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM or SIGINT: drain and exit.
+    Signal,
+    /// A new process took over the listening sockets (SIGUSR2): drain and exit, leaving
+    /// the PidFile and admin socket to it.
+    Upgraded,
+}
+
+/// `balancerd upgrade`: asks the running instance (its `PidFile`) to start the binary again
+/// and hand it the listening sockets (SIGUSR2), then waits until the PidFile names the new
+/// process. Exit 0 when it does; 1 when no new process took over (the old one goes on
+/// serving; its log says why).
+pub fn signal_upgrade(path: &Path, opts: &LoadOptions) -> i32 {
+    let Some(cfg) = load_or_report(path, opts) else {
+        eprintln!(
+            "balancerd upgrade: {} has errors; a new process would not start",
+            path.display()
+        );
+        return 1;
+    };
+    let Some(pid_file) = cfg.server.pid_file else {
+        eprintln!(
+            "balancerd upgrade: {} sets no PidFile, so the running instance cannot be found; send it SIGUSR2",
+            path.display()
+        );
+        return 1;
+    };
+    let read = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+    };
+    let Some(old) = read() else {
+        eprintln!(
+            "balancerd upgrade: cannot read a pid from {}",
+            pid_file.display()
+        );
+        return 1;
+    };
+    if let Err(e) = send_signal(old, libc::SIGUSR2) {
+        eprintln!("balancerd upgrade: cannot signal pid {old}: {e}");
+        return 1;
+    }
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(35) {
+        if let Some(new) = read().filter(|p| *p != old) {
+            println!("upgraded: pid {old} -> {new} (pid {old} drains and exits)");
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("balancerd upgrade: no new process took over; pid {old} still serves (see its log)");
+    1
 }
 
 /// `balancerd reload`: signals the running instance found through its `PidFile`.
