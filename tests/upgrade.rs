@@ -153,8 +153,9 @@ async fn an_upgrade_under_load_refuses_nothing_and_fails_nothing() {
         .and_then(|_| read_pid(&pid))
         .expect("no PidFile");
 
-    // Held long-polls on the old process.
-    let polls: usize = 100;
+    // Held long-polls on the old process (UPGRADE_FULL=1: 2,000, with wrk as more load).
+    let full = std::env::var("UPGRADE_FULL").is_ok();
+    let polls: usize = if full { 2000 } else { 100 };
     let mut held = Vec::new();
     for _ in 0..polls {
         use tokio::io::AsyncWriteExt;
@@ -200,6 +201,13 @@ async fn an_upgrade_under_load_refuses_nothing_and_fails_nothing() {
             counts.clone(),
         )));
     }
+    let wrk = full.then(|| {
+        std::process::Command::new("wrk")
+            .args(["-t2", "-c64", "-d6s", "-H", "Host: lb.example"])
+            .arg(format!("http://{}/api/w", p.addr))
+            .output()
+    });
+    let wrk = wrk.map(|w| tokio::task::spawn_blocking(move || w));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = counts.ok.load(SeqCst);
     let conf = p.conf.path().join("balancerd.conf");
@@ -241,6 +249,16 @@ async fn an_upgrade_under_load_refuses_nothing_and_fails_nothing() {
         "upgrade under load: {ok} requests ok ({} after the upgrade began), {refused} refused, {failed} failed, {retried} keep-alive requests sent again on a new connection; old pid {old} exited {took:?} after the hand-over",
         ok - before
     );
+    if let Some(w) = wrk {
+        let out = w.await.unwrap().expect("wrk");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("wrk through the upgrade:\n{text}");
+        assert!(!text.contains("Non-2xx"), "{text}");
+        assert!(
+            !text.contains("Socket errors: connect") || text.contains("Socket errors: connect 0,"),
+            "{text}"
+        );
+    }
     assert_eq!(refused, 0, "{}", p.log_text());
     assert_eq!(failed, 0, "{}", p.log_text());
     assert!(ok - before > 50, "{ok} {before}");
