@@ -75,6 +75,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
+/// How long a connection idle when a drain (stop or upgrade) begins waits for a request the
+/// client may be sending at that moment, before it closes.
+const DRAIN_IDLE: Duration = Duration::from_millis(1000);
+
 /// Pipelined bytes buffered while a request is being handled.
 const MAX_PIPELINED: usize = 64 * 1024;
 /// How long, and how much, the rest of a request is drained after an early answer.
@@ -122,7 +126,11 @@ impl ClientConn {
     ) -> Next {
         // The idle deadline on the coarse clock; the precise one is read only to arm the
         // connection's timer the first time, and when it fires.
-        let deadline_ms = coarse_ms().saturating_add(idle.as_millis() as u64);
+        let mut deadline_ms = coarse_ms().saturating_add(idle.as_millis() as u64);
+        // Set when a drain began while this connection was idle: it waits a moment longer
+        // for a request already on its way (answered with `Connection: close`) instead of
+        // closing under a client that is sending one.
+        let mut draining = false;
         // Started when a read leaves an incomplete head (a head that arrives in one read
         // never reads the precise clock here).
         let mut head_deadline: Option<RateDeadline> = None;
@@ -158,7 +166,7 @@ impl ClientConn {
                     Err(r) => return Next::Refused(r),
                 }
             }
-            if *shutdown.borrow() {
+            if *shutdown.borrow() && !draining {
                 return Next::Closed;
             }
             let Some(rd) = self.rd.as_mut() else {
@@ -202,7 +210,16 @@ impl ClientConn {
                         return Next::Closed;
                     }
                 }
-                () = stopping.as_mut() => return Next::Closed,
+                () = stopping.as_mut() => {
+                    if !self.buf.is_empty() || draining {
+                        return Next::Closed;
+                    }
+                    // Idle when the drain began: DRAIN_IDLE more for a request in flight.
+                    draining = true;
+                    *stopping = Box::pin(std::future::pending());
+                    deadline_ms = deadline_ms.min(coarse_ms() + DRAIN_IDLE.as_millis() as u64);
+                    timer.as_mut().reset(Instant::now() + DRAIN_IDLE.min(idle));
+                }
             }
         }
     }
