@@ -7,6 +7,8 @@
 //!   and `ShutdownDelay` keeps the listeners open that long, so checkers move traffic
 //!   away before connections close.
 //! * **live**: 200 while the process serves requests (also while stopping).
+//!
+//! May import: what `admin` may (`util` … `runtime`).
 
 use crate::runtime::Snapshot;
 use crate::telemetry::stats::STATS;

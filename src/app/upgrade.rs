@@ -17,6 +17,8 @@
 //!   queue are taken by the new process, never refused.
 //! * A failed start changes nothing: the old process keeps its sockets, its PidFile and its
 //!   admin socket.
+//!
+//! May import: every layer (it is part of `app`).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -13,7 +13,9 @@
 //! Invariants:
 //! * A release touches only connections whose local IP is the address, accepted before it.
 //! * The socket is reset only while its connection still owns it (the server future is
-//!   alive when `released` sets the option; it is dropped right after).
+//!   alive when `released` aborts it; it is dropped right after).
+//!
+//! May import: what `server` may (`util` … `proxy`); it uses only `util`-level pieces.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
