@@ -85,3 +85,44 @@ fn the_agent_and_scripts_are_executable() {
         assert_eq!(mode & 0o111, 0o111, "{f} is not executable");
     }
 }
+
+/// The CLI as packaged: `-t` checks like `apachectl -t`, `version`, the man page and the
+/// bash completion come from the CLI definition, and tuning switches stay out of `--help`.
+#[test]
+fn the_cli_has_what_the_packages_install() {
+    let r = balancerd(&["-t", "-f", "conf/balancerd.conf"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("is valid"), "{}", r.stderr);
+    let broken = ConfDir::new();
+    broken.write("b.conf", "Bogus on\n");
+    assert_eq!(balancerd_in(broken.path(), &["-t", "-f", "b.conf"]).code, 1);
+    let v = balancerd(&["version"]);
+    assert!(
+        v.stdout
+            .starts_with(&format!("balancerd {} (", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        v.stdout
+    );
+    let man = balancerd(&["man"]);
+    assert_eq!(man.code, 0);
+    assert!(man.stdout.contains(".TH balancerd 1"), "{}", man.stdout);
+    for section in ["EXIT STATUS", "CONFIG DIALECTS", "SIGUSR2"] {
+        assert!(man.stdout.contains(section), "man page lacks {section}");
+    }
+    let comp = balancerd(&["completions", "bash"]);
+    assert!(
+        comp.stdout.contains("complete -F _balancerd"),
+        "{}",
+        comp.stdout
+    );
+    let help = balancerd(&["--help"]);
+    for hidden in [
+        "--no-nodelay",
+        "--socket-buffer",
+        "--congestion",
+        "--listeners-per-addr",
+    ] {
+        assert!(!help.stdout.contains(hidden), "--help lists {hidden}");
+    }
+    assert!(help.stdout.contains("explain"), "{}", help.stdout);
+}

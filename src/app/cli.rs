@@ -3,7 +3,7 @@
 //! Exit codes: 0 valid, 1 config errors (or warnings with `--strict`), 2 usage errors.
 
 use crate::config::{self, LoadOptions, diag::Severity};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
 /// The default config file.
@@ -13,7 +13,18 @@ pub const DEFAULT_CONFIG: &str = "conf/balancerd.conf";
 #[command(
     name = "balancerd",
     version,
-    about = "A native replacement for httpd's mod_proxy_balancer"
+    about = "A native replacement for httpd's mod_proxy_balancer",
+    long_about = "A reverse proxy and load balancer that reads httpd's mod_proxy_balancer configuration \
+as it is (one tenant file up to a whole /etc/httpd tree) or its own TOML dialect, and routes as \
+httpd routes: ProxyPass precedence, ROUTEID and JSESSIONID sticky sessions, hot standbys and \
+spares, lbset tiers, the balancer-manager.",
+    after_long_help = "CONFIG DIALECTS:\n  A file whose name ends in .toml is read as balancerd's TOML dialect; any other \
+file is read as httpd's dialect, as httpd 2.4 reads it (Include, IncludeOptional, Define, \
+<IfModule>, ${VAR}). Each may include files of the other.\n\n\
+EXIT STATUS:\n  0  success (check: the config is valid)\n  1  the config has errors (or warnings, \
+with check --strict), or the command failed\n  2  usage error\n\n\
+SIGNALS:\n  SIGHUP reloads the config; SIGTERM and SIGINT drain and exit; SIGUSR2 upgrades the \
+binary without dropping a connection."
 )]
 struct Cli {
     /// Config file (httpd dialect, or TOML when it ends in .toml).
@@ -26,23 +37,26 @@ struct Cli {
     /// for testing a config whose member hosts do not resolve here).
     #[arg(long = "map-host", global = true, value_name = "HOST[:PORT]=IP:PORT")]
     map_host: Vec<String>,
-    /// Worker threads (default: one per core).
-    #[arg(long, global = true)]
+    /// Check the config and exit (like `apachectl -t`): the same as `balancerd check`.
+    #[arg(short = 't')]
+    test_config: bool,
+    /// Worker threads (default: one per core). Tuning; see docs/performance.md.
+    #[arg(long, global = true, hide = true)]
     threads: Option<usize>,
     /// Turn TCP_NODELAY off on client and member connections (measured worse; for
     /// re-measuring).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, hide = true)]
     no_nodelay: bool,
     /// Fixed SO_SNDBUF/SO_RCVBUF in bytes for client and member connections (default: the
     /// kernel's autotuning).
-    #[arg(long, global = true, value_name = "BYTES")]
+    #[arg(long, global = true, value_name = "BYTES", hide = true)]
     socket_buffer: Option<usize>,
     /// TCP congestion control for client and member connections (e.g. `cubic`; default:
     /// the system's).
-    #[arg(long, global = true, value_name = "ALGO")]
+    #[arg(long, global = true, value_name = "ALGO", hide = true)]
     congestion: Option<String>,
     /// Listening sockets per address, sharing it with SO_REUSEPORT (default 1).
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", hide = true)]
     listeners_per_addr: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -66,6 +80,16 @@ enum Command {
     },
     /// Print every httpd 2.4 directive with what balancerd does with it (Markdown).
     Directives,
+    /// Print the version and the build's features.
+    Version,
+    /// Write the man page (roff) to standard output.
+    #[command(hide = true)]
+    Man,
+    /// Write completions for a shell (bash, zsh, fish, …) to standard output.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Change balancers and members of the running instance (its admin socket, beside the
     /// PidFile): `ctl status`, `ctl drain|enable|disable BALANCER MEMBER`,
     /// `ctl set BALANCER [MEMBER] factor=2 lbset=1 route=r status=+N-D lbmethod=bybusyness …`,
@@ -195,7 +219,47 @@ pub fn main() -> i32 {
         eprintln!("balancerd: --congestion {cc}: {e}");
         return 2;
     }
-    match cli.command.unwrap_or(Command::Run) {
+    let command = match (cli.test_config, cli.command) {
+        (true, None) => Command::Check {
+            strict: false,
+            format: Format::Text,
+            verbose: false,
+        },
+        (_, c) => c.unwrap_or(Command::Run),
+    };
+    match command {
+        Command::Version => {
+            println!(
+                "balancerd {} ({} {}; TLS rustls with ring; allocator jemalloc; config dialects httpd 2.4 and TOML)",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH,
+                std::env::consts::OS
+            );
+            0
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&out);
+                    0
+                }
+                Err(e) => {
+                    eprintln!("balancerd man: {e}");
+                    1
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "balancerd",
+                &mut std::io::stdout(),
+            );
+            0
+        }
         Command::Check {
             strict,
             format,
