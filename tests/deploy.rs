@@ -126,3 +126,71 @@ fn the_cli_has_what_the_packages_install() {
     }
     assert!(help.stdout.contains("explain"), "{}", help.stdout);
 }
+
+/// The README and every page in docs/: each relative link names a file that exists, and each
+/// `#anchor` a heading of that file (GitHub's slugs).
+#[test]
+fn every_link_into_the_docs_resolves() {
+    let root = root();
+    let mut files = vec![root.join("README.md")];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            files.push(p);
+        }
+    }
+    let slug = |h: &str| -> String {
+        h.trim()
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut checked = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("](") {
+            rest = &rest[i + 2..];
+            let Some(end) = rest.find(')') else { break };
+            let target = &rest[..end];
+            if target.starts_with("http://")
+                || target.starts_with("https://")
+                || target.starts_with("mailto:")
+            {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let file = if path.is_empty() {
+                f.clone()
+            } else {
+                f.parent().unwrap().join(path)
+            };
+            assert!(
+                file.exists(),
+                "{}: link to {target}: {} does not exist",
+                f.display(),
+                file.display()
+            );
+            if !anchor.is_empty() {
+                let t = std::fs::read_to_string(&file).unwrap();
+                let found = t
+                    .lines()
+                    .filter(|l| l.starts_with('#'))
+                    .any(|l| slug(l.trim_start_matches('#')) == anchor);
+                assert!(
+                    found,
+                    "{}: link to {target}: no heading #{anchor} in {}",
+                    f.display(),
+                    file.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} links checked");
+}
