@@ -65,6 +65,17 @@ pub struct BackupSite {
     pub origin: Origin,
 }
 
+impl SiteRedirect {
+    /// The entry as written: `host` or `host/path`.
+    pub fn entry(&self) -> String {
+        if self.entry_path == "/" {
+            self.entry_host.clone()
+        } else {
+            format!("{}{}", self.entry_host, self.entry_path)
+        }
+    }
+}
+
 /// `SiteRedirect ENTRY-HOST[/PATH] LOCAL-URL BACKUP-HOST [param=site-1] [status=302]`
 /// (balancerd's own directive; TOML `[[site_redirect]]`): Workspace's smart failover. A
 /// request for the common entry URL (its `Host` and a path under `PATH`) is redirected to

@@ -5,15 +5,7 @@ use super::model::*;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 
-fn loadfactor(x: u32) -> String {
-    if x.is_multiple_of(100) {
-        (x / 100).to_string()
-    } else {
-        format!("{}.{:02}", x / 100, x % 100)
-            .trim_end_matches('0')
-            .to_string()
-    }
-}
+use super::emit::loadfactor;
 
 fn route_target(c: &Config, r: &Route) -> String {
     match &r.target {

@@ -142,26 +142,10 @@ pub(super) fn site_redirect(
         r.entry_host.eq_ignore_ascii_case(name)
             && (r.entry_path == "/" || route::prefix_match(&r.entry_path, normalised).is_some())
     })?;
-    let mut url = format!("{}{}", rule.local, parts.uri.path());
     let query = parts.uri.query();
-    match query {
-        Some(q) if !q.is_empty() => {
-            url.push('?');
-            url.push_str(q);
-            if !has_param(query, &rule.param) {
-                url.push('&');
-                url.push_str(&rule.param);
-                url.push('=');
-                url.push_str(&rule.backup_host);
-            }
-        }
-        _ => {
-            url.push('?');
-            url.push_str(&rule.param);
-            url.push('=');
-            url.push_str(&rule.backup_host);
-        }
-    }
+    let add = (!has_param(query, &rule.param))
+        .then_some((rule.param.as_str(), rule.backup_host.as_str()));
+    let url = same_path_on(&rule.local, parts, add);
     let code = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::FOUND);
     Some(moved(code, &url))
 }
@@ -173,21 +157,27 @@ pub(super) fn backup_site_redirect(
     site: &crate::config::model::BackupSite,
     parts: &http::request::Parts,
 ) -> Option<Response<DownBody>> {
-    let query = parts.uri.query();
-    if has_param(query, &site.marker) {
+    if has_param(parts.uri.query(), &site.marker) {
         return None;
     }
-    let mut url = format!("{}{}", site.url, parts.uri.path());
-    match query {
-        Some(q) if !q.is_empty() => {
-            url.push('?');
-            url.push_str(q);
-            url.push('&');
-        }
-        _ => url.push('?'),
-    }
-    url.push_str(&site.marker);
-    url.push_str("=1");
+    let url = same_path_on(&site.url, parts, Some((&site.marker, "1")));
     let code = StatusCode::from_u16(site.status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
     Some(moved(code, &url))
+}
+
+/// `base` + the request's path and query, with `name=value` added to the query when given.
+fn same_path_on(base: &str, parts: &http::request::Parts, add: Option<(&str, &str)>) -> String {
+    let mut url = format!("{base}{}", parts.uri.path());
+    let query = parts.uri.query().filter(|q| !q.is_empty());
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    if let Some((name, value)) = add {
+        url.push(if query.is_some() { '&' } else { '?' });
+        url.push_str(name);
+        url.push('=');
+        url.push_str(value);
+    }
+    url
 }

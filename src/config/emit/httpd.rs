@@ -245,15 +245,10 @@ impl Emitter<'_> {
             );
         }
         for r in &self.config.site_redirects {
-            let entry = if r.entry_path == "/" {
-                r.entry_host.clone()
-            } else {
-                format!("{}{}", r.entry_host, r.entry_path)
-            };
             let _ = writeln!(
                 self.out,
                 "SiteRedirect {} {} {} param={} status={}",
-                w(&entry),
+                w(&r.entry()),
                 w(&r.local),
                 w(&r.backup_host),
                 r.param,

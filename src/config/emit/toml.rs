@@ -38,15 +38,10 @@ pub fn emit(c: &Config) -> (String, Vec<Loss>) {
 
     server(&mut native, c, &mut rest.server, &mut losses);
     for r in &c.site_redirects {
-        let entry = if r.entry_path == "/" {
-            r.entry_host.clone()
-        } else {
-            format!("{}{}", r.entry_host, r.entry_path)
-        };
         let _ = write!(
             native,
             "\n[[site_redirect]]\nentry = {}\nlocal = {}\nbackup_host = {}\nparam = {}\nstatus = {}\n",
-            string(&entry),
+            string(&r.entry()),
             string(&r.local),
             string(&r.backup_host),
             string(&r.param),
