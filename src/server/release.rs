@@ -5,10 +5,10 @@
 //! waiting out their own timeouts on a connection nothing will ever answer.
 //!
 //! Each connection task registers its local IP at accept ([`Registration`]) and races its
-//! server against [`Registration::released`]. A release bumps the address's generation and
-//! wakes the waiters; a connection accepted before the bump aborts its socket (the client
-//! receives a reset) and its task ends. Connections accepted after the release
-//! (the address came back) are not touched.
+//! server against [`Registration::released`]. A release sets the flag of every connection
+//! registered on the address and wakes its task, which aborts its socket (the client
+//! receives a reset) and ends. Connections accepted after the release (the address came
+//! back) are not touched.
 //!
 //! Invariants:
 //! * A release touches only connections whose local IP is the address, accepted before it.
@@ -20,60 +20,72 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{LazyLock, Mutex};
-use tokio::sync::watch;
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::task::{Poll, Waker};
 
-#[derive(Default)]
-struct Entry {
-    /// Open connections on the address.
-    open: usize,
-    /// Releases so far.
-    generation: u64,
+/// One connection in the registry: its release flag and the waker of its task.
+struct Conn {
+    released: Arc<AtomicBool>,
+    waker: Option<Waker>,
 }
 
-static ADDRESSES: LazyLock<Mutex<HashMap<IpAddr, Entry>>> = LazyLock::new(Default::default);
-/// Bumped at every release: wakes every connection to look at its address's generation.
-static SIGNAL: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+static ADDRESSES: LazyLock<Mutex<HashMap<IpAddr, HashMap<u64, Conn>>>> =
+    LazyLock::new(Default::default);
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// Connections reset by releases (for the log and tests).
 pub static RESET: AtomicU64 = AtomicU64::new(0);
 
 /// One connection's place in the registry (removed on drop).
 pub struct Registration {
     ip: IpAddr,
-    generation: u64,
+    id: u64,
+    released: Arc<AtomicBool>,
+}
+
+fn lock() -> std::sync::MutexGuard<'static, HashMap<IpAddr, HashMap<u64, Conn>>> {
+    ADDRESSES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Registration {
     /// Registers a connection accepted on local address `ip`.
     pub fn new(ip: IpAddr) -> Self {
-        let mut map = ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
-        let e = map.entry(ip).or_default();
-        e.open += 1;
-        Registration {
-            ip,
-            generation: e.generation,
-        }
+        let id = NEXT_ID.fetch_add(1, Relaxed);
+        let released = Arc::new(AtomicBool::new(false));
+        lock().entry(ip).or_default().insert(
+            id,
+            Conn {
+                released: released.clone(),
+                waker: None,
+            },
+        );
+        Registration { ip, id, released }
     }
 
-    fn is_released(&self) -> bool {
-        let map = ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&self.ip)
-            .is_some_and(|e| e.generation > self.generation)
-    }
-
-    /// Waits until the connection's address is released, then arms `fd` (the connection's
-    /// socket, still owned by its server future) to be reset when it closes.
+    /// Waits until the connection's address is released, then aborts `fd` (the connection's
+    /// socket, still owned by its server future) with a reset. Polled beside the server at
+    /// every wake-up of the connection's task, so a poll after the first costs one atomic
+    /// load (the waker is stored once; a release sets the flag and wakes it).
     pub async fn released(&self, fd: RawFd) {
-        let mut rx = SIGNAL.subscribe();
-        loop {
-            if self.is_released() {
-                break;
+        let mut registered = false;
+        std::future::poll_fn(|cx| {
+            if self.released.load(Acquire) {
+                return Poll::Ready(());
             }
-            if rx.changed().await.is_err() {
-                return std::future::pending().await;
+            if !registered {
+                registered = true;
+                if let Some(c) = lock().get_mut(&self.ip).and_then(|m| m.get_mut(&self.id)) {
+                    c.waker = Some(cx.waker().clone());
+                }
+                if self.released.load(Acquire) {
+                    return Poll::Ready(());
+                }
             }
-        }
+            Poll::Pending
+        })
+        .await;
         // Abort the connection now: `connect` with `AF_UNSPEC` makes Linux drop a connected
         // TCP socket with a reset (tcp_disconnect), before the server's halves are dropped
         // (dropping the write half would send a FIN first, and the client would read a
@@ -109,10 +121,10 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut map = ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = map.get_mut(&self.ip) {
-            e.open = e.open.saturating_sub(1);
-            if e.open == 0 && e.generation == 0 {
+        let mut map = lock();
+        if let Some(m) = map.get_mut(&self.ip) {
+            m.remove(&self.id);
+            if m.is_empty() {
                 map.remove(&self.ip);
             }
         }
@@ -123,12 +135,16 @@ impl Drop for Registration {
 /// open.
 pub fn release(ip: IpAddr) -> usize {
     let open = {
-        let mut map = ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
-        let e = map.entry(ip).or_default();
-        e.generation += 1;
-        e.open
+        let map = lock();
+        let conns = map.get(&ip);
+        for c in conns.into_iter().flat_map(|m| m.values()) {
+            c.released.store(true, Release);
+            if let Some(w) = &c.waker {
+                w.wake_by_ref();
+            }
+        }
+        conns.map_or(0, HashMap::len)
     };
-    SIGNAL.send_modify(|g| *g += 1);
     tracing::warn!(address = %ip, "released: resetting {open} client connection(s) accepted on {ip}");
     open
 }
