@@ -15,6 +15,10 @@
 //!   requests on separate connections; reports errors and the API latency percentiles.
 //! * `idle`     — N keep-alive connections that make one request each and then stay open.
 //! * `bulk`     — N concurrent large `PUT`s or `GET`s (plain or TLS); aggregate MB/s.
+//! * `handshake` — new TLS connections as fast as `--conns` loops make them, each a full
+//!   handshake (`--resume 0`) or a resumed one (`--resume 1`: TLS 1.3 tickets from the
+//!   previous connections), one small GET each; connections/s and the proxy's CPU per
+//!   connection.
 //! * `report`   — turns the suite's result lines into the Markdown table (medians, ratios).
 //!
 //! Every mode that watches a proxy takes `--pid` (repeatable) and reports the resident set
@@ -41,7 +45,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = args.first().cloned() else {
-        eprintln!("usage: loadgen backend|rate|rate-mix|longpoll|idle|bulk|report [options]");
+        eprintln!(
+            "usage: loadgen backend|rate|rate-mix|longpoll|idle|bulk|handshake|report [options]"
+        );
         std::process::exit(2);
     };
     let opts = Opts::parse(&args[1..]);
@@ -58,6 +64,7 @@ fn main() {
             "longpoll" => longpoll(&opts).await,
             "idle" => idle(&opts).await,
             "bulk" => bulk(&opts).await,
+            "handshake" => handshake(&opts).await,
             "report" => report(&opts),
             m => Err(format!("unknown mode {m}").into()),
         }
@@ -1022,6 +1029,126 @@ struct Col {
     higher_better: bool,
 }
 
+const SMALL_COLS: &[Col] = &[
+    Col {
+        key: "rps",
+        title: "req/s",
+        higher_better: true,
+    },
+    Col {
+        key: "cpu_us",
+        title: "proxy CPU µs/req",
+        higher_better: false,
+    },
+    Col {
+        key: "p99_ms",
+        title: "p99 ms",
+        higher_better: false,
+    },
+];
+
+const RATE_COLS: &[Col] = &[
+    Col {
+        key: "p99_ms",
+        title: "p99 ms",
+        higher_better: false,
+    },
+    Col {
+        key: "cpu_us",
+        title: "proxy CPU µs/req",
+        higher_better: false,
+    },
+    Col {
+        key: "p50_ms",
+        title: "p50 ms",
+        higher_better: false,
+    },
+    Col {
+        key: "p999_ms",
+        title: "p99.9 ms",
+        higher_better: false,
+    },
+    Col {
+        key: "errors",
+        title: "errors",
+        higher_better: false,
+    },
+];
+
+const LONGPOLL_COLS: &[Col] = &[
+    Col {
+        key: "api_p99_ms",
+        title: "API p99 ms",
+        higher_better: false,
+    },
+    Col {
+        key: "api_p999_ms",
+        title: "API p99.9 ms",
+        higher_better: false,
+    },
+    Col {
+        key: "poll_errors",
+        title: "poll errors",
+        higher_better: false,
+    },
+    Col {
+        key: "api_errors",
+        title: "API errors",
+        higher_better: false,
+    },
+    Col {
+        key: "polls_ok",
+        title: "polls answered",
+        higher_better: true,
+    },
+    Col {
+        key: "rss_per_conn_bytes",
+        title: "RSS bytes/long-poll",
+        higher_better: false,
+    },
+];
+
+const H2_COLS: &[Col] = &[
+    Col {
+        key: "rps",
+        title: "req/s",
+        higher_better: true,
+    },
+    Col {
+        key: "cpu_us",
+        title: "proxy CPU µs/req",
+        higher_better: false,
+    },
+    Col {
+        key: "errors",
+        title: "errors",
+        higher_better: false,
+    },
+];
+
+const HANDSHAKE_COLS: &[Col] = &[
+    Col {
+        key: "conns_per_s",
+        title: "connections/s",
+        higher_better: true,
+    },
+    Col {
+        key: "cpu_us",
+        title: "proxy CPU µs/connection",
+        higher_better: false,
+    },
+    Col {
+        key: "resumed_pct",
+        title: "resumed %",
+        higher_better: true,
+    },
+    Col {
+        key: "errors",
+        title: "errors",
+        higher_better: false,
+    },
+];
+
 /// Columns shared by the idle-connection tables and by the large-body tables.
 const IDLE_COLS: &[Col] = &[
     Col {
@@ -1052,6 +1179,117 @@ const BULK_COLS: &[Col] = &[
         higher_better: false,
     },
 ];
+
+// ---------------------------------------------------------------------------------------
+// New TLS connections
+
+/// A client config trusting `ca`, TLS 1.3 only, with or without session resumption.
+fn tls13_client(ca: &str, resume: bool) -> Result<Arc<rustls::ClientConfig>, BoxError> {
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    if !resume {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// One connection: TCP, TLS handshake, one GET with `Connection: close`, read to the end.
+/// Returns whether the handshake resumed a session.
+async fn one_handshake(
+    addr: SocketAddr,
+    cx: &tokio_rustls::TlsConnector,
+    head: &[u8],
+) -> io::Result<bool> {
+    let s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::try_from("localhost".to_string())
+        .map_err(io::Error::other)?;
+    let mut ts = cx.connect(name, s).await?;
+    let resumed = ts.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    ts.write_all(head).await?;
+    let mut out = Vec::with_capacity(1024);
+    // A peer that closes without close_notify still answered: the status line decides.
+    let _ = ts.read_to_end(&mut out).await;
+    if !out.starts_with(b"HTTP/1.1 200") {
+        return Err(io::Error::other("no 200"));
+    }
+    Ok(resumed)
+}
+
+async fn handshake(o: &Opts) -> Result<(), BoxError> {
+    let url = o.req("url")?;
+    let (t, path) = Target::parse(url, o.get("ca"))?;
+    let resume = o.num("resume", 0) == 1;
+    let cx = tokio_rustls::TlsConnector::from(tls13_client(o.req("ca")?, resume)?);
+    let mut head = get_head(&t, &path, &o.all("header"));
+    // `Connection: close` before the blank line: one request per connection.
+    head.truncate(head.len() - 2);
+    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    let head = Arc::new(head);
+    let conns = o.num("conns", 16);
+    let secs = o.float("duration", 10.0);
+    // Warm-up: one connection, so the resumed run starts with tickets in hand.
+    let _ = one_handshake(t.addr, &cx, &head).await;
+    let pids: Vec<u32> = o.all("pid").iter().filter_map(|p| p.parse().ok()).collect();
+    let c0: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (cx, head, addr) = (cx.clone(), head.clone(), t.addr);
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut resumed, mut errors) = (0u64, 0u64, 0u64);
+            while Instant::now() < deadline {
+                match one_handshake(addr, &cx, &head).await {
+                    Ok(r) => {
+                        ok += 1;
+                        resumed += r as u64;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (ok, resumed, errors)
+        }));
+    }
+    let (mut ok, mut resumed, mut errors) = (0u64, 0u64, 0u64);
+    for task in tasks {
+        let (a, b, c) = task.await?;
+        ok += a;
+        resumed += b;
+        errors += c;
+    }
+    let took = began.elapsed().as_secs_f64();
+    let c1: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let cpu_us = if ok > 0 && !pids.is_empty() {
+        format!("{:.1}", (c1 - c0) as f64 / hz * 1e6 / ok as f64)
+    } else {
+        "-".into()
+    };
+    emit(
+        o,
+        &[
+            ("conns_per_s", format!("{:.0}", ok as f64 / took)),
+            ("cpu_us", cpu_us),
+            ("errors", errors.to_string()),
+            (
+                "resumed_pct",
+                format!("{:.0}", resumed as f64 * 100.0 / ok.max(1) as f64),
+            ),
+        ],
+    );
+    Ok(())
+}
 
 fn report(o: &Opts) -> Result<(), BoxError> {
     let file = o.req("in")?;
@@ -1084,90 +1322,32 @@ fn report(o: &Opts) -> Result<(), BoxError> {
         (
             "small",
             "Small GETs, 64 keep-alive connections, ROUTEID sticky (wrk, closed loop)",
-            &[
-                Col {
-                    key: "rps",
-                    title: "req/s",
-                    higher_better: true,
-                },
-                Col {
-                    key: "cpu_us",
-                    title: "proxy CPU µs/req",
-                    higher_better: false,
-                },
-                Col {
-                    key: "p99_ms",
-                    title: "p99 ms",
-                    higher_better: false,
-                },
-            ],
+            SMALL_COLS,
+        ),
+        (
+            "small-tls",
+            "Small GETs over TLS 1.3 (HTTP/1.1), 64 keep-alive connections, ROUTEID sticky (wrk, closed loop)",
+            SMALL_COLS,
         ),
         (
             "rate",
             "Constant rate (open loop, latency from the due time)",
-            &[
-                Col {
-                    key: "p99_ms",
-                    title: "p99 ms",
-                    higher_better: false,
-                },
-                Col {
-                    key: "cpu_us",
-                    title: "proxy CPU µs/req",
-                    higher_better: false,
-                },
-                Col {
-                    key: "p50_ms",
-                    title: "p50 ms",
-                    higher_better: false,
-                },
-                Col {
-                    key: "p999_ms",
-                    title: "p99.9 ms",
-                    higher_better: false,
-                },
-                Col {
-                    key: "errors",
-                    title: "errors",
-                    higher_better: false,
-                },
-            ],
+            RATE_COLS,
+        ),
+        (
+            "rate-tls",
+            "Constant rate over TLS 1.3 (HTTP/1.1; open loop, latency from the due time)",
+            RATE_COLS,
         ),
         (
             "longpoll",
             "Held long-polls (re-issued at once) + API requests at a constant rate",
-            &[
-                Col {
-                    key: "api_p99_ms",
-                    title: "API p99 ms",
-                    higher_better: false,
-                },
-                Col {
-                    key: "api_p999_ms",
-                    title: "API p99.9 ms",
-                    higher_better: false,
-                },
-                Col {
-                    key: "poll_errors",
-                    title: "poll errors",
-                    higher_better: false,
-                },
-                Col {
-                    key: "api_errors",
-                    title: "API errors",
-                    higher_better: false,
-                },
-                Col {
-                    key: "polls_ok",
-                    title: "polls answered",
-                    higher_better: true,
-                },
-                Col {
-                    key: "rss_per_conn_bytes",
-                    title: "RSS bytes/long-poll",
-                    higher_better: false,
-                },
-            ],
+            LONGPOLL_COLS,
+        ),
+        (
+            "longpoll-tls",
+            "Held long-polls over TLS 1.3 (re-issued at once) + API requests over TLS at a constant rate",
+            LONGPOLL_COLS,
         ),
         (
             "idle-1000",
@@ -1191,26 +1371,16 @@ fn report(o: &Opts) -> Result<(), BoxError> {
             "Concurrent large GETs (TLS on the front)",
             BULK_COLS,
         ),
+        ("h2", "HTTP/2 on the front over TLS (h2load)", H2_COLS),
         (
-            "h2",
-            "HTTP/2 on the front over TLS (h2load)",
-            &[
-                Col {
-                    key: "rps",
-                    title: "req/s",
-                    higher_better: true,
-                },
-                Col {
-                    key: "cpu_us",
-                    title: "proxy CPU µs/req",
-                    higher_better: false,
-                },
-                Col {
-                    key: "errors",
-                    title: "errors",
-                    higher_better: false,
-                },
-            ],
+            "handshake-full",
+            "New TLS 1.3 connections, full handshakes (ECDSA P-256), one GET each",
+            HANDSHAKE_COLS,
+        ),
+        (
+            "handshake-resumed",
+            "New TLS 1.3 connections, resumed with session tickets, one GET each",
+            HANDSHAKE_COLS,
         ),
     ];
     let ours = o.get("ours").unwrap_or("balancerd");

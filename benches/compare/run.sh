@@ -5,7 +5,13 @@
 #   benches/compare/run.sh [ROUNDS] [WORKLOADS]
 #
 #   ROUNDS     rounds of every workload (default 3); tables show medians
-#   WORKLOADS  comma list (default all): small,rate,longpoll,idle,bulk,h2
+#   WORKLOADS  comma list (default all): small,small-tls,rate,rate-tls,longpoll,longpoll-tls,
+#              idle,bulk,h2,handshake
+#
+# TLS workloads (-tls, h2, handshake, the TLS bulk rows) use the same ECDSA P-256 certificate
+# on every proxy (balancerd gen-certs), TLS 1.3 (every client offers it and every proxy picks
+# it) and session resumption on (HAProxy's and nginx's defaults, httpd's SSLSessionCache,
+# balancerd's ticket key). wrk sends no ALPN, so HTTP/1.1 over TLS; h2load asks for h2.
 #
 # Environment: DUR (seconds per closed-loop run, 10), LP_CONNS (8000), LP_SECS (40), HOLD (30),
 # API_RATE (200), BULK_CONNS (20), BULK_BYTES (104857600), RATE (fixed constant rate; default
@@ -34,7 +40,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-3}
-WORKLOADS=${2:-small,rate,longpoll,idle,bulk,h2}
+WORKLOADS=${2:-small,small-tls,rate,rate-tls,longpoll,longpoll-tls,idle,bulk,h2,handshake}
 DUR=${DUR:-10}
 LP_CONNS=${LP_CONNS:-8000}
 LP_SECS=${LP_SECS:-40}
@@ -283,21 +289,26 @@ slice_order() {
   for ((i = 0; i < len; i++)); do echo "${ts[$(((n / ${#steps[@]} + i * k) % len))]}"; done
 }
 
-small() { # round
+small() { # round [tls]
   # The targets take turns in 2-second wrk runs (SMALL_SLICE) for DUR seconds each, so a
   # burst of the shared machine's other work lands on every target alike (run one after
   # another, the same build measured 0.80x and 1.01x HAProxy's CPU in two rounds). The
   # order changes from slice to slice (slice_order), so no target always runs right after
   # the same other one: in a fixed order, balancerd always followed httpd and measured
   # 50-51k req/s there, 62k right after HAProxy, in back-to-back runs of one build.
-  local slice=${SMALL_SLICE:-2} slices s t
+  # With "tls", the same over TLS to each proxy's TLS port (no direct row: the backend
+  # speaks plain HTTP only).
+  local slice=${SMALL_SLICE:-2} slices s t name=small targets="direct $PROXIES" url
+  [ "${2:-}" = tls ] && { name=small-tls; targets="$PROXIES"; }
   slices=$(( (DUR + slice - 1) / slice ))
   local -A reqs secs ticks
-  for t in direct $PROXIES; do reqs[$t]=0; secs[$t]=0; ticks[$t]=0; : > $WORK/small-$t.lat; done
+  for t in $targets; do reqs[$t]=0; secs[$t]=0; ticks[$t]=0; : > $WORK/small-$t.lat; done
   for s in $(seq $slices); do
-    for t in $(slice_order $(( (s - 1) + ($1 - 1) * slices )) direct $PROXIES); do
+    for t in $(slice_order $(( (s - 1) + ($1 - 1) * slices )) $targets); do
       local pid; pid=$(pid_of $t); local c0; c0=$(cpu_ticks "$pid")
-      wrk -t1 -c64 -d${slice}s --latency -H 'Cookie: ROUTEID=.T1RWS1' "$(base $t api)/x" > $WORK/wrk.out
+      url="$(base $t api)/x"
+      [ $name = small-tls ] && url=https://127.0.0.1:${TPORT[$t]}/t1/api/x
+      wrk -t1 -c64 -d${slice}s --latency -H 'Cookie: ROUTEID=.T1RWS1' "$url" > $WORK/wrk.out
       local c1; c1=$(cpu_ticks "$pid")
       reqs[$t]=$(( ${reqs[$t]} + $(awk '/requests in/ {print $1}' $WORK/wrk.out) ))
       secs[$t]=$(awk -v a=${secs[$t]} '/requests in/ {v=$4; sub(/s,$/,"",v); printf "%.3f", a+v}' $WORK/wrk.out)
@@ -305,7 +316,7 @@ small() { # round
       echo "$(awk '$1=="50%" {print $2}' $WORK/wrk.out | to_ms) $(awk '$1=="99%" {print $2}' $WORK/wrk.out | to_ms)" >> $WORK/small-$t.lat
     done
   done
-  for t in direct $PROXIES; do
+  for t in $targets; do
     local n=${reqs[$t]} rps p50 p99 cpu
     rps=$(awk -v n=$n -v d=${secs[$t]} 'BEGIN{printf "%.0f", n/d}')
     # Latency: the median of the slices' percentiles.
@@ -313,7 +324,7 @@ small() { # round
     p99=$(sort -n -k2 $WORK/small-$t.lat | awk '{a[NR]=$2} END{print a[int((NR+1)/2)]}')
     cpu=$(awk -v t=${ticks[$t]} -v n=$n -v hz=$HZ 'BEGIN{printf "%.1f", t/hz*1e6/n}')
     [ "$t" = direct ] && cpu=-
-    echo "small $t round=$1 rps=$rps cpu_us=$cpu p50_ms=$p50 p99_ms=$p99" | tee -a $RES
+    echo "$name $t round=$1 rps=$rps cpu_us=$cpu p50_ms=$p50 p99_ms=$p99" | tee -a $RES
   done
 }
 
@@ -332,12 +343,41 @@ rate() { # round
     --header 'Cookie: ROUTEID=.T1RWS1' --out $RES
 }
 
-longpoll() {
+rate_tls() { # round
+  # The rate is half the slowest proxy's small-tls maximum (RATE_TLS to fix it).
+  if [ -z "${RATE_TLS:-}" ]; then
+    RATE_TLS=$(awk '$1=="small-tls" {v=substr($4,5)+0; if (min=="" || v<min) min=v} END {printf "%d", min/2}' $RES)
+    [ -z "$RATE_TLS" ] || [ "$RATE_TLS" = 0 ] && RATE_TLS=3000
+    echo "constant rate over TLS: $RATE_TLS req/s (50% of the slowest proxy's small-tls maximum)"
+  fi
+  local targets=()
+  for t in $PROXIES; do targets+=(--target "$t=https://127.0.0.1:${TPORT[$t]}/t1/api/x" --cpu-pid "$t=$(pid_of $t)"); done
+  $LG rate-mix --workload rate-tls "${targets[@]}" --ca $CA --rate $RATE_TLS --duration $DUR --slices $DUR --conns 64 \
+    --header 'Cookie: ROUTEID=.T1RWS1' --out $RES
+}
+
+longpoll() { # [tls]
   restart_proxies
-  for t in direct $PROXIES; do
-    $LG longpoll --workload longpoll --label $t --poll-url "$(base $t lp)/cometd/poll" --api-url "$(base $t lp)/api/v2/me" \
+  local name=longpoll targets="direct $PROXIES" lp
+  [ "${1:-}" = tls ] && { name=longpoll-tls; targets="$PROXIES"; }
+  for t in $targets; do
+    lp=$(base $t lp)
+    [ $name = longpoll-tls ] && lp=https://127.0.0.1:${TPORT[$t]}/t1/lp
+    $LG longpoll --workload $name --label $t --poll-url "$lp/cometd/poll" --api-url "$lp/api/v2/me" --ca $CA \
       --conns $LP_CONNS --duration $LP_SECS --api-rate $API_RATE $(pidargs $t) --out $RES
     sleep 2
+  done
+}
+
+handshake() { # round
+  # New connections as fast as 16 loops make them: full handshakes, then resumed ones.
+  for t in $(slice_order $(($1 - 1)) $PROXIES); do
+    for resume in 0 1; do
+      local name=handshake-full
+      [ $resume = 1 ] && name=handshake-resumed
+      $LG handshake --workload $name --label $t --url https://127.0.0.1:${TPORT[$t]}/t1/api/x --ca $CA \
+        --resume $resume --conns 16 --duration $DUR $(pidargs $t) --out $RES
+    done
   done
 }
 
@@ -383,11 +423,15 @@ h2() {
 for r in $(seq 1 $ROUNDS); do
   echo "== round $r/$ROUNDS"
   want small && small $r
+  want small-tls && small $r tls
   want rate && rate $r
+  want rate-tls && rate_tls $r
   want idle && idle $r
-  want longpoll && longpoll $r
+  want longpoll && longpoll
+  want longpoll-tls && longpoll tls
   want bulk && bulk $r
   want h2 && h2 $r
+  want handshake && handshake $r
 done
 
 {

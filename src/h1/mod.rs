@@ -1,9 +1,10 @@
 //! Layer 4, `h1`: the one HTTP/1.1 codec, used by the client side (`server::h1`) and the
 //! member side (`upstream::exchange`).
 //!
-//! Owns: fields kept as received with a role each ([`fields`]), chunked coding and
-//! `Content-Length` values ([`chunked`]), the `Host` rules ([`host`]), interim answers queued for a client ([`interim`]), the head writer ([`writer::HeadWriter`]) and the
-//! second look at request framing under hyper's server ([`framing_check`]).
+//! Owns: request heads and their framing ([`head`], [`framing`]), fields kept as received
+//! with a role each ([`fields`]), chunked coding and `Content-Length` values ([`chunked`]),
+//! bodies ([`body`], [`request_body`]), the `Host` rules ([`host`]), interim answers queued
+//! for a client ([`interim`]) and the head writer ([`writer::HeadWriter`]).
 //!
 //! May import: `util`, `telemetry`, `net`, `config`.
 
@@ -11,7 +12,6 @@ pub mod body;
 pub mod chunked;
 pub mod fields;
 pub mod framing;
-pub mod framing_check;
 pub mod head;
 pub mod host;
 pub mod interim;

@@ -1,11 +1,13 @@
-//! A request body read from a plain client connection, frame by frame: `Content-Length` or
-//! chunked (through the one chunked decoder), with `Expect: 100-continue` answered when the
-//! body is first wanted. The socket's read half moves into the body and goes back to the
-//! connection through a [`ReturnSlot`] when the body ends or is dropped; a `Content-Length`
-//! run can instead be handed to splice(2) ([`RequestBody::take_plain_run`]).
+//! A request body read from a client connection of balancerd's HTTP/1.1 server (plain or
+//! TLS), frame by frame: `Content-Length` or chunked (through the one chunked decoder), with
+//! `Expect: 100-continue` answered when the body is first wanted. The connection's read side
+//! moves into the body and goes back to the connection through a [`ReturnSlot`] when the body
+//! ends or is dropped; on a plain connection a `Content-Length` run can instead be handed to
+//! splice(2) ([`RequestBody::take_plain_run`]).
 
 use super::body::{BodyDecoder, Step};
 use super::framing::BodyFraming;
+use crate::net::client_io::ClientRead;
 use crate::net::read::{SMALL_READ, poll_fill};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -14,7 +16,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 
 /// Largest read of a request body.
 const MAX_BODY_READ: usize = 64 * 1024;
@@ -24,29 +25,35 @@ const MAX_BODY_READ: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Returned {
     /// The read side.
-    pub rd: OwnedReadHalf,
+    pub rd: ClientRead,
     /// Bytes read past the body (a pipelined request).
     pub buf: BytesMut,
     /// True when the body was read to its end (the connection can carry another request).
     pub complete: bool,
 }
 
-/// Answers `Expect: 100-continue` when the body is first wanted (hyper's behaviour: the
-/// client waits for this before sending). A fresh socket's send buffer always has room.
-fn send_continue(rd: &OwnedReadHalf) {
-    let _ = rd.as_ref().try_write(b"HTTP/1.1 100 Continue\r\n\r\n");
-}
-
 /// Where a request body hands the read side back.
 pub type ReturnSlot = Arc<Mutex<Option<Returned>>>;
 
-/// A request body read from a plain client connection, frame by frame.
+/// Where the answer to `Expect: 100-continue` stands. It is sent when the body is first
+/// wanted (hyper's behaviour: the client waits for it before sending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continue {
+    /// Not asked for, or sent.
+    No,
+    /// Asked for, not sent yet.
+    Wanted,
+    /// Queued on a TLS connection, not pushed out to the socket yet.
+    Flushing,
+}
+
+/// A request body read from a client connection, frame by frame.
 #[derive(Debug)]
 pub struct RequestBody {
-    rd: Option<OwnedReadHalf>,
+    rd: Option<ClientRead>,
     buf: BytesMut,
     body: BodyDecoder,
-    expect_continue: bool,
+    expect_continue: Continue,
     back: ReturnSlot,
     next_read: usize,
 }
@@ -56,7 +63,7 @@ impl RequestBody {
     /// already in `buf`; the read side goes back through `back` when the body ends or is
     /// dropped.
     pub fn new(
-        rd: Option<OwnedReadHalf>,
+        rd: Option<ClientRead>,
         buf: BytesMut,
         framing: BodyFraming,
         expect_continue: bool,
@@ -70,7 +77,11 @@ impl RequestBody {
                 BodyFraming::UntilClose => BodyDecoder::Done,
                 f => BodyDecoder::new(f),
             },
-            expect_continue,
+            expect_continue: if expect_continue {
+                Continue::Wanted
+            } else {
+                Continue::No
+            },
             back,
             next_read: SMALL_READ,
         }
@@ -95,16 +106,20 @@ impl RequestBody {
             return None;
         }
         let rd = self.rd.as_ref()?;
-        if std::mem::take(&mut self.expect_continue) {
-            send_continue(rd);
+        if self.expect_continue == Continue::Wanted {
+            // A plain socket: sent at once.
+            rd.send_continue();
+            self.expect_continue = Continue::No;
         }
         let (buffered, rest) = self.body.take_run(&mut self.buf, min)?;
-        Some((buffered, rd.as_ref(), rest))
+        Some((buffered, rd.tcp()?, rest))
     }
 
-    /// True when [`RequestBody::take_plain_run`] would give a run.
+    /// True when [`RequestBody::take_plain_run`] would give a run: a `Content-Length` rest of
+    /// at least `min` bytes on a plain connection.
     pub fn can_splice(&self, min: u64) -> bool {
-        self.body.length_left().is_some_and(|left| left >= min) && self.rd.is_some()
+        self.body.length_left().is_some_and(|left| left >= min)
+            && self.rd.as_ref().is_some_and(|r| r.tcp().is_some())
     }
 
     /// Ends a run taken with [`RequestBody::take_plain_run`]; the connection can carry
@@ -132,8 +147,13 @@ impl RequestBody {
         let Some(rd) = self.rd.as_mut() else {
             return Poll::Ready(Ok(0));
         };
-        if std::mem::take(&mut self.expect_continue) {
-            send_continue(rd);
+        if self.expect_continue == Continue::Wanted {
+            rd.send_continue();
+            self.expect_continue = Continue::Flushing;
+        }
+        if self.expect_continue == Continue::Flushing {
+            ready!(rd.poll_flush_continue(cx))?;
+            self.expect_continue = Continue::No;
         }
         let want = self.body.read_size(self.next_read);
         let n = ready!(poll_fill(rd, cx, &mut self.buf, want))?;

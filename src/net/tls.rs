@@ -268,7 +268,22 @@ pub fn server_config(entries: &[FrontEntry<'_>]) -> Result<Arc<ServerConfig>, St
     };
     let mut cfg = builder.with_cert_resolver(Arc::new(r));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if let Some(t) = session_ticketer() {
+        cfg.ticketer = t;
+    }
     Ok(Arc::new(cfg))
+}
+
+/// The process's one session-ticket key set (rotated every 6 hours by rustls): resumption
+/// costs no server memory per session, and a session survives reloads (every snapshot's
+/// config shares it). `None` only when the system's random source fails; then sessions
+/// resume from rustls's in-memory cache of 256 instead.
+fn session_ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
+    static TICKETER: std::sync::OnceLock<Option<Arc<dyn rustls::server::ProducesTickets>>> =
+        std::sync::OnceLock::new();
+    TICKETER
+        .get_or_init(|| rustls::crypto::ring::Ticketer::new().ok())
+        .clone()
 }
 
 /// Accepts any member certificate (`SSLProxyVerify none`, httpd's default).

@@ -263,7 +263,7 @@ pub fn explain(config: &Config, snap: &Snapshot, q: &Question) -> Explanation {
         }
     }
 
-    let conn = ConnInfo::plain(q.client)
+    let conn = ConnInfo::h1(q.client)
         .on_port(q.port)
         .over_tls(q.tls.then_some(("TLSv1.3", "TLS_AES_128_GCM_SHA256")));
     conn.requests.store(1, Relaxed);

@@ -29,7 +29,6 @@ use crate::upstream::body::{ClientBody, DownBody};
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Instant;
 
@@ -44,10 +43,9 @@ pub struct ConnInfo {
     pub peer_ip_value: HeaderValue,
     /// Requests served on this connection (for `MaxKeepAliveRequests`).
     pub requests: AtomicU32,
-    /// Framing verdicts from the byte-level tracker, one per request, for requests read by
-    /// hyper; `None` when the server refused ambiguous framing itself (the plain HTTP/1.1
-    /// server), so there is nothing left to check.
-    pub framing: Option<Arc<crate::h1::framing_check::Verdicts>>,
+    /// Requests are read by hyper's HTTP/2 server, so the framing and `Host` checks of
+    /// balancerd's HTTP/1.1 parser have not been made.
+    pub read_by_hyper: bool,
     /// The response is written by balancerd's own HTTP/1.1 server, which can write a
     /// member's header fields through as received; hyper needs them in a `HeaderMap`.
     pub writes_member_fields: bool,
@@ -61,8 +59,8 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// Info for a connection served by hyper (TLS, HTTP/2), with its framing verdicts.
-    pub fn new(peer: SocketAddr, framing: Option<Arc<crate::h1::framing_check::Verdicts>>) -> Self {
+    /// Info for a connection served by hyper's HTTP/2 server.
+    pub fn h2(peer: SocketAddr) -> Self {
         let peer_ip = peer.ip().to_string();
         ConnInfo {
             peer,
@@ -70,7 +68,7 @@ impl ConnInfo {
                 .unwrap_or(HeaderValue::from_static("unknown")),
             peer_ip,
             requests: AtomicU32::new(0),
-            framing,
+            read_by_hyper: true,
             writes_member_fields: false,
             local_port: 0,
             tls: None,
@@ -78,12 +76,13 @@ impl ConnInfo {
         }
     }
 
-    /// Info for a connection served by the plain HTTP/1.1 server.
-    pub fn plain(peer: SocketAddr) -> Self {
+    /// Info for a connection served by balancerd's HTTP/1.1 server (plain or TLS).
+    pub fn h1(peer: SocketAddr) -> Self {
         ConnInfo {
+            read_by_hyper: false,
             writes_member_fields: true,
             interim: Some(crate::h1::interim::Interim::default()),
-            ..ConnInfo::new(peer, None)
+            ..ConnInfo::h2(peer)
         }
     }
 

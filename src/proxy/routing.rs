@@ -94,16 +94,9 @@ pub(super) fn prepare<'s>(
     snap: &'s Snapshot,
     started: Instant,
 ) -> Result<Plan<'s>, Response<DownBody>> {
-    // Requests read by hyper get a second look at their framing; the plain server refused
-    // ambiguous framing itself (`framing` is `None` there).
-    if let Some(verdicts) = &conn.framing {
-        if verdicts.next_conflicts() {
-            tracing::info!(client = %conn.peer, "refused request: conflicting Content-Length / Transfer-Encoding");
-            return Err(close(error_page(
-                StatusCode::BAD_REQUEST,
-                "Bad request framing: conflicting Content-Length and Transfer-Encoding.",
-            )));
-        }
+    // Requests read by hyper (HTTP/2) get the framing and Host checks here; balancerd's
+    // HTTP/1.1 server made them as it parsed the head.
+    if conn.read_by_hyper {
         if let Err(why) = check_framing(&parts.headers) {
             tracing::info!(client = %conn.peer, "refused request: {why}");
             return Err(close(error_page(

@@ -1,13 +1,14 @@
 //! A client connection handed over to a tunnel after `101 Switching Protocols`, whichever
-//! server carried it: hyper (TLS, HTTP/2 front) or balancerd's own plain HTTP/1.1 server.
+//! server carried it: hyper (HTTP/2 front) or balancerd's own HTTP/1.1 server (plain or
+//! TLS).
 
+use crate::net::client_io::ClientStream;
 use bytes::{Buf, Bytes};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 /// The byte stream a tunnel runs over, on the client side.
@@ -21,8 +22,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> TunnelIo for T {}
 pub enum ClientUpgrade {
     /// hyper's upgrade handle.
     Hyper(hyper::upgrade::OnUpgrade),
-    /// The plain server's hand-over, sent once the `101` head is written.
-    Plain(Arc<Mutex<Option<oneshot::Receiver<PlainUpgraded>>>>),
+    /// balancerd's HTTP/1.1 server's hand-over, sent once the `101` head is written.
+    H1(Arc<Mutex<Option<oneshot::Receiver<H1Upgraded>>>>),
 }
 
 impl ClientUpgrade {
@@ -33,7 +34,7 @@ impl ClientUpgrade {
                 Ok(u) => Ok(Box::new(hyper_util::rt::TokioIo::new(u))),
                 Err(e) => Err(e.to_string()),
             },
-            ClientUpgrade::Plain(rx) => {
+            ClientUpgrade::H1(rx) => {
                 let rx = rx.lock().ok().and_then(|mut r| r.take());
                 match rx {
                     Some(rx) => match rx.await {
@@ -47,17 +48,18 @@ impl ClientUpgrade {
     }
 }
 
-/// A plain client connection after `101`: the socket, and whatever the client sent after
-/// its request head (read before the hand-over), which the tunnel reads first.
+/// A client connection of balancerd's HTTP/1.1 server after `101`: the connection, and
+/// whatever the client sent after its request head (read before the hand-over), which the
+/// tunnel reads first.
 #[derive(Debug)]
-pub struct PlainUpgraded {
-    /// The client's socket.
-    pub stream: TcpStream,
+pub struct H1Upgraded {
+    /// The client's connection.
+    pub stream: ClientStream,
     /// Bytes already read from it.
     pub early: Bytes,
 }
 
-impl AsyncRead for PlainUpgraded {
+impl AsyncRead for H1Upgraded {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -74,7 +76,7 @@ impl AsyncRead for PlainUpgraded {
     }
 }
 
-impl AsyncWrite for PlainUpgraded {
+impl AsyncWrite for H1Upgraded {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,5 +1,6 @@
-//! balancerd's own HTTP/1.1 server for plain-TCP client connections (TLS and HTTP/2 clients
-//! stay on hyper's server).
+//! balancerd's own HTTP/1.1 server for client connections, plain or TLS (HTTP/2 clients
+//! stay on hyper's server). The connection is a [`ClientRead`] and a [`ClientWrite`]: the
+//! same loop serves both; TLS differs only below it (records, no splice(2)).
 //!
 //! hyper's HTTP/1 server keeps an 8 KiB read buffer and a write buffer per connection,
 //! allocates a fresh read buffer per request while the previous head is alive, and needs a
@@ -47,10 +48,11 @@ use crate::h1::head::{HeadRefusal, MAX_FIELDS, RequestHead, parse_request};
 use crate::h1::interim::Interim;
 use crate::h1::request_body::{RequestBody, ReturnSlot, Returned};
 use crate::h1::writer::HeadWriter;
+use crate::net::client_io::{self, ClientRead, ClientWrite};
 use crate::net::read::poll_read_small;
 use crate::net::splice::{self, SPLICE_MIN, SpliceError};
 use crate::proxy::handler::{ConnInfo, handle};
-use crate::proxy::tunnel::{ClientUpgrade, PlainUpgraded};
+use crate::proxy::tunnel::{ClientUpgrade, H1Upgraded};
 use crate::runtime::Shared;
 use crate::server::Shutdown;
 use crate::telemetry::stats::STATS;
@@ -70,8 +72,6 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
@@ -85,11 +85,11 @@ const MAX_PIPELINED: usize = 64 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
 
-/// One plain client connection.
+/// One client connection.
 struct ClientConn {
     /// The read side; `None` while a request body holds it.
-    rd: Option<OwnedReadHalf>,
-    wr: OwnedWriteHalf,
+    rd: Option<ClientRead>,
+    wr: ClientWrite,
     /// Bytes read but not used yet (pipelined requests); empty and unallocated when idle.
     buf: BytesMut,
     /// The header-read timer, created on first use and moved only when it fires.
@@ -260,18 +260,18 @@ impl ClientConn {
     }
 }
 
-/// Serves one plain client connection until it closes.
+/// Serves one client connection (its two sides from [`client_io`]) until it closes.
 ///
 /// Between requests the task holds only the connection and the wait for the next head
 /// (a few hundred bytes); the state of a request in flight lives in one box per request.
 pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    local_port: u16,
+    rd: ClientRead,
+    wr: ClientWrite,
+    info: ConnInfo,
     shared: Shared,
     shutdown: Shutdown,
 ) {
-    let (rd, wr) = stream.into_split();
+    let peer = info.peer;
     let mut conn = ClientConn {
         rd: Some(rd),
         wr,
@@ -279,7 +279,6 @@ pub async fn serve(
         timer: None,
         stopping: None,
     };
-    let info = ConnInfo::plain(peer).on_port(local_port);
     loop {
         let snap = shared.load_full();
         let max_fields = match snap.server.limit_request_fields {
@@ -332,7 +331,7 @@ struct Request {
     /// Where the request body hands the socket back (`None`: no body).
     slot: Option<ReturnSlot>,
     /// Where the socket goes when the member agrees to an upgrade.
-    upgrade_tx: Option<oneshot::Sender<PlainUpgraded>>,
+    upgrade_tx: Option<oneshot::Sender<H1Upgraded>>,
 }
 
 /// Builds the handler's request from a parsed head. A plain function, not part of
@@ -351,7 +350,7 @@ fn into_request(p: RequestHead, conn: &mut ClientConn) -> Request {
                 p.expect_continue,
                 slot.clone(),
             );
-            (ClientBody::Plain(body), Some(slot))
+            (ClientBody::H1(body), Some(slot))
         }
     };
     let (mut parts, ()) = http::Request::new(()).into_parts();
@@ -363,7 +362,7 @@ fn into_request(p: RequestHead, conn: &mut ClientConn) -> Request {
         let (tx, rx) = oneshot::channel();
         parts
             .extensions
-            .insert(ClientUpgrade::Plain(Arc::new(Mutex::new(Some(rx)))));
+            .insert(ClientUpgrade::H1(Arc::new(Mutex::new(Some(rx)))));
         upgrade_tx = Some(tx);
     }
     Request {
@@ -379,6 +378,8 @@ fn into_request(p: RequestHead, conn: &mut ClientConn) -> Request {
 /// once the handler gave it.
 struct InterimOut {
     bytes: Vec<u8>,
+    /// Everything written so far has been pushed out to the socket.
+    flushed: bool,
     done: Option<http::Response<DownBody>>,
 }
 
@@ -386,6 +387,7 @@ impl InterimOut {
     fn new(done: Option<http::Response<DownBody>>) -> Self {
         InterimOut {
             bytes: Vec::new(),
+            flushed: true,
             done,
         }
     }
@@ -398,7 +400,7 @@ impl InterimOut {
         &mut self,
         handler: Pin<&mut F>,
         interim: Option<&Interim>,
-        wr: &mut OwnedWriteHalf,
+        wr: &mut ClientWrite,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<http::Response<DownBody>>> {
         if self.done.is_none()
@@ -415,8 +417,17 @@ impl InterimOut {
             match Pin::new(&mut *wr).poll_write(cx, &self.bytes) {
                 Poll::Ready(Ok(n)) if n > 0 => {
                     self.bytes.drain(..n);
+                    self.flushed = false;
                 }
                 Poll::Ready(_) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // On TLS the records may still sit in rustls: out with them before waiting on.
+        if !self.flushed {
+            match Pin::new(&mut *wr).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flushed = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -512,9 +523,9 @@ async fn exchange(
             .await
             .ok()?;
         if let Some(rd) = conn.rd.take()
-            && let Ok(stream) = rd.reunite(conn.wr)
+            && let Some(stream) = client_io::reunite(rd, conn.wr)
         {
-            let _ = tx.send(PlainUpgraded {
+            let _ = tx.send(H1Upgraded {
                 stream,
                 early: conn.buf.freeze(),
             });
@@ -547,7 +558,7 @@ const COALESCE_MAX: usize = 2048;
 
 /// Writes `resp` (head and body); returns whether the connection stays open.
 async fn write_response(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut ClientWrite,
     resp: http::Response<DownBody>,
     version: Version,
     is_head: bool,
@@ -641,9 +652,10 @@ async fn write_response(
         write_all(wr, &mut [IoSlice::new(&head)]).await?;
         return Ok(keep);
     }
-    // A large member body on a plain socket moves socket to socket (splice), never through
+    // A large member body to a plain client moves socket to socket (splice), never through
     // balancerd's memory.
     if framing.is_length()
+        && let Some(dst) = wr.tcp()
         && let DownBody::Member(m) = &mut body
         && let MemberDown {
             inner,
@@ -660,8 +672,9 @@ async fn write_response(
             count(n);
             STATS.spliced[1].fetch_add(n as u64, Relaxed);
         };
-        write_all(wr, &mut [IoSlice::new(&head), IoSlice::new(&buffered)]).await?;
-        let r = splice::copy_exact(src, wr.as_ref(), rest, spliced).await;
+        let head_and_buffered = [IoSlice::new(&head), IoSlice::new(&buffered)];
+        write_tcp_all(dst, head_and_buffered).await?;
+        let r = splice::copy_exact(src, dst, rest, spliced).await;
         inner.plain_run_done(r.is_ok());
         busy.take();
         return match r {
@@ -748,13 +761,18 @@ async fn write_response(
     }
 }
 
-/// Writes every byte of `bufs`.
-async fn write_all(wr: &mut OwnedWriteHalf, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+/// Writes every byte of `bufs` (TLS: and pushes the records out).
+async fn write_all(wr: &mut ClientWrite, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    wr.write_all(bufs).await
+}
+
+/// Writes every byte of `bufs` to a plain socket (ahead of a splice run).
+async fn write_tcp_all(s: &tokio::net::TcpStream, mut b: [IoSlice<'_>; 2]) -> io::Result<()> {
+    let mut bufs = &mut b[..];
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         let n =
-            std::future::poll_fn(|cx| crate::net::send::poll_send_vectored(wr.as_ref(), cx, bufs))
-                .await?;
+            std::future::poll_fn(|cx| crate::net::send::poll_send_vectored(s, cx, bufs)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

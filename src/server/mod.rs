@@ -1,21 +1,21 @@
 //! Client connections: accept, TCP options, TLS (certificate by SNI from the current
-//! snapshot, ALPN), and hyper's HTTP/1.1 or HTTP/2 server with the limits and timeouts of
-//! the current snapshot.
+//! snapshot, ALPN), then balancerd's own HTTP/1.1 server ([`h1`], plain and TLS clients) or
+//! hyper's HTTP/2 server (ALPN `h2`), with the limits and timeouts of the current snapshot.
 //!
-//! Timeouts: hyper's header-read timer runs from the moment it waits for a request head, so
-//! it bounds both the idle time between keep-alive requests and a slow header (slowloris).
-//! It is set to `KeepAliveTimeout`. A TLS handshake must finish within 10 s.
+//! Timeouts: a TLS handshake must finish within 10 s; [`h1`] has the HTTP/1.1 ones
+//! (KeepAliveTimeout, RequestReadTimeout); HTTP/2 pings an idle connection every
+//! KeepAliveTimeout (at least 5 s).
 //!
-//! Layer 11. Owns: accepting, TLS handshakes, hyper's servers (TLS and HTTP/2 clients) and
-//! balancerd's own HTTP/1.1 server for plain clients ([`h1`]); both hand each request to
-//! `proxy::handler::handle` and never look inside it.
+//! Layer 11. Owns: accepting, TLS handshakes, balancerd's HTTP/1.1 server ([`h1`]) and
+//! hyper's HTTP/2 server; both hand each request to `proxy::handler::handle` and never look
+//! inside it.
 //!
 //! May import: every layer below it (`util` … `proxy`).
 
 pub mod h1;
 pub mod release;
 
-use crate::h1::framing_check::{Tracked, Verdicts};
+use crate::net::client_io;
 use crate::proxy::handler::{ConnInfo, handle};
 use crate::proxy::tunnel::ClientUpgrade;
 use crate::runtime::Shared;
@@ -28,12 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-
-/// hyper's per-connection buffer limit: the largest request head accepted (a larger one gets
-/// 431; nginx allows 32 KiB, HAProxy 16 KiB) and the largest read of a request body. It
-/// bounds an upload's memory: with httpd's limits (100 fields of 8 KiB) the buffer grew to
-/// 800 KiB per upload, and 20 concurrent 100 MB PUTs raised RSS by 33 MB.
-const MAX_CLIENT_BUF: usize = 64 * 1024;
 
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,9 +63,11 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
             tokio::spawn(async move {
                 let _conn = ConnCount::open();
                 let reg = release::Registration::new(local_ip);
+                let (rd, wr) = client_io::split_tcp(stream);
+                let info = ConnInfo::h1(peer).on_port(addr.port());
                 tokio::select! {
                     biased;
-                    () = crate::server::h1::serve(stream, peer, addr.port(), shared, shutdown) => {}
+                    () = h1::serve(rd, wr, info, shared, shutdown) => {}
                     () = reg.released(fd) => {}
                 }
             });
@@ -106,7 +102,9 @@ async fn serve_tls(
             if h2 {
                 Box::pin(serve_http2(s, peer, port, names, shared, shutdown)).await;
             } else {
-                Box::pin(serve_http1(s, peer, port, names, shared, shutdown)).await;
+                let (rd, wr) = client_io::split_tls(s);
+                let info = ConnInfo::h1(peer).on_port(port).over_tls(names);
+                h1::serve(rd, wr, info, shared, shutdown).await;
             }
         }
         Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
@@ -168,55 +166,6 @@ fn from_hyper(req: http::Request<hyper::body::Incoming>) -> http::Request<Client
 /// The stop signal every connection watches.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 
-async fn serve_http1<S>(
-    stream: S,
-    peer: SocketAddr,
-    local_port: u16,
-    tls: Option<(&'static str, &'static str)>,
-    shared: Shared,
-    mut shutdown: Shutdown,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let snap = shared.load();
-    let s = &snap.server;
-    let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .header_read_timeout(s.keepalive_timeout)
-        .keep_alive(s.keepalive)
-        .max_buf_size(
-            (s.limit_request_line as usize
-                + s.limit_request_fields as usize * s.limit_request_field_size as usize)
-                .clamp(8192, MAX_CLIENT_BUF),
-        );
-    if s.limit_request_fields > 0 {
-        b.max_headers(s.limit_request_fields as usize + 1);
-    }
-    drop(snap);
-    let (io, verdicts) = Tracked::new(stream);
-    let info = Arc::new(
-        ConnInfo::new(peer, Some(verdicts))
-            .on_port(local_port)
-            .over_tls(tls),
-    );
-    let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        let info = info.clone();
-        async move {
-            let snap = shared.load_full();
-            let (parts, body) = from_hyper(req).into_parts();
-            // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
-            // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
-            Ok::<_, Infallible>(Box::pin(handle(parts, body, None, &info, &snap)).await)
-        }
-    });
-    let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
-    let r = until_shutdown(conn, &mut shutdown, |c| c.graceful_shutdown()).await;
-    if let Err(e) = r {
-        tracing::debug!(client = %peer, "connection ended: {e}");
-    }
-}
-
 async fn serve_http2<S>(
     stream: S,
     peer: SocketAddr,
@@ -232,12 +181,7 @@ async fn serve_http2<S>(
     b.timer(TokioTimer::new())
         .keep_alive_interval(Some(keepalive.max(Duration::from_secs(5))))
         .max_concurrent_streams(256);
-    // HTTP/2 framing is hyper's own: no HTTP/1 smuggling verdicts to take.
-    let info = Arc::new(
-        ConnInfo::new(peer, Some(Arc::new(Verdicts::default())))
-            .on_port(local_port)
-            .over_tls(tls),
-    );
+    let info = Arc::new(ConnInfo::h2(peer).on_port(local_port).over_tls(tls));
     let svc = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();

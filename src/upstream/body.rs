@@ -28,10 +28,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ClientBody {
     /// No body.
     Empty,
-    /// Read by hyper's server (TLS, HTTP/2).
+    /// Read by hyper's HTTP/2 server.
     Hyper(Incoming),
-    /// Read by balancerd's plain HTTP/1.1 server.
-    Plain(crate::h1::request_body::RequestBody),
+    /// Read by balancerd's HTTP/1.1 server (plain or TLS).
+    H1(crate::h1::request_body::RequestBody),
 }
 
 impl Body for ClientBody {
@@ -45,7 +45,7 @@ impl Body for ClientBody {
         match self.get_mut() {
             ClientBody::Empty => Poll::Ready(None),
             ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            ClientBody::Plain(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ClientBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -53,7 +53,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Empty => true,
             ClientBody::Hyper(b) => b.is_end_stream(),
-            ClientBody::Plain(b) => b.is_end_stream(),
+            ClientBody::H1(b) => b.is_end_stream(),
         }
     }
 
@@ -61,7 +61,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Empty => SizeHint::with_exact(0),
             ClientBody::Hyper(b) => b.size_hint(),
-            ClientBody::Plain(b) => b.size_hint(),
+            ClientBody::H1(b) => b.size_hint(),
         }
     }
 }
@@ -133,7 +133,7 @@ impl UpBody {
             return None;
         };
         let ClientUpload {
-            inner: ClientBody::Plain(body),
+            inner: ClientBody::H1(body),
             timeout,
             stage,
             deadline,
@@ -163,13 +163,13 @@ impl UpBody {
 
     /// True when [`UpBody::take_plain_run`] would give a run.
     pub fn can_splice(&self, min: u64) -> bool {
-        matches!(self, UpBody::Client(u) if matches!(&u.inner, ClientBody::Plain(body) if body.can_splice(min)))
+        matches!(self, UpBody::Client(u) if matches!(&u.inner, ClientBody::H1(body) if body.can_splice(min)))
     }
 
     /// Ends a run taken with [`UpBody::take_plain_run`].
     pub fn plain_run_done(&mut self, moved_all: bool) {
         if let UpBody::Client(u) = self
-            && let ClientBody::Plain(body) = &mut u.inner
+            && let ClientBody::H1(body) = &mut u.inner
         {
             body.plain_run_done(moved_all);
         }
