@@ -7,8 +7,8 @@
 //! * **TLS**: the rustls stream behind one lock shared by the two halves (a TLS record layer
 //!   has one state for both directions). Both halves are polled by the connection's one task,
 //!   so the lock is never contended: it costs two atomic operations per call. Writes accept
-//!   plaintext into rustls and push the records out; [`ClientWrite::poll_flush`] pushes out
-//!   whatever the socket did not take. Reads take one chunk of decrypted plaintext at a time
+//!   plaintext into rustls (one record per write) and push the records out with `sendmsg`,
+//!   as the plain path writes; `poll_flush` pushes out whatever the socket did not take. Reads take one chunk of decrypted plaintext at a time
 //!   (tokio-rustls's `poll_read` would try the socket once more after every read and pay a
 //!   `recvmsg` returning EAGAIN).
 //!
@@ -158,7 +158,8 @@ impl ClientWrite {
         }
     }
 
-    /// Writes as much of `bufs` as the connection takes now (TLS: as rustls accepts).
+    /// Writes as much of `bufs` as the connection takes now (TLS: as rustls accepts, in one
+    /// record, and pushes the records out as far as the socket takes them).
     pub fn poll_write_bufs(
         &mut self,
         cx: &mut Context<'_>,
@@ -166,7 +167,34 @@ impl ClientWrite {
     ) -> Poll<io::Result<usize>> {
         match self {
             ClientWrite::Tcp(w) => super::send::poll_send_vectored(w.as_ref(), cx, bufs),
-            ClientWrite::Tls(t) => Pin::new(&mut *t.lock()).poll_write_vectored(cx, bufs),
+            ClientWrite::Tls(t) => {
+                let mut g = t.lock();
+                let (tcp, tls) = g.get_mut();
+                // A second try only after the socket took every pending record: rustls then
+                // has room, or never will (`Ok(0)`, which the caller takes as WriteZero).
+                for _ in 0..2 {
+                    let n = io::Write::write_vectored(&mut tls.writer(), bufs)?;
+                    let pushed = poll_push_records(tcp, tls, cx)?;
+                    if n > 0 || bufs.iter().all(|b| b.is_empty()) {
+                        return Poll::Ready(Ok(n));
+                    }
+                    // rustls's buffer was full: wait for the socket to take records.
+                    ready!(pushed);
+                }
+                Poll::Ready(Ok(0))
+            }
+        }
+    }
+
+    /// Pushes out what rustls holds (TLS); ready at once on TCP.
+    fn poll_push(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            ClientWrite::Tcp(_) => Poll::Ready(Ok(())),
+            ClientWrite::Tls(t) => {
+                let mut g = t.lock();
+                let (tcp, tls) = g.get_mut();
+                poll_push_records(tcp, tls, cx)
+            }
         }
     }
 
@@ -180,11 +208,48 @@ impl ClientWrite {
             }
             IoSlice::advance_slices(&mut bufs, n);
         }
-        if let ClientWrite::Tls(t) = self {
-            std::future::poll_fn(|cx| Pin::new(&mut *t.lock()).poll_flush(cx)).await?;
+        if let ClientWrite::Tls(_) = self {
+            std::future::poll_fn(|cx| self.poll_push(cx)).await?;
         }
         Ok(())
     }
+}
+
+/// Writes rustls's pending records to the socket with `sendmsg` ([`super::send`]), as the
+/// plain path writes, instead of tokio-rustls's `writev` through the file layer.
+fn poll_push_records(
+    tcp: &TcpStream,
+    tls: &mut rustls::ServerConnection,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    /// rustls's `write_tls` target: the socket, `WouldBlock` when it is full.
+    struct Send<'a, 'b> {
+        tcp: &'a TcpStream,
+        cx: &'a mut Context<'b>,
+    }
+    impl io::Write for Send<'_, '_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            match super::send::poll_send_vectored(self.tcp, self.cx, bufs) {
+                Poll::Ready(r) => r,
+                Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    while tls.wants_write() {
+        match tls.write_tls(&mut Send { tcp, cx }) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+    Poll::Ready(Ok(()))
 }
 
 impl AsyncWrite for ClientWrite {
@@ -193,17 +258,11 @@ impl AsyncWrite for ClientWrite {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientWrite::Tcp(w) => Pin::new(w).poll_write(cx, buf),
-            ClientWrite::Tls(t) => Pin::new(&mut *t.lock()).poll_write(cx, buf),
-        }
+        self.get_mut().poll_write_bufs(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientWrite::Tcp(_) => Poll::Ready(Ok(())),
-            ClientWrite::Tls(t) => Pin::new(&mut *t.lock()).poll_flush(cx),
-        }
+        self.get_mut().poll_push(cx)
     }
 
     /// TCP: shuts the write direction. TLS: sends `close_notify`, then the same.
