@@ -31,283 +31,297 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-pub(super) async fn forward(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice (see the body)"
+)]
+pub(super) fn forward(
     cx: &Ctx<'_>,
     parts: &http::request::Parts,
     body: ClientBody,
     fwd_path: &str,
     client_upgrade: Option<ClientUpgrade>,
     answered: &mut Option<Instant>,
-) -> Response<DownBody> {
-    let b = cx.balancer;
-    let query = if cx.route.noquery {
-        None
-    } else if let Some(q) = cx.rewrite.and_then(|r| r.query.as_ref()) {
-        q.as_deref()
-    } else {
-        parts.uri.query()
-    };
-    let snap = cx.snap;
-    let session = b.params.sticky.as_ref().and_then(|s| {
-        let cookies = cx.req.role_values(FieldRole::Cookie).filter_map(field_str);
-        sticky::session_route(
-            s,
-            b.params.separator(),
-            b.params.scolon_path_delim,
-            fwd_path,
-            query,
-            cookies,
-        )
-    });
-    let mut vars = BalancerVars::default();
-    if let Some(r) = cx.rewrite
-        && !r.env.is_empty()
-    {
-        vars.extra = r.env.clone();
-    }
-    let body_timeout = snap.server.timeout;
-    let limit = snap.server.limit_request_body;
-    let mut up_body = Some(if body.is_end_stream() {
-        UpBody::Empty
-    } else {
-        // `LimitRequestBody`: a declared length over it is refused before anything is sent;
-        // a chunked body is counted as it streams.
-        if limit > 0 && body.size_hint().exact().is_some_and(|n| n > limit) {
-            return own_error(
-                cx,
-                None,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("The request body is larger than this server accepts ({limit} bytes)."),
-                true,
-            );
+) -> impl Future<Output = Response<DownBody>> {
+    // An `async move` block, not an `async fn`: an `async fn` re-binds every argument as a
+    // local, and the future then holds each twice (arguments are never overlapped with other
+    // state).
+    async move {
+        let b = cx.balancer;
+        let query = if cx.route.noquery {
+            None
+        } else if let Some(q) = cx.rewrite.and_then(|r| r.query.as_ref()) {
+            q.as_deref()
+        } else {
+            parts.uri.query()
+        };
+        let snap = cx.snap;
+        let session = b.params.sticky.as_ref().and_then(|s| {
+            let cookies = cx.req.role_values(FieldRole::Cookie).filter_map(field_str);
+            sticky::session_route(
+                s,
+                b.params.separator(),
+                b.params.scolon_path_delim,
+                fwd_path,
+                query,
+                cookies,
+            )
+        });
+        let mut vars = BalancerVars::default();
+        if let Some(r) = cx.rewrite
+            && !r.env.is_empty()
+        {
+            vars.extra = r.env.clone();
         }
-        UpBody::client(body, body_timeout, snap.server.body_read_timeout, limit)
-    });
-    let mut attempts = 0u32;
-    let default_timeout = snap.server.effective_proxy_timeout();
-
-    loop {
-        let pick = b.pick(session.map(|s| s.route));
-        let (idx, route_changed) = match pick {
-            Pick::Member {
-                index,
-                route_changed,
-                ..
-            } => (index, route_changed),
-            Pick::NoFailover => {
-                tracing::error!(balancer = %b.full_name, route = session.map_or("", |s| s.route), "all workers are in error state for the route (nofailover)");
+        let body_timeout = snap.server.timeout;
+        let limit = snap.server.limit_request_body;
+        let mut up_body = Some(if body.is_end_stream() {
+            UpBody::Empty
+        } else {
+            // `LimitRequestBody`: a declared length over it is refused before anything is sent;
+            // a chunked body is counted as it streams.
+            if limit > 0 && body.size_hint().exact().is_some_and(|n| n > limit) {
                 return own_error(
                     cx,
                     None,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The server is temporarily unable to service your request: the member holding your session is unavailable.",
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "The request body is larger than this server accepts ({limit} bytes)."
+                    ),
                     true,
                 );
             }
-            Pick::NoMember => {
-                if let Some(i) = Box::pin(wait_for_member(b, session.map(|s| s.route))).await {
-                    (i, b.params.sticky.is_some())
-                } else {
-                    // The backup site takes it (`BackupSiteRedirect`), unless it came from there.
-                    let backup = cx
-                        .locations
-                        .iter()
-                        .rev()
-                        .find_map(|l| l.backup_site.as_ref())
-                        .or(b.backup_site.as_ref());
-                    if let Some(site) = backup {
-                        if let Some(r) = super::redirect::backup_site_redirect(site, parts) {
-                            tracing::warn!(balancer = %b.full_name, "no member can serve: redirected to the backup site {}", site.url);
-                            return r;
-                        }
-                        tracing::error!(balancer = %b.full_name, "no member can serve, and the request came from the backup site ({} in the query): 503", site.marker);
-                    }
-                    let what = if b.members.is_empty() {
-                        "No members in balancer"
-                    } else {
-                        "All members are in error state"
-                    };
-                    tracing::error!(balancer = %b.full_name, "{what}");
-                    let mut r = own_error(
+            UpBody::client(body, body_timeout, snap.server.body_read_timeout, limit)
+        });
+        let mut attempts = 0u32;
+        let default_timeout = snap.server.effective_proxy_timeout();
+
+        loop {
+            let pick = b.pick(session.map(|s| s.route));
+            let (idx, route_changed) = match pick {
+                Pick::Member {
+                    index,
+                    route_changed,
+                    ..
+                } => (index, route_changed),
+                Pick::NoFailover => {
+                    tracing::error!(balancer = %b.full_name, route = session.map_or("", |s| s.route), "all workers are in error state for the route (nofailover)");
+                    return own_error(
                         cx,
-                        Some(&vars),
+                        None,
                         StatusCode::SERVICE_UNAVAILABLE,
-                        &format!(
-                            "The server is temporarily unable to service your request ({what})."
-                        ),
+                        "The server is temporarily unable to service your request: the member holding your session is unavailable.",
                         true,
                     );
-                    if let Some(t) = b.retry_after() {
-                        r.headers_mut()
-                            .insert(header::RETRY_AFTER, HeaderValue::from(t.as_secs().max(1)));
+                }
+                Pick::NoMember => {
+                    if let Some(i) = Box::pin(wait_for_member(b, session.map(|s| s.route))).await {
+                        (i, b.params.sticky.is_some())
+                    } else {
+                        // The backup site takes it (`BackupSiteRedirect`), unless it came from there.
+                        let backup = cx
+                            .locations
+                            .iter()
+                            .rev()
+                            .find_map(|l| l.backup_site.as_ref())
+                            .or(b.backup_site.as_ref());
+                        if let Some(site) = backup {
+                            if let Some(r) = super::redirect::backup_site_redirect(site, parts) {
+                                tracing::warn!(balancer = %b.full_name, "no member can serve: redirected to the backup site {}", site.url);
+                                return r;
+                            }
+                            tracing::error!(balancer = %b.full_name, "no member can serve, and the request came from the backup site ({} in the query): 503", site.marker);
+                        }
+                        let what = if b.members.is_empty() {
+                            "No members in balancer"
+                        } else {
+                            "All members are in error state"
+                        };
+                        tracing::error!(balancer = %b.full_name, "{what}");
+                        let mut r = own_error(
+                            cx,
+                            Some(&vars),
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format!(
+                                "The server is temporarily unable to service your request ({what})."
+                            ),
+                            true,
+                        );
+                        if let Some(t) = b.retry_after() {
+                            r.headers_mut()
+                                .insert(header::RETRY_AFTER, HeaderValue::from(t.as_secs().max(1)));
+                        }
+                        return r;
                     }
-                    return r;
                 }
+            };
+            if route_changed {
+                vars.route_changed = true;
             }
-        };
-        if route_changed {
-            vars.route_changed = true;
-        }
-        let m = &b.members[idx];
-        m.state.peer.busy.fetch_add(1, Relaxed);
-        let busy = BusyGuard(m.state.peer.clone());
-        vars.name = Some(b.full_name.clone());
-        vars.worker_name = Some(m.name.clone());
-        vars.worker_route = Some(m.route.clone());
-        if let Some(s) = session {
-            vars.session_sticky = Some(s.sticky.clone());
-            // The route the client sent is usually the chosen member's: share its name.
-            vars.session_route = Some(if *m.route == *s.route {
-                m.route.clone()
-            } else {
-                Arc::from(s.route)
-            });
-        }
+            let m = &b.members[idx];
+            m.state.peer.busy.fetch_add(1, Relaxed);
+            let busy = BusyGuard(m.state.peer.clone());
+            vars.name = Some(b.full_name.clone());
+            vars.worker_name = Some(m.name.clone());
+            vars.worker_route = Some(m.route.clone());
+            if let Some(s) = session {
+                vars.session_sticky = Some(s.sticky.clone());
+                // The route the client sent is usually the chosen member's: share its name.
+                vars.session_route = Some(if *m.route == *s.route {
+                    m.route.clone()
+                } else {
+                    Arc::from(s.route)
+                });
+            }
 
-        // `proxy-initial-not-pooled`: a client connection's first request gets a fresh
-        // member connection (no race with a pooled one the member is closing).
-        let fresh = cx.switches.has(ProxySwitches::INITIAL_NOT_POOLED)
-            && cx.conn.requests.load(Relaxed) == 1;
-        let acquired = if fresh {
-            Box::pin(acquire_fresh(
-                &m.spec,
-                &m.state.peer,
-                default_timeout,
-                snap.upstream_tls.as_ref(),
-            ))
-            .await
-        } else {
-            acquire(
-                &m.spec,
-                &m.state.peer,
-                default_timeout,
-                snap.upstream_tls.as_ref(),
-            )
-            .await
-        };
-        let mut conn = match acquired {
-            Ok(c) => c,
-            Err(ConnectError::Dns(msg)) => {
-                m.mark_error(&msg);
-                return own_error(
-                    cx,
-                    Some(&vars),
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &msg,
-                    false,
-                );
-            }
-            Err(e) => {
-                drop(busy);
-                if connect_failed(m, b, &mut attempts, &e) {
-                    continue;
-                }
-                return no_member_reached(cx, &vars);
-            }
-        };
-
-        if cx.switches.closes_member() {
-            conn.poolable = false;
-        }
-        let wants_upgrade = client_upgrade.is_some() && upgrade_allowed(cx.route, m, cx.req);
-        let member_timeout = m.spec.params.timeout.unwrap_or(default_timeout);
-        let Some(mut bodyv) = up_body.take() else {
-            return own_error(
-                cx,
-                Some(&vars),
-                StatusCode::BAD_GATEWAY,
-                "The request body was lost.",
-                true,
-            );
-        };
-        bodyv.count_for(&m.state.peer);
-        let head = match build_request(cx, parts, m, fwd_path, query, wants_upgrade, &bodyv) {
-            Ok(r) => r,
-            Err(resp) => return resp,
-        };
-        // A pooled connection was ready at once: the request's start is the send time
-        // (one clock read fewer); a new connection may have taken a while.
-        let sent_at = if conn.reused {
-            cx.started
-        } else {
-            Instant::now()
-        };
-        // 1xx answers are relayed to a client connection that can take them (HTTP/1.1).
-        let interim = cx
-            .conn
-            .interim
-            .as_ref()
-            .filter(|_| parts.version == http::Version::HTTP_11);
-        let (result, conn) = send(conn, &head, bodyv, sent_at + member_timeout, interim).await;
-        let result = match result {
-            Err((e, Some(recovered))) if e.decide(true, false) == Decision::RetryFresh => {
-                // A reused connection died before answering: once more on a fresh one.
-                tracing::debug!(member = %m.name, "reused connection failed ({e}); retrying on a fresh connection");
-                drop(conn);
-                match Box::pin(acquire_fresh(
+            // `proxy-initial-not-pooled`: a client connection's first request gets a fresh
+            // member connection (no race with a pooled one the member is closing).
+            let fresh = cx.switches.has(ProxySwitches::INITIAL_NOT_POOLED)
+                && cx.conn.requests.load(Relaxed) == 1;
+            // Matched where it is made: a named result would keep its room in the request's
+            // state for the whole exchange.
+            let mut conn = match if fresh {
+                Box::pin(acquire_fresh(
                     &m.spec,
                     &m.state.peer,
                     default_timeout,
                     snap.upstream_tls.as_ref(),
                 ))
                 .await
-                {
-                    Ok(mut c) => {
-                        if cx.switches.closes_member() {
-                            c.poolable = false;
-                        }
-                        // Rare path, boxed: keeps every request's future small.
-                        let deadline = Instant::now() + member_timeout;
-                        let (r2, c2) = Box::pin(send(c, &head, recovered, deadline, interim)).await;
-                        r2.map(|resp| (resp, c2)).map_err(|(e, _)| e)
-                    }
-                    Err(e) => {
-                        drop(busy);
-                        // The body was never read: the next member gets it whole.
-                        up_body = Some(recovered);
-                        if connect_failed(m, b, &mut attempts, &e) {
-                            continue;
-                        }
-                        return no_member_reached(cx, &vars);
-                    }
-                }
-            }
-            Err((e, Some(recovered))) if e.decide(true, false) == Decision::FailOver => {
-                // Nothing of the request went out (an AJP member that did not answer its
-                // CPing): the member is in error, the next one gets the request whole.
-                drop(busy);
-                up_body = Some(recovered);
-                if connect_failed(m, b, &mut attempts, &ConnectError::Failed(e.detail.clone())) {
-                    continue;
-                }
-                return no_member_reached(cx, &vars);
-            }
-            Err((e, _)) => Err(e),
-            Ok(resp) => Ok((resp, conn)),
-        };
-        return match result {
-            Ok((resp, conn)) => {
-                let now = Instant::now();
-                *answered = Some(now);
-                m.record(resp.status.as_u16(), now.saturating_duration_since(sent_at));
-                respond(
-                    cx,
-                    parts,
-                    m,
-                    resp,
-                    conn,
-                    busy,
-                    &vars,
-                    client_upgrade,
-                    wants_upgrade,
-                    head.head,
+            } else {
+                acquire(
+                    &m.spec,
+                    &m.state.peer,
+                    default_timeout,
+                    snap.upstream_tls.as_ref(),
                 )
+                .await
+            } {
+                Ok(c) => c,
+                Err(ConnectError::Dns(msg)) => {
+                    m.mark_error(&msg);
+                    return own_error(
+                        cx,
+                        Some(&vars),
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &msg,
+                        false,
+                    );
+                }
+                Err(e) => {
+                    drop(busy);
+                    if connect_failed(m, b, &mut attempts, &e) {
+                        continue;
+                    }
+                    return no_member_reached(cx, &vars);
+                }
+            };
+
+            if cx.switches.closes_member() {
+                conn.poolable = false;
             }
-            Err(e) => {
-                vars.error = Some(e.kind.as_str());
-                exchange_failed(cx, m, &vars, &e, b.params.fail_on_timeout, member_timeout)
-            }
-        };
+            let wants_upgrade = client_upgrade.is_some() && upgrade_allowed(cx.route, m, cx.req);
+            let member_timeout = m.spec.params.timeout.unwrap_or(default_timeout);
+            let Some(mut bodyv) = up_body.take() else {
+                return own_error(
+                    cx,
+                    Some(&vars),
+                    StatusCode::BAD_GATEWAY,
+                    "The request body was lost.",
+                    true,
+                );
+            };
+            bodyv.count_for(&m.state.peer);
+            let head = match build_request(cx, parts, m, fwd_path, query, wants_upgrade, &bodyv) {
+                Ok(r) => r,
+                Err(resp) => return resp,
+            };
+            // A pooled connection was ready at once: the request's start is the send time
+            // (one clock read fewer); a new connection may have taken a while.
+            let sent_at = if conn.reused {
+                cx.started
+            } else {
+                Instant::now()
+            };
+            // 1xx answers are relayed to a client connection that can take them (HTTP/1.1).
+            let interim = cx
+                .conn
+                .interim
+                .as_ref()
+                .filter(|_| parts.version == http::Version::HTTP_11);
+            let (result, conn) = send(conn, &head, bodyv, sent_at + member_timeout, interim).await;
+            let result = match result {
+                Err((e, Some(recovered))) if e.decide(true, false) == Decision::RetryFresh => {
+                    // A reused connection died before answering: once more on a fresh one.
+                    tracing::debug!(member = %m.name, "reused connection failed ({e}); retrying on a fresh connection");
+                    drop(conn);
+                    match Box::pin(acquire_fresh(
+                        &m.spec,
+                        &m.state.peer,
+                        default_timeout,
+                        snap.upstream_tls.as_ref(),
+                    ))
+                    .await
+                    {
+                        Ok(mut c) => {
+                            if cx.switches.closes_member() {
+                                c.poolable = false;
+                            }
+                            // Rare path, boxed: keeps every request's future small.
+                            let deadline = Instant::now() + member_timeout;
+                            let (r2, c2) =
+                                Box::pin(send(c, &head, recovered, deadline, interim)).await;
+                            r2.map(|resp| (resp, c2)).map_err(|(e, _)| e)
+                        }
+                        Err(e) => {
+                            drop(busy);
+                            // The body was never read: the next member gets it whole.
+                            up_body = Some(recovered);
+                            if connect_failed(m, b, &mut attempts, &e) {
+                                continue;
+                            }
+                            return no_member_reached(cx, &vars);
+                        }
+                    }
+                }
+                Err((e, Some(recovered))) if e.decide(true, false) == Decision::FailOver => {
+                    // Nothing of the request went out (an AJP member that did not answer its
+                    // CPing): the member is in error, the next one gets the request whole.
+                    drop(busy);
+                    up_body = Some(recovered);
+                    if connect_failed(m, b, &mut attempts, &ConnectError::Failed(e.detail.clone()))
+                    {
+                        continue;
+                    }
+                    return no_member_reached(cx, &vars);
+                }
+                Err((e, _)) => Err(e),
+                Ok(resp) => Ok((resp, conn)),
+            };
+            return match result {
+                Ok((resp, conn)) => {
+                    let now = Instant::now();
+                    *answered = Some(now);
+                    m.record(resp.status.as_u16(), now.saturating_duration_since(sent_at));
+                    respond(
+                        cx,
+                        parts,
+                        m,
+                        resp,
+                        conn,
+                        busy,
+                        &vars,
+                        client_upgrade,
+                        wants_upgrade,
+                        head.head,
+                    )
+                }
+                Err(e) => {
+                    vars.error = Some(e.kind.as_str());
+                    exchange_failed(cx, m, &vars, &e, b.params.fail_on_timeout, member_timeout)
+                }
+            };
+        }
     }
 }
 

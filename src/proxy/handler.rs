@@ -108,120 +108,135 @@ pub(super) fn close(mut r: Response<DownBody>) -> Response<DownBody> {
 
 /// Handles one request on `snap`. The plain HTTP/1.1 server hands the header fields over
 /// as parsed (`raw`, with `req`'s `HeaderMap` empty); hyper's servers give them in `req`.
-pub async fn handle(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice (see the body)"
+)]
+pub fn handle(
     mut parts: http::request::Parts,
-    body: ClientBody,
+    mut body: ClientBody,
     mut raw: Option<Fields>,
     conn: &ConnInfo,
     snap: &Snapshot,
-) -> Response<DownBody> {
-    let started = Instant::now();
-    let n = conn.requests.fetch_add(1, Relaxed) + 1;
-    // Counted down on drop too: a request whose client left is cancelled mid-way.
-    let _in_flight = InFlight::count();
-    let keep_head = snap.logging || snap.error_documents;
-    if keep_head {
-        to_map(&mut parts.headers, &mut raw);
-    }
-    // The access log needs the request head as it arrived (request rules may change it).
-    // Boxed: it would otherwise take room in every request's state.
-    let head = keep_head.then_some(()).and_then(|()| {
-        let mut b = Request::builder()
-            .method(parts.method.clone())
-            .uri(parts.uri.clone())
-            .version(parts.version);
-        if let Some(h) = b.headers_mut() {
-            *h = parts.headers.clone();
+) -> impl Future<Output = Response<DownBody>> {
+    // An `async move` block, not an `async fn`: an `async fn` re-binds every argument as a
+    // local, and the future then holds each twice (arguments are never overlapped with other
+    // state).
+    async move {
+        let started = Instant::now();
+        let n = conn.requests.fetch_add(1, Relaxed) + 1;
+        // Counted down on drop too: a request whose client left is cancelled mid-way.
+        let _in_flight = InFlight::count();
+        let keep_head = snap.logging || snap.error_documents;
+        if keep_head {
+            to_map(&mut parts.headers, &mut raw);
         }
-        b.body(()).ok().map(|r| Box::new(r.into_parts().0))
-    });
-    // Everything up to the member choice is synchronous; only forwarding waits. (One async
-    // layer less: each layer kept its own copy of the request and was copied when awaited.)
-    // When the member's response head arrived: read once for the member's statistics and
-    // reused for the request's duration (one clock read fewer per request).
-    let mut answered: Option<Instant> = None;
-    let mut resp = 'resp: {
-        // The plan or the answer, taken apart before the wait (a `match` would keep the
-        // whole result in the request's state while forwarding).
-        let mut plan = match prepare(&mut parts, &mut raw, conn, snap, started) {
-            Ok(plan) => plan,
-            Err(resp) => {
-                if let Some(call) = resp.extensions().get::<super::builtin::ManagerCall>() {
-                    let req = match &raw {
-                        Some(r) => FieldsView::Raw(r),
-                        None => FieldsView::Map(&parts.headers),
-                    };
-                    let call = call.clone();
-                    break 'resp Box::pin(super::builtin::manager(
-                        call, &parts, req, body, conn, snap,
-                    ))
-                    .await;
+        // The access log needs the request head as it arrived (request rules may change it).
+        // Boxed: it would otherwise take room in every request's state.
+        let head = keep_head.then_some(()).and_then(|()| {
+            let mut b = Request::builder()
+                .method(parts.method.clone())
+                .uri(parts.uri.clone())
+                .version(parts.version);
+            if let Some(h) = b.headers_mut() {
+                *h = parts.headers.clone();
+            }
+            b.body(()).ok().map(|r| Box::new(r.into_parts().0))
+        });
+        // Everything up to the member choice is synchronous; only forwarding waits. (One async
+        // layer less: each layer kept its own copy of the request and was copied when awaited.)
+        // When the member's response head arrived: read once for the member's statistics and
+        // reused for the request's duration (one clock read fewer per request).
+        let mut answered: Option<Instant> = None;
+        // The balancer-manager's call, answered after the block below: its wait kept apart
+        // from forwarding's, so that neither keeps the other's locals in the request's state.
+        let mut manager_call = None;
+        let mut resp = 'resp: {
+            // The plan or the answer, taken apart before the wait (a `match` would keep the
+            // whole result in the request's state while forwarding).
+            let mut plan = match prepare(&mut parts, &mut raw, conn, snap, started) {
+                Ok(plan) => plan,
+                Err(mut resp) => {
+                    manager_call = resp
+                        .extensions_mut()
+                        .remove::<super::builtin::ManagerCall>();
+                    break 'resp resp;
                 }
-                break 'resp resp;
+            };
+            {
+                let req = match &raw {
+                    Some(r) => FieldsView::Raw(r),
+                    None => FieldsView::Map(&parts.headers),
+                };
+                let upgrade = plan.client_upgrade.take();
+                let cx = plan.ctx(req, snap, conn, started);
+                let path = plan.fwd_path.as_str();
+                // Taken out of the argument itself: a local would be a second copy.
+                let body = std::mem::replace(&mut body, ClientBody::Empty);
+                forward(&cx, &parts, body, path, upgrade, &mut answered).await
             }
         };
-        {
+        if let Some(call) = manager_call {
             let req = match &raw {
                 Some(r) => FieldsView::Raw(r),
                 None => FieldsView::Map(&parts.headers),
             };
-            let upgrade = plan.client_upgrade.take();
-            let cx = plan.ctx(req, snap, conn, started);
-            let path = plan.fwd_path.as_str();
-            forward(&cx, &parts, body, path, upgrade, &mut answered).await
+            let body = std::mem::replace(&mut body, ClientBody::Empty);
+            resp = Box::pin(super::builtin::manager(call, &parts, req, body, conn, snap)).await;
         }
-    };
-    if snap.error_documents
-        && let Some(original) = &head
-        && resp
-            .extensions()
-            .get::<super::error_page::OwnError>()
-            .is_some()
-    {
-        resp = super::error_document::apply(resp, original, conn, snap).await;
-    }
-    let took = answered.map_or_else(
-        || started.elapsed(),
-        |at| at.saturating_duration_since(started),
-    );
-    if let Some(parts) = head.as_ref().filter(|_| snap.logging) {
-        let vars = resp.extensions_mut().remove::<BalancerVars>();
-        // The server the request was for: a virtual host logs to its own files.
-        let host_header = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-        let host = snap.host_for(host_header);
-        let entry = crate::telemetry::access_log::Entry {
-            client: conn.peer.ip(),
-            client_port: conn.peer.port(),
-            local_port: conn.local_port,
-            req: parts,
-            status: resp.status().as_u16(),
-            resp_headers: resp.headers(),
-            vars: vars
-                .as_ref()
-                .map(|v| v as &dyn crate::telemetry::access_log::LogVars),
-            took,
-            server_name: host.server_name.as_deref().unwrap_or(&snap.server_name),
-            tls: conn.tls,
-        };
-        for log in &host.access_logs {
-            log.log(&entry);
+        if snap.error_documents
+            && let Some(original) = &head
+            && resp
+                .extensions()
+                .get::<super::error_page::OwnError>()
+                .is_some()
+        {
+            // Boxed: a rare path, kept out of every request's state.
+            resp = Box::pin(super::error_document::apply(resp, original, conn, snap)).await;
         }
+        let took = answered.map_or_else(
+            || started.elapsed(),
+            |at| at.saturating_duration_since(started),
+        );
+        if let Some(parts) = head.as_ref().filter(|_| snap.logging) {
+            let vars = resp.extensions_mut().remove::<BalancerVars>();
+            // The server the request was for: a virtual host logs to its own files.
+            let host_header = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+            let host = snap.host_for(host_header);
+            let entry = crate::telemetry::access_log::Entry {
+                client: conn.peer.ip(),
+                client_port: conn.peer.port(),
+                local_port: conn.local_port,
+                req: parts,
+                status: resp.status().as_u16(),
+                resp_headers: resp.headers(),
+                vars: vars
+                    .as_ref()
+                    .map(|v| v as &dyn crate::telemetry::access_log::LogVars),
+                took,
+                server_name: host.server_name.as_deref().unwrap_or(&snap.server_name),
+                tls: conn.tls,
+            };
+            for log in &host.access_logs {
+                log.log(&entry);
+            }
+        }
+        STATS.requests.fetch_add(1, Relaxed);
+        STATS.by_class[(resp.status().as_u16() / 100).min(5) as usize].fetch_add(1, Relaxed);
+        STATS
+            .duration_us
+            .fetch_add(took.as_micros() as u64, Relaxed);
+        let max = snap.server.max_keepalive_requests;
+        if !snap.server.keepalive || (max > 0 && n >= max) {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
     }
-    STATS.requests.fetch_add(1, Relaxed);
-    STATS.by_class[(resp.status().as_u16() / 100).min(5) as usize].fetch_add(1, Relaxed);
-    STATS
-        .duration_us
-        .fetch_add(took.as_micros() as u64, Relaxed);
-    let max = snap.server.max_keepalive_requests;
-    if !snap.server.keepalive || (max > 0 && n >= max) {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
 }
 
 /// Moves raw request fields into the request's `HeaderMap`, for what needs one.

@@ -264,53 +264,61 @@ impl ClientConn {
 ///
 /// Between requests the task holds only the connection and the wait for the next head
 /// (a few hundred bytes); the state of a request in flight lives in one box per request.
-pub async fn serve(
+pub fn serve(
     rd: ClientRead,
     wr: ClientWrite,
     info: ConnInfo,
     shared: Shared,
     shutdown: Shutdown,
-) {
-    let peer = info.peer;
-    let mut conn = ClientConn {
-        rd: Some(rd),
-        wr,
-        buf: BytesMut::new(),
-        timer: None,
-        stopping: None,
-    };
-    loop {
-        let snap = shared.load_full();
-        let max_fields = match snap.server.limit_request_fields {
-            0 => MAX_FIELDS,
-            n => (n as usize).saturating_add(1),
+) -> impl Future<Output = ()> {
+    // An `async move` block, not an `async fn`: an `async fn` re-binds every argument as a
+    // local, and the future then holds each twice (arguments are never overlapped with other
+    // state).
+    async move {
+        let peer = info.peer;
+        let mut conn = ClientConn {
+            rd: Some(rd),
+            wr,
+            buf: BytesMut::new(),
+            timer: None,
+            stopping: None,
         };
-        // Without mod_reqtimeout, `Timeout` bounds the whole head.
-        let head = snap.server.header_read_timeout.unwrap_or(ReadStage {
-            initial: snap.server.timeout,
-            max: None,
-            min_rate: 0,
-        });
-        let next = conn
-            .next_head(snap.server.keepalive_timeout, head, max_fields, &shutdown)
-            .await;
-        let p = match next {
-            Next::Head(p) => p,
-            Next::Closed => return,
-            Next::Refused(refusal) => {
-                Box::pin(refuse(conn, refusal, peer)).await;
-                return;
+        loop {
+            let snap = shared.load_full();
+            let max_fields = match snap.server.limit_request_fields {
+                0 => MAX_FIELDS,
+                n => (n as usize).saturating_add(1),
+            };
+            // Without mod_reqtimeout, `Timeout` bounds the whole head.
+            let head = snap.server.header_read_timeout.unwrap_or(ReadStage {
+                initial: snap.server.timeout,
+                max: None,
+                min_rate: 0,
+            });
+            let next = conn
+                .next_head(snap.server.keepalive_timeout, head, max_fields, &shutdown)
+                .await;
+            let p = match next {
+                Next::Head(p) => p,
+                Next::Closed => return,
+                Next::Refused(refusal) => {
+                    Box::pin(refuse(conn, refusal, peer)).await;
+                    return;
+                }
+            };
+            // In a block recycled on this thread (one allocation fewer per request), written
+            // in place: moving the finished future would copy all of its kilobytes.
+            // The head stays here and the exchange takes it through a reference: a future
+            // keeps its arguments for its whole life, the head only until it is taken apart.
+            let mut head = Some(p);
+            let boxed = Recycled::into_pin(Recycled::write(
+                Recycled::new_uninit(),
+                exchange(conn, &mut head, &info, &snap, &shutdown),
+            ));
+            match boxed.await {
+                Some(c) => conn = c,
+                None => return,
             }
-        };
-        // In a block recycled on this thread (one allocation fewer per request), written
-        // in place: moving the finished future would copy all of its kilobytes.
-        let boxed = Recycled::into_pin(Recycled::write(
-            Recycled::new_uninit(),
-            exchange(conn, p, &info, &snap, &shutdown),
-        ));
-        match boxed.await {
-            Some(c) => conn = c,
-            None => return,
         }
     }
 }
@@ -440,117 +448,130 @@ impl InterimOut {
 
 /// One request: runs the handler (watching the socket), writes the response, and gives the
 /// connection back when it can carry another request.
-async fn exchange(
+fn exchange<'a>(
     mut conn: ClientConn,
-    p: RequestHead,
-    info: &ConnInfo,
-    snap: &Arc<crate::runtime::Snapshot>,
-    shutdown: &Shutdown,
-) -> Option<ClientConn> {
-    let peer = info.peer;
-    let version = p.version;
-    let is_head = p.method == Method::HEAD;
-    let mut keep_alive = p.keep_alive;
-    let Request {
-        parts,
-        body,
-        fields,
-        slot,
-        upgrade_tx,
-    } = into_request(p, &mut conn);
-    // Pinned where it is made: moving the handler's future (kilobytes) costs a copy.
-    let mut handler = std::pin::pin!(handle(parts, body, Some(fields), info, snap));
-    let resp = {
-        let ClientConn { rd, wr, buf, .. } = &mut conn;
-        let mut gone = false;
-        // Interim (1xx) answers a member sent, written ahead of the final one: made only
-        // when a member sends one (out of every request's state otherwise).
-        let mut interim_out: Option<Box<InterimOut>> = None;
-        let interim = info.interim.as_ref();
-        let watched = std::future::poll_fn(|cx| {
-            if interim_out.is_none() {
-                match handler.as_mut().poll(cx) {
-                    Poll::Ready(r) if !interim.is_some_and(Interim::has_pending) => {
-                        return Poll::Ready(Some(r));
-                    }
-                    Poll::Ready(r) => interim_out = Some(Box::new(InterimOut::new(Some(r)))),
-                    Poll::Pending if interim.is_some_and(Interim::has_pending) => {
-                        interim_out = Some(Box::new(InterimOut::new(None)));
-                    }
-                    Poll::Pending => {}
-                }
-            }
-            if let Some(out) = interim_out.as_mut() {
-                match out.poll(handler.as_mut(), interim, wr, cx) {
-                    Poll::Ready(Some(r)) => return Poll::Ready(Some(r)),
-                    Poll::Ready(None) => gone = true,
-                    Poll::Pending => {}
-                }
-            }
-            // Watch the socket (when no request body holds it): buffer pipelined requests,
-            // notice a client that left.
-            if let Some(rd) = rd.as_mut() {
-                while !gone && buf.len() < MAX_PIPELINED {
-                    match poll_read_small(rd, cx, buf) {
-                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => gone = true,
-                        Poll::Ready(Ok(_)) => {}
-                        Poll::Pending => break,
+    head: &'a mut Option<RequestHead>,
+    info: &'a ConnInfo,
+    snap: &'a Arc<crate::runtime::Snapshot>,
+    shutdown: &'a Shutdown,
+) -> impl Future<Output = Option<ClientConn>> + 'a {
+    // An `async move` block, not an `async fn`: an `async fn` re-binds every argument as a
+    // local, and the future then holds each twice (arguments are never overlapped with other
+    // state).
+    async move {
+        // In a block: the head's room is not kept in the state while the request runs.
+        let (
+            version,
+            is_head,
+            mut keep_alive,
+            Request {
+                parts,
+                body,
+                fields,
+                slot,
+                upgrade_tx,
+            },
+        ) = {
+            let p = head.take()?;
+            let meta = (p.version, p.method == Method::HEAD, p.keep_alive);
+            (meta.0, meta.1, meta.2, into_request(p, &mut conn))
+        };
+        let resp = {
+            // Pinned where it is made: moving the handler's future (kilobytes) costs a copy.
+            // Inside this block, so that its room is free again (and reused) while the
+            // response is written.
+            let mut handler = std::pin::pin!(handle(parts, body, Some(fields), info, snap));
+            let ClientConn { rd, wr, buf, .. } = &mut conn;
+            let mut gone = false;
+            // Interim (1xx) answers a member sent, written ahead of the final one: made only
+            // when a member sends one (out of every request's state otherwise).
+            let mut interim_out: Option<Box<InterimOut>> = None;
+            let interim = info.interim.as_ref();
+            let watched = std::future::poll_fn(|cx| {
+                if interim_out.is_none() {
+                    match handler.as_mut().poll(cx) {
+                        Poll::Ready(r) if !interim.is_some_and(Interim::has_pending) => {
+                            return Poll::Ready(Some(r));
+                        }
+                        Poll::Ready(r) => interim_out = Some(Box::new(InterimOut::new(Some(r)))),
+                        Poll::Pending if interim.is_some_and(Interim::has_pending) => {
+                            interim_out = Some(Box::new(InterimOut::new(None)));
+                        }
+                        Poll::Pending => {}
                     }
                 }
-            }
-            if gone {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        });
-        match watched.await {
-            Some(r) => r,
-            None => {
-                tracing::debug!(client = %peer, "client closed the connection; request cancelled");
-                return None;
-            }
-        }
-    };
-    if let Some(slot) = &slot
-        && !conn.reclaim(slot)
-    {
-        keep_alive = false;
-    }
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(tx) = upgrade_tx
-    {
-        write_response(&mut conn.wr, resp, version, is_head, true)
-            .await
-            .ok()?;
-        if let Some(rd) = conn.rd.take()
-            && let Some(stream) = client_io::reunite(rd, conn.wr)
-        {
-            let _ = tx.send(H1Upgraded {
-                stream,
-                early: conn.buf.freeze(),
+                if let Some(out) = interim_out.as_mut() {
+                    match out.poll(handler.as_mut(), interim, wr, cx) {
+                        Poll::Ready(Some(r)) => return Poll::Ready(Some(r)),
+                        Poll::Ready(None) => gone = true,
+                        Poll::Pending => {}
+                    }
+                }
+                // Watch the socket (when no request body holds it): buffer pipelined requests,
+                // notice a client that left.
+                if let Some(rd) = rd.as_mut() {
+                    while !gone && buf.len() < MAX_PIPELINED {
+                        match poll_read_small(rd, cx, buf) {
+                            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => gone = true,
+                            Poll::Ready(Ok(_)) => {}
+                            Poll::Pending => break,
+                        }
+                    }
+                }
+                if gone {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
             });
+            match watched.await {
+                Some(r) => r,
+                None => {
+                    tracing::debug!(client = %info.peer, "client closed the connection; request cancelled");
+                    return None;
+                }
+            }
+        };
+        if let Some(slot) = &slot
+            && !conn.reclaim(slot)
+        {
+            keep_alive = false;
         }
-        return None;
-    }
-    if *shutdown.borrow() {
-        keep_alive = false;
-    }
-    let keep = match write_response(&mut conn.wr, resp, version, is_head, keep_alive).await {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::debug!(client = %peer, "writing the response failed: {e}");
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(tx) = upgrade_tx
+        {
+            write_response(&mut conn.wr, resp, version, is_head, true)
+                .await
+                .ok()?;
+            if let Some(rd) = conn.rd.take()
+                && let Some(stream) = client_io::reunite(rd, conn.wr)
+            {
+                let _ = tx.send(H1Upgraded {
+                    stream,
+                    early: conn.buf.freeze(),
+                });
+            }
             return None;
         }
-    };
-    if keep {
-        return Some(conn);
+        if *shutdown.borrow() {
+            keep_alive = false;
+        }
+        let keep = match write_response(&mut conn.wr, resp, version, is_head, keep_alive).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::debug!(client = %info.peer, "writing the response failed: {e}");
+                return None;
+            }
+        };
+        if keep {
+            return Some(conn);
+        }
+        if conn.rd.is_none() || !conn.buf.is_empty() || slot.is_some() {
+            conn.linger().await;
+        } else {
+            let _ = conn.wr.shutdown().await;
+        }
+        None
     }
-    if conn.rd.is_none() || !conn.buf.is_empty() || slot.is_some() {
-        conn.linger().await;
-    } else {
-        let _ = conn.wr.shutdown().await;
-    }
-    None
 }
 
 /// A first body frame at most this long is copied behind the response head and sent with it.
