@@ -7,20 +7,32 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_the_shipped_config() {
-    // The demo uses the shipped ports; skip quietly if something else holds them.
-    if std::net::TcpListener::bind("127.0.0.1:8080").is_err()
-        || std::net::TcpListener::bind("127.0.0.1:8099").is_err()
-    {
-        eprintln!("ports 8080/8099 busy; demo test skipped");
-        return;
+    // The demo uses the shipped ports (the README's curl lines name them): a test that
+    // skipped when they are busy would pass without testing anything, so it fails instead.
+    for port in [8080, 8099, 9101, 9141, 9142] {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            panic!("port {port}, which the demo uses, is not free ({e}): stop what holds it");
+        }
     }
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_balancerd"))
-        .arg("demo")
-        .current_dir(root())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    /// Kills the demo when the test ends, passed or failed (a leftover would hold the ports).
+    struct Demo(Option<std::process::Child>);
+    impl Drop for Demo {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut demo = Demo(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_balancerd"))
+            .arg("demo")
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
     let addr: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
     for _ in 0..300 {
         if std::net::TcpStream::connect(addr).is_ok() {
@@ -63,6 +75,7 @@ async fn demo_serves_the_shipped_config() {
             .text()
             .contains("127.0.0.1:9142")
     );
+    let mut child = demo.0.take().expect("the demo runs");
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

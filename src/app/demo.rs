@@ -109,12 +109,20 @@ async fn control(
     );
     let msg = match (verb, port) {
         ("stop", Some(p)) => {
-            let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
-            match r.get_mut(&p) {
-                Some((_, i, h)) => {
+            let stopped = {
+                let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+                r.get_mut(&p).map(|(_, i, h)| {
                     i.alive.store(false, Relaxed);
-                    if let Some(h) = h.take() {
+                    h.take()
+                })
+            };
+            match stopped {
+                Some(h) => {
+                    // Answered once the listener is closed: a connection attempt right after
+                    // the answer is refused, as with a process that died.
+                    if let Some(h) = h {
                         h.abort();
+                        let _ = h.await;
                     }
                     format!("member on port {p} stopped\n")
                 }

@@ -264,6 +264,10 @@ impl ClientConn {
 ///
 /// Between requests the task holds only the connection and the wait for the next head
 /// (a few hundred bytes); the state of a request in flight lives in one box per request.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice (see the body)"
+)]
 pub fn serve(
     rd: ClientRead,
     wr: ClientWrite,
@@ -275,7 +279,6 @@ pub fn serve(
     // local, and the future then holds each twice (arguments are never overlapped with other
     // state).
     async move {
-        let peer = info.peer;
         let mut conn = ClientConn {
             rd: Some(rd),
             wr,
@@ -283,7 +286,9 @@ pub fn serve(
             timer: None,
             stopping: None,
         };
-        loop {
+        // A refused head ends the loop; it is answered after it, so that the refusal's wait
+        // keeps none of the loop's locals in the connection's state.
+        let refusal = loop {
             let snap = shared.load_full();
             let max_fields = match snap.server.limit_request_fields {
                 0 => MAX_FIELDS,
@@ -295,16 +300,14 @@ pub fn serve(
                 max: None,
                 min_rate: 0,
             });
-            let next = conn
+            // Matched where it is made: a named result would keep its room in the state.
+            let p = match conn
                 .next_head(snap.server.keepalive_timeout, head, max_fields, &shutdown)
-                .await;
-            let p = match next {
+                .await
+            {
                 Next::Head(p) => p,
                 Next::Closed => return,
-                Next::Refused(refusal) => {
-                    Box::pin(refuse(conn, refusal, peer)).await;
-                    return;
-                }
+                Next::Refused(refusal) => break refusal,
             };
             // In a block recycled on this thread (one allocation fewer per request), written
             // in place: moving the finished future would copy all of its kilobytes.
@@ -319,7 +322,8 @@ pub fn serve(
                 Some(c) => conn = c,
                 None => return,
             }
-        }
+        };
+        Box::pin(refuse(conn, refusal, info.peer)).await;
     }
 }
 
@@ -448,6 +452,10 @@ impl InterimOut {
 
 /// One request: runs the handler (watching the socket), writes the response, and gives the
 /// connection back when it can carry another request.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice (see the body)"
+)]
 fn exchange<'a>(
     mut conn: ClientConn,
     head: &'a mut Option<RequestHead>,

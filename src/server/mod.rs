@@ -19,6 +19,7 @@ use crate::net::client_io;
 use crate::proxy::handler::{ConnInfo, handle};
 use crate::proxy::tunnel::ClientUpgrade;
 use crate::runtime::Shared;
+use crate::server::release::Guarded;
 use crate::upstream::body::ClientBody;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -58,30 +59,17 @@ pub async fn serve(listener: TcpListener, addr: SocketAddr, shared: Shared, shut
         let local_ip = stream.local_addr().map_or(addr.ip(), |a| a.ip());
         let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
         // One task per connection, sized for what it serves: a plain connection's task does
-        // not carry the TLS handshake and HTTP/2 states (it would be ~10 KiB instead of ~1).
+        // not carry the TLS handshake and HTTP/2 states.
+        let reg = release::Registration::new(local_ip);
         let Some(cfg) = tls else {
-            tokio::spawn(async move {
-                let _conn = ConnCount::open();
-                let reg = release::Registration::new(local_ip);
-                let (rd, wr) = client_io::split_tcp(stream);
-                let info = ConnInfo::h1(peer).on_port(addr.port());
-                tokio::select! {
-                    biased;
-                    () = h1::serve(rd, wr, info, shared, shutdown) => {}
-                    () = reg.released(fd) => {}
-                }
-            });
+            let (rd, wr) = client_io::split_tcp(stream);
+            let info = ConnInfo::h1(peer).on_port(addr.port());
+            let serve = h1::serve(rd, wr, info, shared, shutdown);
+            tokio::spawn(Guarded::new(serve, reg, fd, ConnCount::open()));
             continue;
         };
-        tokio::spawn(async move {
-            let _conn = ConnCount::open();
-            let reg = release::Registration::new(local_ip);
-            tokio::select! {
-                biased;
-                () = serve_tls(stream, cfg, peer, addr.port(), shared, shutdown) => {}
-                () = reg.released(fd) => {}
-            }
-        });
+        let serve = serve_tls(stream, cfg, peer, addr.port(), shared, shutdown);
+        tokio::spawn(Guarded::new(serve, reg, fd, ConnCount::open()));
     }
 }
 
@@ -95,21 +83,48 @@ async fn serve_tls(
     shutdown: Shutdown,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => {
-            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-            let names = crate::net::tls::openssl_names(s.get_ref().1);
-            if h2 {
-                Box::pin(serve_http2(s, peer, port, names, shared, shutdown)).await;
-            } else {
-                let (rd, wr) = client_io::split_tls(s);
-                let info = ConnInfo::h1(peer).on_port(port).over_tls(names);
-                h1::serve(rd, wr, info, shared, shutdown).await;
-            }
+    // Boxed: the handshake's state (kilobytes) is freed when it ends instead of staying in
+    // the connection's task for its whole life.
+    let handshake = Box::pin(tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        acceptor.accept(stream),
+    ));
+    // Taken out of the result at once: a `match` around the serving would keep the stream's
+    // room (a kilobyte) twice in the connection's state.
+    let s = match handshake.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %peer, "TLS handshake failed: {e}");
+            return;
         }
-        Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
-        Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+        Err(_) => {
+            tracing::debug!(client = %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (s, h2, names) = negotiated(s);
+    if h2 {
+        Box::pin(serve_http2(s, peer, port, names, shared, shutdown)).await;
+    } else {
+        let (rd, wr) = client_io::split_tls(s);
+        let info = ConnInfo::h1(peer).on_port(port).over_tls(names);
+        h1::serve(rd, wr, info, shared, shutdown).await;
     }
+}
+
+/// A handshaken stream with what was agreed: HTTP/2 by ALPN, and the protocol and cipher by
+/// OpenSSL's names. (A plain function: a stream borrowed in the task's body would keep its
+/// room there, a kilobyte, after it moved on.)
+fn negotiated(
+    s: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> (
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    bool,
+    Option<(&'static str, &'static str)>,
+) {
+    let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+    let names = crate::net::tls::openssl_names(s.get_ref().1);
+    (s, h2, names)
 }
 
 /// Counts open client connections for the status page and metrics.

@@ -24,7 +24,7 @@ use std::sync::atomic::{
     AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
 };
 use std::sync::{Arc, LazyLock, Mutex};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// One connection in the registry: its release flag and the waker of its task.
 struct Conn {
@@ -64,28 +64,29 @@ impl Registration {
         Registration { ip, id, released }
     }
 
-    /// Waits until the connection's address is released, then aborts `fd` (the connection's
-    /// socket, still owned by its server future) with a reset. Polled beside the server at
-    /// every wake-up of the connection's task, so a poll after the first costs one atomic
-    /// load (the waker is stored once; a release sets the flag and wakes it).
-    pub async fn released(&self, fd: RawFd) {
-        let mut registered = false;
-        std::future::poll_fn(|cx| {
+    /// Ready once the connection's address is released. Polled beside the server at every
+    /// wake-up of the connection's task, so a poll after the first costs one atomic load
+    /// (`registered` remembers that the waker is stored; a release sets the flag and wakes
+    /// it).
+    pub fn poll_released(&self, cx: &mut Context<'_>, registered: &mut bool) -> Poll<()> {
+        if self.released.load(Acquire) {
+            return Poll::Ready(());
+        }
+        if !*registered {
+            *registered = true;
+            if let Some(c) = lock().get_mut(&self.ip).and_then(|m| m.get_mut(&self.id)) {
+                c.waker = Some(cx.waker().clone());
+            }
             if self.released.load(Acquire) {
                 return Poll::Ready(());
             }
-            if !registered {
-                registered = true;
-                if let Some(c) = lock().get_mut(&self.ip).and_then(|m| m.get_mut(&self.id)) {
-                    c.waker = Some(cx.waker().clone());
-                }
-                if self.released.load(Acquire) {
-                    return Poll::Ready(());
-                }
-            }
-            Poll::Pending
-        })
-        .await;
+        }
+        Poll::Pending
+    }
+
+    /// Aborts `fd`, the connection's socket (still owned by its server future), with a
+    /// reset. Only [`Guarded`] calls it, with the socket of the connection it serves.
+    fn reset(&self, fd: RawFd) {
         // Abort the connection now: `connect` with `AF_UNSPEC` makes Linux drop a connected
         // TCP socket with a reset (tcp_disconnect), before the server's halves are dropped
         // (dropping the write half would send a FIN first, and the client would read a
@@ -102,8 +103,8 @@ impl Registration {
         let one: libc::c_int = 1;
         let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: `fd` is the socket of the connection this registration belongs to; the
-        // caller's server future owns it and is still alive while this future is polled (it
-        // is dropped only after this future completes), so the descriptor is open and ours.
+        // server future of the `Guarded` that calls this owns it and is alive (it is dropped
+        // only with the `Guarded`), so the descriptor is open and ours.
         // `one` and `unspec` are valid for the lengths given.
         unsafe {
             let opt = (&one as *const libc::c_int).cast();
@@ -116,6 +117,47 @@ impl Registration {
             );
         }
         RESET.fetch_add(1, Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's task: its server future, ended when the connection's address is
+    /// released (the socket reset first), and `held` (the connection counter), dropped with
+    /// it. One plain struct instead of an `async` block around `select!`: the block kept
+    /// the captured pieces and a second copy of the server future in the task.
+    pub struct Guarded<F, H> {
+        #[pin]
+        serve: F,
+        reg: Registration,
+        fd: RawFd,
+        registered: bool,
+        held: H,
+    }
+}
+
+impl<F, H> Guarded<F, H> {
+    /// `serve` for the connection on `fd`, accepted on the address of `reg`.
+    pub fn new(serve: F, reg: Registration, fd: RawFd, held: H) -> Self {
+        Guarded {
+            serve,
+            reg,
+            fd,
+            registered: false,
+            held,
+        }
+    }
+}
+
+impl<F: Future<Output = ()>, H> Future for Guarded<F, H> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.reg.poll_released(cx, this.registered).is_ready() {
+            this.reg.reset(*this.fd);
+            return Poll::Ready(());
+        }
+        this.serve.poll(cx)
     }
 }
 
