@@ -32,7 +32,7 @@
 //!  8 runtime    snapshot + build (member state carried by key), health-check scheduler, TLS configs
 //!  9 admin      server-status, metrics
 //! 10 proxy      the handler (phases), access, Header rules, rewriting, error pages, tunnels
-//! 11 server     accept, TLS handshake, balancerd's own HTTP/1.1 server, hyper (HTTP/2)
+//! 11 server     accept, TLS handshake, the HTTP/1.1 server, the HTTP/2 server (h2 crate)
 //! 12 app        start-up, signals, reload, pid file, drain; the command line; the demo
 //! ```
 

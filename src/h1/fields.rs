@@ -207,7 +207,7 @@ pub fn spans_to_header_map(
 }
 
 /// A request's header fields, whichever way they are held: as parsed on a plain
-/// connection, or in hyper's `HeaderMap` (TLS, HTTP/2, or once rules needed a map).
+/// HTTP/1.1 connection, or in a `HeaderMap` (HTTP/2, or once rules needed a map).
 #[derive(Debug, Clone, Copy)]
 pub enum FieldsView<'a> {
     /// A `HeaderMap`.

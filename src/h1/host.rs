@@ -1,5 +1,5 @@
 //! The `Host` field's rules (RFC 9112 §3.2, RFC 9110 §7.2, RFC 3986 §3.2.2), shared by the
-//! plain HTTP/1.1 server's head parser and the check phase of requests read by hyper: an
+//! HTTP/1.1 server's head parser and the check phase of HTTP/2 requests: an
 //! HTTP/1.1 request has exactly one `Host`, and its value is one authority (`host[:port]`).
 //! Everything else is a 400: the server, the tenant and `X-Forwarded-Host` are chosen from
 //! this value, so an ambiguous one must never reach routing or a member.

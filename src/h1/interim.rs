@@ -15,8 +15,8 @@
 
 use super::fields::Fields;
 use http::StatusCode;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 /// The interim answers waiting to be written to one client connection.
 #[derive(Debug, Default)]
@@ -24,6 +24,12 @@ pub struct Interim {
     pending: AtomicBool,
     bytes: Mutex<Vec<u8>>,
 }
+
+/// One HTTP/2 stream's interim answers, shared by its task (which sends them) and the
+/// request's extensions (where the member side finds the queue). HTTP/1.1 connections keep
+/// theirs in the connection info instead: one request at a time.
+#[derive(Debug, Default, Clone)]
+pub struct StreamInterim(pub Arc<Interim>);
 
 /// Most bytes of interim answers held for one request; beyond, later ones are dropped (a
 /// member sending endless 1xx must not grow the proxy's memory).

@@ -75,20 +75,10 @@ impl HeadWriter {
 
     /// A `Date` field with the current time (formatted once a second per thread).
     pub fn date(&mut self) {
-        let secs = crate::util::clock::coarse_unix_secs();
         let out = &mut self.out;
-        DATE.with_borrow_mut(|(at, text)| {
-            if *at != secs {
-                let s = httpdate::fmt_http_date(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-                );
-                if s.len() == text.len() {
-                    text.copy_from_slice(s.as_bytes());
-                    *at = secs;
-                }
-            }
+        with_date(|text| {
             out.extend_from_slice(b"date: ");
-            out.extend_from_slice(&text[..]);
+            out.extend_from_slice(text);
             out.extend_from_slice(b"\r\n");
         });
     }
@@ -172,6 +162,30 @@ impl HeadWriter {
         self.out.extend_from_slice(b"\r\n");
         self.out
     }
+}
+
+/// Runs `f` on the current time as an HTTP date (formatted once a second per thread).
+fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    let secs = crate::util::clock::coarse_unix_secs();
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            let s = httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            );
+            if s.len() == text.len() {
+                text.copy_from_slice(s.as_bytes());
+                *at = secs;
+            }
+        }
+        f(&text[..])
+    })
+}
+
+/// The current time as a `Date` field value (for the HTTP/2 server's responses).
+pub fn date_value() -> http::HeaderValue {
+    with_date(|text| {
+        http::HeaderValue::from_bytes(text).unwrap_or(http::HeaderValue::from_static(""))
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Phase 1, **check**, for requests read by hyper (TLS, HTTP/2; the plain HTTP/1.1 server
-//! decides framing itself): request framing (`Content-Length` with `Transfer-Encoding`,
+//! Phase 1, **check**, for HTTP/2 requests (the HTTP/1.1 server decides framing itself
+//! as it parses): request framing (`Content-Length` with `Transfer-Encoding`,
 //! codings other than one `chunked`), the `Host` rules, and httpd's request limits (`LimitRequestLine`,
 //! `LimitRequestFields`, `LimitRequestFieldSize`).
 
@@ -35,7 +35,7 @@ pub(super) fn check_framing(h: &http::HeaderMap) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The `Host` rules for a request read by hyper (the plain server checks them as it parses):
+/// The `Host` rules for an HTTP/2 request (the HTTP/1.1 server checks them as it parses):
 /// one valid `Host` in an HTTP/1.1 request, at most one in HTTP/1.0, a valid one in HTTP/2
 /// (where `:authority` usually stands in for it).
 pub(super) fn check_host(parts: &http::request::Parts) -> Result<(), &'static str> {

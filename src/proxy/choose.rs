@@ -243,12 +243,16 @@ pub(super) fn forward(
             } else {
                 Instant::now()
             };
-            // 1xx answers are relayed to a client connection that can take them (HTTP/1.1).
-            let interim = cx
-                .conn
-                .interim
-                .as_ref()
-                .filter(|_| parts.version == http::Version::HTTP_11);
+            // 1xx answers are relayed to a client that can take them: an HTTP/1.1
+            // connection, or an HTTP/2 stream (its own queue, in the request).
+            let interim = match parts.version {
+                http::Version::HTTP_11 => cx.conn.interim.as_ref(),
+                http::Version::HTTP_2 => parts
+                    .extensions
+                    .get::<crate::h1::interim::StreamInterim>()
+                    .map(|q| &*q.0),
+                _ => None,
+            };
             let (result, conn) = send(conn, &head, bodyv, sent_at + member_timeout, interim).await;
             let result = match result {
                 Err((e, Some(recovered))) if e.decide(true, false) == Decision::RetryFresh => {

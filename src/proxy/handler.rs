@@ -43,11 +43,12 @@ pub struct ConnInfo {
     pub peer_ip_value: HeaderValue,
     /// Requests served on this connection (for `MaxKeepAliveRequests`).
     pub requests: AtomicU32,
-    /// Requests are read by hyper's HTTP/2 server, so the framing and `Host` checks of
-    /// balancerd's HTTP/1.1 parser have not been made.
-    pub read_by_hyper: bool,
+    /// An HTTP/2 connection: its requests have not had the framing and `Host` checks of
+    /// balancerd's HTTP/1.1 parser.
+    pub http2: bool,
     /// The response is written by balancerd's own HTTP/1.1 server, which can write a
-    /// member's header fields through as received; hyper needs them in a `HeaderMap`.
+    /// member's header fields through as received; the HTTP/2 server needs them in a
+    /// `HeaderMap`.
     pub writes_member_fields: bool,
     /// The port the connection arrived on (`%p`, `%{local}p` in the access log).
     pub local_port: u16,
@@ -59,7 +60,7 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// Info for a connection served by hyper's HTTP/2 server.
+    /// Info for a connection served by the HTTP/2 server.
     pub fn h2(peer: SocketAddr) -> Self {
         let peer_ip = peer.ip().to_string();
         ConnInfo {
@@ -68,7 +69,7 @@ impl ConnInfo {
                 .unwrap_or(HeaderValue::from_static("unknown")),
             peer_ip,
             requests: AtomicU32::new(0),
-            read_by_hyper: true,
+            http2: true,
             writes_member_fields: false,
             local_port: 0,
             tls: None,
@@ -79,7 +80,7 @@ impl ConnInfo {
     /// Info for a connection served by balancerd's HTTP/1.1 server (plain or TLS).
     pub fn h1(peer: SocketAddr) -> Self {
         ConnInfo {
-            read_by_hyper: false,
+            http2: false,
             writes_member_fields: true,
             interim: Some(crate::h1::interim::Interim::default()),
             ..ConnInfo::h2(peer)
@@ -107,7 +108,7 @@ pub(super) fn close(mut r: Response<DownBody>) -> Response<DownBody> {
 }
 
 /// Handles one request on `snap`. The plain HTTP/1.1 server hands the header fields over
-/// as parsed (`raw`, with `req`'s `HeaderMap` empty); hyper's servers give them in `req`.
+/// as parsed (`raw`, with `req`'s `HeaderMap` empty); the HTTP/2 server gives them in `req`.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would hold its arguments twice (see the body)"

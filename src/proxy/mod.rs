@@ -4,7 +4,7 @@
 //! after `101 Switching Protocols` ([`tunnel`]).
 //!
 //! The servers above hand each request to [`handler::handle`]; nothing here knows which server
-//! (hyper or balancerd's own HTTP/1.1 server) carried it.
+//! (HTTP/1.1 or HTTP/2) carried it.
 //!
 //! May import: every layer below it (`util` … `admin`).
 

@@ -94,9 +94,9 @@ pub(super) fn prepare<'s>(
     snap: &'s Snapshot,
     started: Instant,
 ) -> Result<Plan<'s>, Response<DownBody>> {
-    // Requests read by hyper (HTTP/2) get the framing and Host checks here; balancerd's
-    // HTTP/1.1 server made them as it parsed the head.
-    if conn.read_by_hyper {
+    // HTTP/2 requests get the framing and Host checks here; balancerd's HTTP/1.1 server
+    // made them as it parsed the head.
+    if conn.http2 {
         if let Err(why) = check_framing(&parts.headers) {
             tracing::info!(client = %conn.peer, "refused request: {why}");
             return Err(close(error_page(

@@ -1,6 +1,6 @@
-//! A client connection handed over to a tunnel after `101 Switching Protocols`, whichever
-//! server carried it: hyper (HTTP/2 front) or balancerd's own HTTP/1.1 server (plain or
-//! TLS).
+//! A client connection handed over to a tunnel after `101 Switching Protocols` by
+//! balancerd's HTTP/1.1 server (plain or TLS). (HTTP/2 has no `Upgrade`; extended CONNECT,
+//! RFC 8441, is not offered.)
 
 use crate::net::client_io::ClientStream;
 use bytes::{Buf, Bytes};
@@ -20,8 +20,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> TunnelIo for T {}
 /// extensions must be; only one clone can receive the connection.)
 #[derive(Debug, Clone)]
 pub enum ClientUpgrade {
-    /// hyper's upgrade handle.
-    Hyper(hyper::upgrade::OnUpgrade),
     /// balancerd's HTTP/1.1 server's hand-over, sent once the `101` head is written.
     H1(Arc<Mutex<Option<oneshot::Receiver<H1Upgraded>>>>),
 }
@@ -30,10 +28,6 @@ impl ClientUpgrade {
     /// Waits for the connection (after the `101` head has gone out).
     pub async fn connection(self) -> Result<Box<dyn TunnelIo>, String> {
         match self {
-            ClientUpgrade::Hyper(on) => match on.await {
-                Ok(u) => Ok(Box::new(hyper_util::rt::TokioIo::new(u))),
-                Err(e) => Err(e.to_string()),
-            },
             ClientUpgrade::H1(rx) => {
                 let rx = rx.lock().ok().and_then(|mut r| r.take());
                 match rx {

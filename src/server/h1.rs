@@ -1,5 +1,5 @@
 //! balancerd's own HTTP/1.1 server for client connections, plain or TLS (HTTP/2 clients
-//! stay on hyper's server). The connection is a [`ClientRead`] and a [`ClientWrite`]: the
+//! have [`super::http2`]). The connection is a [`ClientRead`] and a [`ClientWrite`]: the
 //! same loop serves both; TLS differs only below it (records, no splice(2)).
 //!
 //! hyper's HTTP/1 server keeps an 8 KiB read buffer and a write buffer per connection,

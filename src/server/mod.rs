@@ -1,33 +1,29 @@
 //! Client connections: accept, TCP options, TLS (certificate by SNI from the current
 //! snapshot, ALPN), then balancerd's own HTTP/1.1 server ([`h1`], plain and TLS clients) or
-//! hyper's HTTP/2 server (ALPN `h2`), with the limits and timeouts of the current snapshot.
+//! its HTTP/2 server ([`http2`], ALPN `h2`), with the limits and timeouts of the current
+//! snapshot.
 //!
 //! Timeouts: a TLS handshake must finish within 10 s; [`h1`] has the HTTP/1.1 ones
-//! (KeepAliveTimeout, RequestReadTimeout); HTTP/2 pings an idle connection every
-//! KeepAliveTimeout (at least 5 s).
+//! (KeepAliveTimeout, RequestReadTimeout); an HTTP/2 connection with no stream open for
+//! KeepAliveTimeout gets GOAWAY.
 //!
 //! Layer 11. Owns: accepting, TLS handshakes, balancerd's HTTP/1.1 server ([`h1`]) and
-//! hyper's HTTP/2 server; both hand each request to `proxy::handler::handle` and never look
-//! inside it.
+//! HTTP/2 server ([`http2`]); both hand each request to `proxy::handler::handle` and never
+//! look inside it.
 //!
 //! May import: every layer below it (`util` … `proxy`).
 
 pub mod h1;
+pub mod http2;
 pub mod release;
 
 use crate::net::client_io;
-use crate::proxy::handler::{ConnInfo, handle};
-use crate::proxy::tunnel::ClientUpgrade;
+use crate::proxy::handler::ConnInfo;
 use crate::runtime::Shared;
 use crate::server::release::Guarded;
-use crate::upstream::body::ClientBody;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 /// How long a client may take to finish the TLS handshake.
@@ -104,7 +100,8 @@ async fn serve_tls(
     };
     let (s, h2, names) = negotiated(s);
     if h2 {
-        Box::pin(serve_http2(s, peer, port, names, shared, shutdown)).await;
+        let info = ConnInfo::h2(peer).on_port(port).over_tls(names);
+        Box::pin(http2::serve(s, info, shared, shutdown)).await;
     } else {
         let (rd, wr) = client_io::split_tls(s);
         let info = ConnInfo::h1(peer).on_port(port).over_tls(names);
@@ -149,68 +146,5 @@ impl Drop for ConnCount {
     }
 }
 
-/// Drives a connection; when shutdown is signalled, asks it to finish gracefully (the
-/// in-flight request completes, an idle connection closes) and drives it to the end.
-async fn until_shutdown<C, T>(
-    conn: C,
-    shutdown: &mut Shutdown,
-    graceful: impl FnOnce(std::pin::Pin<&mut C>),
-) -> T
-where
-    C: std::future::Future<Output = T>,
-{
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.changed() => {
-            graceful(conn.as_mut());
-            conn.await
-        }
-    }
-}
-
-/// A request as hyper read it, in the handler's terms.
-fn from_hyper(req: http::Request<hyper::body::Incoming>) -> http::Request<ClientBody> {
-    let mut req = req.map(ClientBody::Hyper);
-    if let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
-        req.extensions_mut().insert(ClientUpgrade::Hyper(on));
-    }
-    req
-}
-
 /// The stop signal every connection watches.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
-
-async fn serve_http2<S>(
-    stream: S,
-    peer: SocketAddr,
-    local_port: u16,
-    tls: Option<(&'static str, &'static str)>,
-    shared: Shared,
-    mut shutdown: Shutdown,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let keepalive = shared.load().server.keepalive_timeout;
-    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    b.timer(TokioTimer::new())
-        .keep_alive_interval(Some(keepalive.max(Duration::from_secs(5))))
-        .max_concurrent_streams(256);
-    let info = Arc::new(ConnInfo::h2(peer).on_port(local_port).over_tls(tls));
-    let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        let info = info.clone();
-        async move {
-            let snap = shared.load_full();
-            let (parts, body) = from_hyper(req).into_parts();
-            // Boxed: hyper keeps the service future's slot for the connection's lifetime, so
-            // an idle keep-alive connection would otherwise carry the handler's ~6 KiB state.
-            Ok::<_, Infallible>(Box::pin(handle(parts, body, None, &info, &snap)).await)
-        }
-    });
-    let conn = b.serve_connection(TokioIo::new(stream), svc);
-    let r = until_shutdown(conn, &mut shutdown, |c| c.graceful_shutdown()).await;
-    if let Err(e) = r {
-        tracing::debug!(client = %peer, "h2 connection ended: {e}");
-    }
-}

@@ -12,7 +12,6 @@ use crate::upstream::peer::Peer;
 use crate::util::deadline::{RateDeadline, ReadStage};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,10 +27,61 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ClientBody {
     /// No body.
     Empty,
-    /// Read by hyper's HTTP/2 server.
-    Hyper(Incoming),
     /// Read by balancerd's HTTP/1.1 server (plain or TLS).
     H1(crate::h1::request_body::RequestBody),
+    /// An HTTP/2 stream's data, read by balancerd's HTTP/2 server.
+    H2(H2Body),
+}
+
+/// An HTTP/2 request stream's body: DATA frames as they arrive, each given back to the
+/// flow-control window once read (the client may then send more), trailers dropped.
+#[derive(Debug)]
+pub struct H2Body {
+    recv: h2::RecvStream,
+    /// The request's `Content-Length`, when it had one (the h2 crate checks the DATA
+    /// against it and fails the stream on a mismatch).
+    length: Option<u64>,
+}
+
+impl H2Body {
+    /// The body of a stream whose request declared `length` bytes (if it did).
+    pub fn new(recv: h2::RecvStream, length: Option<u64>) -> Self {
+        H2Body { recv, length }
+    }
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let me = self.get_mut();
+        match ready!(me.recv.poll_data(cx)) {
+            Some(Ok(data)) => {
+                let _ = me.recv.flow_control().release_capacity(data.len());
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the client's HTTP/2 stream failed: {e}"),
+            ))))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
 }
 
 impl Body for ClientBody {
@@ -44,24 +94,24 @@ impl Body for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ClientBody::Empty => Poll::Ready(None),
-            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ClientBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Empty => true,
-            ClientBody::Hyper(b) => b.is_end_stream(),
             ClientBody::H1(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ClientBody::Empty => SizeHint::with_exact(0),
-            ClientBody::Hyper(b) => b.size_hint(),
             ClientBody::H1(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
         }
     }
 }
