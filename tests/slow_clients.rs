@@ -181,6 +181,8 @@ async fn round(p: &Proxy, n_heads: usize, n_bodies: usize) -> Round {
 async fn slowloris_and_body_tricklers_are_cut_while_normal_load_keeps_its_latency() {
     let full = std::env::var_os("SLOW_CLIENTS_FULL").is_some();
     let (n_heads, n_bodies) = if full { (2000, 200) } else { (300, 30) };
+    // Each slow client is a socket here, and the normal load adds more.
+    need_open_files(2 * (n_heads + n_bodies) as u64 + 1024);
     let member = Backend::start("m").await;
     let p = Proxy::start(CONFIG, &[("m:1", member.addr)]);
     // Latency on a shared machine is noisy: the p99 bound must hold in one of three

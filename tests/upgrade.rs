@@ -156,6 +156,7 @@ async fn an_upgrade_under_load_refuses_nothing_and_fails_nothing() {
     // Held long-polls on the old process (UPGRADE_FULL=1: 2,000, with wrk as more load).
     let full = std::env::var("UPGRADE_FULL").is_ok();
     let polls: usize = if full { 2000 } else { 100 };
+    need_open_files(2 * polls as u64 + 1024);
     let mut held = Vec::new();
     for _ in 0..polls {
         use tokio::io::AsyncWriteExt;

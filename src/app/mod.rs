@@ -657,9 +657,38 @@ impl Signals {
     }
 }
 
+/// Raises the soft limit on open files to the hard one, as HAProxy does for its `maxconn`:
+/// every client connection and member connection is a descriptor, and the usual soft limit
+/// (1,024 under systemd and most shells) would refuse connections long before memory runs
+/// out. Returns the limit in force.
+fn raise_open_files() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid `rlimit` for getrlimit to fill and setrlimit to read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur as u64
+}
+
 /// Serves `config` until a stop signal.
 pub async fn serve(config: config::Config, path: PathBuf, opts: LoadOptions) -> i32 {
     let signals = Signals::register();
+    let open_files = raise_open_files();
+    tracing::debug!("open-file limit: {open_files}");
     let (sources, dirs) = (config.sources.clone(), config.watch_dirs.clone());
     let mut targets = WatchTargets::of(&config);
     let snap = match Snapshot::build(config, None) {

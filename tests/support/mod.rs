@@ -26,7 +26,88 @@ impl Run {
 
 /// The crate root (tests run from here so paths print the same everywhere).
 pub fn root() -> PathBuf {
+    watchdog();
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// How long one test binary may run before the watchdog ends it (`TEST_BINARY_TIMEOUT`
+/// seconds to change it): a fault that hangs a test then fails CI with a message instead of
+/// holding it until CI's own limit.
+const BINARY_TIMEOUT_SECS: u64 = 600;
+
+/// Starts, once per test binary, a thread that aborts the process with a message when the
+/// binary has run longer than [`BINARY_TIMEOUT_SECS`]. Called from the helpers every test
+/// uses (`root`, `Proxy::start`, `Backend::start`).
+pub fn watchdog() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let secs = std::env::var("TEST_BINARY_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(BINARY_TIMEOUT_SECS);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            eprintln!(
+                "test binary {} still running after {secs} s: a test hangs (TEST_BINARY_TIMEOUT to change the limit)",
+                std::env::args().next().unwrap_or_default()
+            );
+            std::process::exit(101);
+        });
+    });
+}
+
+/// Raises this test process's soft open-file limit towards `want`, as far as the hard limit
+/// allows (the common helpers call it; a test that needs a number calls
+/// [`need_open_files`]).
+pub fn raise_open_files(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid `rlimit` for getrlimit to fill and setrlimit to read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0
+            || lim.rlim_cur >= want as libc::rlim_t
+        {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: (want as libc::rlim_t).min(lim.rlim_max),
+            rlim_max: lim.rlim_max,
+        };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+    }
+}
+
+/// Raises this test process's soft open-file limit to at least `want` (the hard limit
+/// allows it on a default machine: soft 1,024, hard 524,288 or more), or fails saying what
+/// is missing. balancerd raises its own limit when it starts.
+pub fn need_open_files(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid `rlimit` for getrlimit to fill and setrlimit to read.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur >= want as libc::rlim_t {
+            return;
+        }
+        assert!(
+            lim.rlim_max >= want as libc::rlim_t,
+            "this test needs {want} open files; the hard limit is {} (raise it: ulimit -Hn {want} as root)",
+            lim.rlim_max
+        );
+        let raised = libc::rlimit {
+            rlim_cur: want as libc::rlim_t,
+            rlim_max: lim.rlim_max,
+        };
+        assert_eq!(
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raised),
+            0,
+            "raising the open-file limit to {want}"
+        );
+    }
 }
 
 /// Runs `balancerd ARGS` from the crate root.
@@ -132,6 +213,8 @@ impl Proxy {
     /// another test's backend before balancerd binds it (the test would then talk to that
     /// backend directly): balancerd exits, and this tries again on another port.
     pub fn start_with_args(config: &str, map_hosts: &[(&str, SocketAddr)], args: &[&str]) -> Proxy {
+        watchdog();
+        raise_open_files(8192);
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -328,6 +411,8 @@ impl Backend {
         addr: SocketAddr,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Backend {
+        watchdog();
+        raise_open_files(8192);
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind backend");
