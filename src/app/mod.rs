@@ -661,7 +661,7 @@ impl Signals {
 /// every client connection and member connection is a descriptor, and the usual soft limit
 /// (1,024 under systemd and most shells) would refuse connections long before memory runs
 /// out. Returns the limit in force.
-fn raise_open_files() -> u64 {
+fn raise_open_files() -> libc::rlim_t {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -681,7 +681,7 @@ fn raise_open_files() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// Serves `config` until a stop signal.
