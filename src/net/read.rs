@@ -74,3 +74,21 @@ pub fn poll_fill<R: AsyncRead + Unpin>(
     unsafe { buf.advance_mut(n) };
     Poll::Ready(Ok(n))
 }
+
+/// Reads and drops what `r` still sends, up to `max_bytes` or for `time`, whichever ends
+/// first (a lingering close: the peer reads an answer instead of a reset).
+pub async fn drain<R: AsyncRead + Unpin>(r: &mut R, time: std::time::Duration, max_bytes: usize) {
+    use tokio::io::AsyncReadExt;
+    let drain = async {
+        // On the heap: this future is part of callers' states.
+        let mut sink = vec![0u8; 4096];
+        let mut total = 0usize;
+        while total < max_bytes {
+            match r.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(time, drain).await;
+}

@@ -71,7 +71,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
@@ -245,18 +245,7 @@ impl ClientConn {
         let Some(mut rd) = self.rd.take() else {
             return;
         };
-        let drain = async {
-            // On the heap: this future is part of every request's state.
-            let mut sink = vec![0u8; 4096];
-            let mut total = 0usize;
-            while total < LINGER_BYTES {
-                match rd.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+        crate::net::read::drain(&mut rd, LINGER_TIME, LINGER_BYTES).await;
     }
 }
 

@@ -159,18 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Lingering<S> {
         // Outside a runtime (the process is exiting) the socket just closes.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                use tokio::io::AsyncReadExt;
-                let drain = async {
-                    let mut sink = vec![0u8; 4096];
-                    let mut total = 0usize;
-                    while total < LINGER_BYTES {
-                        match s.read(&mut sink).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => total += n,
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+                crate::net::read::drain(&mut s, LINGER_TIME, LINGER_BYTES).await;
             });
         }
     }
