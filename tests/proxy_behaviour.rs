@@ -2,6 +2,8 @@
 //! headers, failover, error statuses, response rewriting, upgrades.
 
 mod support;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 use support::*;
 
@@ -270,31 +272,205 @@ async fn member_closing_without_answer_is_502_and_dns_failure_is_500() {
     );
 }
 
+/// What a [`CountingMember`] does with a request that is not its connection's first.
+#[derive(Clone, Copy, PartialEq)]
+enum OnReuse {
+    /// Answers it (a well-behaved keep-alive member).
+    Answer,
+    /// Reads it and closes without answering: the idle-timeout close that races with a new
+    /// request on a pooled connection.
+    Drop,
+}
+
+/// A keep-alive member on a raw socket that counts what happens to connections: accepted,
+/// requests answered on a connection's first use and on reuse, reused requests dropped, and
+/// the bodies received (length and SHA-256). With `close_idle_after`, it closes each
+/// connection that stays idle that long after an answer (its keep-alive timeout).
+struct CountingMember {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    fresh: Arc<AtomicUsize>,
+    reused: Arc<AtomicUsize>,
+    dropped_reuses: Arc<AtomicUsize>,
+    idle_closes: Arc<AtomicUsize>,
+    bodies: Arc<std::sync::Mutex<Vec<(usize, String)>>>,
+}
+
+impl CountingMember {
+    async fn start(on_reuse: OnReuse, close_idle_after: Option<Duration>) -> CountingMember {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let m = CountingMember {
+            addr: l.local_addr().unwrap(),
+            accepted: Arc::default(),
+            fresh: Arc::default(),
+            reused: Arc::default(),
+            dropped_reuses: Arc::default(),
+            idle_closes: Arc::default(),
+            bodies: Arc::default(),
+        };
+        let (accepted, fresh, reused, dropped, idle_closes, bodies) = (
+            m.accepted.clone(),
+            m.fresh.clone(),
+            m.reused.clone(),
+            m.dropped_reuses.clone(),
+            m.idle_closes.clone(),
+            m.bodies.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                accepted.fetch_add(1, SeqCst);
+                let (fresh, reused, dropped, idle_closes, bodies) = (
+                    fresh.clone(),
+                    reused.clone(),
+                    dropped.clone(),
+                    idle_closes.clone(),
+                    bodies.clone(),
+                );
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut r = BufReader::new(r);
+                    for n in 0usize.. {
+                        let mut line = String::new();
+                        let read = match (n, close_idle_after) {
+                            (1.., Some(idle)) => {
+                                match tokio::time::timeout(idle, r.read_line(&mut line)).await {
+                                    Ok(x) => x,
+                                    Err(_) => {
+                                        idle_closes.fetch_add(1, SeqCst);
+                                        return;
+                                    }
+                                }
+                            }
+                            _ => r.read_line(&mut line).await,
+                        };
+                        if read.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut len = 0usize;
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if h == "\r\n" {
+                                break;
+                            }
+                            let lower = h.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut b = vec![0u8; len];
+                        if r.read_exact(&mut b).await.is_err() {
+                            return;
+                        }
+                        if n > 0 && on_reuse == OnReuse::Drop {
+                            dropped.fetch_add(1, SeqCst);
+                            return;
+                        }
+                        if len > 0 {
+                            bodies.lock().unwrap().push((len, sha_hex(&b)));
+                        }
+                        if n == 0 {
+                            fresh.fetch_add(1, SeqCst);
+                        } else {
+                            reused.fetch_add(1, SeqCst);
+                        }
+                        if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        m
+    }
+
+    fn get(&self, c: &Arc<AtomicUsize>) -> usize {
+        c.load(SeqCst)
+    }
+}
+
+/// Member connections are pooled and reused, and a reused one the member drops unanswered is
+/// retried once on a fresh connection without marking the member: 6 requests spaced on one
+/// client connection with a member that drops every request on a reused connection give 6
+/// answers, each on a connection's first use, and 5 dropped reuses over 6 member connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_connection_closed_by_the_member_is_retried_fresh() {
-    let a = Backend::start("A").await;
-    // The member answers the first request of a connection and drops any later one
-    // unanswered, the way an idle-timeout close races with a new request.
-    a.drop_after_first
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let m = CountingMember::start(OnReuse::Drop, None).await;
     let p = Proxy::start(
         "Listen 127.0.0.1:{PORT}\nProxyPass /t http://a:1/t\n",
-        &[("a:1", a.addr)],
+        &[("a:1", m.addr)],
     );
     let mut c = Client::connect(p.addr).await;
     for i in 0..6 {
         let g = c.get(&format!("/t/{i}"), &[]).await;
         assert_eq!(g.status, 200, "request {i}: {}", p.log_text());
-        tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    assert_eq!(a.count(), 6);
-    assert!(
-        a.conns.load(std::sync::atomic::Ordering::SeqCst) >= 6,
-        "each retry used a fresh connection"
+    assert_eq!(
+        m.get(&m.fresh),
+        6,
+        "every request answered on a fresh connection"
     );
+    assert_eq!(
+        m.get(&m.dropped_reuses),
+        5,
+        "requests 2..6 first tried a reused connection"
+    );
+    // Each retry's fresh connection is the one the next request reuses (and loses).
+    assert_eq!(m.get(&m.accepted), 6);
     assert!(
         !p.log_text().contains("disabling member"),
         "the member was not marked in error"
+    );
+}
+
+/// With a well-behaved member, requests (a POST with a body among them) go over one reused
+/// connection, the body intact; when the member closes a pooled connection after its idle
+/// timeout, the next request (a POST) takes a fresh connection, is not lost and does not
+/// count as a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_are_reused_and_an_idle_closed_one_is_skipped() {
+    let m = CountingMember::start(OnReuse::Answer, Some(Duration::from_millis(300))).await;
+    let p = Proxy::start(
+        "Listen 127.0.0.1:{PORT}\nProxyPass /t http://a:1/t\n",
+        &[("a:1", m.addr)],
+    );
+    let mut c = Client::connect(p.addr).await;
+    let payload = vec![b'p'; 200_000];
+    assert_eq!(c.get("/t/1", &[]).await.status, 200);
+    let g = c
+        .send(req("POST", "/t/2", &[], body(payload.clone())))
+        .await
+        .unwrap();
+    assert_eq!(g.status, 200);
+    assert_eq!(c.get("/t/3", &[]).await.status, 200);
+    assert_eq!(
+        (m.get(&m.accepted), m.get(&m.fresh), m.get(&m.reused)),
+        (1, 1, 2)
+    );
+    // The member closes the idle connection; the next POST must not be sent into it.
+    let closed = wait_for(async || m.get(&m.idle_closes) == 1, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "the member closed its idle connection");
+    let g = c
+        .send(req("POST", "/t/4", &[], body(payload.clone())))
+        .await
+        .unwrap();
+    assert_eq!(g.status, 200, "{}", p.log_text());
+    assert_eq!(
+        (m.get(&m.accepted), m.get(&m.fresh), m.get(&m.reused)),
+        (2, 2, 2)
+    );
+    let want = (payload.len(), sha_hex(&payload));
+    assert_eq!(*m.bodies.lock().unwrap(), vec![want.clone(), want]);
+    assert!(
+        !p.log_text().contains("disabling member"),
+        "{}",
+        p.log_text()
     );
 }
 

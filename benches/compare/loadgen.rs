@@ -10,7 +10,8 @@
 //!   from when the connection became free, so a stalled proxy cannot hide its stall (no
 //!   coordinated omission).
 //! * `rate-mix` — `rate` against several targets in one run, interleaved in slices over kept
-//!   connections, so that the machine's noise falls on every target alike.
+//!   connections (opened in an unmeasured warm-up), so that the machine's noise falls on every
+//!   target alike.
 //! * `longpoll` — N connections each re-issuing a held `GET` at once, plus constant-rate API
 //!   requests on separate connections; reports errors and the API latency percentiles.
 //! * `idle`     — N keep-alive connections that make one request each and then stay open.
@@ -719,9 +720,31 @@ async fn rate_mix(o: &Opts) -> Result<(), BoxError> {
         (0..n).map(|_| (0..conns).map(|_| None).collect()).collect();
     let mut hists: Vec<Hist> = (0..n).map(|_| Hist::default()).collect();
     let mut counts = vec![(0u64, 0u64, 0f64); n];
+    // Warm-up, not measured: every target's connections are opened (and their TLS handshakes
+    // done) at the measured rate for `--warmup` seconds first, as wrk2 calibrates before it
+    // records. Otherwise the first slice measures a storm of `--conns` simultaneous handshakes,
+    // which the `handshake` mode measures on its own.
+    let warmup = o.float("warmup", 1.0);
+    if warmup > 0.0 {
+        for (i, (_, t, head)) in targets.iter().enumerate() {
+            let pool = std::mem::take(&mut pools[i]);
+            let (_, _, _, back) = open_loop_on(t, head.clone(), r, warmup, pool, None).await;
+            pools[i] = back;
+        }
+    }
+    // `--settle` seconds of quiet between two targets' slices (not measured), and the order
+    // turns forwards in even rounds and backwards in odd ones: a target's slice then does not
+    // always start in the wake of the same other target (a proxy that spends 80 µs per request,
+    // or tears down threads after its slice, would otherwise always slow the one after it).
+    let settle = Duration::from_secs_f64(o.float("settle", 0.25));
     for slice in 0..slices as usize {
         for k in 0..n {
-            let i = (slice + k) % n;
+            let i = if (slice / n) % 2 == 0 {
+                (slice + k) % n
+            } else {
+                (slice + n * n - k) % n
+            };
+            tokio::time::sleep(settle).await;
             let (_, t, head) = &targets[i];
             let pool = std::mem::take(&mut pools[i]);
             let began = Instant::now();

@@ -236,7 +236,7 @@ impl App {
         };
         let hash = sources_hash(&cfg.sources);
         if !force && hash == self.sources_hash {
-            tracing::debug!("reload ({why}): the config files are unchanged; nothing to do");
+            tracing::info!("reload ({why}): the config files are unchanged; nothing to do");
             return;
         }
         let prev = self.shared.load_full();

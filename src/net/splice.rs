@@ -227,6 +227,58 @@ pub async fn copy_exact(
     poll_fn(|cx| run.poll(cx, src, dst, &mut on_read)).await
 }
 
+/// [`copy_exact`] with httpd's `Timeout` on each side: fails with [`SpliceError::Source`]
+/// (`TimedOut`) when the source sends nothing for `read_timeout` while the pipe has room, and
+/// with [`SpliceError::Destination`] when the destination takes nothing for `write_timeout`
+/// while the pipe holds bytes. A side's clock stands still while the other side holds the
+/// transfer up (a full pipe is not the source's fault, an empty one not the destination's).
+pub async fn copy_exact_timed(
+    src: &TcpStream,
+    dst: &TcpStream,
+    len: u64,
+    mut on_read: impl FnMut(usize),
+    read_timeout: std::time::Duration,
+    write_timeout: std::time::Duration,
+) -> Result<(), SpliceError> {
+    use tokio::time::Instant;
+    let mut run = SpliceRun::new(len).map_err(SpliceError::Source)?;
+    let (mut read_at, mut write_at) = (Instant::now(), Instant::now());
+    let mut timer = Box::pin(tokio::time::sleep_until(read_at + read_timeout));
+    poll_fn(|cx| {
+        loop {
+            let (left, unsent) = (run.left, run.left + run.pipe.held as u64);
+            if let Poll::Ready(r) = run.poll(cx, src, dst, &mut on_read) {
+                return Poll::Ready(r);
+            }
+            let now = Instant::now();
+            if run.left < left || run.pipe.held >= run.pipe.size {
+                read_at = now;
+            }
+            if run.left + (run.pipe.held as u64) < unsent || run.pipe.held == 0 {
+                write_at = now;
+            }
+            let (read_by, write_by) = (read_at + read_timeout, write_at + write_timeout);
+            if now >= read_by {
+                return Poll::Ready(Err(SpliceError::Source(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("nothing to read for {read_timeout:?}"),
+                ))));
+            }
+            if now >= write_by {
+                return Poll::Ready(Err(SpliceError::Destination(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("nothing taken for {write_timeout:?}"),
+                ))));
+            }
+            timer.as_mut().reset(read_by.min(write_by));
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

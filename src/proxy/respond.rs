@@ -130,7 +130,15 @@ pub(super) fn respond(
         );
     }
     let inner = match conn {
-        Some(c) => MemberBody::new(c, head.framing, head.keep_alive),
+        Some(c) => MemberBody::new(
+            c,
+            head.framing,
+            head.keep_alive,
+            m.spec
+                .params
+                .timeout
+                .unwrap_or_else(|| cx.snap.server.effective_proxy_timeout()),
+        ),
         None => MemberBody::none(),
     };
     let mut r = Response::new(DownBody::Member(crate::util::recycle::Recycled::new(

@@ -312,15 +312,29 @@ pub fn serve(
                 None => return,
             }
         };
-        Box::pin(refuse(conn, refusal, info.peer)).await;
+        let send_timeout = shared.load().server.timeout;
+        Box::pin(refuse(conn, refusal, info.peer, send_timeout)).await;
     }
 }
 
 /// Answers a request head that cannot be served, and closes.
-async fn refuse(mut conn: ClientConn, HeadRefusal(status, why): HeadRefusal, peer: SocketAddr) {
+async fn refuse(
+    mut conn: ClientConn,
+    HeadRefusal(status, why): HeadRefusal,
+    peer: SocketAddr,
+    send_timeout: Duration,
+) {
     tracing::info!(client = %peer, "refused request: {why}");
     let r = crate::proxy::error_page::error_page(status, why);
-    let _ = write_response(&mut conn.wr, r, Version::HTTP_11, false, false).await;
+    let _ = write_response(
+        &mut conn.wr,
+        r,
+        Version::HTTP_11,
+        false,
+        false,
+        send_timeout,
+    )
+    .await;
     conn.linger().await;
 }
 
@@ -536,9 +550,16 @@ fn exchange<'a>(
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(tx) = upgrade_tx
         {
-            write_response(&mut conn.wr, resp, version, is_head, true)
-                .await
-                .ok()?;
+            write_response(
+                &mut conn.wr,
+                resp,
+                version,
+                is_head,
+                true,
+                snap.server.timeout,
+            )
+            .await
+            .ok()?;
             if let Some(rd) = conn.rd.take()
                 && let Some(stream) = client_io::reunite(rd, conn.wr)
             {
@@ -552,7 +573,17 @@ fn exchange<'a>(
         if *shutdown.borrow() {
             keep_alive = false;
         }
-        let keep = match write_response(&mut conn.wr, resp, version, is_head, keep_alive).await {
+        let send_timeout = snap.server.timeout;
+        let keep = match write_response(
+            &mut conn.wr,
+            resp,
+            version,
+            is_head,
+            keep_alive,
+            send_timeout,
+        )
+        .await
+        {
             Ok(k) => k,
             Err(e) => {
                 tracing::debug!(client = %info.peer, "writing the response failed: {e}");
@@ -581,6 +612,7 @@ async fn write_response(
     version: Version,
     is_head: bool,
     keep_alive: bool,
+    send_timeout: Duration,
 ) -> io::Result<bool> {
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
@@ -667,11 +699,15 @@ async fn write_response(
     });
 
     if framing == BodyFraming::None {
-        write_all(wr, &mut [IoSlice::new(&head)]).await?;
+        write_all(wr, send_timeout, &mut [IoSlice::new(&head)]).await?;
         return Ok(keep);
     }
     // A large member body to a plain client moves socket to socket (splice), never through
     // balancerd's memory.
+    let read_timeout = match &body {
+        DownBody::Member(m) => m.inner.read_timeout(),
+        DownBody::Full(_) => Duration::ZERO,
+    };
     if framing.is_length()
         && let Some(dst) = wr.tcp()
         && let DownBody::Member(m) = &mut body
@@ -692,7 +728,7 @@ async fn write_response(
         };
         let head_and_buffered = [IoSlice::new(&head), IoSlice::new(&buffered)];
         write_tcp_all(dst, head_and_buffered).await?;
-        let r = splice::copy_exact(src, dst, rest, spliced).await;
+        let r = splice::copy_exact_timed(src, dst, rest, spliced, read_timeout, send_timeout).await;
         inner.plain_run_done(r.is_ok());
         busy.take();
         return match r {
@@ -701,7 +737,10 @@ async fn write_response(
                 tracing::warn!(member = %name, "member connection broke while sending the response body: {e}");
                 Err(e)
             }
-            Err(SpliceError::Destination(e)) => Err(e),
+            Err(SpliceError::Destination(e)) => {
+                tracing::debug!(member = %name, "the client stopped taking the response body: {e}");
+                Err(e)
+            }
         };
     }
     // The first frame goes out with the head when it is already there.
@@ -712,7 +751,7 @@ async fn write_response(
                 Poll::Ready(f) => f,
                 Poll::Pending => {
                     if let Some(h) = pending_head.take() {
-                        write_all(wr, &mut [IoSlice::new(&h)]).await?;
+                        write_all(wr, send_timeout, &mut [IoSlice::new(&h)]).await?;
                     }
                     continue;
                 }
@@ -729,7 +768,7 @@ async fn write_response(
             && data.len() <= COALESCE_MAX
         {
             h.extend_from_slice(data);
-            write_all(wr, &mut [IoSlice::new(h)]).await?;
+            write_all(wr, send_timeout, &mut [IoSlice::new(h)]).await?;
             continue;
         }
         let head = head_buf.as_deref().unwrap_or(&[]);
@@ -747,6 +786,7 @@ async fn write_response(
                     let line = chunk_size_line(data.len(), &mut hex);
                     write_all(
                         wr,
+                        send_timeout,
                         &mut [
                             IoSlice::new(head),
                             IoSlice::new(line),
@@ -756,7 +796,12 @@ async fn write_response(
                     )
                     .await?;
                 } else {
-                    write_all(wr, &mut [IoSlice::new(head), IoSlice::new(&data)]).await?;
+                    write_all(
+                        wr,
+                        send_timeout,
+                        &mut [IoSlice::new(head), IoSlice::new(&data)],
+                    )
+                    .await?;
                 }
             }
             None => {
@@ -765,13 +810,18 @@ async fn write_response(
                 } else {
                     b""
                 };
-                write_all(wr, &mut [IoSlice::new(head), IoSlice::new(end)]).await?;
+                write_all(
+                    wr,
+                    send_timeout,
+                    &mut [IoSlice::new(head), IoSlice::new(end)],
+                )
+                .await?;
                 return Ok(keep);
             }
             Some(Err(e)) => {
                 // The member broke mid-body: the client sees a cut response.
                 if !head.is_empty() {
-                    write_all(wr, &mut [IoSlice::new(head)]).await?;
+                    write_all(wr, send_timeout, &mut [IoSlice::new(head)]).await?;
                 }
                 return Err(io::Error::other(e));
             }
@@ -779,9 +829,26 @@ async fn write_response(
     }
 }
 
-/// Writes every byte of `bufs` (TLS: and pushes the records out).
-async fn write_all(wr: &mut ClientWrite, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-    wr.write_all(bufs).await
+/// Writes every byte of `bufs` (TLS: and pushes the records out). A client that takes
+/// nothing of them for `limit` (httpd's `Timeout`) fails the write with `TimedOut`: a reader
+/// that stopped cannot hold the connection, the member's and the response's buffers forever.
+async fn write_all(
+    wr: &mut ClientWrite,
+    limit: Duration,
+    bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    let mut w = std::pin::pin!(wr.write_all(bufs));
+    // Most writes finish at once: the timer is made only for one that has to wait.
+    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(w.as_mut().poll(cx))).await {
+        return r;
+    }
+    match Box::pin(tokio::time::timeout(limit, w)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client took nothing for {limit:?} (Timeout)"),
+        )),
+    }
 }
 
 /// Writes every byte of `bufs` to a plain socket (ahead of a splice run).

@@ -813,13 +813,25 @@ pub struct MemberBody {
     next_read: usize,
     /// `Some` for an AJP13 member: the body comes in packets.
     ajp: Option<AjpBody>,
+    /// How long the member may send nothing mid-body (its `timeout=`, else `ProxyTimeout`),
+    /// as httpd's `ProxyTimeout` bounds every read from the member.
+    read_timeout: std::time::Duration,
+    /// The connection's timer runs for the current wait (armed at the first read that found
+    /// nothing, disarmed by the next bytes).
+    stall_armed: bool,
 }
 
 impl MemberBody {
     /// The body of a response whose head was just read from `owner`'s connection.
-    pub fn new(owner: PooledConn, framing: BodyFraming, keep_alive: bool) -> Self {
+    /// `read_timeout`: how long the member may send nothing mid-body.
+    pub fn new(
+        owner: PooledConn,
+        framing: BodyFraming,
+        keep_alive: bool,
+        read_timeout: std::time::Duration,
+    ) -> Self {
         if owner.conn.ajp {
-            return Self::new_ajp(owner, framing);
+            return Self::new_ajp(owner, framing, read_timeout);
         }
         let mut b = MemberBody {
             owner: Some(owner),
@@ -827,6 +839,8 @@ impl MemberBody {
             keep_alive,
             next_read: FIRST_READ,
             ajp: None,
+            read_timeout,
+            stall_armed: false,
         };
         if b.body.is_done() {
             b.finish();
@@ -838,7 +852,7 @@ impl MemberBody {
     /// reuse the connection.
     #[cold]
     #[inline(never)]
-    fn new_ajp(owner: PooledConn, framing: BodyFraming) -> Self {
+    fn new_ajp(owner: PooledConn, framing: BodyFraming, read_timeout: std::time::Duration) -> Self {
         MemberBody {
             owner: Some(owner),
             body: BodyDecoder::UntilClose,
@@ -850,6 +864,8 @@ impl MemberBody {
                     _ => None,
                 },
             }),
+            read_timeout,
+            stall_armed: false,
         }
     }
 
@@ -862,7 +878,43 @@ impl MemberBody {
             keep_alive: false,
             next_read: FIRST_READ,
             ajp: None,
+            read_timeout: std::time::Duration::ZERO,
+            stall_armed: false,
         }
+    }
+
+    /// How long the member may send nothing mid-body (for a caller that moves the body
+    /// itself: [`MemberBody::take_plain_run`]).
+    pub fn read_timeout(&self) -> std::time::Duration {
+        self.read_timeout
+    }
+
+    /// After a read found nothing: true once the member has sent nothing for
+    /// `read_timeout` (the connection's timer, armed at the first empty read of a wait, wakes
+    /// the task then).
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(owner) = self.owner.as_mut() else {
+            return false;
+        };
+        let until = tokio::time::Instant::now() + self.read_timeout;
+        let timer = owner
+            .conn
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        if !self.stall_armed {
+            timer.as_mut().reset(until);
+            self.stall_armed = true;
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// The error for a member that stopped sending mid-body; drops the connection.
+    fn stall_error(&mut self) -> String {
+        self.abort();
+        format!(
+            "the member sent nothing for {:?} mid-body (ProxyTimeout)",
+            self.read_timeout
+        )
     }
 
     fn finish(&mut self) {
@@ -952,7 +1004,14 @@ impl MemberBody {
                 }
             }
             let want = self.next_read;
-            match ready!(poll_fill(&mut conn.io, cx, &mut conn.rbuf, want)) {
+            let Poll::Ready(filled) = poll_fill(&mut conn.io, cx, &mut conn.rbuf, want) else {
+                if self.stalled(cx) {
+                    return Poll::Ready(Some(Err(self.stall_error())));
+                }
+                return Poll::Pending;
+            };
+            self.stall_armed = false;
+            match filled {
                 Ok(0) => {
                     if self.body.at_eof() {
                         self.keep_alive = false;
@@ -1020,7 +1079,14 @@ impl MemberBody {
                     return Poll::Ready(Some(Err(e)));
                 }
             }
-            match ready!(poll_fill(&mut conn.io, cx, &mut conn.rbuf, MAX_READ)) {
+            let Poll::Ready(filled) = poll_fill(&mut conn.io, cx, &mut conn.rbuf, MAX_READ) else {
+                if self.stalled(cx) {
+                    return Poll::Ready(Some(Err(self.stall_error())));
+                }
+                return Poll::Pending;
+            };
+            self.stall_armed = false;
+            match filled {
                 Ok(0) => {
                     self.abort();
                     return Poll::Ready(Some(Err(

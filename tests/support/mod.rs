@@ -291,6 +291,30 @@ impl Proxy {
         self.child.id()
     }
 
+    /// How many lines of the log so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until the log holds at least `n` lines containing `needle`; panics with the log
+    /// (saying what did not happen) after `limit`. The way a test waits for a reload, a health
+    /// transition or a stop instead of sleeping.
+    pub async fn wait_log(&self, needle: &str, n: usize, limit: Duration) {
+        let t0 = std::time::Instant::now();
+        while self.log_count(needle) < n {
+            assert!(
+                t0.elapsed() < limit,
+                "within {limit:?}, expected {n} log line(s) with {needle:?}, saw {}:\n{}",
+                self.log_count(needle),
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Resident memory of the proxy, in KiB.
     pub fn rss_kib(&self) -> u64 {
         rss_kib_of(self.pid())
@@ -339,9 +363,6 @@ pub struct Backend {
     pub reply: Arc<Mutex<Reply>>,
     pub headers: Arc<Mutex<Vec<(String, String)>>>,
     pub conns: Arc<AtomicUsize>,
-    /// When true, only the first request of each connection is answered; a later one on
-    /// the same connection is dropped unanswered (the keep-alive race seen from the proxy).
-    pub drop_after_first: Arc<AtomicBool>,
     alive: Arc<AtomicBool>,
     /// Requests being served right now.
     pub in_flight: Arc<AtomicUsize>,
@@ -424,7 +445,6 @@ impl Backend {
             reply: Arc::new(Mutex::new(Reply::Ok)),
             headers: Arc::default(),
             conns: Arc::default(),
-            drop_after_first: Arc::default(),
             alive: Arc::new(AtomicBool::new(true)),
             in_flight: Arc::default(),
             conn_tasks: Arc::default(),
@@ -444,13 +464,12 @@ impl Backend {
             self.tls.clone(),
         );
         let handshakes = self.handshakes.clone();
-        let (name, seen, reply, headers, conns, drop_after_first, alive) = (
+        let (name, seen, reply, headers, conns, alive) = (
             self.name.clone(),
             self.seen.clone(),
             self.reply.clone(),
             self.headers.clone(),
             self.conns.clone(),
-            self.drop_after_first.clone(),
             self.alive.clone(),
         );
         self.rt.spawn(async move {
@@ -459,19 +478,17 @@ impl Backend {
                     continue;
                 };
                 conns.fetch_add(1, SeqCst);
-                let (name, seen, reply, headers, drop_after_first, alive) = (
+                let (name, seen, reply, headers, alive) = (
                     name.clone(),
                     seen.clone(),
                     reply.clone(),
                     headers.clone(),
-                    drop_after_first.clone(),
                     alive.clone(),
                 );
                 let in_flight = in_flight.clone();
                 let tls = tls.clone();
                 let handshakes = handshakes.clone();
                 let h = tokio::spawn(async move {
-                    let served = Arc::new(AtomicUsize::new(0));
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (name, seen, reply, headers, alive) = (
                             name.clone(),
@@ -480,15 +497,8 @@ impl Backend {
                             headers.clone(),
                             alive.clone(),
                         );
-                        let later = served.fetch_add(1, SeqCst) > 0;
-                        let drop_it = later && drop_after_first.load(SeqCst);
                         let in_flight = in_flight.clone();
                         async move {
-                            if drop_it {
-                                return Err(std::io::Error::other(
-                                    "dropped on a reused connection",
-                                ));
-                            }
                             let _g = InFlight::enter(in_flight);
                             serve_one(name, seen, reply, headers, alive, req).await
                         }
