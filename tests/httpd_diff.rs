@@ -1063,3 +1063,45 @@ async fn balancer_manager_updates_as_httpd() {
         "after a GET"
     );
 }
+
+/// The request limits beside httpd, at their defaults and set lower: a request line over
+/// `LimitRequestLine` (414), a field over `LimitRequestFieldSize` (400), more fields than
+/// `LimitRequestFields` (400, not 431), and a request just inside every limit (200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_limits_as_httpd() {
+    let member = Backend::start("m").await;
+    let many = |n: usize| {
+        let mut r = String::from("GET /t1/api/x HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..n {
+            r.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        r.push_str("Connection: close\r\n\r\n");
+        r.into_bytes()
+    };
+    let long_line = format!(
+        "GET /t1/api/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(9000)
+    )
+    .into_bytes();
+    let big_field = format!(
+        "GET /t1/api/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(9000)
+    )
+    .into_bytes();
+    // (The member, hyper, takes at most 100 fields: the proxies add three X-Forwarded-*.)
+    for (limits, fields_ok, fields_over) in [("", 90, 120), ("LimitRequestFields 20\n", 17, 21)] {
+        let routing = format!(
+            "ServerName lb.example\n{limits}ProxyPass /t1/api http://{a}/api\n",
+            a = member.addr
+        );
+        let (ok, over) = (many(fields_ok), many(fields_over));
+        let cases: &[(&[u8], &[&str])] = &[
+            (&long_line, &[]),
+            (&big_field, &[]),
+            (&over, &[]),
+            (&ok, &[]),
+        ];
+        let statuses = same_answers(&routing, cases).await;
+        assert_eq!(statuses, ["414", "400", "400", "200"], "{limits:?}");
+    }
+}

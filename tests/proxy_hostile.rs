@@ -94,20 +94,14 @@ async fn limits_on_request_line_and_headers() {
         "b".repeat(9000)
     );
     let (out, _) = raw(p.addr, big.as_bytes(), Duration::from_secs(2)).await;
-    assert!(
-        out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 431"),
-        "{out}"
-    );
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
     let mut many = String::from("GET /t1/api/x HTTP/1.1\r\nHost: x\r\n");
     for i in 0..120 {
         many.push_str(&format!("X-H{i}: v\r\n"));
     }
     many.push_str("\r\n");
     let (out, _) = raw(p.addr, many.as_bytes(), Duration::from_secs(2)).await;
-    assert!(
-        out.starts_with("HTTP/1.1 431") || out.starts_with("HTTP/1.1 400"),
-        "{out}"
-    );
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
     assert_eq!(t1.count(), 0);
 }
 
@@ -314,10 +308,7 @@ async fn stalled_request_bodies_are_cut_at_timeout_small_or_large() {
             p.log_text()
         );
         let text = String::from_utf8_lossy(&out);
-        assert!(
-            text.starts_with("HTTP/1.1 5") || text.starts_with("HTTP/1.1 4"),
-            "{len}: {text}"
-        );
+        assert!(text.starts_with("HTTP/1.1 408 "), "{len}: {text}");
     }
 }
 

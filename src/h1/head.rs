@@ -25,7 +25,7 @@ use std::mem::MaybeUninit;
 /// HAProxy 16 KiB; httpd 100 fields of 8 KiB).
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in a head (HAProxy allows 101, httpd 100 by default); a request with
-/// more gets 431.
+/// more gets 431 (more than `LimitRequestFields`, when lower: 400).
 pub const MAX_FIELDS: usize = 128;
 
 /// Why a request head was refused: the status and the error page's text.
@@ -70,9 +70,15 @@ pub fn parse_request(
             }
             return Ok(None);
         }
+        // Over `LimitRequestFields`: 400, as httpd answers. Over balancerd's own cap (with
+        // `LimitRequestFields 0`, which httpd reads as no limit): 431.
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HeadRefusal(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                if max_fields < MAX_FIELDS {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                },
                 "The number of request header fields exceeds this server's limit.",
             ));
         }
