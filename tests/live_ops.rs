@@ -574,21 +574,50 @@ async fn reload_moves_listeners() {
         format!("Listen 127.0.0.1:{p2}\nProxyPass /x http://a:1/x\n"),
     )
     .unwrap();
-    hup(&p);
     let new: std::net::SocketAddr = format!("127.0.0.1:{p2}").parse().unwrap();
-    let ok = wait_for(
-        async || tokio::net::TcpStream::connect(new).await.is_ok(),
-        Duration::from_secs(2),
-    )
-    .await;
-    assert!(ok.is_some(), "{}", p.log_text());
+    // Connect attempts to both addresses all through the swap: at every moment one of them
+    // accepts (the new listener is bound before the old one closes).
+    let old = p.addr;
+    let probe = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            let o = tokio::net::TcpStream::connect(old).await.is_ok();
+            let n = tokio::net::TcpStream::connect(new).await.is_ok();
+            samples.push((o, n));
+            if n && !o {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    hup(&p);
+    let samples = probe.await.unwrap();
+    assert_eq!(
+        samples.first(),
+        Some(&(true, false)),
+        "before: only the old one"
+    );
+    assert_eq!(
+        samples.last(),
+        Some(&(false, true)),
+        "after: only the new one"
+    );
+    assert!(
+        samples.iter().all(|&(o, n)| o || n),
+        "a moment when neither address accepted: {samples:?}"
+    );
+    // The swap is quicker than the probes; the log shows its order.
+    let log = p.log_text();
+    let added = log.find(&format!("listening on {new} (added by reload)"));
+    let removed = log.find(&format!("stopped listening on {old} (removed by reload)"));
+    assert!(
+        added.is_some() && removed.is_some() && added < removed,
+        "the new listener came before the old one went: {log}"
+    );
     assert_eq!(get(new, "/x", &[]).await.status, 200);
-    let gone = wait_for(
-        async || tokio::net::TcpStream::connect(p.addr).await.is_err(),
-        Duration::from_secs(2),
-    )
-    .await;
-    assert!(gone.is_some(), "old listener closed");
 }
 
 /// A `ProxyHCTemplate` and a `ProxyHCExpr`, resolved when the config is read, decide the
@@ -601,9 +630,13 @@ async fn health_check_templates_and_expressions_decide_the_checks() {
     primary.set_reply(Reply::Status(404));
     let conf = "Listen 127.0.0.1:{PORT}\nProxyHCExpr not5xx {%{REQUEST_STATUS} =~ /^[234]/}\nProxyHCTemplate fast hcmethod=GET hcuri=/health hcinterval=200ms hcfails=1 hcpasses=1 hcexpr=not5xx\n<Proxy balancer://dav>\nBalancerMember http://p:1 hctemplate=fast\nBalancerMember http://s:1 status=H\n</Proxy>\nProxyPass /rec balancer://dav/rec\n";
     let p = Proxy::start(conf, &[("p:1", primary.addr), ("s:1", standby.addr)]);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let checked = wait_for(
+        async || primary.saw("GET", "/health"),
+        Duration::from_secs(3),
+    )
+    .await;
     assert!(
-        primary.saw("GET", "/health"),
+        checked.is_some(),
         "the template's hcmethod and hcuri were used"
     );
     // 404 passes the expression: the primary is still the one used.
