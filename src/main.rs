@@ -5,6 +5,7 @@
 /// 31 KiB instead of 42 (it keeps allocation metadata out of line, so hyper's mostly empty
 /// 8 KiB I/O buffers stay mostly untouched), at slightly fewer instructions per request;
 /// mimalloc held 29 and 67 KiB.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -20,6 +21,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Callgrind, small proxied GET: 31.5k → 29.7k instructions per request. RSS per held
 /// long-poll 13.8 → 13.0 KiB, per idle connection 11.4 → 10.8 KiB. 100 MB transfers
 /// unchanged.
+#[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: &[u8; 57] = b"slab_sizes:4097-16384:16,tcache_gc_incr_bytes:1073741824\0";
 

@@ -444,8 +444,20 @@ mod tests {
             many.extend(format!("X-{i}: v\r\n").bytes());
         }
         many.extend(b"\r\n");
+        // Over `LimitRequestFields` (100): 400, as httpd.
         assert!(matches!(
             parse(&many),
+            Err(HeadRefusal(StatusCode::BAD_REQUEST, _))
+        ));
+        // Over balancerd's own cap (`LimitRequestFields 0`): 431.
+        let mut more = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..MAX_FIELDS {
+            more.extend(format!("X-{i}: v\r\n").bytes());
+        }
+        more.extend(b"\r\n");
+        let mut b = BytesMut::from(&more[..]);
+        assert!(matches!(
+            parse_request(&mut b, MAX_FIELDS),
             Err(HeadRefusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _))
         ));
     }

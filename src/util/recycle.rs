@@ -33,12 +33,37 @@ impl Drop for Cache {
     fn drop(&mut self) {
         for (layout, blocks) in self.lists.drain(..) {
             for p in blocks {
+                poison(p, layout, false);
                 // SAFETY: every cached block was allocated with `layout` and is owned by the
                 // cache alone.
                 unsafe { dealloc(p.as_ptr(), layout) };
             }
         }
     }
+}
+
+/// Marks a cached block as unusable for AddressSanitizer (the `asan` feature, built by
+/// `.ci/sanitize`): a use after it was given back is then reported as one, where a cache
+/// that never frees would otherwise hide it.
+fn poison(p: NonNull<u8>, layout: Layout, on: bool) {
+    #[cfg(feature = "asan")]
+    {
+        unsafe extern "C" {
+            fn __asan_poison_memory_region(addr: *const u8, size: usize);
+            fn __asan_unpoison_memory_region(addr: *const u8, size: usize);
+        }
+        // SAFETY: `p` points to a block of `layout.size()` bytes owned by the cache or its
+        // taker; (un)poisoning only changes ASan's shadow bytes for it.
+        unsafe {
+            if on {
+                __asan_poison_memory_region(p.as_ptr(), layout.size());
+            } else {
+                __asan_unpoison_memory_region(p.as_ptr(), layout.size());
+            }
+        }
+    }
+    #[cfg(not(feature = "asan"))]
+    let _ = (p, layout, on);
 }
 
 thread_local! {
@@ -55,6 +80,9 @@ fn take(layout: Layout) -> NonNull<u8> {
         })
         .ok()
         .flatten();
+    if let Some(p) = cached {
+        poison(p, layout, false);
+    }
     cached.unwrap_or_else(|| {
         // SAFETY: `layout` has a non-zero size (checked by the caller).
         let p = unsafe { alloc(layout) };
@@ -74,6 +102,7 @@ unsafe fn give(p: NonNull<u8>, layout: Layout) {
             };
             if let Some((_, blocks)) = c.lists.iter_mut().find(|(l, _)| *l == layout) {
                 if blocks.len() < CACHED_PER_LAYOUT {
+                    poison(p, layout, true);
                     blocks.push(p);
                     return true;
                 }
@@ -81,6 +110,7 @@ unsafe fn give(p: NonNull<u8>, layout: Layout) {
             }
             if c.lists.len() < LAYOUTS {
                 let mut blocks = Vec::with_capacity(CACHED_PER_LAYOUT);
+                poison(p, layout, true);
                 blocks.push(p);
                 c.lists.push((layout, blocks));
                 return true;
