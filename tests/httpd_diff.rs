@@ -1105,3 +1105,144 @@ async fn request_limits_as_httpd() {
         assert_eq!(statuses, ["414", "400", "400", "200"], "{limits:?}");
     }
 }
+
+/// What `balancerd check` tells an admin about httpd, checked on a running httpd: a
+/// balancer defined in two `<Proxy>` sections is one balancer with every member and the last
+/// `stickysession`, a name over 63 characters is cut to 63, `timeout=500ms` is 500 seconds
+/// (the balancer-manager's XML shows each), an `https://` member without `SSLProxyEngine On`
+/// fails with 500, and a `ProxyPassReverseCookiePath` inside `<Proxy balancer://t1rcs>`
+/// also rewrites the cookies of a balancer whose name it prefixes (httpd matches `<Proxy>`
+/// by prefix), not those of any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_check_says_of_httpd_holds_on_a_running_httpd() {
+    let long = "S".repeat(80);
+    let merged = format!(
+        "ServerName lb.example\n<Proxy balancer://b>\nBalancerMember http://127.0.0.1:9 route=A\nBalancerMember http://127.0.0.2:9\nProxySet stickysession=ROUTEID\n</Proxy>\n<Proxy balancer://b>\nBalancerMember http://127.0.0.3:9\nProxySet stickysession={long}\n</Proxy>\n<Proxy balancer://t>\nBalancerMember http://127.0.0.4:9 timeout=500ms\n</Proxy>\nProxyPass /balancer-manager !\n<Location /balancer-manager>\nSetHandler balancer-manager\n</Location>\nProxyPass /x balancer://b/x\nProxyPass /y balancer://t/y\n"
+    );
+    // balancerd's diagnostics on the same lines (the timeout is an error there, so the
+    // check runs without that balancer).
+    let d = tempfile::tempdir().unwrap();
+    let without_t = merged
+        .replace(
+            "<Proxy balancer://t>\nBalancerMember http://127.0.0.4:9 timeout=500ms\n</Proxy>\n",
+            "",
+        )
+        .replace("ProxyPass /y balancer://t/y\n", "");
+    std::fs::write(d.path().join("a.conf"), &without_t).unwrap();
+    let r = balancerd_in(d.path(), &["check", "--config", "a.conf"]);
+    assert!(
+        r.stderr.contains("balancer://b is defined again here")
+            && r.stderr
+                .contains("httpd merges both sections into one balancer")
+            && r.stderr.contains("httpd silently truncates it to 63"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(
+        d.path().join("t.conf"),
+        "BalancerMember balancer://t http://h timeout=500ms\n",
+    )
+    .unwrap();
+    let r = balancerd_in(d.path(), &["check", "--config", "t.conf"]);
+    assert!(
+        r.stderr.contains(
+            "httpd reads timeout as whole seconds and ignores the unit, so this means 500 seconds"
+        ),
+        "{}",
+        r.stderr
+    );
+    // httpd on the same lines.
+    let httpd = Httpd::start(&merged);
+    let xml = raw(
+        httpd.addr,
+        b"GET /balancer-manager?xml=1 HTTP/1.1\r\nHost: lb.example\r\nReferer: http://lb.example/balancer-manager\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await
+    .0;
+    let b = xml.split("balancer://t").next().unwrap();
+    for m in ["127.0.0.1:9", "127.0.0.2:9", "127.0.0.3:9"] {
+        assert!(
+            b.contains(&format!("<httpd:name>http://{m}</httpd:name>")),
+            "{xml}"
+        );
+    }
+    assert!(
+        b.contains(&format!(
+            "<httpd:stickysession>{}</httpd:stickysession>",
+            "S".repeat(63)
+        )),
+        "the last stickysession, cut to 63: {xml}"
+    );
+    let t = xml.split("balancer://t").nth(1).unwrap();
+    assert!(t.contains("<httpd:timeout>500</httpd:timeout>"), "{xml}");
+
+    // An https member without SSLProxyEngine: httpd answers 500.
+    let member = Backend::start("m").await;
+    let tls = Httpd::start(&format!(
+        "LoadModule ssl_module {MODULES}/mod_ssl.so\nProxyPass /s https://{}/s\n",
+        member.addr
+    ));
+    let (got, _) = raw(
+        tls.addr,
+        b"GET /s/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 500 "), "{got}");
+    assert_eq!(member.count(), 0);
+
+    // A cookie rule inside `<Proxy balancer://t1rcs>`: httpd applies it to that balancer
+    // and, matching sections by prefix, to balancer://t1rcsx; not to balancer://t2rws.
+    // balancerd applies it to balancer://t1rcs only, and `check` names balancer://t1rcsx.
+    let rcs = Backend::start("rcs").await;
+    let rcsx = Backend::start("rcsx").await;
+    let rws = Backend::start("rws").await;
+    for m in [&rcs, &rcsx, &rws] {
+        m.add_header("Set-Cookie", "S=1; Path=/rcs");
+    }
+    let routing = format!(
+        "<Proxy balancer://t1rcs>\nBalancerMember http://{}\nProxyPassReverseCookiePath /rcs /t1/rcs\n</Proxy>\n<Proxy balancer://t1rcsx>\nBalancerMember http://{}\n</Proxy>\n<Proxy balancer://t2rws>\nBalancerMember http://{}\n</Proxy>\nProxyPass /t1/rcs balancer://t1rcs/rcs\nProxyPass /t1/x balancer://t1rcsx/rcs\nProxyPass /t2/rws balancer://t2rws/rcs\n",
+        rcs.addr, rcsx.addr, rws.addr
+    );
+    let cookies = Httpd::start(&routing);
+    let ours = Proxy::start(&format!("Listen 127.0.0.1:{{PORT}}\n{routing}"), &[]);
+    async fn cookie_path(addr: std::net::SocketAddr, path: &str) -> String {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let (got, _) = raw(addr, req.as_bytes(), Duration::from_secs(2)).await;
+        got.lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("set-cookie: s=1; path=")
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("{path}: {got}"))
+    }
+    let mut seen = Vec::new();
+    for path in ["/t1/rcs/a", "/t1/x/a", "/t2/rws/a"] {
+        seen.push((
+            cookie_path(cookies.addr, path).await,
+            cookie_path(ours.addr, path).await,
+        ));
+    }
+    let want = [
+        ("/t1/rcs", "/t1/rcs"),
+        ("/t1/rcs", "/rcs"),
+        ("/rcs", "/rcs"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(h, b)| (h.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(
+        seen, want,
+        "(httpd, balancerd) cookie paths for t1rcs, t1rcsx, t2rws"
+    );
+    std::fs::write(d.path().join("c.conf"), &routing).unwrap();
+    let r = balancerd_in(d.path(), &["check", "--config", "c.conf"]);
+    assert!(
+        r.stderr.contains("httpd matches <Proxy> sections by prefix, so it also rewrites the cookies of balancer://t1rcsx; balancerd applies it only to balancer://t1rcs"),
+        "{}",
+        r.stderr
+    );
+}

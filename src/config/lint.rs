@@ -1,6 +1,6 @@
 //! Lints httpd never gives: problems that load fine but route traffic in a way the admin
 //! almost certainly did not mean (shadowed `ProxyPass`, sticky cookies that never come back,
-//! rules httpd applies more widely than they appear to). Run on the finished model, so both
+//! rules httpd applies more widely than they appear to: a `<Proxy>` section matches by prefix). Run on the finished model, so both
 //! dialects get them.
 
 use super::diag::{Diagnostics, Origin};
@@ -26,16 +26,29 @@ pub fn run(
     balancers(c, diags);
     tls(c, saw_listen || !c.listeners.is_empty(), diags);
     cookies(c, diags);
+    // httpd matches a `<Proxy balancer://t1>` section by prefix: its rules also apply to
+    // balancer://t10 and balancer://t1rcs (pinned in tests/httpd_diff.rs). balancerd scopes
+    // them to the balancer named.
     for s in scoped_cookie_paths {
+        let also: Vec<String> = c
+            .balancers
+            .iter()
+            .filter(|b| b.name != s.balancer && b.name.starts_with(s.balancer.as_str()))
+            .map(|b| format!("balancer://{}", b.name))
+            .collect();
+        if also.is_empty() {
+            continue;
+        }
         diags
             .warning(
                 &s.origin,
                 format!(
-                    "ProxyPassReverseCookiePath inside <Proxy balancer://{}>: httpd applies it to every balancer, not only this one (with a second tenant, that tenant's cookie paths are rewritten by this rule too); balancerd applies it only to balancer://{}",
-                    s.balancer, s.balancer
+                    "ProxyPassReverseCookiePath inside <Proxy balancer://{b}>: httpd matches <Proxy> sections by prefix, so it also rewrites the cookies of {}; balancerd applies it only to balancer://{b}",
+                    also.join(", "),
+                    b = s.balancer
                 ),
             )
-            .hint("nothing to change for balancerd; under httpd, move per-tenant cookie rules out of shared files");
+            .hint("nothing to change for balancerd; under httpd, give balancers names that are not prefixes of each other");
     }
     proxy_prefix_leak(c, diags);
 }
