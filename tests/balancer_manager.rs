@@ -238,7 +238,12 @@ async fn updates_apply_only_from_a_same_host_post_with_the_nonce() {
     assert!(ok.starts_with("HTTP/1.1 200 "), "{ok}");
     let x = xml(p.addr).await;
     assert_eq!(statuses(&x), ["Init Drn Ok ", "Init Ok "], "{x}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    p.wait_log(
+        "balancer-manager: balancer://t1rws http://a:1: status N 0 -> 1",
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
     let log = p.log_text();
     assert!(
         log.contains("balancer-manager: balancer://t1rws http://a:1: status N 0 -> 1")
@@ -511,8 +516,7 @@ async fn ctl_changes_the_running_instance_through_its_admin_socket() {
     assert!(err.contains("unknown setting 'colour'"), "{err}");
     let (code, _, _) = ctl(&["frobnicate"]);
     assert_eq!(code, 2);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(p.log_text().contains("client=admin socket") || p.log_text().contains("admin socket"));
+    p.wait_log("admin socket", 1, Duration::from_secs(5)).await;
 }
 
 /// With a PidFile, changes are kept in `<PidFile>.state` and survive a restart, unless the
@@ -674,6 +678,7 @@ async fn health_checks_are_set_from_the_member_form() {
         assert!(form.contains(f), "{f}: {form}");
     }
     let before = a.count();
+    // The absence of checks: only a bounded wait shows it.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(a.count(), before, "no checks before");
     // Too short an interval (httpd's floor is 100 ms) and a bad method are ignored.
@@ -683,6 +688,7 @@ async fn health_checks_are_set_from_the_member_form() {
         REF,
     )
     .await;
+    // Again an absence: a bounded wait.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(a.count(), before);
     post(
@@ -691,9 +697,9 @@ async fn health_checks_are_set_from_the_member_form() {
         REF,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let checked = wait_for(async || a.count() >= before + 2, Duration::from_secs(5)).await;
     assert!(
-        a.count() >= before + 2,
+        checked.is_some(),
         "checks every 200 ms: {}",
         a.count() - before
     );

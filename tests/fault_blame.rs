@@ -69,6 +69,21 @@ async fn assert_members_clean(addr: std::net::SocketAddr) {
     }
 }
 
+/// The access log once it holds `n` lines starting with `prefix` (a thread of its own writes
+/// it), or as it is after 5 s.
+async fn log_with(log: &std::path::Path, prefix: &str, n: usize) -> String {
+    let t0 = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().filter(|l| l.starts_with(prefix)).count() >= n
+            || t0.elapsed() > Duration::from_secs(5)
+        {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_chunked_bodies_are_the_clients_fault() {
     let a = Backend::start("A").await;
@@ -108,8 +123,7 @@ async fn malformed_chunked_bodies_are_the_clients_fault() {
         assert_eq!(get(p.addr, "/up/ok", &[]).await.status, 200);
     }
     // The log names the client's fault for each of them.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = log_with(&log, "400 err=client-body-invalid", bad_sizes.len()).await;
     let blamed = text
         .lines()
         .filter(|l| l.starts_with("400 err=client-body-invalid"))
@@ -141,8 +155,7 @@ async fn a_stalled_body_is_408_and_the_member_stays_clean() {
         assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     }
     assert_members_clean(p.addr).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = log_with(&log, "408 err=client-body-timeout", cases.len()).await;
     let blamed = text
         .lines()
         .filter(|l| l.starts_with("408 err=client-body-timeout"))
@@ -172,8 +185,7 @@ async fn a_member_that_closes_is_still_the_members_fault() {
     let p = Proxy::start(&cfg, &[("a:1", addr)]);
     let got = exchange(p.addr, b"GET /up/x HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(got.starts_with("HTTP/1.1 502 "), "{got}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = log_with(&log, "502 err=member-closed member=A", 1).await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("502 err=member-closed member=A")),

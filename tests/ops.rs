@@ -100,7 +100,16 @@ async fn server_status_answers_at_once_while_every_member_hangs() {
                 tokio::time::timeout(Duration::from_secs(5), get(addr, "/t1/api/slow", &[])).await;
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = wait_for(
+        async || {
+            a.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+                + b.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+                == 50
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(held.is_some(), "the 50 requests hang at the members");
     let mut worst = Duration::ZERO;
     for _ in 0..5 {
         let t0 = Instant::now();

@@ -671,7 +671,9 @@ async fn a_client_that_leaves_cancels_its_request_at_the_member() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let member_addr = l.local_addr().unwrap();
-    // The member reads the request and never answers; it reports when its connection closes.
+    // The member reads the request and never answers; it says when it has the request, and
+    // reports when its connection closes.
+    let (has_request, got_request) = tokio::sync::oneshot::channel::<()>();
     let member = tokio::spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
         let mut buf = vec![0u8; 4096];
@@ -682,6 +684,7 @@ async fn a_client_that_leaves_cancels_its_request_at_the_member() {
                 Ok(n) => got.extend_from_slice(&buf[..n]),
             }
         }
+        let _ = has_request.send(());
         let t = std::time::Instant::now();
         loop {
             match s.read(&mut buf).await {
@@ -698,7 +701,10 @@ async fn a_client_that_leaves_cancels_its_request_at_the_member() {
     c.write_all(b"GET /lp/poll HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::timeout(Duration::from_secs(5), got_request)
+        .await
+        .expect("the request reached the member within 5 s")
+        .unwrap();
     drop(c);
     let held = tokio::time::timeout(Duration::from_secs(5), member)
         .await

@@ -210,7 +210,17 @@ async fn webdav_hot_standby_takes_over_and_hands_back() {
         "every request while the primary is down"
     );
     primary.restart().await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Once its retry timer (1 s) has run out, the primary takes the next request.
+    let back = wait_for(
+        async || get(p.addr, "/t1/recordings/a.wav", &[]).await.text() == "backend dav1\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        back.is_some(),
+        "the primary is used again: {}",
+        p.log_text()
+    );
     standby.clear();
     for _ in 0..5 {
         assert_eq!(

@@ -353,15 +353,29 @@ async fn certificates_swap_on_reload_without_failing_a_handshake() {
     }
     let mut last = Vec::new();
     for i in 0..5 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        // Replace a.test's certificate in place, then SIGHUP.
+        // Handshakes are going on (8 more since the last swap) ...
+        let from = done.load(std::sync::atomic::Ordering::SeqCst);
+        let busy = wait_for(
+            async || done.load(std::sync::atomic::Ordering::SeqCst) >= from + 8,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(busy.is_some(), "handshakes continue between swaps");
+        // ... when a.test's certificate is replaced in place and SIGHUP sent.
         let (nc, nk) = pki.issue(&format!("a-new-{i}"), &["a.test"], false);
         std::fs::copy(&nc, &ac).unwrap();
         std::fs::copy(&nk, ac.with_extension("key")).unwrap();
         last = der_of(&nc);
+        let reloads = px.log_count(" (SIGHUP): ");
         unsafe_kill_hup(px.pid());
+        px.wait_log(" (SIGHUP): ", reloads + 1, Duration::from_secs(10))
+            .await;
+        // Once reloaded, a new handshake gets the new certificate.
+        let (_, served) = tls_connect(px.addr, &pki.ca, "a.test", &[b"http/1.1"])
+            .await
+            .unwrap();
+        assert!(served == last, "swap {i}: the new certificate is served");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for t in load {
         t.await.unwrap();
@@ -372,7 +386,6 @@ async fn certificates_swap_on_reload_without_failing_a_handshake() {
         "{}",
         px.log_text()
     );
-    assert!(done.load(std::sync::atomic::Ordering::SeqCst) > 50);
     let (_, served) = tls_connect(px.addr, &pki.ca, "a.test", &[b"http/1.1"])
         .await
         .unwrap();
@@ -544,9 +557,13 @@ async fn health_checks_of_tls_members_speak_http_over_tls() {
         p(&pki.ca)
     );
     let px = Proxy::start(&conf, &[("m1:443", primary.addr), ("m2:443", standby.addr)]);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let checked = wait_for(
+        async || primary.saw("GET", "/health"),
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(
-        primary.saw("GET", "/health"),
+        checked.is_some(),
         "the check is an HTTP request over TLS: {}",
         px.log_text()
     );

@@ -773,16 +773,26 @@ impl Client {
         Client { sender }
     }
 
+    /// Sends a request and reads the whole answer. Every exchange has a deadline
+    /// ([`ANSWER_LIMIT`]): a proxy that never answers fails the test with the request named,
+    /// instead of hanging it until the binary's watchdog.
     pub async fn send(&mut self, req: Request<BoxBody>) -> Result<Got, hyper::Error> {
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
-        let (p, b) = resp.into_parts();
-        let body = b.collect().await?.to_bytes();
-        Ok(Got {
-            status: p.status.as_u16(),
-            headers: p.headers,
-            body,
-        })
+        let what = format!("{} {}", req.method(), req.uri());
+        let exchange = async {
+            self.sender.ready().await?;
+            let resp = self.sender.send_request(req).await?;
+            let (p, b) = resp.into_parts();
+            let body = b.collect().await?.to_bytes();
+            Ok(Got {
+                status: p.status.as_u16(),
+                headers: p.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(ANSWER_LIMIT, exchange).await {
+            Ok(r) => r,
+            Err(_) => panic!("no whole answer to {what} within {ANSWER_LIMIT:?}"),
+        }
     }
 
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Got {
@@ -791,6 +801,10 @@ impl Client {
             .expect("request")
     }
 }
+
+/// How long a test client waits for a whole answer (the longest answer a test's member holds
+/// back is 60 s).
+pub const ANSWER_LIMIT: Duration = Duration::from_secs(120);
 
 /// Builds a request.
 pub fn req(method: &str, path: &str, headers: &[(&str, &str)], body: BoxBody) -> Request<BoxBody> {
@@ -1060,18 +1074,23 @@ impl H2Client {
         for (k, v) in headers {
             r = r.header(*k, *v);
         }
-        let resp = self
-            .sender
-            .send_request(r.body(full("")).unwrap())
+        let exchange = async {
+            let resp = self
+                .sender
+                .send_request(r.body(full("")).unwrap())
+                .await
+                .unwrap();
+            let (p, b) = resp.into_parts();
+            let body = b.collect().await.unwrap().to_bytes();
+            Got {
+                status: p.status.as_u16(),
+                headers: p.headers,
+                body,
+            }
+        };
+        tokio::time::timeout(ANSWER_LIMIT, exchange)
             .await
-            .unwrap();
-        let (p, b) = resp.into_parts();
-        let body = b.collect().await.unwrap().to_bytes();
-        Got {
-            status: p.status.as_u16(),
-            headers: p.headers,
-            body,
-        }
+            .unwrap_or_else(|_| panic!("no whole answer to GET {url} within {ANSWER_LIMIT:?}"))
     }
 }
 
