@@ -4,17 +4,10 @@
 //! The client is the `h2` crate's, so the test sees the frames hyper's client would hide.
 
 mod support;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
 
 fn conf(pki: &Pki, extra: &str) -> String {
     let (c, k) = pki.issue("a", &["a.test"], false);
@@ -30,8 +23,8 @@ ProxyPass /t1/api http://a:1/api
 ProxyPass /raw http://raw:1/raw
 </VirtualHost>
 ",
-        p(&c),
-        p(&k)
+        path_text(&c),
+        path_text(&k)
     )
 }
 
@@ -69,37 +62,10 @@ async fn read_body(mut b: h2::RecvStream) -> Vec<u8> {
     out
 }
 
-/// A member that answers every request head with `answer` as written (keep-alive).
-async fn raw_member(answer: &'static [u8]) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        got.drain(..end + 4);
-                        if s.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut buf).await {
-                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interim_answers_reach_http2_clients_as_informational_headers() {
     let pki = Pki::new("CA");
-    let raw = raw_member(
+    let (raw, _) = raw_member(
         b"HTTP/1.1 102 Processing\r\n\r\n\
 HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: keep-alive\r\n\r\n\
 HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",

@@ -8,17 +8,11 @@
 //! a member's `103`, and writes every field name in lower case.
 
 mod support;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
 
 /// A TLS front for `a.test` with `/t1/api` and `/t2/api` on two members, `/ws` allowing
 /// WebSocket, and `/raw` on a raw member; `extra` goes at the top.
@@ -38,8 +32,8 @@ ProxyPass /ws http://a:1/ws upgrade=websocket
 ProxyPass /raw http://raw:1/raw
 </VirtualHost>
 ",
-        p(&c),
-        p(&k)
+        path_text(&c),
+        path_text(&k)
     )
 }
 
@@ -82,38 +76,6 @@ async fn read_until<S: tokio::io::AsyncRead + Unpin>(s: &mut S, needle: &str) ->
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A member that answers every request head with `answer` as written (keep-alive), and
-/// counts the heads.
-async fn raw_member(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let heads = Arc::new(AtomicUsize::new(0));
-    let count = heads.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let count = count.clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        got.drain(..end + 4);
-                        count.fetch_add(1, SeqCst);
-                        if s.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut buf).await {
-                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
-                }
-            });
-        }
-    });
-    (addr, heads)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1119,3 +1119,41 @@ pub async fn wait_for(mut f: impl AsyncFnMut() -> bool, limit: Duration) -> Opti
     }
     None
 }
+
+/// A member on a raw socket that answers every request head with `answer` as written
+/// (keep-alive), whatever the request, and counts the heads it read.
+pub async fn raw_member(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let heads = Arc::new(AtomicUsize::new(0));
+    let count = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..end + 4);
+                        count.fetch_add(1, SeqCst);
+                        if s.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// A path as config text.
+pub fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}
