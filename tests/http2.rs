@@ -220,3 +220,86 @@ async fn an_idle_connection_gets_goaway_after_keepalive_timeout() {
     served.fetch_add(read_body(resp.into_body()).await.len(), SeqCst);
     assert!(served.load(SeqCst) > 0);
 }
+
+/// A client that stops reading a 100 MB download (it gives no flow-control window back):
+/// after `Timeout` with no window the stream is reset (CANCEL), the member's connection is
+/// closed (its writes fail long before 100 MB), and the client's connection still serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_reset_after_the_timeout() {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new("CA");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let maddr = l.local_addr().unwrap();
+    let (sent, failed) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (s2, f2) = (sent.clone(), failed.clone());
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut head = [0u8; 4096];
+        let _ = s.read(&mut head).await;
+        let total: u64 = 100 << 20;
+        let _ = s
+            .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n").as_bytes())
+            .await;
+        let chunk = vec![b'r'; 64 * 1024];
+        while s2.load(SeqCst) < total {
+            if s.write_all(&chunk).await.is_err() {
+                f2.store(true, SeqCst);
+                return;
+            }
+            s2.fetch_add(chunk.len() as u64, SeqCst);
+        }
+    });
+    let a = Backend::start("t1").await;
+    let px = Proxy::start(
+        &conf(&pki, "Timeout 2"),
+        &[("a:1", a.addr), ("raw:1", maddr)],
+    );
+    let (mut client, _conn) = h2_connect(&px, &pki).await;
+    let (resp, _) = client.send_request(get("/raw/big"), true).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+        .await
+        .expect("the head came")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    // Nothing read from here on: the window stays shut.
+    let t0 = std::time::Instant::now();
+    let cut = wait_for(async || failed.load(SeqCst), Duration::from_secs(15)).await;
+    assert!(
+        cut.is_some(),
+        "the member's connection was closed within 15 s"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "not before the 2 s Timeout: {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        sent.load(SeqCst) < 32 << 20,
+        "only buffers' worth moved: {}",
+        sent.load(SeqCst)
+    );
+    // The stream ends reset; the connection goes on serving.
+    let mut reset = None;
+    while let Some(d) = tokio::time::timeout(Duration::from_secs(5), body.data())
+        .await
+        .expect("the stream ended")
+    {
+        match d {
+            Ok(d) => {
+                let _ = body.flow_control().release_capacity(d.len());
+            }
+            Err(e) => {
+                reset = e.reason();
+                break;
+            }
+        }
+    }
+    assert_eq!(reset, Some(h2::Reason::CANCEL));
+    let (resp, _) = client.send_request(get("/t1/api/after"), true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+}

@@ -264,7 +264,7 @@ async fn serve_stream(
         tracing::debug!(client = %info.peer, "the client reset its HTTP/2 stream; request cancelled");
         return;
     };
-    send_response(resp, respond, is_head, info.peer).await;
+    send_response(resp, respond, is_head, info.peer, snap.server.timeout).await;
 }
 
 /// Sends the interim answers waiting in `q` as informational HEADERS.
@@ -323,12 +323,14 @@ enum Next {
 }
 
 /// Sends the final response: HEADERS, then the body as DATA within the stream's flow
-/// control window.
+/// control window. A client that opens no window for `send_timeout` (httpd's `Timeout`: it
+/// stopped reading) gets the stream reset (CANCEL), which drops the member's connection.
 async fn send_response(
     resp: Response<DownBody>,
     mut respond: SendResponse<Bytes>,
     is_head: bool,
     peer: std::net::SocketAddr,
+    send_timeout: std::time::Duration,
 ) {
     let (mut head, mut body) = resp.into_parts();
     strip_connection_fields(&mut head.headers);
@@ -368,7 +370,25 @@ async fn send_response(
                 };
                 while !data.is_empty() {
                     send.reserve_capacity(data.len());
-                    match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                    let mut capacity =
+                        std::pin::pin!(std::future::poll_fn(|cx| send.poll_capacity(cx)));
+                    // Mostly there at once: the timer is made only for a wait.
+                    let granted = match std::future::poll_fn(|cx| {
+                        Poll::Ready(capacity.as_mut().poll(cx))
+                    })
+                    .await
+                    {
+                        Poll::Ready(c) => c,
+                        Poll::Pending => match tokio::time::timeout(send_timeout, capacity).await {
+                            Ok(c) => c,
+                            Err(_) => {
+                                tracing::debug!(client = %peer, "the client took nothing of the response for {send_timeout:?} (Timeout)");
+                                send.send_reset(h2::Reason::CANCEL);
+                                return;
+                            }
+                        },
+                    };
+                    match granted {
                         Some(Ok(0)) => {}
                         Some(Ok(n)) => {
                             let chunk = data.split_to(n.min(data.len()));
