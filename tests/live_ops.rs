@@ -351,12 +351,13 @@ async fn sigterm_lets_a_100_mb_download_finish_and_exits_zero() {
         if !signalled && n > 10 * 1024 * 1024 {
             let _ = balancerd::app::send_signal(p.pid(), libc::SIGTERM);
             signalled = true;
-            tokio::time::sleep(Duration::from_millis(200)).await;
             // New connections are no longer accepted.
-            assert!(
-                tokio::net::TcpStream::connect(p.addr).await.is_err(),
-                "listener closed after SIGTERM"
-            );
+            let closed = wait_for(
+                async || tokio::net::TcpStream::connect(p.addr).await.is_err(),
+                Duration::from_secs(3),
+            )
+            .await;
+            assert!(closed.is_some(), "listener closed after SIGTERM");
         }
         if signalled {
             // A slow reader: the transfer spans well past the signal.
@@ -375,12 +376,17 @@ async fn health_checks_move_traffic_to_the_standby_before_users_notice() {
     let standby = Backend::start("standby").await;
     let conf = "Listen 127.0.0.1:{PORT}\n<Proxy balancer://dav>\nBalancerMember http://p:1 hcmethod=GET hcuri=/health hcinterval=200ms hcfails=1 hcpasses=1\nBalancerMember http://s:1 status=H\n</Proxy>\nProxyPass /rec balancer://dav/rec\n";
     let p = Proxy::start(conf, &[("p:1", primary.addr), ("s:1", standby.addr)]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let checked = wait_for(
+        async || primary.saw("GET", "/health"),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(checked.is_some(), "checks ran");
     assert_eq!(get(p.addr, "/rec/a", &[]).await.text(), "backend primary\n");
-    assert!(primary.saw("GET", "/health"), "checks ran");
     primary.stop();
-    // After the next check interval no user request is sent to the dead member.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the next check has failed, no user request is sent to the dead member.
+    p.wait_log("health check failed", 1, Duration::from_secs(3))
+        .await;
     for _ in 0..5 {
         assert_eq!(get(p.addr, "/rec/a", &[]).await.text(), "backend standby\n");
     }

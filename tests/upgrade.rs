@@ -209,7 +209,17 @@ async fn an_upgrade_under_load_refuses_nothing_and_fails_nothing() {
             .output()
     });
     let wrk = wrk.map(|w| tokio::task::spawn_blocking(move || w));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The load is running (some hundreds of requests answered) before the upgrade.
+    let running = wait_for(
+        async || counts.ok.load(SeqCst) >= 200,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        running.is_some(),
+        "the load runs: {}",
+        counts.ok.load(SeqCst)
+    );
     let before = counts.ok.load(SeqCst);
     let conf = p.conf.path().join("balancerd.conf");
     let t_upgrade = Instant::now();
@@ -235,7 +245,14 @@ async fn an_upgrade_under_load_refuses_nothing_and_fails_nothing() {
     let (took, status, p) = exited.await.unwrap();
     assert!(status.unwrap().success());
     assert!(took < Duration::from_secs(5), "{took:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // And goes on against the new process alone: 200 more answers.
+    let after_exit = counts.ok.load(SeqCst);
+    let served = wait_for(
+        async || counts.ok.load(SeqCst) >= after_exit + 200,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(served.is_some(), "the new process serves the load");
     stop.store(true, SeqCst);
     for t in tasks {
         let _ = t.await;
