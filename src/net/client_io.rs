@@ -198,20 +198,54 @@ impl ClientWrite {
         }
     }
 
-    /// Writes every byte of `bufs`, and on TLS pushes the records out to the socket.
-    pub async fn write_all(&mut self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    /// Writes every byte of `bufs`, and on TLS pushes the records out to the socket. A
+    /// client that takes nothing for `limit` (httpd's `Timeout` on each write) fails it with
+    /// `TimedOut`; the timer is made only when the socket is full (most writes never wait).
+    pub async fn write_all(
+        &mut self,
+        mut bufs: &mut [IoSlice<'_>],
+        limit: std::time::Duration,
+    ) -> io::Result<()> {
+        let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
         IoSlice::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
-            let n = std::future::poll_fn(|cx| self.poll_write_bufs(cx, bufs)).await?;
+            let n = std::future::poll_fn(|cx| match self.poll_write_bufs(cx, bufs) {
+                Poll::Pending => timed_out(&mut stall, limit, cx),
+                r => r,
+            })
+            .await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
+            stall = None;
             IoSlice::advance_slices(&mut bufs, n);
         }
         if let ClientWrite::Tls(_) = self {
-            std::future::poll_fn(|cx| self.poll_push(cx)).await?;
+            std::future::poll_fn(|cx| match self.poll_push(cx) {
+                Poll::Pending => timed_out(&mut stall, limit, cx).map_ok(|_| ()),
+                r => r,
+            })
+            .await?;
         }
         Ok(())
+    }
+}
+
+/// After a write found the socket full: `TimedOut` once it has stayed full for `limit` (the
+/// timer starts at the first wait), else pending with the timer armed.
+#[cold]
+fn timed_out(
+    stall: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    limit: std::time::Duration,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let timer = stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+    match timer.as_mut().poll(cx) {
+        Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client took nothing for {limit:?} (Timeout)"),
+        ))),
+        Poll::Pending => Poll::Pending,
     }
 }
 

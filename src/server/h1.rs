@@ -699,7 +699,8 @@ async fn write_response(
     });
 
     if framing == BodyFraming::None {
-        write_all(wr, send_timeout, &mut [IoSlice::new(&head)]).await?;
+        wr.write_all(&mut [IoSlice::new(&head)], send_timeout)
+            .await?;
         return Ok(keep);
     }
     // A large member body to a plain client moves socket to socket (splice), never through
@@ -751,7 +752,7 @@ async fn write_response(
                 Poll::Ready(f) => f,
                 Poll::Pending => {
                     if let Some(h) = pending_head.take() {
-                        write_all(wr, send_timeout, &mut [IoSlice::new(&h)]).await?;
+                        wr.write_all(&mut [IoSlice::new(&h)], send_timeout).await?;
                     }
                     continue;
                 }
@@ -768,7 +769,7 @@ async fn write_response(
             && data.len() <= COALESCE_MAX
         {
             h.extend_from_slice(data);
-            write_all(wr, send_timeout, &mut [IoSlice::new(h)]).await?;
+            wr.write_all(&mut [IoSlice::new(h)], send_timeout).await?;
             continue;
         }
         let head = head_buf.as_deref().unwrap_or(&[]);
@@ -784,24 +785,19 @@ async fn write_response(
                 if framing == BodyFraming::Chunked && !data.is_empty() {
                     let mut hex = [0u8; 18];
                     let line = chunk_size_line(data.len(), &mut hex);
-                    write_all(
-                        wr,
-                        send_timeout,
+                    wr.write_all(
                         &mut [
                             IoSlice::new(head),
                             IoSlice::new(line),
                             IoSlice::new(&data),
                             IoSlice::new(b"\r\n"),
                         ],
+                        send_timeout,
                     )
                     .await?;
                 } else {
-                    write_all(
-                        wr,
-                        send_timeout,
-                        &mut [IoSlice::new(head), IoSlice::new(&data)],
-                    )
-                    .await?;
+                    wr.write_all(&mut [IoSlice::new(head), IoSlice::new(&data)], send_timeout)
+                        .await?;
                 }
             }
             None => {
@@ -810,44 +806,19 @@ async fn write_response(
                 } else {
                     b""
                 };
-                write_all(
-                    wr,
-                    send_timeout,
-                    &mut [IoSlice::new(head), IoSlice::new(end)],
-                )
-                .await?;
+                wr.write_all(&mut [IoSlice::new(head), IoSlice::new(end)], send_timeout)
+                    .await?;
                 return Ok(keep);
             }
             Some(Err(e)) => {
                 // The member broke mid-body: the client sees a cut response.
                 if !head.is_empty() {
-                    write_all(wr, send_timeout, &mut [IoSlice::new(head)]).await?;
+                    wr.write_all(&mut [IoSlice::new(head)], send_timeout)
+                        .await?;
                 }
                 return Err(io::Error::other(e));
             }
         }
-    }
-}
-
-/// Writes every byte of `bufs` (TLS: and pushes the records out). A client that takes
-/// nothing of them for `limit` (httpd's `Timeout`) fails the write with `TimedOut`: a reader
-/// that stopped cannot hold the connection, the member's and the response's buffers forever.
-async fn write_all(
-    wr: &mut ClientWrite,
-    limit: Duration,
-    bufs: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    let mut w = std::pin::pin!(wr.write_all(bufs));
-    // Most writes finish at once: the timer is made only for one that has to wait.
-    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(w.as_mut().poll(cx))).await {
-        return r;
-    }
-    match Box::pin(tokio::time::timeout(limit, w)).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("the client took nothing for {limit:?} (Timeout)"),
-        )),
     }
 }
 
