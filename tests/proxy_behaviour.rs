@@ -554,7 +554,10 @@ async fn websocket_upgrade_only_when_allowed() {
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     s.write_all(hs.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
     let head = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     s.write_all(b"ping-through-the-tunnel").await.unwrap();
@@ -802,7 +805,10 @@ async fn proxy_initial_not_pooled_opens_a_fresh_member_connection() {
                 let mut buf = [0u8; 1024];
                 let mut got = Vec::new();
                 while !String::from_utf8_lossy(&got).ends_with("ok") {
-                    let n = s.read(&mut buf).await.unwrap();
+                    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                        .await
+                        .expect("an answer within 5 s")
+                        .unwrap();
                     assert!(n > 0);
                     got.extend_from_slice(&buf[..n]);
                 }

@@ -193,7 +193,10 @@ async fn client_stops_reading(chunked: bool) {
         .await
         .unwrap();
     let mut first = [0u8; 1024];
-    let n = s.read(&mut first).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut first))
+        .await
+        .expect("the head within 5 s")
+        .unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
     // The client stops reading. The member gets stuck once the buffers fill, then its write
     // fails when balancerd gives up.
@@ -247,7 +250,10 @@ async fn graceful_shutdown_timeout_cuts_a_long_poll_and_a_websocket() {
     .await
     .unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = w.read(&mut buf).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), w.read(&mut buf))
+        .await
+        .expect("the 101 within 5 s")
+        .unwrap();
     assert!(
         String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"),
         "{}",
