@@ -490,6 +490,8 @@ fn a_keepalived_pair_fails_over_without_moving_sessions() {
         let (ns, stop, ended) = (nsc.clone(), stop.clone(), ended.clone());
         threads.push(std::thread::spawn(move || poll_client(ns, stop, ended)));
     }
+    // A measurement window, not a wait for an event: 2 s of load before any fault, of
+    // which the last second must show no gap.
     std::thread::sleep(Duration::from_secs(2));
     let (gap0, failed0) = gap_since(&log, Instant::now() - Duration::from_secs(1));
     assert_eq!(
@@ -507,6 +509,8 @@ fn a_keepalived_pair_fails_over_without_moving_sessions() {
     let _ = net.children[bd_a].wait();
     let moved = until(Duration::from_secs(15), || net.vip_on("b"))
         .unwrap_or_else(|| panic!("the VIP did not move to B\n{}", logs(&net)));
+    // The measurement window after the switch (the gap and the failures are counted over
+    // it; the long-poll clients reconnect within it).
     std::thread::sleep(Duration::from_secs(3));
     let (gap1, failed1) = gap_since(&log, t1);
     report.push(format!(
@@ -527,6 +531,8 @@ fn a_keepalived_pair_fails_over_without_moving_sessions() {
         net.vip_on("a") && !net.vip_on("b")
     })
     .unwrap_or_else(|| panic!("A did not take the VIP back\n{}", logs(&net)));
+    // The measurement window after the switch (the gap and the failures are counted over
+    // it; the long-poll clients reconnect within it).
     std::thread::sleep(Duration::from_secs(3));
     let (gap2, failed2) = gap_since(&log, t2);
     let polls_ended: Vec<Duration> = ended.lock().unwrap()[held_on_b_before..]
@@ -561,6 +567,8 @@ fn a_keepalived_pair_fails_over_without_moving_sessions() {
     let _ = balancerd::app::send_signal(net.children[ka_a_i].id(), libc::SIGTERM);
     let moved3 = until(Duration::from_secs(15), || net.vip_on("b"))
         .unwrap_or_else(|| panic!("the VIP did not move to B\n{}", logs(&net)));
+    // The measurement window after the switch (the gap and the failures are counted over
+    // it; the long-poll clients reconnect within it).
     std::thread::sleep(Duration::from_secs(3));
     let (gap3, failed3) = gap_since(&log, t3);
     let polls3: Vec<Duration> = ended.lock().unwrap()[held_before..]
