@@ -584,13 +584,18 @@ async fn reload_moves_listeners() {
     // Connect attempts to both addresses all through the swap: at every moment one of them
     // accepts (the new listener is bound before the old one closes).
     let old = p.addr;
+    let (first_tx, first_sample) = tokio::sync::oneshot::channel::<()>();
     let probe = tokio::spawn(async move {
         let mut samples = Vec::new();
+        let mut first_tx = Some(first_tx);
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(10) {
             let o = tokio::net::TcpStream::connect(old).await.is_ok();
             let n = tokio::net::TcpStream::connect(new).await.is_ok();
             samples.push((o, n));
+            if let Some(tx) = first_tx.take() {
+                let _ = tx.send(());
+            }
             if n && !o {
                 break;
             }
@@ -598,7 +603,8 @@ async fn reload_moves_listeners() {
         }
         samples
     });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The probe has its first sample before the signal.
+    first_sample.await.unwrap();
     hup(&p);
     let samples = probe.await.unwrap();
     assert_eq!(

@@ -61,10 +61,12 @@ async fn slow_client(
     addr: std::net::SocketAddr,
     first: &'static [u8],
     trickle: &'static [u8],
+    connected: Arc<std::sync::atomic::AtomicUsize>,
 ) -> (Duration, String) {
     let t0 = Instant::now();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let _ = s.write_all(first).await;
+    connected.fetch_add(1, SeqCst);
     let mut answer = Vec::new();
     let mut i = 0;
     loop {
@@ -118,18 +120,25 @@ async fn round(p: &Proxy, n_heads: usize, n_bodies: usize) -> Round {
     let unloaded = normal_load(p.addr, 8, run).await;
     // The slow clients, started over a few tens of milliseconds.
     let mut slow = Vec::new();
+    let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for i in 0..n_heads + n_bodies {
-        let addr = p.addr;
+        let (addr, connected) = (p.addr, connected.clone());
         slow.push(tokio::spawn(async move {
             if i < n_heads {
                 (
                     true,
-                    slow_client(addr, b"G", b"ET /t1/api/x HTTP/1.1\r\nHost: x\r\n").await,
+                    slow_client(
+                        addr,
+                        b"G",
+                        b"ET /t1/api/x HTTP/1.1\r\nHost: x\r\n",
+                        connected,
+                    )
+                    .await,
                 )
             } else {
                 let head: &'static [u8] =
                     b"PUT /t1/api/up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc";
-                (false, slow_client(addr, head, b"x").await)
+                (false, slow_client(addr, head, b"x", connected).await)
             }
         }));
         if i % 50 == 49 {
@@ -147,7 +156,18 @@ async fn round(p: &Proxy, n_heads: usize, n_bodies: usize) -> Round {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every slow client connected and started before the normal load is measured beside them.
+    let all = n_heads + n_bodies;
+    let started = wait_for(
+        async || connected.load(SeqCst) == all,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        started.is_some(),
+        "{} of {all} slow clients connected",
+        connected.load(SeqCst)
+    );
     let loaded = normal_load(p.addr, 8, run).await;
     let mut cut_heads = Vec::new();
     let mut cut_bodies = Vec::new();
