@@ -983,44 +983,7 @@ fn public_balancer_configs_load_where_httpd_loads_them() {
     let d = ConfDir::new();
     let dir = d.path().display().to_string();
     let modules = "/usr/lib/apache2/modules";
-    // Built into Debian's httpd: loading them again is refused there (not in the files'
-    // own httpd builds), so those lines are commented out for httpd only.
-    let mut preamble = format!(
-        "Mutex file:{dir} default\nDefaultRuntimeDir {dir}\nPidFile {dir}/pid\nErrorLog {dir}/error.log\n"
-    );
-    for m in [
-        "mpm_event",
-        "authz_core",
-        "authz_host",
-        "access_compat",
-        "authn_core",
-        "headers",
-        "status",
-        "proxy",
-        "proxy_http",
-        "proxy_balancer",
-        "slotmem_shm",
-        "lbmethod_byrequests",
-        "lbmethod_bybusyness",
-        "lbmethod_bytraffic",
-        "proxy_wstunnel",
-        "proxy_ajp",
-        "mime",
-        "env",
-        "setenvif",
-        "alias",
-        "dir",
-        "autoindex",
-        "ssl",
-        "socache_shmcb",
-        "reqtimeout",
-        "filter",
-        "deflate",
-    ] {
-        preamble.push_str(&format!(
-            "<IfModule !{m}_module>\nLoadModule {m}_module {modules}/mod_{m}.so\n</IfModule>\n"
-        ));
-    }
+    let preamble = httpd_preamble(&dir);
     d.write("preamble.conf", &preamble);
     // The author's httpd folder (the official image's /usr/local/apache2), made here.
     for sub in ["root/htdocs", "root/cgi-bin", "root/conf"] {
@@ -1179,19 +1142,19 @@ fn underscores_in_headers_in_both_dialects() {
     );
 }
 
-/// `apache2 -t` on `text` with the modules a balancer config needs: `Ok` when httpd accepts
-/// it, else httpd's error.
-fn httpd_t(d: &ConfDir, text: &str) -> Result<(), String> {
-    let apache2 = Path::new("/usr/sbin/apache2");
-    assert!(apache2.exists(), "install Debian's apache2 (.ci/run does)");
-    let dir = d.path().display().to_string();
-    let mut conf = format!(
+/// What an `apache2 -t` of a test file runs with: its runtime files in `dir`, and the
+/// modules a stock httpd loads for a balancer (each only when not built in).
+fn httpd_preamble(dir: &str) -> String {
+    let modules = "/usr/lib/apache2/modules";
+    let mut preamble = format!(
         "Mutex file:{dir} default\nDefaultRuntimeDir {dir}\nPidFile {dir}/pid\nErrorLog {dir}/error.log\n"
     );
     for m in [
         "mpm_event",
         "authz_core",
         "authz_host",
+        "access_compat",
+        "authn_core",
         "headers",
         "status",
         "proxy",
@@ -1199,13 +1162,35 @@ fn httpd_t(d: &ConfDir, text: &str) -> Result<(), String> {
         "proxy_balancer",
         "slotmem_shm",
         "lbmethod_byrequests",
+        "lbmethod_bybusyness",
+        "lbmethod_bytraffic",
+        "proxy_wstunnel",
+        "proxy_ajp",
+        "mime",
+        "env",
+        "setenvif",
+        "alias",
+        "dir",
+        "autoindex",
         "ssl",
         "socache_shmcb",
+        "reqtimeout",
+        "filter",
+        "deflate",
     ] {
-        conf.push_str(&format!(
-            "LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so\n"
+        preamble.push_str(&format!(
+            "<IfModule !{m}_module>\nLoadModule {m}_module {modules}/mod_{m}.so\n</IfModule>\n"
         ));
     }
+    preamble
+}
+
+/// `apache2 -t` on `text` with the modules a balancer config needs: `Ok` when httpd accepts
+/// it, else httpd's error.
+fn httpd_t(d: &ConfDir, text: &str) -> Result<(), String> {
+    let apache2 = Path::new("/usr/sbin/apache2");
+    assert!(apache2.exists(), "install Debian's apache2 (.ci/run does)");
+    let mut conf = httpd_preamble(&d.path().display().to_string());
     conf.push_str(text);
     conf.push('\n');
     let path = d.write("httpd-t.conf", &conf);

@@ -18,6 +18,7 @@
 //!
 //! Layer 2 (`net`). May import: `util`, `telemetry`.
 
+use crate::util::stall::Stall;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -206,23 +207,23 @@ impl ClientWrite {
         mut bufs: &mut [IoSlice<'_>],
         limit: std::time::Duration,
     ) -> io::Result<()> {
-        let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut stall = Stall::default();
         IoSlice::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
             let n = std::future::poll_fn(|cx| match self.poll_write_bufs(cx, bufs) {
-                Poll::Pending => timed_out(&mut stall, limit, cx),
+                Poll::Pending if stall.expired(limit, cx) => Poll::Ready(Err(timed_out(limit))),
                 r => r,
             })
             .await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
-            stall = None;
+            stall.progress();
             IoSlice::advance_slices(&mut bufs, n);
         }
         if let ClientWrite::Tls(_) = self {
             std::future::poll_fn(|cx| match self.poll_push(cx) {
-                Poll::Pending => timed_out(&mut stall, limit, cx).map_ok(|_| ()),
+                Poll::Pending if stall.expired(limit, cx) => Poll::Ready(Err(timed_out(limit))),
                 r => r,
             })
             .await?;
@@ -231,22 +232,13 @@ impl ClientWrite {
     }
 }
 
-/// After a write found the socket full: `TimedOut` once it has stayed full for `limit` (the
-/// timer starts at the first wait), else pending with the timer armed.
+/// The error of a write the client took nothing of for `limit`.
 #[cold]
-fn timed_out(
-    stall: &mut Option<Pin<Box<tokio::time::Sleep>>>,
-    limit: std::time::Duration,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    let timer = stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-    match timer.as_mut().poll(cx) {
-        Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("the client took nothing for {limit:?} (Timeout)"),
-        ))),
-        Poll::Pending => Poll::Pending,
-    }
+fn timed_out(limit: std::time::Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the client took nothing for {limit:?} (Timeout)"),
+    )
 }
 
 /// Writes rustls's pending records to the socket with `sendmsg` ([`super::send`]), as the

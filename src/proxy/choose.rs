@@ -318,6 +318,7 @@ pub(super) fn forward(
                         client_upgrade,
                         wants_upgrade,
                         head.head,
+                        member_timeout,
                     )
                 }
                 Err(e) => {

@@ -31,6 +31,7 @@ pub(super) fn respond(
     client_upgrade: Option<ClientUpgrade>,
     wants_upgrade: bool,
     head_buf: Vec<u8>,
+    member_timeout: std::time::Duration,
 ) -> Response<DownBody> {
     let b = cx.balancer;
     let status = head.status;
@@ -130,15 +131,7 @@ pub(super) fn respond(
         );
     }
     let inner = match conn {
-        Some(c) => MemberBody::new(
-            c,
-            head.framing,
-            head.keep_alive,
-            m.spec
-                .params
-                .timeout
-                .unwrap_or_else(|| cx.snap.server.effective_proxy_timeout()),
-        ),
+        Some(c) => MemberBody::new(c, head.framing, head.keep_alive, member_timeout),
         None => MemberBody::none(),
     };
     let mut r = Response::new(DownBody::Member(crate::util::recycle::Recycled::new(

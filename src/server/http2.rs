@@ -27,6 +27,7 @@ use crate::runtime::{Shared, Snapshot};
 use crate::server::Shutdown;
 use crate::upstream::body::{ClientBody, DownBody, H2Body};
 use crate::util::clock::coarse_ms;
+use crate::util::stall::Stall;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -370,23 +371,18 @@ async fn send_response(
                 };
                 while !data.is_empty() {
                     send.reserve_capacity(data.len());
-                    let mut capacity =
-                        std::pin::pin!(std::future::poll_fn(|cx| send.poll_capacity(cx)));
-                    // Mostly there at once: the timer is made only for a wait.
-                    let granted = match std::future::poll_fn(|cx| {
-                        Poll::Ready(capacity.as_mut().poll(cx))
+                    let mut stall = Stall::default();
+                    // `None`: the client opened no window for `send_timeout`.
+                    let granted = std::future::poll_fn(|cx| match send.poll_capacity(cx) {
+                        Poll::Pending if stall.expired(send_timeout, cx) => Poll::Ready(None),
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(c) => Poll::Ready(Some(c)),
                     })
-                    .await
-                    {
-                        Poll::Ready(c) => c,
-                        Poll::Pending => match tokio::time::timeout(send_timeout, capacity).await {
-                            Ok(c) => c,
-                            Err(_) => {
-                                tracing::debug!(client = %peer, "the client took nothing of the response for {send_timeout:?} (Timeout)");
-                                send.send_reset(h2::Reason::CANCEL);
-                                return;
-                            }
-                        },
+                    .await;
+                    let Some(granted) = granted else {
+                        tracing::debug!(client = %peer, "the client took nothing of the response for {send_timeout:?} (Timeout)");
+                        send.send_reset(h2::Reason::CANCEL);
+                        return;
                     };
                     match granted {
                         Some(Ok(0)) => {}
