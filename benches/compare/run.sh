@@ -6,7 +6,7 @@
 #
 #   ROUNDS     rounds of every workload (default 3); tables show medians
 #   WORKLOADS  comma list (default all): small,small-tls,rate,rate-tls,longpoll,longpoll-tls,
-#              idle,bulk,h2,handshake
+#              idle,bulk,h2,handshake; or serve (set up and hold, see below)
 #
 # TLS workloads (-tls, h2, handshake, the TLS bulk rows) use the same ECDSA P-256 certificate
 # on every proxy (balancerd gen-certs), TLS 1.3 (every client offers it and every proxy picks
@@ -270,6 +270,14 @@ base() { # target path-kind -> base URL
 for t in $PROXIES; do
   curl -sf -o /dev/null "$(base $t api)/x" || { echo "$t is not answering; see $WORK"; exit 1; }
 done
+# WORKLOADS=serve: set everything up, print the ports and pids, and hold it for SERVE_SECS
+# (600) for a profile by hand (perf, callgrind, strace) against the same setup.
+if want serve; then
+  for t in $PROXIES; do echo "$t plain=${PORT[$t]} tls=${TPORT[$t]} pid=$(pid_of $t)"; done
+  echo "serving for ${SERVE_SECS:-600} s; work dir $WORK"
+  sleep "${SERVE_SECS:-600}"
+  exit 0
+fi
 pidargs() { local p; p=$(pid_of $1); [ -n "$p" ] && echo "--pid $p"; }
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
 
