@@ -270,8 +270,9 @@ base() { # target path-kind -> base URL
 for t in $PROXIES; do
   curl -sf -o /dev/null "$(base $t api)/x" || { echo "$t is not answering; see $WORK"; exit 1; }
 done
-# WORKLOADS=serve: set everything up, print the ports and pids, and hold it for SERVE_SECS
-# (600) for a profile by hand (perf, callgrind, strace) against the same setup.
+# `run.sh 1 serve`: set everything up, print the ports and pids, and hold it for SERVE_SECS
+# (600) for a profile by hand (perf, strace, A/B runs of two builds) against the same setup;
+# other workloads listed with it are not run.
 if want serve; then
   for t in $PROXIES; do echo "$t plain=${PORT[$t]} tls=${TPORT[$t]} pid=$(pid_of $t)"; done
   echo "serving for ${SERVE_SECS:-600} s; work dir $WORK"
